@@ -1,0 +1,318 @@
+"""A local single-node Apache Kafka (KRaft) broker on loopback: fetch, format, start, stop, wipe.
+
+Standard library only: `make kafka-up` runs it before any virtualenv exists. The Kafka
+distribution's bin/ scripts do no more than run `kafka.tools.StorageTool` and `kafka.Kafka`
+with the jars on the classpath; so do we, with the jars Maven fetches into a cache folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+# Brokers started by this process, kept so that they are reaped when stopped (tests run the
+# launcher in-process; the command-line launcher leaves its broker running and exits).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One local broker: where its files live and which loopback ports it takes."""
+
+    home: Path
+    port: int
+    controller_port: int
+    cache: Path = REPO / ".cache" / "kafka"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def libs(self) -> Path:
+        return self.cache / "libs"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def config(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "broker.log"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.home / "broker.pid"
+
+    # -- fetch ------------------------------------------------------------------------------
+    def fetch(self) -> None:
+        """Copy the broker's runtime jars into the cache once; later runs reuse them."""
+        pom = HERE / "pom.xml"
+        stamp = self.libs / ".pom"
+        if stamp.exists() and stamp.read_bytes() == pom.read_bytes():
+            return
+        if shutil.which("mvn") is None:
+            sys.exit("kafka: Maven (mvn) is needed to fetch the broker jars; install it or set KAFKA_BOOTSTRAP_SERVERS")
+        print(f"kafka: fetching the broker jars into {self.libs} (once)", flush=True)
+        shutil.rmtree(self.libs, ignore_errors=True)
+        subprocess.run(
+            [
+                "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime",
+            ],
+            check=True,
+        )
+        stamp.write_bytes(pom.read_bytes())
+
+    # -- configure and format -----------------------------------------------------------------
+    def write_config(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            "\n".join(
+                [
+                    "# Written by deploy/kafka/broker.py: one combined broker+controller on loopback.",
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.data}",
+                    "num.partitions=1",
+                    # One node: internal topics and transactions (exactly-once) need replication 1.
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=12",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=12",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    # The project creates its topics with declared partitions and configs.
+                    "auto.create.topics.enable=false",
+                    # Tests start and stop consumer groups constantly: no initial rebalance delay.
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.flush.interval.messages=9223372036854775807",
+                    "",
+                ]
+            )
+        )
+
+    def format_storage(self) -> None:
+        if (self.data / "meta.properties").exists():
+            return
+        cluster_id = _kafka_uuid()
+        _run_java(
+            self.libs,
+            ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self.config)],
+        )
+
+    # -- run --------------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def up(self, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """Start the broker unless it runs; return the seconds until it answered a metadata request."""
+        started = time.monotonic()
+        if self.pid() is None:
+            if metadata_ready("127.0.0.1", self.port):
+                sys.exit(f"kafka: something else already answers on {self.bootstrap}; stop it or set KAFKA_PORT")
+            self.fetch()
+            self.write_config()
+            self.format_storage()
+            log = self.log.open("ab")
+            proc = subprocess.Popen(
+                [
+                    *_java_command(self.libs),
+                    "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                    "-Djava.awt.headless=true",
+                    f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
+                    "kafka.Kafka", str(self.config),
+                ],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            log.close()
+            _CHILDREN[proc.pid] = proc
+            self.pidfile.write_text(f"{proc.pid}\n")
+        self._wait_ready(started, timeout_s)
+        return time.monotonic() - started
+
+    def _wait_ready(self, started: float, timeout_s: float) -> None:
+        while time.monotonic() - started < timeout_s:
+            if self.pid() is None:
+                self.pidfile.unlink(missing_ok=True)
+                sys.exit(f"kafka: the broker exited during start-up; last lines of {self.log}:\n{self.tail()}")
+            if metadata_ready("127.0.0.1", self.port):
+                return
+            time.sleep(0.2)
+        sys.exit(f"kafka: no answer on {self.bootstrap} within {timeout_s:.0f}s; last lines of {self.log}:\n{self.tail()}")
+
+    def down(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop exactly this broker (SIGTERM, then SIGKILL after a deadline); True if one ran."""
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+        _reap(pid)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests: no clean shutdown, the data stays as the crash left it."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+            _reap(pid)
+        self.pidfile.unlink(missing_ok=True)
+
+    def reset(self) -> None:
+        self.down()
+        shutil.rmtree(self.data, ignore_errors=True)
+        self.config.unlink(missing_ok=True)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def metadata_ready(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """True when a broker answers a Metadata request (v4, all topics) listing at least one broker."""
+    client_id = b"sessionflow-launcher"
+    correlation_id = 7
+    # Request header v1 (api key 3 = Metadata, version 4), then the body: all topics (null array),
+    # no auto-creation.
+    payload = (
+        struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id + struct.pack(">ib", -1, 0)
+    )
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(struct.pack(">i", len(payload)) + payload)
+            size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
+            body = _recv_exactly(sock, size)
+    except (OSError, struct.error):
+        return False
+    # Response: correlation id, throttle time, then the brokers array's length.
+    got_id, _throttle, brokers = struct.unpack(">iii", body[:12])
+    return got_id == correlation_id and brokers > 0
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise OSError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def _kafka_uuid() -> str:
+    """A cluster id as Kafka writes them: 16 random bytes, URL-safe base64 without padding."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def _java_command(libs: Path) -> list[str]:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java:
+        sys.exit("kafka: Java 17+ is needed for the local broker; install it or set KAFKA_BOOTSTRAP_SERVERS")
+    return [java, "-cp", f"{libs}/*"]
+
+
+def _run_java(libs: Path, args: list[str]) -> None:
+    subprocess.run([*_java_command(libs), *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def _reap(pid: int) -> None:
+    proc = _CHILDREN.pop(pid, None)
+    if proc is not None:
+        proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still has a pid: look at its state, not just its existence.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def default_broker() -> Broker:
+    port = int(os.environ.get("KAFKA_PORT", "9092"))
+    home = Path(os.environ.get("KAFKA_HOME_DIR", REPO / "var" / "kafka"))
+    return Broker(home=home, port=port, controller_port=int(os.environ.get("KAFKA_CONTROLLER_PORT", port + 1)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "reset", "status"])
+    args = parser.parse_args(argv)
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        print(f"kafka: KAFKA_BOOTSTRAP_SERVERS={external} is set: using that broker, starting nothing")
+        return 0
+    broker = default_broker()
+    if args.command == "up":
+        took = broker.up()
+        print(f"kafka: broker ready on {broker.bootstrap} in {took:.1f}s (log {broker.log}, data {broker.data})")
+    elif args.command == "down":
+        print("kafka: broker stopped" if broker.down() else "kafka: no broker of ours was running")
+    elif args.command == "reset":
+        broker.reset()
+        print(f"kafka: broker stopped and {broker.data} wiped")
+    else:
+        pid = broker.pid()
+        print(f"kafka: running, pid {pid}, {broker.bootstrap}" if pid else "kafka: not running")
+        return 0 if pid else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Settings shared by every sessionflow process: where Kafka is and how topics are laid out."""
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """The base of each process's one frozen settings object (`SESSIONFLOW_*` variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="SESSIONFLOW_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "SESSIONFLOW_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    partitions: int = Field(default=12, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=10)
+    # Prefixed to every topic name; empty in production, unique per test so tests share a broker.
+    topic_namespace: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")

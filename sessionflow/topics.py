@@ -1,0 +1,117 @@
+"""The project's topics: names, partitions and configs, and their creation at start."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from sessionflow.settings import KafkaSettings
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names, with the settings' namespace applied."""
+
+    raw: str
+    dlq: str
+    completed: str
+    incomplete: str
+    ticks: str
+
+    @classmethod
+    def for_settings(cls, settings: KafkaSettings) -> Topics:
+        ns = settings.topic_namespace
+        return cls(
+            raw=f"{ns}agntix.webhooks.raw",
+            dlq=f"{ns}agntix.webhooks.dlq",
+            completed=f"{ns}agntix.sessions.completed",
+            incomplete=f"{ns}agntix.sessions.incomplete",
+            ticks=f"{ns}sessionflow.ticks",
+        )
+
+    def specs(self, settings: KafkaSettings) -> list[TopicSpec]:
+        """Every topic with its declared partitions and configs.
+
+        The raw topic and the ticks topic are co-partitioned with the worker's table (same
+        partition count); the output topics use it too so a session keeps its partition.
+        """
+        p, rf = settings.partitions, settings.replication_factor
+        return [
+            TopicSpec(self.raw, p, rf, {"retention.ms": str(7 * DAY_MS)}),
+            TopicSpec(self.dlq, p, rf, {"retention.ms": str(30 * DAY_MS)}),
+            TopicSpec(self.completed, p, rf, {"retention.ms": str(7 * DAY_MS)}),
+            TopicSpec(self.incomplete, p, rf, {"retention.ms": str(7 * DAY_MS)}),
+            TopicSpec(self.ticks, p, rf, {"retention.ms": str(DAY_MS // 24)}),
+        ]
+
+
+class TopicError(RuntimeError):
+    """The project's topics cannot be made as the settings declare."""
+
+
+class TopicCreationError(TopicError):
+    """The broker refused to create a topic."""
+
+
+class TopicMismatchError(TopicError):
+    """An existing topic has another partition count than the settings declare."""
+
+
+async def ensure_topics(
+    settings: KafkaSettings, specs: Iterable[TopicSpec], *, timeout_s: float = 30.0
+) -> None:
+    """Create the missing topics; refuse to run over a topic with another partition count."""
+    wanted = list(specs)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+    )
+    await asyncio.wait_for(admin.start(), timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in wanted if s.name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config)
+                    for s in missing
+                ]
+            )
+            for name, code, *_ in response.topic_errors:
+                # 36: TOPIC_ALREADY_EXISTS, another process created it first; checked below.
+                if code not in (0, 36):
+                    raise TopicCreationError(f"creating topic {name} failed with Kafka error {code}")
+        counts = await _partition_counts(admin, [s.name for s in wanted], timeout_s)
+        for spec in wanted:
+            if counts[spec.name] != spec.partitions:
+                raise TopicMismatchError(
+                    f"topic {spec.name} has {counts[spec.name]} partitions, settings declare "
+                    f"{spec.partitions} (SESSIONFLOW_PARTITIONS): co-partitioning needs them equal"
+                )
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float
+) -> dict[str, int]:
+    """Partition counts by topic, waiting out the moment after creation when metadata shows none."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            described = await admin.describe_topics(names)
+            counts = {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
+            if all(counts.get(name, 0) > 0 for name in names):
+                return counts
+            await asyncio.sleep(0.1)

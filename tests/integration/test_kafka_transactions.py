@@ -1,0 +1,76 @@
+"""The broker supports what exactly-once needs: a read_committed consumer sees only committed records."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from sessionflow.settings import KafkaSettings
+from sessionflow.topics import TopicSpec, ensure_topics
+from tests.conftest import TIMEOUT_S
+
+pytestmark = pytest.mark.integration
+
+
+async def _read_all(bootstrap: str, topic: str, isolation: str, expect: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        isolation_level=isolation,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        async with asyncio.timeout(TIMEOUT_S):
+            while len(values) < expect:
+                batches = await consumer.getmany(timeout_ms=500)
+                values += [r.value for records in batches.values() for r in records]
+        # Nothing more arrives: the aborted records stay invisible, not just late.
+        more = await consumer.getmany(timeout_ms=1000)
+        values += [r.value for records in more.values() for r in records]
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def test_read_committed_sees_exactly_the_committed_transaction(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    topic = f"t-{unique}.tx"
+    settings = KafkaSettings(kafka_bootstrap_servers=kafka_bootstrap)
+    await ensure_topics(settings, [TopicSpec(topic, 3, 1, {})])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"tx-{unique}")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for i in range(5):
+                await producer.send(topic, f"committed-{i}".encode(), key=f"k{i}".encode())
+        await producer.begin_transaction()
+        for i in range(5):
+            await producer.send(topic, f"aborted-{i}".encode(), key=f"k{i}".encode())
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+
+    committed = await _read_all(kafka_bootstrap, topic, "read_committed", expect=5)
+    assert sorted(committed) == sorted(f"committed-{i}".encode() for i in range(5))
+    # read_uncommitted proves the aborted records did reach the log: the broker filtered them.
+    everything = await _read_all(kafka_bootstrap, topic, "read_uncommitted", expect=10)
+    assert sorted(everything) == sorted(
+        [f"committed-{i}".encode() for i in range(5)] + [f"aborted-{i}".encode() for i in range(5)]
+    )
+
+
+async def test_ensure_topics_refuses_a_partition_mismatch(kafka_bootstrap: str, unique: str) -> None:
+    from sessionflow.topics import TopicMismatchError
+
+    topic = f"t-{unique}.mismatch"
+    settings = KafkaSettings(kafka_bootstrap_servers=kafka_bootstrap)
+    await ensure_topics(settings, [TopicSpec(topic, 2, 1, {})])
+    await ensure_topics(settings, [TopicSpec(topic, 2, 1, {})])  # twice is harmless
+    with pytest.raises(TopicMismatchError, match="has 2 partitions"):
+        await ensure_topics(settings, [TopicSpec(topic, 4, 1, {})])

@@ -1,0 +1,36 @@
+"""The CLI's surface: help and version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sessionflow import __version__
+from sessionflow.cli import main
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.strip() == f"sessionflow {__version__}"
+
+
+def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "version" in capsys.readouterr().out
+
+
+def test_a_command_is_required() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+
+
+def test_the_console_script_runs_as_a_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sessionflow.cli", "version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("sessionflow ")

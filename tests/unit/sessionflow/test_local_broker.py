@@ -1,0 +1,56 @@
+"""The local broker launcher's pure parts: its config, its ids and its readiness probe."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+from tests.conftest import load_launcher
+
+launcher = load_launcher()
+
+
+def test_config_is_a_single_kraft_node_on_loopback_ready_for_transactions(tmp_path: Path) -> None:
+    broker = launcher.Broker(home=tmp_path, port=19_999, controller_port=20_000)
+    broker.write_config()
+    lines = dict(
+        line.split("=", 1) for line in broker.config.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
+    assert lines["process.roles"] == "broker,controller"
+    assert lines["listeners"] == "PLAINTEXT://127.0.0.1:19999,CONTROLLER://127.0.0.1:20000"
+    assert lines["transaction.state.log.replication.factor"] == "1"
+    assert lines["transaction.state.log.min.isr"] == "1"
+    assert lines["offsets.topic.replication.factor"] == "1"
+    assert lines["auto.create.topics.enable"] == "false"
+
+
+def test_cluster_ids_are_kafka_shaped() -> None:
+    ids = {launcher._kafka_uuid() for _ in range(200)}
+    assert len(ids) == 200
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_readiness_probe_is_false_for_a_closed_port_and_a_mute_server() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert launcher.metadata_ready("127.0.0.1", port, timeout_s=0.2) is False
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def accept_and_close() -> None:
+        conn, _ = server.accept()
+        conn.recv(1024)
+        conn.close()
+
+    thread = threading.Thread(target=accept_and_close)
+    thread.start()
+    try:
+        assert launcher.metadata_ready("127.0.0.1", server.getsockname()[1], timeout_s=0.5) is False
+    finally:
+        thread.join(timeout=5)
+        server.close()
+
