@@ -1,0 +1,318 @@
+"""The producer's raw ASGI application: webhook intake, health, readiness, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import orjson
+
+from producer.envelope import event_type_label, parse_envelope
+from producer.errors import EnvelopeError, PublishUnavailable, RecordTooLarge, VerificationError
+from producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from producer.metrics import ProducerMetrics
+from producer.openapi import WEBHOOK_PATH, render_openapi
+from producer.publisher import KafkaPublisher, Publisher
+from producer.records import dlq_headers, raw_headers, rfc3339_ms
+from producer.settings import ProducerSettings
+from producer.verify import WebhookVerifier
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("producer.requests")
+
+_CLOSE = (b"connection", b"close")
+_GET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Enough of the (unverified) id to correlate logs, never enough to flood them.
+_MAX_LOGGED_ID = 128
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return False
+    return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> bytes | None:
+    # svix's mapping: `svix-<name>` wins when present, even empty, else `webhook-<name>`.
+    value = headers.get(b"svix-" + name)
+    return headers.get(b"webhook-" + name) if value is None else value
+
+
+class _Outcome(Exception):
+    """An early answer: the status, the reason code and the metrics outcome."""
+
+    def __init__(
+        self,
+        status: int,
+        outcome: str,
+        reason: str,
+        detail: str = "",
+        headers: Iterable[tuple[bytes, bytes]] = (),
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.outcome = outcome
+        self.reason = reason
+        self.detail = detail
+        self.headers = tuple(headers)
+
+
+class ProducerApp:
+    """POST /webhooks/agntix: content type, capped body, signature, envelope, publish, answer."""
+
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        publisher: Publisher | None = None,
+        metrics: ProducerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.publisher: Publisher = publisher if publisher is not None else KafkaPublisher(settings)
+        self.metrics = metrics if metrics is not None else ProducerMetrics()
+        self.metrics.track_readiness(lambda: self.publisher.ready)
+        self._verifier = WebhookVerifier(
+            settings.webhook_keys(), tolerance_seconds=settings.timestamp_tolerance_seconds
+        )
+        self._max_body = settings.max_body_bytes
+        self._body_timeout = settings.body_timeout_seconds
+        self._retry_after = (b"retry-after", str(settings.retry_after_seconds).encode())
+        self._openapi = render_openapi(settings.max_body_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.publisher.start()
+                except Exception as exc:  # any failure must reach the server, which then exits
+                    logging.getLogger("producer").exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.publisher.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == WEBHOOK_PATH:
+            if method == "POST":
+                await self._webhook(scope, receive, send)
+            else:
+                self.metrics.count("unknown", "method_not_allowed")
+                await _respond(
+                    send, 405, _error("method_not_allowed", "use POST"), ((b"allow", b"POST"),)
+                )
+        elif path in _GET_PATHS:
+            if method == "GET":
+                await self._get(path, send)
+            else:
+                await _respond(
+                    send, 405, _error("method_not_allowed", "use GET"), ((b"allow", b"GET"),)
+                )
+        else:
+            self.metrics.count("unknown", "not_found")
+            await _respond(send, 404, _error("not_found", "unknown path"))
+
+    async def _get(self, path: str, send: Send) -> None:
+        if path == "/healthz":
+            await _respond(send, 200, b'{"status":"ok"}')
+        elif path == "/readyz":
+            if self.publisher.ready:
+                await _respond(send, 200, b'{"status":"ready"}')
+            else:
+                await _respond(
+                    send, 503, b'{"status":"unavailable","detail":"kafka"}', (self._retry_after,)
+                )
+        elif path == "/metrics":
+            await _respond(
+                send, 200, self.metrics.render(), content_type=METRICS_CONTENT_TYPE.encode()
+            )
+        else:
+            await _respond(send, 200, self._openapi)
+
+    async def _webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        received_at = rfc3339_ms(time.time())
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        label = "unknown"
+        msg_id = _header(headers, b"id")
+        try:
+            body = await self._read_body(headers, receive)
+            if body is None:
+                # The client left: nobody to answer, and nothing was stored.
+                self._finish(started, label, "client_disconnected", 499, msg_id)
+                return
+            try:
+                msg_id = self._verifier.verify(
+                    body, msg_id, _header(headers, b"timestamp"), _header(headers, b"signature")
+                )
+            except VerificationError as exc:
+                raise _Outcome(401, "unauthorized", exc.reason, exc.detail) from exc
+            try:
+                envelope = parse_envelope(body)
+            except EnvelopeError as exc:
+                await self._publish_dlq(None, body, msg_id, exc.reason, received_at)
+                await _respond(send, 202, _status("dead_lettered", msg_id, exc.reason))
+                self._finish(started, label, "dead_lettered", 202, msg_id, exc.reason)
+                return
+            label = event_type_label(envelope.event_type)
+            await self._publish(
+                envelope.key, body, raw_headers(msg_id, envelope.event_type, received_at)
+            )
+            await _respond(send, 202, _status("accepted", msg_id))
+            self._finish(started, label, "accepted", 202, msg_id)
+        except _Outcome as out:
+            await _respond(send, out.status, _error(out.reason, out.detail), out.headers)
+            self._finish(started, label, out.outcome, out.status, msg_id, out.reason)
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes | None:
+        """The whole body, or None if the client disconnected; _Outcome for 415/413/408/400."""
+        if not _is_json(headers.get(b"content-type")):
+            raise _Outcome(
+                415, "unsupported_media_type", "unsupported_media_type", "send application/json"
+            )
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError as exc:
+                raise _Outcome(400, "bad_request", "bad_content_length", "", (_CLOSE,)) from exc
+            if length > self._max_body:
+                self.metrics.body_bytes.observe(length)
+                raise _Outcome(
+                    413, "too_large", "too_large", f"at most {self._max_body} bytes", (_CLOSE,)
+                )
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return None
+                    chunk: bytes = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self._max_body:
+                        self.metrics.body_bytes.observe(size)
+                        raise _Outcome(
+                            413,
+                            "too_large",
+                            "too_large",
+                            f"at most {self._max_body} bytes",
+                            (_CLOSE,),
+                        )
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError as exc:
+            raise _Outcome(
+                408, "timeout", "body_timeout", "the body did not arrive in time", (_CLOSE,)
+            ) from exc
+        self.metrics.body_bytes.observe(size)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _publish(self, key: bytes, body: bytes, headers: list[tuple[str, bytes]]) -> None:
+        started = time.perf_counter()
+        try:
+            await self.publisher.publish_raw(key, body, headers)
+        except PublishUnavailable as exc:
+            raise _Outcome(
+                503, "unavailable", exc.reason, exc.detail, (self._retry_after,)
+            ) from exc
+        except RecordTooLarge as exc:
+            raise _Outcome(413, "too_large", exc.reason, exc.detail) from exc
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+
+    async def _publish_dlq(
+        self, key: bytes | None, body: bytes, msg_id: bytes, reason: str, received_at: str
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            await self.publisher.publish_dlq(key, body, dlq_headers(msg_id, reason, received_at))
+        except PublishUnavailable as exc:
+            raise _Outcome(
+                503, "unavailable", exc.reason, exc.detail, (self._retry_after,)
+            ) from exc
+        except RecordTooLarge as exc:
+            raise _Outcome(413, "too_large", exc.reason, exc.detail) from exc
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+
+    def _finish(
+        self,
+        started: float,
+        label: str,
+        outcome: str,
+        status: int,
+        msg_id: bytes | None,
+        reason: str = "",
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        self.metrics.request_seconds.observe(elapsed)
+        if outcome != "client_disconnected":
+            self.metrics.count(label, outcome)
+        if log.isEnabledFor(logging.INFO):
+            fields: dict[str, object] = {
+                "message_id": msg_id[:_MAX_LOGGED_ID].decode("latin-1") if msg_id else None,
+                "event_type": label,
+                "outcome": outcome,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 3),
+            }
+            if reason:
+                fields["reason"] = reason
+            log.info("webhook", extra={"fields": fields})
+
+
+def _error(reason: str, detail: str) -> bytes:
+    return orjson.dumps({"error": reason, "detail": detail})
+
+
+def _status(status: str, msg_id: bytes, reason: str = "") -> bytes:
+    doc = {"status": status, "messageId": msg_id.decode("latin-1")}
+    if reason:
+        doc["reason"] = reason
+    return orjson.dumps(doc)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    *,
+    content_type: bytes = b"application/json",
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", b"%d" % len(body)),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: ProducerSettings, publisher: Publisher | None = None) -> ProducerApp:
+    """The ASGI app; without a publisher it makes a KafkaPublisher, started by the lifespan."""
+    return ProducerApp(settings, publisher)

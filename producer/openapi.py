@@ -1,0 +1,143 @@
+"""The OpenAPI 3 description of the producer's HTTP interface, served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+WEBHOOK_PATH = "/webhooks/agntix"
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def openapi_document(max_body_bytes: int) -> dict[str, Any]:
+    error = _json("Refused, with a reason code.", _ERROR)
+    retry = {
+        **_json("Kafka cannot take the event now: try again.", _ERROR),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "sessionflow producer",
+            "version": "1.0.0",
+            "description": "Verifies Agntix webhooks (Standard Webhooks / Svix signatures) and "
+            "stores the raw bytes in Kafka before answering 2xx.",
+        },
+        "paths": {
+            WEBHOOK_PATH: {
+                "post": {
+                    "operationId": "receiveWebhook",
+                    "parameters": [
+                        _header("svix-id", "Message id, the same on every retry."),
+                        _header("svix-timestamp", "Unix seconds of this attempt."),
+                        _header("svix-signature", "Space-separated `v1,<base64>` signatures."),
+                        _header("webhook-id", "Standard Webhooks alternative to svix-id."),
+                        _header("webhook-timestamp", "Alternative to svix-timestamp."),
+                        _header("webhook-signature", "Alternative to svix-signature."),
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "eventType": {"type": "string"},
+                                        "id": {"type": "string"},
+                                        "sessionId": {"type": "string"},
+                                    },
+                                    "additionalProperties": True,
+                                }
+                            }
+                        },
+                        "description": f"The event, at most {max_body_bytes} bytes.",
+                    },
+                    "responses": {
+                        "202": _json(
+                            "Stored in Kafka (raw topic, or the DLQ when signed but unusable).",
+                            {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {
+                                    "status": {
+                                        "type": "string",
+                                        "enum": ["accepted", "dead_lettered"],
+                                    },
+                                    "messageId": {"type": "string"},
+                                    "reason": {"type": "string"},
+                                },
+                            },
+                        ),
+                        "400": error,
+                        "401": error,
+                        "408": error,
+                        "413": error,
+                        "415": error,
+                        "503": retry,
+                    },
+                },
+                **{
+                    method: {"responses": {"405": error}}
+                    for method in ("get", "put", "patch", "delete")
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "responses": {"200": _json("Alive.", {"type": "object"})},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "responses": {
+                        "200": _json("Kafka reachable, producer working.", {"type": "object"}),
+                        "503": _json(
+                            "Not ready: Kafka unreachable or producer broken.", {"type": "object"}
+                        ),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "responses": {"200": _json("This document.", {"type": "object"})},
+                }
+            },
+        },
+    }
+
+
+def render_openapi(max_body_bytes: int) -> bytes:
+    return orjson.dumps(openapi_document(max_body_bytes))

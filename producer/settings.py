@@ -1,0 +1,85 @@
+"""The producer process's one frozen settings object (`SESSIONFLOW_*` environment variables)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from sessionflow.settings import KafkaSettings
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+# The sender gives up on an attempt after 15 s; body read plus Kafka ack must end well before.
+SENDER_TIMEOUT_SECONDS = 15.0
+_PLACEHOLDER = re.compile(
+    r"^(|x+|\.+|\*+|-+|<.*>|\{.*\}|\$.*"
+    r"|(change.?me|placeholder|replace.?me|your.?secret.*|todo|example|dummy|secret|fake)\d*)$",
+    re.IGNORECASE,
+)
+
+
+def decode_secret(secret: str) -> bytes:
+    """The HMAC key of a `whsec_…` secret, decoded as the svix library does (padding optional)."""
+    body = secret.removeprefix(SECRET_PREFIX)
+    return base64.b64decode(body + "==")
+
+
+def _check_secret(secret: str) -> str:
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("a webhook secret must start with 'whsec_'")
+    body = secret[len(SECRET_PREFIX) :]
+    if _PLACEHOLDER.match(body):
+        raise ValueError("a webhook secret is empty or a placeholder")
+    try:
+        # Strict decoding: the library would silently drop stray characters and use another key.
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("a webhook secret is not valid base64 after 'whsec_'") from exc
+    if not key:
+        raise ValueError("a webhook secret decodes to an empty key")
+    return secret
+
+
+class ProducerSettings(KafkaSettings):
+    """Where the HTTP service listens, which secrets it accepts and its deadlines."""
+
+    http_host: str = "0.0.0.0"  # noqa: S104 - a container service listens on every interface
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    # Comma-separated, not JSON: NoDecode hands the raw string to the validator below.
+    webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(min_length=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=16 * 1024 * 1024)
+    body_timeout_seconds: float = Field(default=5.0, gt=0)
+    publish_timeout_seconds: float = Field(default=8.0, gt=0)
+    timestamp_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    retry_after_seconds: int = Field(default=5, ge=1, le=3600)
+    readiness_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    shutdown_timeout_seconds: int = Field(default=20, ge=1, le=300)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(
+                _check_secret(v.get_secret_value() if isinstance(v, SecretStr) else str(v))
+                for v in value
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _fits_sender_deadline(self) -> Self:
+        if self.body_timeout_seconds + self.publish_timeout_seconds >= SENDER_TIMEOUT_SECONDS:
+            raise ValueError(
+                "body_timeout_seconds + publish_timeout_seconds must stay below the sender's 15 s"
+            )
+        return self
+
+    def webhook_keys(self) -> tuple[bytes, ...]:
+        """The decoded HMAC keys, newest first as configured."""
+        return tuple(decode_secret(s.get_secret_value()) for s in self.webhook_secrets)
