@@ -1,0 +1,131 @@
+"""Registers the sessions agent, the expiry ticker and the web pages on a Faust app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from prometheus_client import generate_latest
+
+from sessionflow.topics import Topics
+from streams.metrics import WorkerMetrics
+from streams.processor import OutputTopics, SessionProcessor, headers_of, now_ms
+from streams.settings import WorkerSettings
+from tables.sessions import sessions_table
+
+# Topics take the serializers as arguments (a Schema alone is lost when Faust clones the topic).
+RAW_TOPIC: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+
+log = logging.getLogger(__name__)
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+
+
+def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -> SessionProcessor:
+    topics = Topics.for_settings(settings)
+    table = sessions_table(app, settings.partitions)
+    # One co-partitioned stream: webhooks and the expiry ticks of the same partitions.
+    source = app.topic(topics.raw, topics.ticks, partitions=settings.partitions, **RAW_TOPIC)
+    outputs = {
+        name: app.topic(name, partitions=settings.partitions, **RAW_TOPIC)
+        for name in (topics.completed, topics.incomplete, topics.dlq)
+    }
+
+    async def sink(
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        await outputs[topic].send(key=key, value=value, partition=partition, headers=headers)
+
+    processor = SessionProcessor(
+        table,
+        sink,
+        OutputTopics(completed=topics.completed, incomplete=topics.incomplete, dlq=topics.dlq),
+        metrics,
+        ttl_ms=settings.ttl_ms,
+        partitions=settings.partitions,
+    )
+
+    def owned_partitions() -> list[int]:
+        return sorted(
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.raw
+        )
+
+    @app.agent(source, name="sessions")
+    async def sessions(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            message = event.message
+            if message.topic == topics.ticks:
+                await processor.on_tick(message.partition, int(event.value), owned_partitions())
+            else:
+                await processor.on_raw(
+                    event.key, event.value, headers_of(message.headers), message.partition
+                )
+            yield None
+
+    @app.timer(settings.expiry_interval_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def tick() -> None:
+        # Plain (non-transactional) sends: a tick must be visible at once, also on an idle partition.
+        if app.rebalancing:
+            return
+        producer = app.producer
+        await producer.maybe_start()
+        value = str(now_ms()).encode()
+        for partition in owned_partitions():
+            await producer.send(topics.ticks, None, value, partition, None, None)
+        _update_lag(app, topics.raw, metrics)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        processor.on_rebalance()
+        metrics.consumer_lag.clear()
+
+    register_pages(app, metrics)
+    del sessions, tick, on_assigned  # registered on the app; kept from the module namespace
+    return processor
+
+
+def register_pages(app: faust.App, metrics: WorkerMetrics) -> None:
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        # aiohttp takes the charset apart from the content type.
+        return web.bytes(generate_latest(metrics.registry), content_type=PROMETHEUS_TEXT)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = not app.rebalancing and app.consumer.assignment() is not None
+        return web.json(
+            {"status": "ready" if ready else "rebalancing"}, status=200 if ready else 503
+        )
+
+    del prometheus, healthz, readyz
+
+
+def _update_lag(app: faust.App, raw_topic: str, metrics: WorkerMetrics) -> None:
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic != raw_topic:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+            # Faust keeps no public read position; absent in another version, the gauge stays empty.
+            position = getattr(consumer, "_read_offset", {}).get(tp)
+        except (AttributeError, KeyError):
+            continue
+        if highwater is not None:
+            behind = highwater - (position + 1 if position is not None else 0)
+            metrics.consumer_lag.labels(str(tp.partition)).set(max(0, behind))

@@ -1,0 +1,184 @@
+"""The worker's Prometheus metrics, declared once; label values are bounded sets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streams.core import Step
+from streams.models import CompletedSession
+
+KNOWN_EVENT_TYPES: Final = frozenset(
+    {
+        "session.created",
+        "session.ended",
+        "session.updated",
+        "message.added",
+        "usage.updated",
+        "subscription.updated",
+        "knowledge_store.updated",
+    }
+)
+SENTIMENTS: Final = frozenset({"POSITIVE", "NEUTRAL", "NEGATIVE"})
+RESOLUTIONS: Final = frozenset({"RESOLVED", "PARTIALLY_RESOLVED", "UNRESOLVED", "NOT_APPLICABLE"})
+OTHER: Final = "other"
+NONE: Final = "none"
+
+_SECONDS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_LONG_BUCKETS: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+
+
+def event_type_label(event_type: str) -> str:
+    return event_type if event_type in KNOWN_EVENT_TYPES else OTHER
+
+
+class WorkerMetrics:
+    """Every metric of one worker, on its own registry (several workers may share a process in tests)."""
+
+    def __init__(self, max_intents: int, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "sessionflow_events",
+            "Raw-topic records processed, by event type",
+            ["event_type"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "sessionflow_duplicates",
+            "Duplicate halves dropped: retry (same message id), resend (new id, same content), conflict",
+            ["event_type", "kind"],
+            registry=r,
+        )
+        self.completed = Counter(
+            "sessionflow_sessions_completed",
+            "Completed-session records emitted",
+            ["type", "platform", "direction"],
+            registry=r,
+        )
+        self.incomplete = Counter(
+            "sessionflow_sessions_incomplete",
+            "Halves that found no pair within the TTL",
+            ["reason"],
+            registry=r,
+        )
+        self.pending = Gauge(
+            "sessionflow_pending_sessions",
+            "Halves waiting for their pair on this worker",
+            registry=r,
+        )
+        self.duration = Histogram(
+            "sessionflow_session_duration_seconds",
+            "endedAt - createdAt of completed sessions",
+            buckets=_LONG_BUCKETS,
+            registry=r,
+        )
+        self.pairing_wait = Histogram(
+            "sessionflow_pairing_wait_seconds",
+            "First half to second half, by arrival at the worker",
+            buckets=_LONG_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "sessionflow_end_to_end_seconds",
+            "Producer's received-at of the second half to the completed record being sent",
+            buckets=_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.sentiment = Counter(
+            "sessionflow_sentiment",
+            "Completed sessions by conversation sentiment",
+            ["sentiment"],
+            registry=r,
+        )
+        self.resolution = Counter(
+            "sessionflow_resolution",
+            "Completed sessions by resolution",
+            ["classification"],
+            registry=r,
+        )
+        self.intent = Counter(
+            "sessionflow_intent",
+            "Completed sessions by conversation intent (bounded)",
+            ["intent"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "sessionflow_dead_lettered", "Records sent to the DLQ", ["reason"], registry=r
+        )
+        self.half_conflicts = Counter(
+            "sessionflow_half_conflicts",
+            "Completed sessions whose halves disagree on an identity field",
+            ["field"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "sessionflow_consumer_lag",
+            "Records behind the raw topic's end, by partition",
+            ["partition"],
+            registry=r,
+        )
+        self._max_intents = max_intents
+        self._intents: set[str] = set()
+
+    def observe(self, event_type: str, step: Step, now_ms: int, received_at_ms: int) -> None:
+        """Count one processed raw record and what the core made of it."""
+        label = event_type_label(event_type)
+        self.events.labels(label).inc()
+        if step.duplicate is not None:
+            self.duplicates.labels(label, step.duplicate).inc()
+        if step.pairing_wait_ms is not None:
+            self.pairing_wait.observe(step.pairing_wait_ms / 1000)
+            self.end_to_end.observe(max(0, now_ms - received_at_ms) / 1000)
+        for name in step.half_conflicts:
+            self.half_conflicts.labels(name).inc()
+        self.observe_outputs(step)
+
+    def observe_outputs(self, step: Step) -> None:
+        if step.pending_delta:
+            self.pending.inc(step.pending_delta)
+        for record in step.outputs:
+            if isinstance(record, CompletedSession):
+                self._completed(record)
+            else:
+                self.incomplete.labels(str(record.reason)).inc()
+
+    def _completed(self, record: CompletedSession) -> None:
+        self.completed.labels(str(record.type), str(record.platform), str(record.direction)).inc()
+        self.duration.observe(max(0.0, record.durationSeconds))
+        analysis = record.analysis or {}
+        sentiment = _dig(analysis, "sentiment", "conversation", "sentiment")
+        self.sentiment.labels(
+            sentiment if sentiment in SENTIMENTS else (OTHER if sentiment else NONE)
+        ).inc()
+        resolution = _dig(analysis, "resolution", "classification")
+        self.resolution.labels(
+            resolution if resolution in RESOLUTIONS else (OTHER if resolution else NONE)
+        ).inc()
+        self.intent.labels(
+            self._intent_label(_dig(analysis, "intent", "conversation", "intent"))
+        ).inc()
+
+    def _intent_label(self, intent: str | None) -> str:
+        if not intent:
+            return NONE
+        # Intents are free text from the customer's agent: the first max_intents seen get a
+        # label of their own, the rest count as "other", so the series count stays bounded.
+        label = intent[:64]
+        if label in self._intents:
+            return label
+        if len(self._intents) < self._max_intents:
+            self._intents.add(label)
+            return label
+        return OTHER
+
+
+def _dig(obj: Mapping[str, Any], *path: str) -> str | None:
+    node: Any = obj
+    for name in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(name)
+    return node if isinstance(node, str) else None

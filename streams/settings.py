@@ -1,0 +1,40 @@
+"""The worker's one settings object (`SESSIONFLOW_*` variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from sessionflow.settings import KafkaSettings
+
+
+class WorkerSettings(KafkaSettings):
+    """Everything `sessionflow worker` reads from the environment, loaded once at start."""
+
+    app_id: str = Field(default="sessionflow", pattern=r"^[A-Za-z0-9._-]+$")
+    worker_host: str = "0.0.0.0"  # noqa: S104  (the metrics endpoint is scraped from outside)
+    worker_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: Path = Path("var/worker")
+    # "rocksdb" keeps the table on disk under data_dir; "memory" is for tests and trials.
+    table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    standby_replicas: int = Field(default=1, ge=0, le=10)
+    # 48 h: longer than the sender's ~27 h retry horizon, so a retry never finds its state gone.
+    session_ttl_seconds: float = Field(default=172_800.0, gt=0)
+    # How often each worker checks its own partitions for sessions past the TTL.
+    expiry_interval_seconds: float = Field(default=5.0, gt=0)
+    # Exactly-once commits (and so output visibility) happen this often: the floor of end-to-end latency.
+    commit_interval_seconds: float = Field(default=0.5, gt=0)
+    max_intents: int = Field(default=50, ge=1)
+    # The same spelling as the producer's (INFO, WARNING...); Faust's own names are derived.
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    @property
+    def faust_log_level(self) -> str:
+        return {"WARNING": "warn", "CRITICAL": "crit"}.get(self.log_level, self.log_level.lower())
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(self.session_ttl_seconds * 1000)

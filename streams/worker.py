@@ -1,0 +1,31 @@
+"""`sessionflow worker`: make the topics, build the app, run one Faust worker until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+
+from sessionflow.topics import Topics, ensure_topics
+from streams.agents import register
+from streams.app import create_app
+from streams.metrics import WorkerMetrics
+from streams.settings import WorkerSettings
+
+
+def run(settings: WorkerSettings) -> int:
+    """Block until SIGTERM/SIGINT; Faust's worker stops the agent, commits and leaves the group."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    # The same code as `sessionflow topics`: a partition mismatch stops us here, before Faust
+    # would silently mis-pair sessions across partitions.
+    loop.run_until_complete(ensure_topics(settings, Topics.for_settings(settings).specs(settings)))
+    app = create_app(settings)
+    register(app, settings, WorkerMetrics(settings.max_intents))
+    worker = faust.Worker(
+        app,
+        loop=loop,
+        loglevel=settings.faust_log_level,
+    )
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,166 @@
+"""`sessionflow worker` against the real broker: pairing, expiry, restarts and a SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sessionflow.traffic import Plan, plan
+from tests.integration.worker_fixtures import (
+    WorkerEnv,
+    WorkerProcess,
+    produce_deliveries,
+    read_records,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(kafka_bootstrap: str, unique: str, tmp_path: Path) -> WorkerEnv:
+    return WorkerEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
+
+
+@pytest.fixture
+def workers(env: WorkerEnv) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.kill()
+
+
+def traffic(sessions: int, seed: int, half_only: float = 0.2) -> Plan:
+    return plan(
+        sessions,
+        seed=seed,
+        retry_share=0.3,
+        resend_share=0.2,
+        reorder_share=0.5,
+        half_only_share=half_only,
+        planned_share=0.1,
+        now=datetime.now(UTC),
+    )
+
+
+def start(env: WorkerEnv, workers: list[WorkerProcess], name: str) -> WorkerProcess:
+    worker = WorkerProcess(env, name)
+    workers.append(worker)
+    worker.start()
+    return worker
+
+
+def assert_exactly_once(
+    records: list[dict[str, object]], expected: frozenset[str] | set[str]
+) -> None:
+    counts = Counter(str(r["sessionId"]) for r in records)
+    doubled = {sid: n for sid, n in counts.items() if n > 1}
+    assert not doubled, f"sessions emitted more than once: {doubled}"
+    assert set(counts) == set(expected)
+
+
+async def test_pairs_dedups_and_expires_with_exact_fields(
+    env: WorkerEnv, workers: list[WorkerProcess]
+) -> None:
+    env.ttl_seconds = 6.0
+    await env.make_topics()
+    p = traffic(40, seed=1)
+    worker = start(env, workers, "w1")
+    await asyncio.to_thread(worker.wait_ready)
+    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries)
+
+    completed = await read_records(
+        env.bootstrap, env.topics.completed, until=len(p.expectations.complete)
+    )
+    assert_exactly_once(completed, p.expectations.complete)
+    incomplete = await read_records(
+        env.bootstrap, env.topics.incomplete, until=len(p.expectations.incomplete), settle_s=4.0
+    )
+    assert_exactly_once(incomplete, set(p.expectations.incomplete))
+    assert {str(r["sessionId"]): r["reason"] for r in incomplete} == {
+        sid: str(reason) for sid, reason in p.expectations.incomplete.items()
+    }
+
+    # Field by field against what was sent: identity from created, the rest from ended.
+    bodies = {
+        (d.session_id, d.event_type): orjson.loads(d.body) for d in p.deliveries if d.session_id
+    }
+    for record in completed:
+        sid = str(record["sessionId"])
+        created, ended = bodies[(sid, "session.created")], bodies[(sid, "session.ended")]
+        assert record["schemaVersion"] == 1
+        assert record["agentId"] == created["agentId"]
+        assert (record["type"], record["platform"], record["direction"]) == (
+            created["type"],
+            created["platform"],
+            created["direction"],
+        )
+        assert record["metadata"] == created["metadata"]
+        assert record["analysis"] == ended["analysis"]
+        start_at = datetime.fromisoformat(created["createdAt"])
+        end_at = datetime.fromisoformat(ended["endedAt"])
+        assert record["durationSeconds"] == pytest.approx((end_at - start_at).total_seconds())
+    for record in incomplete:
+        half = bodies[(str(record["sessionId"]), record["event"]["eventType"])]  # type: ignore[index]
+        assert record["event"] == half
+
+    metrics = worker.metrics()
+    assert "sessionflow_sessions_incomplete_total" in metrics
+    assert 'sessionflow_duplicates_total{event_type="session.created",kind="retry"}' in metrics
+    assert "sessionflow_pending_sessions 0.0" in metrics
+
+
+async def test_a_restarted_worker_re_emits_nothing_and_drops_late_duplicates(
+    env: WorkerEnv, workers: list[WorkerProcess]
+) -> None:
+    await env.make_topics()
+    p = traffic(30, seed=2, half_only=0.0)
+    first = start(env, workers, "w1")
+    await asyncio.to_thread(first.wait_ready)
+    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries)
+    completed = await read_records(
+        env.bootstrap, env.topics.completed, until=len(p.expectations.complete)
+    )
+    assert_exactly_once(completed, p.expectations.complete)
+
+    assert first.stop() == 0
+    second = start(
+        env, workers, "w1"
+    )  # same data dir: the table comes back from disk and changelog
+    await asyncio.to_thread(second.wait_ready)
+    # The sender retries everything once more, after the restart.
+    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries)
+    again = await read_records(
+        env.bootstrap, env.topics.completed, until=len(p.expectations.complete) + 1, timeout_s=15
+    )
+    assert_exactly_once(again, p.expectations.complete)
+
+
+async def test_two_workers_and_a_sigkill_mid_stream_still_emit_each_session_once(
+    env: WorkerEnv, workers: list[WorkerProcess]
+) -> None:
+    await env.make_topics()
+    p = traffic(400, seed=3, half_only=0.0)
+    half = len(p.deliveries) // 2
+    a = start(env, workers, "a")
+    b = start(env, workers, "b")
+    await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
+    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries[:half])
+    await asyncio.sleep(1.0)  # mid-stream: some transactions committed, some open
+    b.kill()
+    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries[half:])
+    b2 = start(env, workers, "b")
+    await asyncio.to_thread(b2.wait_ready, 90.0)
+    completed = await read_records(
+        env.bootstrap,
+        env.topics.completed,
+        until=len(p.expectations.complete),
+        timeout_s=120,
+        settle_s=5,
+    )
+    assert_exactly_once(completed, p.expectations.complete)

@@ -1,0 +1,178 @@
+"""Helpers for tests that run `sessionflow worker` as a real process against the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from sessionflow.settings import KafkaSettings
+from sessionflow.topics import Topics, ensure_topics
+from sessionflow.traffic import Delivery
+from tests.conftest import TIMEOUT_S
+from tests.integration.conftest import free_port
+
+
+@dataclass
+class WorkerEnv:
+    """The settings every worker and helper of one test shares (one topic namespace)."""
+
+    bootstrap: str
+    namespace: str
+    root: Path
+    partitions: int = 4
+    ttl_seconds: float = 600.0
+    guarantee: str = "exactly_once"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> KafkaSettings:
+        return KafkaSettings(
+            kafka_bootstrap_servers=self.bootstrap,
+            partitions=self.partitions,
+            topic_namespace=self.namespace,
+        )
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.for_settings(self.settings)
+
+    async def make_topics(self) -> None:
+        await ensure_topics(self.settings, self.topics.specs(self.settings))
+
+    def environ(self, name: str, port: int) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "SESSIONFLOW_TOPIC_NAMESPACE": self.namespace,
+            "SESSIONFLOW_PARTITIONS": str(self.partitions),
+            "SESSIONFLOW_SESSION_TTL_SECONDS": str(self.ttl_seconds),
+            "SESSIONFLOW_EXPIRY_INTERVAL_SECONDS": "0.5",
+            "SESSIONFLOW_PROCESSING_GUARANTEE": self.guarantee,
+            "SESSIONFLOW_DATA_DIR": str(self.root / name),
+            "SESSIONFLOW_WORKER_HOST": "127.0.0.1",
+            "SESSIONFLOW_WORKER_PORT": str(port),
+            "SESSIONFLOW_LOG_LEVEL": "WARNING",
+            **self.extra,
+        }
+
+
+class WorkerProcess:
+    """One `sessionflow worker` subprocess with its own data dir, port and log file."""
+
+    def __init__(self, env: WorkerEnv, name: str) -> None:
+        self.env, self.name = env, name
+        self.port = free_port()
+        self.log_path = env.root / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sessionflow.cli", "worker"],
+            env=self.env.environ(self.name, self.port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def wait_ready(self, timeout_s: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker {self.name} exited:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"worker {self.name} not ready in {timeout_s}s:\n{self.log_tail()}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return bytes(r.read()).decode()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = TIMEOUT_S) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+async def produce_deliveries(bootstrap: str, topic: str, deliveries: Iterable[Delivery]) -> int:
+    """Write deliveries to the raw topic as the producer does: key = session id, same headers."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    count = 0
+    try:
+        for d in deliveries:
+            key = (d.session_id or d.message_id).encode()
+            received = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+            headers = [
+                ("message-id", d.message_id.encode()),
+                ("event-type", d.event_type.encode()),
+                ("received-at", received.encode()),
+            ]
+            await producer.send(topic, d.body, key=key, headers=headers)
+            count += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return count
+
+
+async def read_records(
+    bootstrap: str, topic: str, *, until: int, settle_s: float = 3.0, timeout_s: float = TIMEOUT_S
+) -> list[dict[str, object]]:
+    """All records of a topic as a read_committed consumer sees them: wait for `until` of them,
+    then keep reading `settle_s` more so that an extra (duplicate) record would show up."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[dict[str, object]] = []
+    try:
+        try:
+            async with asyncio.timeout(timeout_s):
+                while len(found) < until:
+                    batches = await consumer.getmany(timeout_ms=500)
+                    found += [orjson.loads(r.value) for recs in batches.values() for r in recs]
+        except TimeoutError:
+            return found
+        settle_until = time.monotonic() + settle_s
+        while time.monotonic() < settle_until:
+            batches = await consumer.getmany(timeout_ms=300)
+            found += [orjson.loads(r.value) for recs in batches.values() for r in recs]
+        return found
+    finally:
+        await consumer.stop()
