@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from sessionflow import __version__
+from sessionflow import __version__, send
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -14,6 +14,21 @@ Handler = Callable[[argparse.Namespace], int]
 def _version(_: argparse.Namespace) -> int:
     print(f"sessionflow {__version__}")
     return 0
+
+
+def _producer(_: argparse.Namespace) -> int:
+    from producer.server import serve
+    from producer.settings import ProducerSettings
+
+    serve(ProducerSettings())
+    return 0
+
+
+def _worker(_: argparse.Namespace) -> int:
+    from streams.settings import WorkerSettings
+    from streams.worker import run
+
+    return run(WorkerSettings())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +46,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = commands.add_parser("version", help="print the version and exit")
     version.set_defaults(handler=_version)
+
+    producer = commands.add_parser(
+        "producer",
+        help="run the webhook intake (HTTP on SESSIONFLOW_HTTP_PORT, default 8080)",
+        description=(
+            "Serve POST /webhooks/agntix: verify the Svix signature, publish the raw bytes to "
+            "agntix.webhooks.raw with acks=all, answer 2xx only after Kafka acknowledged them. "
+            "Also /healthz, /readyz, /metrics, /openapi.json. Settings: SESSIONFLOW_* variables."
+        ),
+    )
+    producer.set_defaults(handler=_producer)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run one Faust worker (metrics on SESSIONFLOW_WORKER_PORT, default 6066)",
+        description=(
+            "Consume agntix.webhooks.raw, drop duplicates, pair session.created with session.ended "
+            "into agntix.sessions.completed (exactly once), report unpaired halves after the TTL on "
+            "agntix.sessions.incomplete. Run more workers with the same settings to share partitions."
+        ),
+    )
+    worker.set_defaults(handler=_worker)
+
+    sender = commands.add_parser(
+        "send",
+        help="post realistic signed webhook traffic to a producer (a load generator)",
+        description=(
+            "Make sessions with both halves and full analysis blocks, exact retries, resends under "
+            "new message ids, reordering, half-only sessions and planned event types; sign them like "
+            "Svix with every secret of SESSIONFLOW_WEBHOOK_SECRETS (or the development secret file); "
+            "post them, retrying non-2xx like Svix does. Exits non-zero if any event never got a 2xx."
+        ),
+    )
+    send.add_arguments(sender)
+    sender.set_defaults(handler=send.run)
     return parser
 
 

@@ -92,7 +92,9 @@ async def ensure_topics(
             for name, code, *_ in response.topic_errors:
                 # 36: TOPIC_ALREADY_EXISTS, another process created it first; checked below.
                 if code not in (0, 36):
-                    raise TopicCreationError(f"creating topic {name} failed with Kafka error {code}")
+                    raise TopicCreationError(
+                        f"creating topic {name} failed with Kafka error {code}"
+                    )
         counts = await _partition_counts(admin, [s.name for s in wanted], timeout_s)
         for spec in wanted:
             if counts[spec.name] != spec.partitions:

@@ -43,8 +43,12 @@ async def test_a_real_faust_worker_keeps_a_table_and_sends(
         "SMOKE_SINK": sink,
     }
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, str(APP), "worker", "--loglevel", "warn"],
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(APP),
+        "worker",
+        "--loglevel",
+        "warn",
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -80,10 +84,10 @@ async def test_a_real_faust_worker_keeps_a_table_and_sends(
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
-            worker.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(worker.wait(), TIMEOUT_S)
+        except TimeoutError:
             worker.kill()
-            worker.wait()
+            await worker.wait()
         log.close()
 
 

@@ -65,7 +65,9 @@ async def test_read_committed_sees_exactly_the_committed_transaction(
     )
 
 
-async def test_ensure_topics_refuses_a_partition_mismatch(kafka_bootstrap: str, unique: str) -> None:
+async def test_ensure_topics_refuses_a_partition_mismatch(
+    kafka_bootstrap: str, unique: str
+) -> None:
     from sessionflow.topics import TopicMismatchError
 
     topic = f"t-{unique}.mismatch"

@@ -31,6 +31,9 @@ def test_a_command_is_required() -> None:
 
 def test_the_console_script_runs_as_a_module() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sessionflow.cli", "version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "sessionflow.cli", "version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert done.stdout.startswith("sessionflow ")

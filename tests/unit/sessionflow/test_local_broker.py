@@ -15,7 +15,9 @@ def test_config_is_a_single_kraft_node_on_loopback_ready_for_transactions(tmp_pa
     broker = launcher.Broker(home=tmp_path, port=19_999, controller_port=20_000)
     broker.write_config()
     lines = dict(
-        line.split("=", 1) for line in broker.config.read_text().splitlines() if "=" in line and not line.startswith("#")
+        line.split("=", 1)
+        for line in broker.config.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
     )
     assert lines["process.roles"] == "broker,controller"
     assert lines["listeners"] == "PLAINTEXT://127.0.0.1:19999,CONTROLLER://127.0.0.1:20000"
@@ -53,4 +55,3 @@ def test_readiness_probe_is_false_for_a_closed_port_and_a_mute_server() -> None:
     finally:
         thread.join(timeout=5)
         server.close()
-
