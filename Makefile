@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BROKER := $(PYTHON) deploy/kafka/broker.py
 PYTEST_ARGS ?=
 
-.PHONY: install tools test test-unit lint format run kafka-up kafka-down kafka-reset bench clean
+.PHONY: install tools test test-unit test-reliability-long lint format run kafka-up kafka-down kafka-reset bench clean
 
 install: $(STAMP) tools
 
@@ -31,6 +31,17 @@ test: install
 	@$(MAKE) --no-print-directory kafka-up
 	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
 	  $(MAKE) --no-print-directory kafka-down; exit $$status
+
+# The fault-injection scenarios at their large counts (manual; `make test` runs the CI counts).
+test-reliability-long: install
+	@$(MAKE) --no-print-directory kafka-up
+	@status=0; SESSIONFLOW_RELIABILITY_SCALE=long $(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS) || status=$$?; \
+	  $(MAKE) --no-print-directory kafka-down; exit $$status
+
+# Throughput and latency against same-run baselines; never part of `make test`.
+bench: install
+	@$(MAKE) --no-print-directory kafka-up
+	$(BIN)/python -m bench
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
