@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from typing import Any, Protocol
@@ -25,7 +24,7 @@ from aiokafka.errors import (
 from producer.errors import PublishUnavailable, RecordTooLarge
 from producer.records import RecordHeaders
 from producer.settings import ProducerSettings
-from sessionflow.topics import Topics, TopicSpec, ensure_topics
+from sessionflow.topics import Topics, ensure_topics, max_record_bytes
 
 log = logging.getLogger("producer.publisher")
 
@@ -41,8 +40,6 @@ _FATAL = (
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 # Consecutive failed publishes (timeouts included) after which the client is replaced anyway.
 _MAX_FAILURES = 3
-# Room for the record's key, headers and framing on top of the largest body accepted.
-_RECORD_OVERHEAD = 64 * 1024
 
 
 class Publisher(Protocol):
@@ -58,18 +55,6 @@ class Publisher(Protocol):
     async def publish_raw(self, key: bytes, body: bytes, headers: RecordHeaders) -> None: ...
 
     async def publish_dlq(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None: ...
-
-
-def producer_topic_specs(settings: ProducerSettings) -> list[TopicSpec]:
-    """All project topics; raw and DLQ accept records as large as the biggest body we take."""
-    topics = Topics.for_settings(settings)
-    max_bytes = str(settings.max_body_bytes + _RECORD_OVERHEAD)
-    return [
-        dataclasses.replace(s, config={**s.config, "max.message.bytes": max_bytes})
-        if s.name in (topics.raw, topics.dlq)
-        else s
-        for s in topics.specs(settings)
-    ]
 
 
 class KafkaPublisher:
@@ -102,7 +87,9 @@ class KafkaPublisher:
     async def start(self) -> None:
         startup_timeout = 30.0
         await ensure_topics(
-            self._settings, producer_topic_specs(self._settings), timeout_s=startup_timeout
+            self._settings,
+            Topics.for_settings(self._settings).specs(self._settings),
+            timeout_s=startup_timeout,
         )
         self._producer = await asyncio.wait_for(self._new_producer(), startup_timeout)
         self._reachable = True
@@ -164,7 +151,7 @@ class KafkaPublisher:
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
-            max_request_size=s.max_body_bytes + _RECORD_OVERHEAD,
+            max_request_size=max_record_bytes(s),
             # Records older than this expire instead of lingering behind an outage.
             request_timeout_ms=int(s.publish_timeout_seconds * 1000),
             metadata_max_age_ms=30_000,

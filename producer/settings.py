@@ -51,7 +51,6 @@ class ProducerSettings(KafkaSettings):
     http_port: int = Field(default=8080, ge=1, le=65535)
     # Comma-separated, not JSON: NoDecode hands the raw string to the validator below.
     webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(min_length=1)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=16 * 1024 * 1024)
     body_timeout_seconds: float = Field(default=5.0, gt=0)
     publish_timeout_seconds: float = Field(default=8.0, gt=0)
     timestamp_tolerance_seconds: int = Field(default=300, ge=1, le=3600)

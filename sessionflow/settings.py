@@ -17,5 +17,8 @@ class KafkaSettings(BaseSettings):
     )
     partitions: int = Field(default=12, ge=1, le=10_000)
     replication_factor: int = Field(default=1, ge=1, le=10)
+    # The largest webhook body the producer takes; the raw and DLQ topics accept records this
+    # large (plus headers), whoever creates them first.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=16 * 1024 * 1024)
     # Prefixed to every topic name; empty in production, unique per test so tests share a broker.
     topic_namespace: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")

@@ -11,6 +11,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sessionflow.settings import KafkaSettings
 
 DAY_MS = 24 * 60 * 60 * 1000
+# Room for the record's key, headers and batch framing beyond the body itself.
+RECORD_OVERHEAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +51,23 @@ class Topics:
         partition count); the output topics use it too so a session keeps its partition.
         """
         p, rf = settings.partitions, settings.replication_factor
+        largest = str(max_record_bytes(settings))
         return [
-            TopicSpec(self.raw, p, rf, {"retention.ms": str(7 * DAY_MS)}),
-            TopicSpec(self.dlq, p, rf, {"retention.ms": str(30 * DAY_MS)}),
+            TopicSpec(
+                self.raw, p, rf, {"retention.ms": str(7 * DAY_MS), "max.message.bytes": largest}
+            ),
+            TopicSpec(
+                self.dlq, p, rf, {"retention.ms": str(30 * DAY_MS), "max.message.bytes": largest}
+            ),
             TopicSpec(self.completed, p, rf, {"retention.ms": str(7 * DAY_MS)}),
             TopicSpec(self.incomplete, p, rf, {"retention.ms": str(7 * DAY_MS)}),
             TopicSpec(self.ticks, p, rf, {"retention.ms": str(DAY_MS // 24)}),
         ]
+
+
+def max_record_bytes(settings: KafkaSettings) -> int:
+    """The largest raw or DLQ record: a body at the cap plus its key and headers."""
+    return settings.max_body_bytes + RECORD_OVERHEAD_BYTES
 
 
 class TopicError(RuntimeError):
