@@ -57,7 +57,6 @@ class ProducerSettings(KafkaSettings):
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
     readiness_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     shutdown_timeout_seconds: int = Field(default=20, ge=1, le=300)
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod

@@ -28,8 +28,6 @@ class WorkerSettings(KafkaSettings):
     # Exactly-once commits (and so output visibility) happen this often: the floor of end-to-end latency.
     commit_interval_seconds: float = Field(default=0.5, gt=0)
     max_intents: int = Field(default=50, ge=1)
-    # The same spelling as the producer's (INFO, WARNING...); Faust's own names are derived.
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
     @property
     def faust_log_level(self) -> str:

@@ -1,0 +1,189 @@
+"""The shell around the core: table writes, outputs, DLQ and tick-driven expiry, without Kafka."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+
+from streams import core
+from streams.metrics import WorkerMetrics
+from streams.processor import OutputTopics, SessionProcessor, headers_of, partition_for_key
+from tests.unit.streams import samples
+
+TOPICS = OutputTopics(completed="completed", incomplete="incomplete", dlq="dlq")
+TTL_MS = 10_000
+PARTITIONS = 4
+
+
+class DictTable(dict[bytes, bytes]):
+    """The table's mapping interface, with a count of writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: bytes) -> None:
+        self.writes += 1
+        super().__delitem__(key)
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes, int, list[tuple[str, bytes]]]] = []
+
+    async def __call__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        self.sent.append((topic, key, value, partition, headers))
+
+    def on(self, topic: str) -> list[dict[str, object]]:
+        # The stdlib reads integers of any size exactly (the samples carry a 20-digit one).
+        return [json.loads(v) for t, _, v, _, _ in self.sent if t == topic]
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    now = [1_700_000_000_000]
+    monkeypatch.setattr("streams.processor.now_ms", lambda: now[0])
+    return now
+
+
+@pytest.fixture
+def parts() -> tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics]:
+    table, sink, metrics = DictTable(), ListSink(), WorkerMetrics(max_intents=5)
+    processor = SessionProcessor(table, sink, TOPICS, metrics, ttl_ms=TTL_MS, partitions=PARTITIONS)
+    return processor, table, sink, metrics
+
+
+def _record(event: dict[str, object], message_id: str) -> tuple[bytes, dict[str, bytes]]:
+    return samples.to_bytes(event), {
+        "message-id": message_id.encode(),
+        "event-type": str(event["eventType"]).encode(),
+        "received-at": b"2026-11-27T03:00:00.000Z",
+    }
+
+
+async def test_a_pair_completes_once_with_one_table_write_per_event(
+    parts: tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics], clock: list[int]
+) -> None:
+    processor, table, sink, metrics = parts
+    created = samples.session_created()
+    ended = samples.session_ended(session_id=str(created["id"]))
+    key = str(created["id"]).encode()
+    body, headers = _record(ended, "msg_2")
+    await processor.on_raw(key, body, headers, partition=1)
+    body_c, headers_c = _record(created, "msg_1")
+    await processor.on_raw(key, body_c, headers_c, partition=1)
+    await processor.on_raw(key, body_c, headers_c, partition=1)  # an exact retry: nothing
+    assert table.writes == 2
+    [record] = sink.on("completed")
+    assert record["sessionId"] == created["id"]
+    assert record["analysis"] == ended["analysis"]
+    assert all(partition == 1 for *_, partition, _ in sink.sent)
+    assert isinstance(core.decode_state(table[key]), core.CompletionMarker)
+    assert metrics.duplicates.labels("session.created", "retry")._value.get() == 1
+    assert metrics.pending._value.get() == 0
+
+
+async def test_undecodable_records_go_to_the_dlq_with_reason_and_stage(
+    parts: tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics], clock: list[int]
+) -> None:
+    processor, table, sink, _ = parts
+    headers = {"message-id": b"msg_x", "event-type": b"session.created"}
+    await processor.on_raw(b"k", b"{not json", headers, partition=2)
+    await processor.on_raw(None, None, headers, partition=3)
+    assert [(t, v, p) for t, _, v, p, _ in sink.sent] == [("dlq", b"{not json", 2), ("dlq", b"", 3)]
+    first_headers = dict(sink.sent[0][4])
+    assert first_headers["stage"] == b"streams"
+    assert first_headers["reason"] == b"not_json"
+    assert first_headers["message-id"] == b"msg_x"
+    assert table.writes == 0
+
+
+async def test_other_event_types_are_counted_and_leave_no_state(
+    parts: tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics], clock: list[int]
+) -> None:
+    processor, table, sink, metrics = parts
+    body = orjson.dumps({"eventType": "usage.updated", "id": "u1", "period": {}})
+    await processor.on_raw(b"u1", body, {"message-id": b"msg_u"}, partition=0)
+    body = orjson.dumps({"eventType": "brand.new", "id": "x"})
+    await processor.on_raw(b"x", body, {"message-id": b"msg_n"}, partition=0)
+    assert table == {}
+    assert sink.sent == []
+    assert metrics.events.labels("usage.updated")._value.get() == 1
+    assert metrics.events.labels("other")._value.get() == 1
+
+
+async def test_ticks_expire_due_halves_once_and_only_on_their_partition(
+    parts: tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics], clock: list[int]
+) -> None:
+    processor, table, sink, metrics = parts
+    created = samples.session_created()
+    key = str(created["id"]).encode()
+    partition = partition_for_key(key, PARTITIONS)
+    body, headers = _record(created, "msg_1")
+    await processor.on_raw(key, body, headers, partition=partition)
+    start = clock[0]
+    other = (partition + 1) % PARTITIONS
+    await processor.on_tick(other, start + TTL_MS, assigned=range(PARTITIONS))
+    await processor.on_tick(partition, start + TTL_MS - 1, assigned=range(PARTITIONS))
+    assert sink.sent == []
+    await processor.on_tick(partition, start + TTL_MS, assigned=range(PARTITIONS))
+    await processor.on_tick(partition, start + 2 * TTL_MS, assigned=range(PARTITIONS))
+    [record] = sink.on("incomplete")
+    assert record["reason"] == "created_without_ended"
+    assert record["event"] == created
+    assert table == {}
+    assert metrics.pending._value.get() == 0
+
+
+async def test_after_a_rebalance_the_index_is_rebuilt_from_the_table(
+    parts: tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics], clock: list[int]
+) -> None:
+    processor, table, sink, metrics = parts
+    created = [samples.session_created() for _ in range(12)]
+    for event in created:
+        key = str(event["id"]).encode()
+        body, headers = _record(event, f"msg_{event['id']}")
+        await processor.on_raw(key, body, headers, partition=partition_for_key(key, PARTITIONS))
+    processor.on_rebalance()  # the in-memory index is gone; the table is not
+    owned = {0, 1}
+    for partition in range(PARTITIONS):
+        await processor.on_tick(partition, clock[0] + TTL_MS, assigned=owned)
+    expected = {
+        str(e["id"])
+        for e in created
+        if partition_for_key(str(e["id"]).encode(), PARTITIONS) in owned
+    }
+    assert {str(r["sessionId"]) for r in sink.on("incomplete")} == expected
+    assert metrics.pending._value.get() == 0
+    assert len(table) == len(created) - len(expected)
+
+
+def test_headers_of_accepts_kafka_lists_mappings_and_none() -> None:
+    assert headers_of(None) == {}
+    assert headers_of([("a", b"1"), ("b", None)]) == {"a": b"1"}
+    assert headers_of({"a": b"1"}) == {"a": b"1"}
+
+
+def test_partition_for_key_matches_kafkas_default_partitioner() -> None:
+    # Values from Kafka's Java client (Utils.murmur2) for these keys and 12 partitions.
+    from aiokafka.partitioner import DefaultPartitioner
+
+    keys = [f"key-{i}".encode() for i in range(50)]
+    all_partitions = list(range(12))
+    for key in keys:
+        assert partition_for_key(key, 12) == DefaultPartitioner()(
+            key, all_partitions, all_partitions
+        )
