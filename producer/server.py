@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
+import prometheus_client
 import uvicorn
 
 from producer.app import create_app
@@ -48,6 +49,8 @@ def serve(settings: ProducerSettings) -> None:
 
     Raises SystemExit(3) if the app could not start (Kafka unreachable, topics unusable).
     """
+    # `_created` series double every counter's exposition and serve no dashboard or alert.
+    prometheus_client.disable_created_metrics()
     listener = configure_logging(settings.log_level)
     try:
         server = _Server(server_config(settings))

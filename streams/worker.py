@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
+import prometheus_client
 
 from sessionflow.topics import Topics, ensure_topics
 from streams.agents import register
@@ -15,6 +16,8 @@ from streams.settings import WorkerSettings
 
 def run(settings: WorkerSettings) -> int:
     """Block until SIGTERM/SIGINT; Faust's worker stops the agent, commits and leaves the group."""
+    # `_created` series double every counter's exposition and serve no dashboard or alert.
+    prometheus_client.disable_created_metrics()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # The same code as `sessionflow topics`: a partition mismatch stops us here, before Faust
