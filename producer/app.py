@@ -168,14 +168,14 @@ class ProducerApp:
             try:
                 envelope = parse_envelope(body)
             except EnvelopeError as exc:
-                await self._publish_dlq(None, body, msg_id, exc.reason, received_at)
+                dlq = dlq_headers(msg_id, exc.reason, received_at)
+                await self._publish(lambda: self.publisher.publish_dlq(None, body, dlq))
                 await _respond(send, 202, _status("dead_lettered", msg_id, exc.reason))
                 self._finish(started, label, "dead_lettered", 202, msg_id, exc.reason)
                 return
             label = event_type_label(envelope.event_type)
-            await self._publish(
-                envelope.key, body, raw_headers(msg_id, envelope.event_type, received_at)
-            )
+            raw = raw_headers(msg_id, envelope.event_type, received_at)
+            await self._publish(lambda: self.publisher.publish_raw(envelope.key, body, raw))
             await _respond(send, 202, _status("accepted", msg_id))
             self._finish(started, label, "accepted", 202, msg_id)
         except _Outcome as out:
@@ -228,24 +228,11 @@ class ProducerApp:
         self.metrics.body_bytes.observe(size)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _publish(self, key: bytes, body: bytes, headers: list[tuple[str, bytes]]) -> None:
+    async def _publish(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Await one Kafka write; what Kafka cannot take becomes the answer (503 or 413)."""
         started = time.perf_counter()
         try:
-            await self.publisher.publish_raw(key, body, headers)
-        except PublishUnavailable as exc:
-            raise _Outcome(
-                503, "unavailable", exc.reason, exc.detail, (self._retry_after,)
-            ) from exc
-        except RecordTooLarge as exc:
-            raise _Outcome(413, "too_large", exc.reason, exc.detail) from exc
-        self.metrics.publish_seconds.observe(time.perf_counter() - started)
-
-    async def _publish_dlq(
-        self, key: bytes | None, body: bytes, msg_id: bytes, reason: str, received_at: str
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            await self.publisher.publish_dlq(key, body, dlq_headers(msg_id, reason, received_at))
+            await write()
         except PublishUnavailable as exc:
             raise _Outcome(
                 503, "unavailable", exc.reason, exc.detail, (self._retry_after,)

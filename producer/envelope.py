@@ -7,23 +7,12 @@ from dataclasses import dataclass
 import orjson
 
 from producer.errors import EnvelopeError
+from sessionflow.events import KNOWN_EVENT_TYPES, MESSAGE_ADDED
 
 NOT_JSON = "not_json"
 NOT_OBJECT = "not_object"
 NO_EVENT_TYPE = "no_event_type"
 NO_KEY = "no_key"
-
-KNOWN_EVENT_TYPES = frozenset(
-    {
-        "session.created",
-        "session.ended",
-        "session.updated",
-        "message.added",
-        "usage.updated",
-        "subscription.updated",
-        "knowledge_store.updated",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +23,7 @@ class Envelope:
 
 def key_field(event_type: str) -> str:
     """Which field holds the session id, so that every event of a session shares a partition."""
-    return "sessionId" if event_type == "message.added" else "id"
+    return "sessionId" if event_type == MESSAGE_ADDED else "id"
 
 
 def parse_envelope(body: bytes) -> Envelope:

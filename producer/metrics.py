@@ -7,7 +7,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from producer.envelope import KNOWN_EVENT_TYPES
+from sessionflow.events import KNOWN_EVENT_TYPES
 
 OUTCOMES = (
     "accepted",

@@ -50,7 +50,7 @@ def serve(settings: ProducerSettings) -> None:
     Raises SystemExit(3) if the app could not start (Kafka unreachable, topics unusable).
     """
     # `_created` series double every counter's exposition and serve no dashboard or alert.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
     listener = configure_logging(settings.log_level)
     try:
         server = _Server(server_config(settings))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Annotated, Any, Self
 
@@ -11,8 +9,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from sessionflow.settings import KafkaSettings
+from sessionflow.signing import SECRET_PREFIX, SigningError, decode_secret
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 # The sender gives up on an attempt after 15 s; body read plus Kafka ack must end well before.
 SENDER_TIMEOUT_SECONDS = 15.0
 _PLACEHOLDER = re.compile(
@@ -20,12 +18,6 @@ _PLACEHOLDER = re.compile(
     r"|(change.?me|placeholder|replace.?me|your.?secret.*|todo|example|dummy|secret|fake)\d*)$",
     re.IGNORECASE,
 )
-
-
-def decode_secret(secret: str) -> bytes:
-    """The HMAC key of a `whsec_…` secret, decoded as the svix library does (padding optional)."""
-    body = secret.removeprefix(SECRET_PREFIX)
-    return base64.b64decode(body + "==")
 
 
 def _check_secret(secret: str) -> str:
@@ -36,11 +28,9 @@ def _check_secret(secret: str) -> str:
         raise ValueError("a webhook secret is empty or a placeholder")
     try:
         # Strict decoding: the library would silently drop stray characters and use another key.
-        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("a webhook secret is not valid base64 after 'whsec_'") from exc
-    if not key:
-        raise ValueError("a webhook secret decodes to an empty key")
+        decode_secret(secret)
+    except SigningError as exc:
+        raise ValueError(str(exc)) from exc
     return secret
 
 

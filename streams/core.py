@@ -15,10 +15,9 @@ from typing import Final, Literal, TypeAlias
 import orjson
 import pydantic_core
 
+from sessionflow.events import SESSION_CREATED, SESSION_ENDED
 from streams.decode import Envelope
 from streams.models import (
-    SESSION_CREATED,
-    SESSION_ENDED,
     CompletedSession,
     HalfRef,
     IncompleteReason,

@@ -11,7 +11,8 @@ from typing import Final
 import orjson
 from pydantic import ValidationError
 
-from streams.models import SESSION_CREATED, SESSION_ENDED, SessionCreated, SessionEnded
+from sessionflow.events import SESSION_CREATED, SESSION_ENDED
+from streams.models import SessionCreated, SessionEnded
 
 HEADER_MESSAGE_ID: Final = "message-id"
 HEADER_EVENT_TYPE: Final = "event-type"

@@ -7,20 +7,10 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sessionflow.events import KNOWN_EVENT_TYPES
 from streams.core import Step
 from streams.models import CompletedSession
 
-KNOWN_EVENT_TYPES: Final = frozenset(
-    {
-        "session.created",
-        "session.ended",
-        "session.updated",
-        "message.added",
-        "usage.updated",
-        "subscription.updated",
-        "knowledge_store.updated",
-    }
-)
 SENTIMENTS: Final = frozenset({"POSITIVE", "NEUTRAL", "NEGATIVE"})
 RESOLUTIONS: Final = frozenset({"RESOLVED", "PARTIALLY_RESOLVED", "UNRESOLVED", "NOT_APPLICABLE"})
 OTHER: Final = "other"

@@ -11,13 +11,15 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-SESSION_CREATED: Final = "session.created"
-SESSION_ENDED: Final = "session.ended"
-SESSION_UPDATED: Final = "session.updated"
-MESSAGE_ADDED: Final = "message.added"
-USAGE_UPDATED: Final = "usage.updated"
-SUBSCRIPTION_UPDATED: Final = "subscription.updated"
-KNOWLEDGE_STORE_UPDATED: Final = "knowledge_store.updated"
+from sessionflow.events import (
+    KNOWLEDGE_STORE_UPDATED,
+    MESSAGE_ADDED,
+    SESSION_CREATED,
+    SESSION_ENDED,
+    SESSION_UPDATED,
+    SUBSCRIPTION_UPDATED,
+    USAGE_UPDATED,
+)
 
 SCHEMA_VERSION: Final = 1
 

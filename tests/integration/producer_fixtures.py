@@ -19,7 +19,8 @@ from aiokafka import AIOKafkaConsumer
 from svix.webhooks import Webhook
 
 from producer.app import ProducerApp, create_app
-from producer.settings import ProducerSettings, decode_secret
+from producer.settings import ProducerSettings
+from sessionflow.signing import decode_secret
 
 SECRET = "whsec_" + base64.b64encode(b"sessionflow-test-key-24b").decode()
 TIMEOUT_S = 20.0

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from producer.envelope import KNOWN_EVENT_TYPES
 from sessionflow import metric_names
+from sessionflow.events import KNOWN_EVENT_TYPES
 from tests.unit.deploy._promql import PROMETHEUS_SERIES, known_labels, references
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"

@@ -7,7 +7,8 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from producer.settings import ProducerSettings, decode_secret
+from producer.settings import ProducerSettings
+from sessionflow.signing import decode_secret
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SECRET2 = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from svix.webhooks import Webhook
 
 from producer.errors import VerificationError
-from producer.settings import decode_secret
 from producer.verify import WebhookVerifier
+from sessionflow.signing import decode_secret
 
 # The Standard Webhooks reference test vector.
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
