@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from sessionflow import __version__, send
+from sessionflow import __version__, dlq, run, send, tail, topic_admin
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -81,6 +81,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.add_arguments(sender)
     sender.set_defaults(handler=send.run)
+
+    runner = commands.add_parser(
+        "run",
+        help="run the producer and one worker for a local trial (what `make run` does)",
+        description=(
+            "Start `sessionflow producer` and one `sessionflow worker` as child processes with "
+            "this environment, wait until both answer /readyz, and print where to look. Without "
+            "SESSIONFLOW_WEBHOOK_SECRETS it creates (or reuses) a git-ignored development secret "
+            "that `sessionflow send` reads too. Ctrl-C or SIGTERM stops both children "
+            "(SIGTERM, then SIGKILL after SESSIONFLOW_RUN_STOP_TIMEOUT_SECONDS); if one dies, "
+            "the other is stopped and the exit code is 1."
+        ),
+    )
+    runner.set_defaults(handler=run.run)
+
+    tailer = commands.add_parser(
+        "tail",
+        help="print a topic's records as JSON lines (completed, incomplete, dlq, raw)",
+        description=(
+            "Read a topic as a read_committed consumer without a consumer group (nothing is "
+            "committed, nobody is disturbed) and print one JSON document per record: indented on "
+            "a terminal, one line each otherwise. Dead letters and raw records show their "
+            "headers (reason, stage, message-id...) and the body as text, or as base64 when it "
+            "is not UTF-8. Without --follow it stops at the end it found at start."
+        ),
+    )
+    tail.add_arguments(tailer)
+    tailer.set_defaults(handler=tail.run)
+
+    dead = commands.add_parser(
+        "dlq",
+        help="dead-letter tools: `dlq replay` re-publishes dead letters after a fix",
+        description="Work with the dead-letter topic agntix.webhooks.dlq.",
+    )
+    dlq.add_arguments(dead)
+
+    topics = commands.add_parser(
+        "topics",
+        help="create the project's topics and describe them (partitions, replication, retention)",
+        description=(
+            "Create the missing topics with the partitions and configs the services declare "
+            "(the same code they run at start; SESSIONFLOW_PARTITIONS, "
+            "SESSIONFLOW_REPLICATION_FACTOR, SESSIONFLOW_TOPIC_NAMESPACE), then describe them as "
+            "a table. --describe creates nothing. Exits 1 if a topic is missing or its partition "
+            "count differs from the settings."
+        ),
+    )
+    topic_admin.add_arguments(topics)
+    topics.set_defaults(handler=topic_admin.run)
     return parser
 
 

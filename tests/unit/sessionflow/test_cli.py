@@ -20,7 +20,28 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    assert "version" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    for command in ("version", "producer", "worker", "send", "run", "tail", "dlq", "topics"):
+        assert command in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["dlq"], ["tail"], ["tail", "everything"], ["tail", "completed", "--max", "x"]],
+)
+def test_incomplete_or_wrong_commands_are_usage_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+
+
+def test_dlq_replay_options_parse() -> None:
+    from sessionflow.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["dlq", "replay", "--reason", "a", "--reason", "b", "--dry-run", "--max", "5"]
+    )
+    assert (args.reason, args.dry_run, args.max_records) == (["a", "b"], True, 5)
 
 
 def test_a_command_is_required() -> None:

@@ -1,0 +1,215 @@
+"""`sessionflow run`: the producer and one worker as child processes, for a local first run."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from pydantic import Field
+
+from sessionflow import devsecret
+from sessionflow.settings import KafkaSettings
+
+_POLL_S = 0.2
+_PR_SET_PDEATHSIG = 1
+
+
+class RunSettings(KafkaSettings):
+    """What `run` reads itself; the children read their own settings from the same variables."""
+
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    worker_port: int = Field(default=6066, ge=1, le=65535)
+    # A cold worker (RocksDB open, first rebalance, topic creation) takes a while on a laptop.
+    run_ready_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Longer than the producer's drain and the worker's last commit, shorter than patience.
+    run_stop_timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class RunError(RuntimeError):
+    """A child did not start or died."""
+
+
+@dataclass
+class Child:
+    name: str
+    ready_url: str
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def banner(settings: RunSettings, secret_note: str) -> str:
+    producer = f"http://127.0.0.1:{settings.http_port}"
+    worker = f"http://127.0.0.1:{settings.worker_port}"
+    return (
+        "\n"
+        "sessionflow is running (Ctrl-C stops the producer and the worker)\n"
+        f"  webhook URL      {producer}/webhooks/agntix\n"
+        f"  metrics          {producer}/metrics (producer)   {worker}/metrics (worker)\n"
+        f"  secrets          {secret_note}\n"
+        "  send traffic     .venv/bin/sessionflow send --sessions 1000"
+        + (
+            f" --url {producer}/webhooks/agntix"
+            if settings.http_port != RunSettings.model_fields["http_port"].default
+            else ""
+        )
+        + "\n"
+        "  read the output  .venv/bin/sessionflow tail completed --from-beginning\n"
+        "\n"
+    )
+
+
+def child_environ(environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """The children's environment, with the webhook secrets filled in, and a note saying whence."""
+    env = dict(environ)
+    if env.get(devsecret.ENV_VAR, "").strip():
+        return env, f"from {devsecret.ENV_VAR}"
+    existed = devsecret.DEV_SECRETS_FILE.exists()
+    secrets = devsecret.resolve_secrets(environ=env, create=True)
+    env[devsecret.ENV_VAR] = ",".join(secrets)
+    verb = "using the" if existed else "created a new"
+    return env, (
+        f"{verb} development secret in {devsecret.DEV_SECRETS_FILE} "
+        f"(git-ignored; `sessionflow send` reads it too; set {devsecret.ENV_VAR} to override)"
+    )
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when `run` itself dies, even by SIGKILL (Linux)."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(libc_name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_child(name: str, command: str, ready_url: str, env: Mapping[str, str]) -> Child:
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+        [sys.executable, "-m", "sessionflow.cli", command],
+        env=dict(env),
+        # Its own process group: a terminal's Ctrl-C reaches only `run`, which stops the
+        # children in order, instead of every process receiving SIGINT at once.
+        process_group=0,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+    return Child(name, ready_url, proc)
+
+
+def is_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback http
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def stop_children(children: Sequence[Child], timeout_s: float) -> dict[str, int]:
+    """SIGTERM to every live child, wait up to the deadline, then SIGKILL; exit codes by name."""
+    for child in children:
+        if child.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    codes: dict[str, int] = {}
+    for child in children:
+        try:
+            codes[child.name] = child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            sys.stderr.write(f"sessionflow run: {child.name} did not stop in time; killing it\n")
+            child.proc.kill()
+            codes[child.name] = child.proc.wait()
+    return codes
+
+
+class _Stop:
+    """Set by SIGINT/SIGTERM; the main loop notices it within one poll."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        self.signal = signum
+
+
+def supervise(settings: RunSettings, environ: Mapping[str, str]) -> int:
+    env, secret_note = child_environ(environ)
+    sys.stderr.write(f"sessionflow run: webhook secrets: {secret_note}\n")
+    stop = _Stop()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    children: list[Child] = []
+    try:
+        children.append(
+            start_child(
+                "producer", "producer", f"http://127.0.0.1:{settings.http_port}/readyz", env
+            )
+        )
+        children.append(
+            start_child("worker", "worker", f"http://127.0.0.1:{settings.worker_port}/readyz", env)
+        )
+        sys.stderr.write(
+            "sessionflow run: started "
+            + ", ".join(f"{c.name} (pid {c.pid})" for c in children)
+            + "; waiting until both are ready\n"
+        )
+        ready: set[str] = set()
+        deadline = time.monotonic() + settings.run_ready_timeout_seconds
+        while stop.signal is None:
+            dead = [c for c in children if c.proc.poll() is not None]
+            if dead:
+                names = ", ".join(f"{c.name} (exit {c.proc.returncode})" for c in dead)
+                sys.stderr.write(f"sessionflow run: {names} stopped; stopping the rest\n")
+                stop_children(children, settings.run_stop_timeout_seconds)
+                return 1
+            if len(ready) < len(children):
+                ready |= {c.name for c in children if c.name not in ready and is_ready(c.ready_url)}
+                if len(ready) == len(children):
+                    sys.stdout.write(banner(settings, secret_note))
+                    sys.stdout.flush()
+                elif time.monotonic() > deadline:
+                    waiting = ", ".join(c.name for c in children if c.name not in ready)
+                    sys.stderr.write(
+                        f"sessionflow run: {waiting} not ready after "
+                        f"{settings.run_ready_timeout_seconds:.0f} s; stopping\n"
+                    )
+                    stop_children(children, settings.run_stop_timeout_seconds)
+                    return 1
+            time.sleep(_POLL_S)
+        sys.stderr.write(
+            f"sessionflow run: {signal.Signals(stop.signal).name}: stopping the producer "
+            "and the worker\n"
+        )
+        codes = stop_children(children, settings.run_stop_timeout_seconds)
+        sys.stderr.write(
+            "sessionflow run: stopped ("
+            + ", ".join(f"{name} exit {code}" for name, code in codes.items())
+            + ")\n"
+        )
+        return 0
+    finally:
+        # Whatever went wrong above, nothing we started outlives us.
+        if any(c.proc.poll() is None for c in children):
+            stop_children(children, settings.run_stop_timeout_seconds)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run(_: argparse.Namespace) -> int:
+    try:
+        return supervise(RunSettings(), os.environ)
+    except devsecret.DevSecretError as exc:
+        sys.stderr.write(f"sessionflow run: {exc}\n")
+        return 1

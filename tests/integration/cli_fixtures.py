@@ -1,0 +1,162 @@
+"""Helpers for tests that drive the `sessionflow` command as operators do: real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sessionflow.settings import KafkaSettings
+from sessionflow.signing import new_secret
+from sessionflow.topics import Topics
+from tests.conftest import TIMEOUT_S
+from tests.integration.conftest import free_port
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sessionflow.cli", *args]
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+
+
+@dataclass
+class ServiceEnv:
+    """The environment one test's producer, worker and tools share (namespace, ports, secret)."""
+
+    bootstrap: str
+    namespace: str
+    root: Path
+    partitions: int = 2
+    http_port: int = field(default_factory=free_port)
+    worker_port: int = field(default_factory=free_port)
+    secret: str = field(default_factory=new_secret)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/webhooks/agntix"
+
+    @property
+    def settings(self) -> KafkaSettings:
+        return KafkaSettings(
+            kafka_bootstrap_servers=self.bootstrap,
+            partitions=self.partitions,
+            topic_namespace=self.namespace,
+        )
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.for_settings(self.settings)
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "SESSIONFLOW_TOPIC_NAMESPACE": self.namespace,
+            "SESSIONFLOW_PARTITIONS": str(self.partitions),
+            "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
+            "SESSIONFLOW_HTTP_PORT": str(self.http_port),
+            "SESSIONFLOW_WORKER_HOST": "127.0.0.1",
+            "SESSIONFLOW_WORKER_PORT": str(self.worker_port),
+            "SESSIONFLOW_DATA_DIR": str(self.root / "worker"),
+            "SESSIONFLOW_WEBHOOK_SECRETS": self.secret,
+            "SESSIONFLOW_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+    def run(self, *args: str, timeout_s: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+        """One `sessionflow` command to completion; output captured, stdout not a terminal."""
+        return subprocess.run(
+            cli(*args),
+            env=self.environ(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
+    def send(self, sessions: int, *extra: str) -> dict[str, Any]:
+        """`sessionflow send` against this env's producer; its JSON summary."""
+        summary = self.root / f"send-{time.monotonic_ns()}.json"
+        done = self.run(
+            "send",
+            "--sessions",
+            str(sessions),
+            "--url",
+            self.url,
+            "--no-progress",
+            "--json-summary",
+            str(summary),
+            *extra,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        parsed: dict[str, Any] = orjson.loads(summary.read_bytes())
+        return parsed
+
+    def tail(self, which: str, *extra: str) -> list[Any]:
+        """`sessionflow tail WHICH --from-beginning` (non-follow): every record, parsed."""
+        done = self.run("tail", which, "--from-beginning", *extra)
+        assert done.returncode == 0, done.stderr
+        return [orjson.loads(line) for line in done.stdout.splitlines()]
+
+
+class Service:
+    """A `sessionflow` subprocess with its log in a file (a pipe nobody reads would block it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self, url: str, timeout_s: float = TIMEOUT_S) -> None:
+        def ready() -> bool:
+            assert self.alive(), f"exited early:\n{self.log()[-4000:]}"
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_for(ready, f"{url} ready", timeout_s)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = TIMEOUT_S) -> int:
+        if self.alive():
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0) until its parent reaps it; it runs no code any more.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
