@@ -17,7 +17,7 @@ from streams.settings import WorkerSettings
 def run(settings: WorkerSettings) -> int:
     """Block until SIGTERM/SIGINT; Faust's worker stops the agent, commits and leaves the group."""
     # `_created` series double every counter's exposition and serve no dashboard or alert.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # The same code as `sessionflow topics`: a partition mismatch stops us here, before Faust
