@@ -10,6 +10,7 @@ import faust
 from prometheus_client import generate_latest
 
 from sessionflow.topics import Topics
+from streams.eos import CommitGate, end_transactions, transactional_id
 from streams.metrics import WorkerMetrics
 from streams.processor import OutputTopics, SessionProcessor, headers_of, now_ms
 from streams.settings import WorkerSettings
@@ -33,10 +34,6 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
     table = sessions_table(app, settings.partitions)
     # One co-partitioned stream: webhooks and the expiry ticks of the same partitions.
     source = app.topic(topics.raw, topics.ticks, partitions=settings.partitions, **RAW_TOPIC)
-    outputs = {
-        name: app.topic(name, partitions=settings.partitions, **RAW_TOPIC)
-        for name in (topics.completed, topics.incomplete, topics.dlq)
-    }
 
     async def sink(
         topic: str,
@@ -45,7 +42,17 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
         partition: int,
         headers: list[tuple[str, bytes]],
     ) -> None:
-        await outputs[topic].send(key=key, value=value, partition=partition, headers=headers)
+        # Straight to the producer, in the transaction of the partition being processed (see
+        # streams/eos.py: Faust's own topic.send would use the non-transactional producer).
+        await app.producer.send(
+            topic,
+            key,
+            value,
+            partition,
+            None,
+            headers,
+            transactional_id=transactional_id(app, topics.raw, partition),
+        )
 
     processor = SessionProcessor(
         table,
@@ -61,16 +68,21 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
             tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.raw
         )
 
+    gate = CommitGate()
+
     @app.agent(source, name="sessions")
     async def sessions(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
             message = event.message
-            if message.topic == topics.ticks:
-                await processor.on_tick(message.partition, int(event.value), owned_partitions())
-            else:
-                await processor.on_raw(
-                    event.key, event.value, headers_of(message.headers), message.partition
-                )
+            # One event's outputs, table writes and ack land in one transaction (streams/eos.py).
+            async with gate.lock:
+                if message.topic == topics.ticks:
+                    await processor.on_tick(message.partition, int(event.value), owned_partitions())
+                else:
+                    await processor.on_raw(
+                        event.key, event.value, headers_of(message.headers), message.partition
+                    )
+                event.ack()
             yield None
 
     @app.timer(settings.expiry_interval_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
@@ -85,13 +97,25 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
             await producer.send(topics.ticks, None, value, partition, None, None)
         _update_lag(app, topics.raw, metrics)
 
+    @app.on_partitions_revoked.connect
+    async def before_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Faust has stopped the agent and flushed its buffer by now (streams/eos.py says why).
+        gate.guard(app)
+        await end_transactions(app)
+
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        gate.guard(app)
         processor.on_rebalance()
         metrics.consumer_lag.clear()
 
     register_pages(app, metrics)
-    del sessions, tick, on_assigned  # registered on the app; kept from the module namespace
+    del (
+        sessions,
+        tick,
+        before_rebalance,
+        on_assigned,
+    )  # registered on the app; kept from the module namespace
     return processor
 
 
@@ -107,7 +131,10 @@ def register_pages(app: faust.App, metrics: WorkerMetrics) -> None:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = not app.rebalancing and app.consumer.assignment() is not None
+        # Ready once the worker has partitions and their tables are restored.
+        ready = (
+            not app.rebalancing and not app.in_recovery and app.consumer.assignment() is not None
+        )
         return web.json(
             {"status": "ready" if ready else "rebalancing"}, status=200 if ready else 503
         )

@@ -9,11 +9,15 @@ from __future__ import annotations
 import faust
 import mode
 
+from streams.eos import read_committed_highwaters
 from streams.settings import WorkerSettings
 
 
 def create_app(settings: WorkerSettings) -> faust.App:
-    store = f"rocksdb://{settings.data_dir}" if settings.table_store == "rocksdb" else "memory://"
+    read_committed_highwaters()
+    # A bare rocksdb:// keeps each partition's database under datadir (the URL's path would
+    # otherwise name a folder beside it).
+    store = "rocksdb://" if settings.table_store == "rocksdb" else "memory://"
     return faust.App(
         f"{settings.topic_namespace}{settings.app_id}",
         broker=f"kafka://{settings.kafka_bootstrap_servers}",

@@ -72,8 +72,12 @@ def producer() -> Iterator[RecordingProducer]:
 
 
 @pytest.fixture
-async def agent(settings: WorkerSettings, producer: RecordingProducer) -> AsyncIterator[Any]:
+async def agent(
+    settings: WorkerSettings, producer: RecordingProducer, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Any]:
     app = create_app(settings)
+    # Outputs go straight to the app's producer (streams/eos.py), table writes through topics.
+    monkeypatch.setattr(app.producer, "send", producer.send)
     register(app, settings, WorkerMetrics(max_intents=5))
     app.finalize()
     async with app.agents["sessions"].test_context() as context:
