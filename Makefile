@@ -40,6 +40,7 @@ test-reliability-long: install
 
 # Throughput and latency against same-run baselines; never part of `make test`.
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@$(MAKE) --no-print-directory kafka-up
 	$(BIN)/python -m bench
 

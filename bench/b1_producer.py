@@ -1,0 +1,207 @@
+"""B1 producer saturation (closed loop, concurrency sweep) and B2 latency at fractions of it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import resource
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import profile
+from bench.context import Context
+from bench.http_stack import server_commands
+from bench.proc import Service, broker_pid, cpu_seconds, free_port, python_module, wait_http
+from bench.stats import ratio
+from bench.webhooks import PATH, ended_requests, write_requests, wrk_script
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+_BASELINE = "uvicorn+uvloop+httptools (raw ASGI)"
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if m is None:
+        raise ValueError(f"not a wrk duration: {text}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """wrk's text report -> requests, non-2xx, errors, duration and the latency percentiles."""
+    m = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
+    if m is None:
+        raise ValueError(f"unexpected wrk output:\n{out}")
+    requests, elapsed_s = int(m.group(1)), _ms(m.group(2)) / 1000.0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    bad = int(non2xx.group(1)) if non2xx else 0
+    result: dict[str, Any] = {
+        "requests": requests,
+        "non2xx": bad,
+        "errors": sum(int(g) for g in errors.groups()) if errors else 0,
+        "elapsed_s": round(elapsed_s, 3),
+        "rps": round(requests / elapsed_s, 1),
+        "ok_rps": round((requests - bad) / elapsed_s, 1),
+    }
+    for q, value in re.findall(r"^\s+(50|90|99)(?:\.000)?%\s+([\d.]+\w+)", out, re.MULTILINE):
+        result[f"p{q}_ms"] = round(_ms(value), 2)
+    return result
+
+
+class Load:
+    """The load generator, always in its own process: wrk (C) when installed, else ours."""
+
+    def __init__(self, workdir: Path, requests: list[bytes]) -> None:
+        self.workdir = workdir
+        self.file = workdir / "requests.bin"
+        self.body_bytes_mean = round(
+            sum(len(r.split(b"\r\n\r\n", 1)[1]) for r in requests) / max(1, len(requests))
+        )
+        write_requests(self.file, requests)
+        self.wrk = shutil.which("wrk")
+        if self.wrk:
+            self.script = workdir / "requests.lua"
+            wrk_script(self.script, requests)
+
+    def closed(self, port: int, connections: int, seconds: float) -> dict[str, Any]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if self.wrk:
+            out = subprocess.run(
+                [
+                    self.wrk,
+                    "-t1",
+                    f"-c{connections}",
+                    f"-d{max(1, round(seconds))}s",
+                    "--latency",
+                    "-s",
+                    str(self.script),
+                    f"http://127.0.0.1:{port}{PATH}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=seconds + 60,
+            ).stdout
+            result = parse_wrk(out)
+            result["loadgen"] = "wrk -t1"
+        else:
+            result = self._ours(port, connections, seconds, 0.0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        result["loadgen_cpu_cores"] = round(cpu / max(result["elapsed_s"], 1e-9), 2)
+        return result
+
+    def paced(self, port: int, connections: int, seconds: float, rate: float) -> dict[str, Any]:
+        result = self._ours(port, connections, seconds, rate)
+        result["loadgen_cpu_cores"] = round(result["loadgen_cpu_s"] / result["elapsed_s"], 2)
+        return result
+
+    def _ours(self, port: int, connections: int, seconds: float, rate: float) -> dict[str, Any]:
+        out = subprocess.run(
+            python_module(
+                "bench.httpload",
+                "--port",
+                str(port),
+                "--requests",
+                str(self.file),
+                "--connections",
+                str(connections),
+                "--seconds",
+                str(seconds),
+                "--rate",
+                str(rate),
+            ),
+            capture_output=True,
+            check=False,
+            timeout=seconds + 60,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"load generator failed:\n{out.stderr.decode()[-3000:]}")
+        result: dict[str, Any] = orjson.loads(out.stdout.splitlines()[-1])
+        return result
+
+
+def _measured(
+    load: Load, service: Service, port: int, connections: int, seconds: float
+) -> dict[str, Any]:
+    broker = broker_pid()
+    cpu0, bcpu0, t0 = cpu_seconds(service.pid), broker and cpu_seconds(broker), time.monotonic()
+    result = load.closed(port, connections, seconds)
+    elapsed = time.monotonic() - t0
+    cpu1, bcpu1 = cpu_seconds(service.pid), broker and cpu_seconds(broker)
+    result["connections"] = connections
+    if cpu0 is not None and cpu1 is not None:
+        result["server_cpu_cores"] = round((cpu1 - cpu0) / elapsed, 2)
+    if bcpu0 and bcpu1:
+        result["broker_cpu_cores"] = round((bcpu1 - bcpu0) / elapsed, 2)
+    return result
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    workdir = ctx.workdir
+    load = Load(workdir, ended_requests(2000))
+    out: dict[str, Any] = {"loadgen": "wrk -t1" if load.wrk else "asyncio raw sockets (ours)"}
+    out["body_bytes_mean"] = load.body_bytes_mean
+
+    # Baseline: the same server stack, a bare endpoint that reads the body and answers 200.
+    port = free_port()
+    cmd = server_commands(workdir, port)[_BASELINE]  # writes the bare ASGI module into workdir
+    baseline = Service("baseline-http", cmd, os.environ, workdir, cwd=workdir)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", baseline.proc, 30, baseline.log)
+        load.closed(port, 64, 2)  # warm-up
+        out["baseline"] = [_measured(load, baseline, port, c, ctx.seconds) for c in ctx.concurrency]
+    finally:
+        baseline.stop()
+
+    namespace = ctx.namespace("producer")
+    asyncio.run(ctx.make_topics(namespace))
+    port = free_port()
+    producer = Service(
+        "producer",
+        python_module("sessionflow.cli", "producer"),
+        ctx.env(namespace, SESSIONFLOW_HTTP_PORT=str(port)),
+        workdir,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", producer.proc, 60, producer.log)
+        load.closed(port, 64, 2)  # warm-up: connections, Kafka batches, caches
+        points = []
+        for c in ctx.concurrency:
+            spy = None
+            if ctx.profile and c == 64:
+                spy = profile.start_record(
+                    producer.pid, max(2, int(ctx.seconds) - 2), workdir / "producer.spy"
+                )
+            points.append(_measured(load, producer, port, c, ctx.seconds))
+            if spy is not None:
+                out["producer_profile"] = profile.finish(spy, workdir / "producer.spy")
+        out["producer"] = points
+        best = max(p["ok_rps"] for p in points)
+        sweep = []
+        for share in (0.25, 0.5, 0.75):
+            point = load.paced(port, 64, ctx.seconds, max(50.0, share * best))
+            point["share_of_max"] = share
+            sweep.append(point)
+        out["paced"] = sweep
+    finally:
+        producer.stop()
+
+    base_best = max(p["rps"] for p in out["baseline"])
+    half = out["paced"][1]
+    out["figures"] = {
+        "producer_rps": best,
+        "producer_baseline_rps": base_best,
+        "producer_ratio": ratio(best, base_best),
+        "producer_p50_ms_half_load": half.get("p50_ms"),
+        "producer_p99_ms_half_load": half.get("p99_ms"),
+        "producer_p999_ms_half_load": half.get("p999_ms"),
+        "producer_half_load_rps": half.get("ok_rps"),
+    }
+    return out

@@ -1,0 +1,180 @@
+"""B3 worker throughput: a pre-loaded raw topic drained by one worker (both guarantees) and by
+the bare aiokafka baseline, timed from ready to the last completed record visible (read_committed)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench import profile
+from bench.context import Context
+from bench.kafka_io import Watcher, preload
+from bench.proc import Service, cpu_seconds, free_port, python_module, rss_mb, wait_http
+from bench.stats import ratio
+from bench.webhooks import session_plan
+from sessionflow.traffic import Plan
+
+# "pairs, 25% duplicates, reordered": a quarter of the deliveries again (retries with the same
+# message id, resends with a new one), and 30% of sessions deliver ended before created.
+SHARES = {"retry_share": 0.125, "resend_share": 0.125, "reorder_share": 0.3}
+TIMEOUT_S = 300.0
+
+
+def worker_env(
+    ctx: Context, namespace: str, name: str, port: int, guarantee: str
+) -> dict[str, str]:
+    return ctx.env(
+        namespace,
+        SESSIONFLOW_PROCESSING_GUARANTEE=guarantee,
+        SESSIONFLOW_DATA_DIR=str(ctx.workdir / f"data-{name}"),
+        SESSIONFLOW_WORKER_PORT=str(port),
+    )
+
+
+def steady_eps(watcher: Watcher, events: int, expected: int) -> float | None:
+    """Input events/s between the first and the last completed record seen: startup and the
+    first rebalance left out (completed records stand for their share of the input)."""
+    if watcher.first_at is None or watcher.last_at is None or expected < 2:
+        return None
+    span = watcher.last_at - watcher.first_at
+    return round(events * (len(watcher.seen) - 1) / expected / max(span, 1e-9), 1)
+
+
+async def _worker_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any]:
+    name = {"exactly_once": "eos", "at_least_once": "alo"}[guarantee]
+    namespace = ctx.namespace(f"worker-{name}")
+    topics = await ctx.make_topics(namespace)
+    load_s = await preload(ctx.bootstrap, topics.raw, plan.deliveries)
+    expected = len(plan.expectations.complete)
+    watcher = Watcher(ctx.bootstrap, topics.completed)
+    await watcher.start()
+    port = free_port()
+    worker = Service(
+        f"worker-{name}",
+        python_module("sessionflow.cli", "worker"),
+        worker_env(ctx, namespace, f"worker-{name}", port, guarantee),
+        ctx.workdir,
+    )
+    spy = None
+    try:
+        spawned = time.time()
+        ready_task = asyncio.create_task(
+            asyncio.to_thread(
+                wait_http, f"http://127.0.0.1:{port}/readyz", worker.proc, 120, worker.log
+            )
+        )
+        while not ready_task.done():
+            await watcher.poll()
+        await ready_task
+        ready = time.time()
+        cpu0 = cpu_seconds(worker.pid)
+        if ctx.profile and guarantee == "exactly_once":
+            spy = profile.start_record(worker.pid, 6, ctx.workdir / "worker.spy")
+        complete = await watcher.until(expected, TIMEOUT_S)
+        done = time.time()
+        cpu1 = cpu_seconds(worker.pid)
+        rss = rss_mb(worker.pid)
+        await watcher.settle(2.0)
+    finally:
+        worker.stop()
+        await watcher.stop()
+    events = len(plan.deliveries)
+    last = watcher.last_at if complete and watcher.last_at else done
+    out: dict[str, Any] = {
+        "guarantee": guarantee,
+        "events": events,
+        "expected_completed": expected,
+        "completed_distinct": len(watcher.seen),
+        "completed_records": watcher.records,
+        "all_completed": complete,
+        "preload_s": round(load_s, 2),
+        "startup_to_ready_s": round(ready - spawned, 2),
+        "ready_to_last_s": round(last - ready, 2),
+        "eps_from_ready": round(events / max(last - ready, 1e-9), 1),
+        "eps": steady_eps(watcher, events, expected),
+        "worker_cpu_cores": (
+            round((cpu1 - cpu0) / max(done - ready, 1e-9), 2)
+            if cpu0 is not None and cpu1 is not None
+            else None
+        ),
+        "worker_rss_mb": rss and round(rss, 1),
+    }
+    if spy is not None:
+        out["profile"] = profile.finish(spy, ctx.workdir / "worker.spy")
+    return out
+
+
+async def _baseline_run(ctx: Context, plan: Plan) -> dict[str, Any]:
+    namespace = ctx.namespace("worker-base")
+    topics = await ctx.make_topics(namespace)
+    load_s = await preload(ctx.bootstrap, topics.raw, plan.deliveries)
+    expected = len(plan.expectations.complete)
+    watcher = Watcher(ctx.bootstrap, topics.completed)
+    await watcher.start()
+    log = (ctx.workdir / "pairing-baseline.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        *python_module(
+            "bench.pairing_baseline",
+            ctx.bootstrap,
+            topics.raw,
+            topics.completed,
+            str(ctx.partitions),
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"baseline did not start: {line!r}")
+        ready = time.time()
+        complete = await watcher.until(expected, TIMEOUT_S)
+        done = time.time()
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        log.close()
+        await watcher.stop()
+    last = watcher.last_at if complete and watcher.last_at else done
+    events = len(plan.deliveries)
+    return {
+        "events": events,
+        "completed_distinct": len(watcher.seen),
+        "all_completed": complete,
+        "preload_s": round(load_s, 2),
+        "ready_to_last_s": round(last - ready, 2),
+        "eps_from_ready": round(events / max(last - ready, 1e-9), 1),
+        "eps": steady_eps(watcher, events, expected),
+    }
+
+
+async def _run(ctx: Context) -> dict[str, Any]:
+    plan = session_plan(ctx.worker_sessions, seed=11, **SHARES)
+    out: dict[str, Any] = {
+        "sessions": ctx.worker_sessions,
+        "events": len(plan.deliveries),
+        "duplicate_share_of_deliveries": round(
+            1 - 2 * ctx.worker_sessions / len(plan.deliveries), 3
+        ),
+        "partitions": ctx.partitions,
+    }
+    out["baseline"] = await _baseline_run(ctx, plan)
+    out["eos"] = await _worker_run(ctx, plan, "exactly_once")
+    out["alo"] = await _worker_run(ctx, plan, "at_least_once")
+    base = out["baseline"]["eps"]
+    out["figures"] = {
+        "worker_eps_eos": out["eos"]["eps"],
+        "worker_eps_alo": out["alo"]["eps"],
+        "worker_baseline_eps": base,
+        "worker_ratio_eos": ratio(out["eos"]["eps"], base),
+        "worker_ratio_alo": ratio(out["alo"]["eps"], base),
+        "worker_startup_s": out["eos"]["startup_to_ready_s"],
+    }
+    return out
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    return asyncio.run(_run(ctx))

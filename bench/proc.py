@@ -1,0 +1,187 @@
+"""Processes the benchmarks start: ports, readiness, CPU and memory from /proc, machine facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a live process (its threads included), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def dir_mb(path: Path) -> float:
+    """Bytes under `path`, plus Faust's `<path>-<partition>.db` RocksDB folders beside it
+    (an absolute `rocksdb://` store URL puts them there, not inside the data dir)."""
+    total = 0
+    for top in [path, *path.parent.glob(f"{path.name}-*.db")]:
+        for root, _dirs, files in os.walk(top):
+            for name in files:
+                try:
+                    total += (Path(root) / name).stat().st_size
+                except OSError:
+                    continue
+    return total / (1024.0 * 1024.0)
+
+
+def broker_pid() -> int | None:
+    """The local broker's JVM (the `make kafka-up` one), found by its main class."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"kafka.Kafka" in cmdline and b"java" in cmdline:
+            return int(entry.name)
+    return None
+
+
+def kafka_version() -> str:
+    libs = REPO / ".cache" / "kafka" / "libs"
+    for jar in sorted(libs.glob("kafka-clients-*.jar")) if libs.is_dir() else []:
+        return jar.name.removeprefix("kafka-clients-").removesuffix(".jar")
+    pom = REPO / "deploy" / "kafka" / "pom.xml"
+    for line in pom.read_text().splitlines() if pom.exists() else []:
+        if "<kafka.version>" in line:
+            return line.split(">")[1].split("<")[0] + " (declared)"
+    return "unknown"
+
+
+def machine() -> dict[str, object]:
+    def version(name: str) -> str:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as v
+
+        try:
+            return v(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kafka": kafka_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "aiokafka": version("aiokafka"),
+        "faust": version("faust-streaming"),
+        "uvicorn": version("uvicorn"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float, log: Path) -> float:
+    """Poll `url` until 200; the seconds it took. Raises if the process exits or time runs out."""
+    start = time.monotonic()
+    deadline = start + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited {proc.returncode}:\n{tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - loopback only
+                if r.status == 200:
+                    return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready within {timeout_s:.0f} s:\n{tail(log)}")
+
+
+def wait_port(port: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:.0f} s")
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class Service:
+    """A child process with its log in a file; stopped (TERM, then KILL) by `stop`."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: list[str],
+        env: Mapping[str, str],
+        logdir: Path,
+        cwd: Path = REPO,
+    ) -> None:
+        self.name = name
+        self.log = logdir / f"{name}.log"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, cwd=cwd
+            )
+        self.started = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,83 @@
+"""Pure figures: percentiles, ratios and goal checks, shared by the benchmarks and the report."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks; None if empty."""
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"q must be within [0, 100], got {q}")
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    if low == high:
+        return float(ordered[low])
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float | None]:
+    """p50/p99/p999/max in milliseconds, rounded to 0.01 ms."""
+
+    def ms(v: float | None) -> float | None:
+        return None if v is None else round(v * 1000.0, 2)
+
+    return {
+        "count": float(len(seconds)),
+        "p50_ms": ms(percentile(seconds, 50)),
+        "p99_ms": ms(percentile(seconds, 99)),
+        "p999_ms": ms(percentile(seconds, 99.9)),
+        "max_ms": ms(max(seconds) if seconds else None),
+    }
+
+
+def ratio(value: float | None, baseline: float | None) -> float | None:
+    """value / baseline rounded to 3 places; None when either is missing or the baseline is 0."""
+    if value is None or baseline is None or baseline <= 0:
+        return None
+    return round(value / baseline, 3)
+
+
+def extrapolate(at_zero: float, at_n: float, n: int, target: int) -> float:
+    """Linear extrapolation from (0, at_zero) and (n, at_n) to `target`."""
+    if n <= 0:
+        raise ValueError("n must be positive")
+    return at_zero + (at_n - at_zero) * target / n
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    key: str
+    label: str
+    limit: float
+    at_least: bool  # True: value >= limit; False: value < limit
+    baseline_key: str | None = None  # also value >= 0.5 x this figure
+    baseline_share: float = 0.5
+
+    def met(self, results: dict[str, object]) -> bool | None:
+        """True/False, or None when the figure is missing."""
+        value = results.get(self.key)
+        if not isinstance(value, int | float):
+            return None
+        ok = value >= self.limit if self.at_least else value < self.limit
+        if self.baseline_key is not None:
+            base = results.get(self.baseline_key)
+            if not isinstance(base, int | float):
+                return None
+            ok = ok and value >= self.baseline_share * base
+        return ok
+
+
+GOALS = (
+    Goal("producer_rps", "≥ 10,000/s and ≥ 0.5 x baseline", 10_000, True, "producer_baseline_rps"),
+    Goal("producer_p99_ms_half_load", "< 25 ms", 25, False),
+    Goal("worker_eps_eos", "≥ 20,000/s and ≥ 0.5 x baseline", 20_000, True, "worker_baseline_eps"),
+    Goal("e2e_p99_ms_alo", "< 50 ms", 50, False),
+    Goal("state_rss_mb_1m", "< 400 MB", 400, False),
+    Goal("state_restore_s_1m", "< 60 s", 60, False),
+)

@@ -1,0 +1,48 @@
+"""The benchmarks' pure figures: percentiles, ratios, extrapolation and goal checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.stats import GOALS, Goal, extrapolate, latency_summary, percentile, ratio
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 4.0
+    assert percentile(values, 50) == pytest.approx(2.5)
+    assert percentile([7.0], 99.9) == 7.0
+    assert percentile([], 50) is None
+    with pytest.raises(ValueError, match="within"):
+        percentile(values, 101)
+
+
+def test_latency_summary_is_in_milliseconds() -> None:
+    summary = latency_summary([0.001 * i for i in range(1, 1001)])
+    assert summary["count"] == 1000
+    assert summary["p50_ms"] == pytest.approx(500.5)
+    assert summary["p99_ms"] == pytest.approx(990.01)
+    assert summary["max_ms"] == 1000.0
+    assert latency_summary([])["p99_ms"] is None
+
+
+def test_ratio_and_extrapolation() -> None:
+    assert ratio(5.0, 20.0) == 0.25
+    assert ratio(None, 20.0) is None
+    assert ratio(5.0, 0.0) is None
+    assert extrapolate(80.0, 120.0, 20_000, 1_000_000) == pytest.approx(2080.0)
+    with pytest.raises(ValueError, match="positive"):
+        extrapolate(0.0, 1.0, 0, 10)
+
+
+def test_goals_check_the_limit_and_the_baseline_share() -> None:
+    goal = Goal("x", "", 100, True, "base")
+    assert goal.met({"x": 150, "base": 200}) is True
+    assert goal.met({"x": 150, "base": 400}) is False  # below half of the baseline
+    assert goal.met({"x": 50, "base": 60}) is False
+    assert goal.met({"x": None, "base": 60}) is None
+    below = Goal("p99", "", 25, False)
+    assert below.met({"p99": 24.9}) is True
+    assert below.met({"p99": 25}) is False
+    assert {g.key for g in GOALS} >= {"producer_rps", "worker_eps_eos", "state_restore_s_1m"}
