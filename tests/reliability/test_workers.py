@@ -1,0 +1,109 @@
+"""Worker faults under signed traffic: kill -9 among three, rebalance 1 -> 3 -> 1, many kills."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from sessionflow.send import SendReport, deliver
+from tests.integration.producer_fixtures import SECRET
+from tests.reliability.conftest import ReportBook
+from tests.reliability.harness import (
+    RECOVERY_S,
+    Expected,
+    Stack,
+    assert_invariants,
+    by_scale,
+    scenario,
+    session_ids,
+    traffic_plan,
+    wait_outputs,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.integration]
+
+
+async def send(url: str, sessions: int, seed: int, rate: float) -> SendReport:
+    p = traffic_plan(sessions, seed)
+    return await deliver(
+        p,
+        url,
+        [SECRET],
+        concurrency=16,
+        rate=rate,
+        max_attempts=40,
+        retry_base_s=0.2,
+        retry_cap_s=2.0,
+    )
+
+
+@scenario("5")
+async def test_rebalance_under_load_one_three_one(
+    stack_on_shared: Stack, report_book: ReportBook
+) -> None:
+    stack = stack_on_shared
+    await stack.env.make_topics()
+    producer = stack.producer()
+    first = stack.worker("w1")
+    await producer.wait_ready()
+    await stack.ready_workers([first], RECOVERY_S)
+
+    sessions = by_scale(1500, 20_000)
+    rate = by_scale(250, 600)
+    sending = asyncio.create_task(send(producer.url, sessions, seed=5, rate=rate))
+    await asyncio.sleep(3.0)
+    t0 = time.monotonic()
+    grown = [stack.worker("w2"), stack.worker("w3")]
+    await stack.ready_workers([first, *grown], RECOVERY_S)
+    up_s = time.monotonic() - t0
+    await asyncio.sleep(3.0)
+    t0 = time.monotonic()
+    for w in grown:
+        await asyncio.to_thread(w.stop)
+    await stack.ready_workers([first], RECOVERY_S)
+    down_s = time.monotonic() - t0
+    report = await sending
+    assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
+
+    expected = Expected()
+    expected.add(report)
+    outcome = await wait_outputs(stack.env, expected)
+    # Figures first, so that the report shows them also when an invariant fails.
+    report_book.record(
+        "5",
+        "Rebalance under load: 1 -> 3 -> 1 workers",
+        {
+            "sessions planned": sessions,
+            "webhooks sent (requests)": report.requests,
+            "accepted (2xx)": len(report.delivered),
+            "expected completed / incomplete": f"{len(expected.complete)} / {len(expected.incomplete)}",
+            "completed records (distinct sessions)": f"{len(outcome.completed)} ({len(set(r.key for r in outcome.completed))})",
+            "incomplete records": len(outcome.incomplete),
+            "duplicates dropped (live workers' metrics)": stack.scrape_duplicates(),
+            "1 -> 3 workers, all ready after (s)": round(up_s, 1),
+            "3 -> 1 workers, ready after (s)": round(down_s, 1),
+            "outputs complete after last 2xx (s)": round(outcome.waited_s, 1),
+            "worker processes alive at the end": sum(
+                w.proc is not None and w.proc.poll() is None for w in stack.workers
+            ),
+        },
+    )
+    try:
+        assert_invariants(outcome, expected)
+    except AssertionError as exc:
+        if "never completed" not in str(exc):
+            raise
+        # Known defect, written up in docs/reliability.md: across these rebalances a few sessions
+        # (0.5-1 %) lose a pending half's table state and come out as two incomplete records
+        # instead of one completed record. Nothing is doubled and nothing vanishes silently:
+        # every such session is accounted for on the incomplete topic.
+        completed = session_ids(outcome.completed)
+        missing = expected.complete - set(completed)
+        incomplete = session_ids(outcome.incomplete)
+        unaccounted = missing - set(incomplete)
+        assert not unaccounted, (
+            f"complete sessions on neither output topic: {sorted(unaccounted)[:5]}"
+        )
+        pytest.xfail(f"known rebalance defect: {len(missing)} sessions paired as two halves")
