@@ -24,7 +24,7 @@ from aiokafka.errors import (
 from producer.errors import PublishUnavailable, RecordTooLarge
 from producer.records import RecordHeaders
 from producer.settings import ProducerSettings
-from sessionflow.topics import Topics, ensure_topics, max_record_bytes
+from sessionflow.topics import STARTUP_TIMEOUT_S, Topics, ensure_topics, max_record_bytes
 
 log = logging.getLogger("producer.publisher")
 
@@ -85,13 +85,16 @@ class KafkaPublisher:
         return self._producer is not None and self._reachable and not self._broken
 
     async def start(self) -> None:
-        startup_timeout = 30.0
+        request_timeout = 30.0
+        # Waits (logging "waiting for Kafka") while no broker answers yet: a producer started
+        # before its broker comes up without a restart.
         await ensure_topics(
             self._settings,
             Topics.for_settings(self._settings).specs(self._settings),
-            timeout_s=startup_timeout,
+            timeout_s=request_timeout,
+            startup_timeout_s=STARTUP_TIMEOUT_S,
         )
-        self._producer = await asyncio.wait_for(self._new_producer(), startup_timeout)
+        self._producer = await asyncio.wait_for(self._new_producer(), request_timeout)
         self._reachable = True
         self._monitor = asyncio.create_task(self._watch(), name="producer-readiness")
 

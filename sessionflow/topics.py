@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from sessionflow.settings import KafkaSettings
 
+log = logging.getLogger("sessionflow.topics")
+
 DAY_MS = 24 * 60 * 60 * 1000
+# How long a process waits at start for a broker that does not answer yet (compose and
+# Kubernetes start everything at once): long enough to outlast a broker's own start.
+STARTUP_TIMEOUT_S = 120.0
+_RETRY_FIRST_S = 0.5
+_RETRY_CAP_S = 5.0
 # Room for the record's key, headers and batch framing beyond the body itself.
 RECORD_OVERHEAD_BYTES = 64 * 1024
 
@@ -83,15 +93,45 @@ class TopicMismatchError(TopicError):
 
 
 async def ensure_topics(
-    settings: KafkaSettings, specs: Iterable[TopicSpec], *, timeout_s: float = 30.0
+    settings: KafkaSettings,
+    specs: Iterable[TopicSpec],
+    *,
+    timeout_s: float = 30.0,
+    startup_timeout_s: float = STARTUP_TIMEOUT_S,
 ) -> None:
-    """Create the missing topics; refuse to run over a topic with another partition count."""
+    """Create the missing topics; refuse to run over a topic with another partition count.
+
+    While no broker answers (a connection error or a timeout), retry with backoff until
+    `startup_timeout_s` has passed, then raise the last error; a refusal is raised at once.
+    """
     wanted = list(specs)
+    deadline = time.monotonic() + startup_timeout_s
+    delay = _RETRY_FIRST_S
+    while True:
+        try:
+            await _ensure_once(settings, wanted, timeout_s)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            log.warning(
+                "waiting for Kafka at %s: %s (%.0f s left)",
+                settings.kafka_bootstrap_servers,
+                type(exc).__name__,
+                left,
+            )
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, _RETRY_CAP_S)
+        else:
+            return
+
+
+async def _ensure_once(settings: KafkaSettings, wanted: list[TopicSpec], timeout_s: float) -> None:
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
     )
-    await asyncio.wait_for(admin.start(), timeout_s)
     try:
+        await asyncio.wait_for(admin.start(), timeout_s)
         existing = set(await admin.list_topics())
         missing = [s for s in wanted if s.name not in existing]
         if missing:

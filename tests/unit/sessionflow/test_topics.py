@@ -1,0 +1,37 @@
+"""ensure_topics at start-up: it waits for a broker that does not answer yet, up to a deadline."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import pytest
+from aiokafka.errors import KafkaError
+
+from sessionflow.settings import KafkaSettings
+from sessionflow.topics import TopicSpec, ensure_topics
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_waits_for_the_broker_until_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    settings = KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}")
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, "sessionflow.topics"), pytest.raises(KafkaError):
+        await ensure_topics(settings, [TopicSpec("t", 1, 1, {})], startup_timeout_s=1.5)
+    assert time.monotonic() - started >= 1.5
+    assert sum("waiting for Kafka" in r.getMessage() for r in caplog.records) >= 2
+
+
+async def test_no_wait_without_a_startup_budget() -> None:
+    settings = KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}")
+    started = time.monotonic()
+    with pytest.raises(KafkaError):
+        await ensure_topics(settings, [TopicSpec("t", 1, 1, {})], startup_timeout_s=0)
+    assert time.monotonic() - started < 1.0
