@@ -182,7 +182,8 @@ async def stack_with_broker(
 ) -> AsyncIterator[Stack]:
     """A stack with a broker of its own (not started yet): the scenario may kill and restart it."""
     broker = PrivateBroker(report_book.root / request.node.name / "kafka")
-    env = make_env(report_book, broker.bootstrap, request.node.name, ttl_s=TTL_S)
+    ttl_s = getattr(request.function, "ttl_s", TTL_S)
+    env = make_env(report_book, broker.bootstrap, request.node.name, ttl_s=ttl_s)
     stack = Stack(env, broker=broker)
     try:
         yield stack

@@ -420,6 +420,16 @@ def scenario(item: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return tag
 
 
+def with_ttl(seconds: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a scenario's workers another TTL than the suite's (the stack fixtures read it)."""
+
+    def tag(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.ttl_s = seconds  # type: ignore[attr-defined]
+        return fn
+
+    return tag
+
+
 def runs_last(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a test that must see every other test's effects (the conftest moves it last)."""
     fn.runs_last = True  # type: ignore[attr-defined]

@@ -1,0 +1,256 @@
+"""Broker faults under signed traffic: kill -9 and restart, clean bounces, a late broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from sessionflow import traffic
+from sessionflow.send import SendReport, deliver
+from tests.integration.producer_fixtures import SECRET
+from tests.reliability.conftest import ReportBook
+from tests.reliability.harness import (
+    RECOVERY_S,
+    Expected,
+    Probe,
+    Stack,
+    assert_invariants,
+    by_scale,
+    scenario,
+    traffic_plan,
+    until,
+    wait_outputs,
+    with_ttl,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.integration]
+
+
+# Scenario 1's TTL: longer than the outage plus the sender's backlog after it, so that the
+# halves of one session, which the outage holds apart, still pair (with the suite's 30 s they
+# expired apart: two incomplete records where one completed one was due).
+OUTAGE_TTL_S = 120.0
+
+
+async def send(
+    url: str, sessions: int, seed: int, rate: float, half_only_share: float = 0.05
+) -> SendReport:
+    """Svix-like retries, scaled down: enough attempts to outlast a broker restart."""
+    return await deliver(
+        traffic_plan(sessions, seed, half_only_share=half_only_share),
+        url,
+        [SECRET],
+        concurrency=32,
+        rate=rate,
+        max_attempts=60,
+        retry_base_s=0.2,
+        retry_cap_s=2.0,
+    )
+
+
+async def start_stack(stack: Stack) -> None:
+    assert stack.broker is not None
+    await stack.broker.up()
+    await stack.env.make_topics()
+    producer = stack.producer()
+    worker = stack.worker("w1")
+    await producer.wait_ready()
+    await stack.ready_workers([worker], RECOVERY_S)
+
+
+def planned_only(sessions: int, seed: int) -> traffic.Plan:
+    """Planned-type events only: stored raw and counted, never paired, so the probe that sends
+    them leaves no half-open session behind when it stops."""
+    full = traffic_plan(sessions, seed, planned_share=1.0, retry_share=0.0, resend_share=0.0)
+    kept = tuple(d for d in full.deliveries if d.event_type in traffic.PLANNED_EVENT_TYPES)
+    return traffic.Plan(deliveries=kept, expectations=full.expectations)
+
+
+@scenario("1")
+@with_ttl(OUTAGE_TTL_S)
+async def test_broker_kill_under_load(stack_with_broker: Stack, report_book: ReportBook) -> None:
+    stack = stack_with_broker
+    assert stack.broker is not None
+    await start_stack(stack)
+    producer = stack.producers[0]
+    pids = stack.pids()
+
+    # About 2.3 webhooks per session (both halves, retries, resends, planned events).
+    sessions = by_scale(4400, 44_000)
+    rate = by_scale(450, 1200)
+    # No half-only sessions here: their incomplete records would come OUTAGE_TTL_S later.
+    sending = asyncio.create_task(
+        send(producer.url, sessions, seed=1, rate=rate, half_only_share=0)
+    )
+    probe = Probe(producer.url, planned_only(by_scale(600, 3000), seed=101))
+    probing = asyncio.create_task(probe.run())
+    await asyncio.sleep(by_scale(6, 20))
+
+    await stack.broker.kill()
+    killed = time.monotonic()
+    await until(lambda: producer.alive_readyz() == 503, 30, "producer readiness 503")
+    unready_s = time.monotonic() - killed
+    await asyncio.sleep(by_scale(8, 20))
+    restarting = time.monotonic()
+    broker_up_s = await stack.broker.up()
+    ready_s = await producer.wait_ready()
+    recovered_s = time.monotonic() - restarting
+
+    report = await sending
+    probe.stop.set()
+    probe_report = await probing
+    assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
+
+    expected = Expected()
+    expected.add(report)
+    expected.add(probe_report)
+    outcome = await wait_outputs(stack.env, expected)
+    during = probe.within(killed, restarting)
+    report_book.record(
+        "1",
+        "Broker kill -9 under load, then restart",
+        {
+            "sessions planned (load), probe's planned-type events": f"{sessions}, {len(probe.plan.deliveries)}",
+            "worker TTL (s)": OUTAGE_TTL_S,
+            "webhooks sent (requests, incl. retries)": report.requests + probe_report.requests,
+            "accepted (2xx, distinct deliveries)": expected.accepted,
+            "load sender's statuses": dict(sorted(report.status_counts.items())),
+            "probe's statuses inside the outage": dict(sorted(during.items())),
+            "2xx inside the outage": sum(n for s, n in during.items() if s.startswith("2")),
+            "broker down (s)": round(restarting - killed, 1),
+            "producer readiness 503 after the kill (s)": round(unready_s, 1),
+            "broker answering after restart (s)": round(broker_up_s, 1),
+            "producer ready again after restart (s)": round(recovered_s, 1),
+            "first 2xx after restart (s)": _round(probe.first_ok_after(restarting)),
+            "expected completed / incomplete": f"{len(expected.complete)} / {len(expected.incomplete)}",
+            "completed records": len(outcome.completed),
+            "incomplete records": len(outcome.incomplete),
+            "outputs complete after last 2xx (s)": round(outcome.waited_s, 1),
+            "processes restarted": len(set(pids) - set(stack.pids())),
+        },
+        f"producer ready poll took {ready_s:.1f} s; the probe is a second sender that logs the "
+        "time of every answer, so the outage window is measured, not inferred.",
+    )
+    assert during, "the probe made no attempt inside the outage"
+    assert set(during) == {"503"}, f"answers while the broker was down: {during}"
+    assert report.status_counts["503"] > 0, "the load sender never saw a 503"
+    assert set(stack.pids()) == set(pids), "a process exited or was replaced"
+    assert_invariants(outcome, expected)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+@scenario("2")
+@with_ttl(OUTAGE_TTL_S)
+async def test_clean_broker_bounces(stack_with_broker: Stack, report_book: ReportBook) -> None:
+    stack = stack_with_broker
+    assert stack.broker is not None
+    await start_stack(stack)
+    producer = stack.producers[0]
+    pids = stack.pids()
+
+    sessions = by_scale(1500, 20_000)
+    rate = by_scale(120, 500)
+    # Half-only sessions are left to scenarios 3, 7 and 8: here they would take OUTAGE_TTL_S.
+    sending = asyncio.create_task(
+        send(producer.url, sessions, seed=2, rate=rate, half_only_share=0)
+    )
+    bounces: list[float] = []  # seconds from the broker's stop to the producer's readiness
+    for _ in range(3):
+        await asyncio.sleep(by_scale(3, 15))
+        assert not sending.done(), "the traffic ended before the bounce: raise the count"
+        stopping = time.monotonic()
+        await stack.broker.down()
+        await stack.broker.up()
+        await producer.wait_ready()
+        bounces.append(time.monotonic() - stopping)
+    report = await sending
+    assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
+
+    expected = Expected()
+    expected.add(report)
+    outcome = await wait_outputs(stack.env, expected)
+    report_book.record(
+        "2",
+        "Clean broker bounce, three times during processing",
+        {
+            "sessions planned": sessions,
+            "worker TTL (s)": OUTAGE_TTL_S,
+            "webhooks sent (requests, incl. retries)": report.requests,
+            "accepted (2xx)": len(report.delivered),
+            "sender's statuses": dict(sorted(report.status_counts.items())),
+            "bounces: stop to producer ready again (s)": ", ".join(f"{b:.1f}" for b in bounces),
+            "expected completed / incomplete": f"{len(expected.complete)} / {len(expected.incomplete)}",
+            "completed records": len(outcome.completed),
+            "incomplete records": len(outcome.incomplete),
+            "outputs complete after last 2xx (s)": round(outcome.waited_s, 1),
+            "processes restarted": len(set(pids) - set(stack.pids())),
+        },
+    )
+    assert set(stack.pids()) == set(pids), "a process exited or was replaced"
+    assert_invariants(outcome, expected)
+
+
+@scenario("3")
+async def test_start_with_the_broker_down(
+    stack_with_broker: Stack, report_book: ReportBook
+) -> None:
+    stack = stack_with_broker
+    assert stack.broker is not None
+    # Producer and worker first: each creates the topics itself once the broker answers.
+    producer = stack.producer()
+    worker = stack.worker("w1")
+    pids = stack.pids()
+    late_s = by_scale(15, 60)
+    deadline = time.monotonic() + late_s
+    readiness: set[int | None] = set()
+    while time.monotonic() < deadline:
+        readiness.add(await asyncio.to_thread(producer.alive_readyz))
+        assert worker.proc is not None
+        assert worker.proc.poll() is None, f"the worker exited:\n{worker.log_tail()}"
+        await asyncio.sleep(0.5)
+    assert 200 not in readiness, "the producer said ready with no broker"
+
+    starting = time.monotonic()
+    broker_up_s = await stack.broker.up()
+    await producer.wait_ready()
+    producer_ready_s = time.monotonic() - starting
+    await stack.ready_workers([worker], RECOVERY_S)
+    worker_ready_s = time.monotonic() - starting
+
+    sessions = by_scale(500, 5000)
+    report = await send(producer.url, sessions, seed=3, rate=by_scale(200, 500))
+    assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
+    expected = Expected()
+    expected.add(report)
+    outcome = await wait_outputs(stack.env, expected)
+    waited = (producer.log_path.read_text(errors="replace") + worker.log_tail(10_000)).count(
+        "waiting for Kafka"
+    )
+    report_book.record(
+        "3",
+        "Start everything with the broker down, bring it up later",
+        {
+            "broker started after (s)": late_s,
+            "producer /readyz while the broker was down": sorted(map(str, readiness)),
+            "'waiting for Kafka' log lines (producer + worker)": waited,
+            "broker answering after its start (s)": round(broker_up_s, 1),
+            "producer ready after the broker's start (s)": round(producer_ready_s, 1),
+            "worker ready after the broker's start (s)": round(worker_ready_s, 1),
+            "sessions planned": sessions,
+            "accepted (2xx)": len(report.delivered),
+            "expected completed / incomplete": f"{len(expected.complete)} / {len(expected.incomplete)}",
+            "completed records": len(outcome.completed),
+            "incomplete records": len(outcome.incomplete),
+            "processes restarted": len(set(pids) - set(stack.pids())),
+        },
+        "While the broker is down the producer waits before binding its port, so /readyz does "
+        "not answer ('None') rather than answering 503.",
+    )
+    assert waited > 0, "neither process logged that it waited for Kafka"
+    assert set(stack.pids()) == set(pids), "a process exited or was replaced"
+    assert_invariants(outcome, expected)
