@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sessionflow import traffic
-from sessionflow.send import SendReport
+from sessionflow.send import SendReport, deliver
 from sessionflow.signing import HeaderFamily, Signer
 from tests.conftest import load_launcher
 from tests.integration.conftest import free_port
@@ -390,6 +390,22 @@ def assert_invariants(outcome: Outcome, expected: Expected) -> dict[str, int]:
         "incomplete": len(incomplete),
         "dlq": len(outcome.dlq),
     }
+
+
+async def send_signed(
+    url: str, plan: traffic.Plan, *, rate: float, max_attempts: int = 20, retry_cap_s: float = 1.0
+) -> SendReport:
+    """The scenarios' sender: signed with the test secret, retrying like Svix (scaled down)."""
+    return await deliver(
+        plan,
+        url,
+        [SECRET],
+        concurrency=16,
+        rate=rate,
+        max_attempts=max_attempts,
+        retry_base_s=0.2,
+        retry_cap_s=retry_cap_s,
+    )
 
 
 def traffic_plan(sessions: int, seed: int, **shares: float) -> traffic.Plan:

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 import pytest
 
 from sessionflow import traffic
-from sessionflow.send import SendReport, deliver
-from tests.integration.producer_fixtures import SECRET
 from tests.reliability.conftest import TTL_S, ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
@@ -20,6 +18,7 @@ from tests.reliability.harness import (
     assert_invariants,
     by_scale,
     scenario,
+    send_signed,
     wait_outputs,
 )
 
@@ -87,19 +86,6 @@ def _plan(deliveries: list[traffic.Delivery]) -> traffic.Plan:
     return traffic.Plan(deliveries=tuple(deliveries), expectations=expectations)
 
 
-async def send(url: str, plan: traffic.Plan, rate: float) -> SendReport:
-    return await deliver(
-        plan,
-        url,
-        [SECRET],
-        concurrency=16,
-        rate=rate,
-        max_attempts=20,
-        retry_base_s=0.2,
-        retry_cap_s=1.0,
-    )
-
-
 @scenario("8")
 async def test_duplicated_reordered_far_apart(
     stack_on_shared: Stack, report_book: ReportBook
@@ -119,10 +105,10 @@ async def test_duplicated_reordered_far_apart(
     gap_s = TTL_S - len(second.deliveries) / rate - _MARGIN_S
     assert gap_s > len(first.deliveries) / rate, "the phases overlap: lower the count"
     started = time.monotonic()
-    report1 = await send(producer.url, first, rate)
+    report1 = await send_signed(producer.url, first, rate=rate)
     await asyncio.sleep(max(0.0, started + gap_s - time.monotonic()))
     second_at = time.monotonic() - started
-    report2 = await send(producer.url, second, rate)
+    report2 = await send_signed(producer.url, second, rate=rate)
     spread_s = time.monotonic() - started
     assert report1.ok, "the sender gave up on some first halves"
     assert report2.ok, "the sender gave up on some second halves"

@@ -7,8 +7,6 @@ import time
 
 import pytest
 
-from sessionflow.send import SendReport, deliver
-from tests.integration.producer_fixtures import SECRET
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
@@ -17,26 +15,13 @@ from tests.reliability.harness import (
     assert_invariants,
     by_scale,
     scenario,
+    send_signed,
     session_ids,
     traffic_plan,
     wait_outputs,
 )
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
-
-
-async def send(url: str, sessions: int, seed: int, rate: float) -> SendReport:
-    p = traffic_plan(sessions, seed)
-    return await deliver(
-        p,
-        url,
-        [SECRET],
-        concurrency=16,
-        rate=rate,
-        max_attempts=40,
-        retry_base_s=0.2,
-        retry_cap_s=2.0,
-    )
 
 
 @scenario("5")
@@ -52,7 +37,11 @@ async def test_rebalance_under_load_one_three_one(
 
     sessions = by_scale(1500, 20_000)
     rate = by_scale(250, 600)
-    sending = asyncio.create_task(send(producer.url, sessions, seed=5, rate=rate))
+    sending = asyncio.create_task(
+        send_signed(
+            producer.url, traffic_plan(sessions, 5), rate=rate, max_attempts=40, retry_cap_s=2.0
+        )
+    )
     await asyncio.sleep(3.0)
     t0 = time.monotonic()
     grown = [stack.worker("w2"), stack.worker("w3")]
