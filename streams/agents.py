@@ -131,10 +131,10 @@ def register_pages(app: faust.App, metrics: WorkerMetrics) -> None:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        # Ready once the worker has partitions and their tables are restored.
-        ready = (
-            not app.rebalancing and not app.in_recovery and app.consumer.assignment() is not None
-        )
+        # Ready once the worker has joined the group and restored its tables (an empty
+        # assignment before the first rebalance is not ready).
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # not on TableManagerT
+        ready = recovery.completed.is_set() and not app.rebalancing and not app.in_recovery
         return web.json(
             {"status": "ready" if ready else "rebalancing"}, status=200 if ready else 503
         )

@@ -28,6 +28,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         broker_commit_interval=settings.commit_interval_seconds,
+        broker_session_timeout=settings.consumer_session_timeout_seconds,
+        broker_heartbeat_interval=settings.consumer_session_timeout_seconds / 5,
         web_host=settings.worker_host,
         web_port=settings.worker_port,
         web_in_thread=False,

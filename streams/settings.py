@@ -27,6 +27,9 @@ class WorkerSettings(KafkaSettings):
     expiry_interval_seconds: float = Field(default=5.0, gt=0)
     # Exactly-once commits (and so output visibility) happen this often: the floor of end-to-end latency.
     commit_interval_seconds: float = Field(default=0.5, gt=0)
+    # How long the group waits for a silent worker (killed, frozen) before its partitions move:
+    # the fail-over time after a kill -9. Faust's default is 60 s.
+    consumer_session_timeout_seconds: float = Field(default=10.0, ge=6.0, le=300.0)
     max_intents: int = Field(default=50, ge=1)
 
     @property
