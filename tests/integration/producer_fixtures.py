@@ -7,7 +7,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,16 +20,10 @@ from svix.webhooks import Webhook
 from producer.app import ProducerApp, create_app
 from producer.settings import ProducerSettings
 from sessionflow.signing import decode_secret
+from tests.integration.conftest import free_port
 
 SECRET = "whsec_" + base64.b64encode(b"sessionflow-test-key-24b").decode()
 TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def make_settings(**overrides: Any) -> ProducerSettings:
