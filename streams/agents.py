@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
+from faust.types import TP
 from prometheus_client import generate_latest
 
 from sessionflow.topics import Topics
 from streams.eos import CommitGate, end_transactions, transactional_id
+from streams.expiry import Tick, encode_tick
 from streams.metrics import WorkerMetrics
 from streams.processor import OutputTopics, SessionProcessor, headers_of, now_ms
 from streams.settings import WorkerSettings
@@ -61,6 +64,8 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
         metrics,
         ttl_ms=settings.ttl_ms,
         partitions=settings.partitions,
+        grace_ms=int(settings.expiry_grace_seconds * 1000),
+        settle_ms=int(2 * settings.expiry_interval_seconds * 1000),
     )
 
     def owned_partitions() -> list[int]:
@@ -77,10 +82,14 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
             # One event's outputs, table writes and ack land in one transaction (streams/eos.py).
             async with gate.lock:
                 if message.topic == topics.ticks:
-                    await processor.on_tick(message.partition, int(event.value), owned_partitions())
+                    await processor.on_tick(message.partition, event.value, owned_partitions())
                 else:
                     await processor.on_raw(
-                        event.key, event.value, headers_of(message.headers), message.partition
+                        event.key,
+                        event.value,
+                        headers_of(message.headers),
+                        message.partition,
+                        message.offset,
                     )
                 event.ack()
             yield None
@@ -92,9 +101,16 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
             return
         producer = app.producer
         await producer.maybe_start()
-        value = str(now_ms()).encode()
-        for partition in owned_partitions():
-            await producer.send(topics.ticks, None, value, partition, None, None)
+        at_ms = now_ms()  # before the ends are asked: every earlier append lies below them
+        raw = [TP(topics.raw, partition) for partition in owned_partitions()]
+        try:
+            ends = await app.consumer.highwaters(*raw) if raw else {}
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("no expiry ticks this round: raw ends unknown (%s)", type(exc).__name__)
+            return
+        for tp in raw:
+            value = encode_tick(Tick(at_ms=at_ms, raw_end=ends.get(tp)))
+            await producer.send(topics.ticks, None, value, tp.partition, None, None)
         _update_lag(app, topics.raw, metrics)
 
     @app.on_partitions_revoked.connect

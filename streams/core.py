@@ -1,11 +1,15 @@
 """The per-session state machine: dedup, created/ended pairing and expiry, free of Faust and Kafka."""
 
-# Clock: a half's TTL runs from `now_ms` when the worker first processed it (`first_seen_ms`, kept
-# in the state), not from the producer's received-at. So a worker catching up on a backlog older
-# than the TTL still pairs halves that arrived close together, and the deadline is a pure function
-# of the stored state. A completion marker expires TTL after the pairing (`completed_at_ms`).
-# on_event applies an overdue expiry first, exactly as the timer would have done had it run before
-# the event: the outcome never depends on when the timer happens to tick.
+# Clocks. A half's TTL runs on stream time: from its received-at, the producer's clock when the
+# webhook arrived (`received_at_ms`), never from when a worker got round to it. Whether the pair
+# meets is then a fact about the traffic, not about the worker: a stall, a rebalance or a backlog
+# older than the TTL pairs exactly the halves that arrived within TTL of each other. A completion
+# marker expires TTL after the later half's received-at (`closed_at_ms`).
+# on_event expires an overdue state first, as of the event's own received-at, exactly as a timer
+# would have done had it run before the event. The timer (on_expiry) is given a stream-time
+# horizon that the caller guarantees every earlier-received record of the partition has passed
+# (streams/expiry.py, `Tick.horizon_ms`), so it never expires a half whose partner is waiting.
+# The worker's clock (`now_ms`) only fills the report fields firstSeenAt, expiredAt, completedAt.
 
 from __future__ import annotations
 
@@ -70,7 +74,8 @@ class CompletionMarker:
     """What is left of a completed session: drops late duplicates until the TTL."""
 
     session_id: str
-    completed_at_ms: int
+    # Stream time of the pairing: the later half's received-at.
+    closed_at_ms: int
     created: HalfSeen
     ended: HalfSeen
 
@@ -90,15 +95,15 @@ class Step:
     ignored_event_type: str | None = None
     # +1 a pending session appeared, -1 one was paired or expired (for a pending-sessions gauge).
     pending_delta: int = 0
-    # First half to second half, by the worker's clock; set when a pair completes.
+    # First half to second half, by their received-at; set when a pair completes.
     pairing_wait_ms: int | None = None
 
 
 def deadline_ms(state: SessionState, ttl_ms: int) -> int:
-    """When on_expiry must act on this state."""
+    """The stream time (a received-at) from which this state is expired."""
     if isinstance(state, PendingSession):
-        return state.first_seen_ms + ttl_ms
-    return state.completed_at_ms + ttl_ms
+        return state.received_at_ms + ttl_ms
+    return state.closed_at_ms + ttl_ms
 
 
 def on_event(state: SessionState | None, env: Envelope, now_ms: int, ttl_ms: int) -> Step:
@@ -107,8 +112,8 @@ def on_event(state: SessionState | None, env: Envelope, now_ms: int, ttl_ms: int
         return Step(state=state, changed=False, ignored_event_type=env.event_type)
 
     expired: Step | None = None
-    if state is not None and now_ms >= deadline_ms(state, ttl_ms):
-        expired = on_expiry(state, now_ms, ttl_ms)
+    if state is not None and env.received_at_ms >= deadline_ms(state, ttl_ms):
+        expired = on_expiry(state, env.received_at_ms, ttl_ms, now_ms)
         state = None
 
     if state is None:
@@ -144,9 +149,12 @@ def on_event(state: SessionState | None, env: Envelope, now_ms: int, ttl_ms: int
     return _complete(state, env, event, now_ms)
 
 
-def on_expiry(state: SessionState, now_ms: int, ttl_ms: int) -> Step:
-    """Expire a state whose deadline has passed; a no-op before it."""
-    if now_ms < deadline_ms(state, ttl_ms):
+def on_expiry(state: SessionState, horizon_ms: int, ttl_ms: int, now_ms: int) -> Step:
+    """Expire a state whose deadline the stream time `horizon_ms` has reached; a no-op before it.
+
+    `now_ms`, the worker's clock, is only reported (expiredAt).
+    """
+    if horizon_ms < deadline_ms(state, ttl_ms):
         return Step(state=state, changed=False)
     if isinstance(state, CompletionMarker):
         return Step(state=None, changed=True)
@@ -217,7 +225,7 @@ def _complete(
     )
     marker = CompletionMarker(
         session_id=pending.session_id,
-        completed_at_ms=now_ms,
+        closed_at_ms=max(pending.received_at_ms, env.received_at_ms),
         created=created_seen,
         ended=ended_seen,
     )
@@ -229,7 +237,7 @@ def _complete(
             name for name in IDENTITY_FIELDS if getattr(created, name) != getattr(ended, name)
         ),
         pending_delta=-1,
-        pairing_wait_ms=now_ms - pending.first_seen_ms,
+        pairing_wait_ms=abs(env.received_at_ms - pending.received_at_ms),
     )
 
 
@@ -257,7 +265,7 @@ def encode_state(state: SessionState) -> bytes:
             _STATE_VERSION,
             _MARKER,
             state.session_id,
-            state.completed_at_ms,
+            state.closed_at_ms,
             state.created.message_id,
             state.created.digest.hex(),
             state.ended.message_id,
@@ -287,10 +295,10 @@ def decode_state(data: bytes) -> SessionState:
                 body=body,
             )
         if kind == _MARKER and not sep:
-            completed_at_ms, c_id, c_digest, e_id, e_digest = rest
+            closed_at_ms, c_id, c_digest, e_id, e_digest = rest
             return CompletionMarker(
                 session_id=session_id,
-                completed_at_ms=completed_at_ms,
+                closed_at_ms=closed_at_ms,
                 created=HalfSeen(c_id, bytes.fromhex(c_digest)),
                 ended=HalfSeen(e_id, bytes.fromhex(e_digest)),
             )

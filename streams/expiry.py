@@ -1,14 +1,104 @@
-"""Which sessions of a partition are due: an in-memory deadline index, derived from the table.
+"""When a partition's sessions may be expired, and which are due.
 
-The table is the truth (changelog-backed); this index only says where to look. It is rebuilt
-from the table after every rebalance, and an entry may be stale (the state moved on, or is
-gone): the caller re-reads the state and asks the core, which decides from the state alone.
+Ticks. A half expires on stream time (streams/core.py): its received-at plus the TTL. The timer
+cannot know what the raw topic still holds, so each tick says when it was made (`at_ms`) and
+where the raw partition ended just after that (`raw_end`, its last stable offset). Every webhook
+received more than `grace_ms` before the tick (the sender's deadline: nothing is answered later
+than that) was appended before the tick, below `raw_end`. Once the worker has processed the raw
+partition up to `raw_end`, no half received before `at_ms - grace_ms` is still on its way, so the
+halves whose deadline is not later than that may go: their partners, if any, arrived too late.
+A tick read before the backlog it stood behind (ticks and webhooks are separate topics, so after
+a stall or a rebalance they are not read in order) expires nothing; a later tick will.
+
+Offsets below `raw_end` that hold no record (a transaction's commit marker, written by
+`sessionflow dlq replay`) are never processed; `RawProgress` counts the partition as caught up
+when ticks keep being read for `settle_ms` while its processed position and its end stand still.
+
+The deadline index: the table is the truth (changelog-backed); the index only says where to
+look. It is rebuilt from the table after every rebalance, and an entry may be stale (the state
+moved on, or is gone): the caller re-reads the state and asks the core, which decides from the
+state alone.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+
+
+class TickDecodeError(ValueError):
+    """A ticks-topic record that is not a tick."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    at_ms: int
+    # The raw partition's end offset just after `at_ms`; None on a tick of an older worker.
+    raw_end: int | None
+
+
+def encode_tick(tick: Tick) -> bytes:
+    return orjson.dumps([tick.at_ms, tick.raw_end])
+
+
+def decode_tick(data: bytes) -> Tick:
+    """Read a tick; the bare time that ticks were before they carried `raw_end` still reads."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise TickDecodeError(f"unreadable tick: {exc}") from exc
+    if _is_int(value):
+        return Tick(at_ms=value, raw_end=None)
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and _is_int(value[0])
+        and (value[1] is None or _is_int(value[1]))
+    ):
+        return Tick(at_ms=value[0], raw_end=value[1])
+    raise TickDecodeError("a tick is [at_ms, raw_end]")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class RawProgress:
+    """Per partition, how far the raw topic was processed, and the expiry horizon a tick allows."""
+
+    def __init__(self, *, grace_ms: int, settle_ms: int) -> None:
+        self._grace_ms = grace_ms
+        self._settle_ms = settle_ms
+        self._next: dict[int, int] = {}
+        # partition -> (raw_end, position, since_ms): behind by offsets that did not move.
+        self._standing: dict[int, tuple[int, int, int]] = {}
+
+    def processed(self, partition: int, offset: int) -> None:
+        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+
+    def reset(self) -> None:
+        """Partitions moved: a partition's position is known again once a record of it is read."""
+        self._next.clear()
+        self._standing.clear()
+
+    def horizon_ms(self, partition: int, tick: Tick, now_ms: int) -> int | None:
+        """The stream time up to which `partition` may expire halves, as of `tick`; None: not yet."""
+        if tick.raw_end is None:
+            return None
+        position = self._next.get(partition, -1)
+        if position >= tick.raw_end:
+            self._standing.pop(partition, None)
+            return tick.at_ms - self._grace_ms
+        standing = self._standing.get(partition)
+        if standing is None or standing[:2] != (tick.raw_end, position):
+            self._standing[partition] = (tick.raw_end, position, now_ms)
+            return None
+        if now_ms - standing[2] < self._settle_ms:
+            return None
+        return tick.at_ms - self._grace_ms
 
 
 class ExpiryIndex:

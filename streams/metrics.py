@@ -67,7 +67,7 @@ class WorkerMetrics:
         )
         self.pairing_wait = Histogram(
             "sessionflow_pairing_wait_seconds",
-            "First half to second half, by arrival at the worker",
+            "First half to second half, by their received-at",
             buckets=_LONG_BUCKETS,
             registry=r,
         )

@@ -6,8 +6,8 @@ or not at all. Outputs are sent to the input's partition number (all topics shar
 count), so they always ride in the transaction of the partition being processed.
 
 Expiry is driven by tick records, not by a bare timer: a timer has no event, so it could neither
-write the table nor join a partition's transaction. Each worker's timer sends a tick (the time)
-to the ticks topic's partitions it owns; the agent, which consumes the raw and the ticks topics
+write the table nor join a partition's transaction. Each worker's timer sends a tick (the time,
+and the raw partition's end offset: streams/expiry.py) to the ticks topic's partitions it owns; the agent, which consumes the raw and the ticks topics
 as one co-partitioned stream, expires the due sessions of that partition while processing the
 tick. The expiry's table deletes, incomplete records and the tick's offset commit in one
 transaction: a crash before the commit replays the tick against the state as it was (nothing
@@ -27,7 +27,7 @@ from aiokafka.partitioner import murmur2
 
 from streams import core
 from streams.decode import DecodeError, decode
-from streams.expiry import ExpiryIndex
+from streams.expiry import ExpiryIndex, RawProgress, TickDecodeError, decode_tick
 from streams.metrics import WorkerMetrics
 from streams.models import CompletedSession, encode_output
 
@@ -84,6 +84,8 @@ class SessionProcessor:
         *,
         ttl_ms: int,
         partitions: int,
+        grace_ms: int,
+        settle_ms: int,
     ) -> None:
         self._table = table
         self._sink = sink
@@ -92,10 +94,17 @@ class SessionProcessor:
         self._ttl_ms = ttl_ms
         self._partitions = partitions
         self.index = ExpiryIndex()
+        self.progress = RawProgress(grace_ms=grace_ms, settle_ms=settle_ms)
 
     async def on_raw(
-        self, key: bytes | None, value: bytes | None, headers: Mapping[str, bytes], partition: int
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes],
+        partition: int,
+        offset: int,
     ) -> None:
+        self.progress.processed(partition, offset)
         now = now_ms()
         try:
             env = decode(value or b"", headers, now)
@@ -117,21 +126,31 @@ class SessionProcessor:
         await self._apply(table_key, step, partition)
         self._metrics.observe(env.event_type, step, now, env.received_at_ms)
 
-    async def on_tick(self, partition: int, tick_ms: int, assigned: Iterable[int]) -> None:
-        """Expire this partition's due sessions, as of the tick's time."""
+    async def on_tick(self, partition: int, value: bytes | None, assigned: Iterable[int]) -> None:
+        """Expire this partition's due sessions, as far as the tick allows (streams/expiry.py)."""
+        try:
+            tick = decode_tick(value or b"")
+        except TickDecodeError as exc:
+            log.warning("ignored a ticks record on partition %d: %s", partition, exc)
+            return
+        now = now_ms()
+        horizon = self.progress.horizon_ms(partition, tick, now)
+        if horizon is None:
+            return
         if not self.index.built:
             self._rebuild_index(set(assigned))
-        for table_key in self.index.pop_due(partition, tick_ms):
+        for table_key in self.index.pop_due(partition, horizon):
             state = self._load(table_key)
             if state is None:
                 continue  # already paired-and-expired or expired: a stale index entry
-            step = core.on_expiry(state, tick_ms, self._ttl_ms)
+            step = core.on_expiry(state, horizon, self._ttl_ms, now)
             if step.changed:
                 await self._apply(table_key, step, partition)
                 self._metrics.observe_outputs(step)
 
     def on_rebalance(self) -> None:
         self.index.invalidate()
+        self.progress.reset()
 
     def _load(self, table_key: bytes) -> core.SessionState | None:
         stored = self._table.get(table_key)

@@ -25,6 +25,9 @@ class WorkerSettings(KafkaSettings):
     session_ttl_seconds: float = Field(default=172_800.0, gt=0)
     # How often each worker checks its own partitions for sessions past the TTL.
     expiry_interval_seconds: float = Field(default=5.0, gt=0)
+    # How long after receiving a webhook the producer may still append it: the sender's 15 s
+    # deadline. A half expires this much after its TTL, once no partner can still be on the way.
+    expiry_grace_seconds: float = Field(default=15.0, ge=0)
     # Exactly-once commits (and so output visibility) happen this often: the floor of end-to-end latency.
     commit_interval_seconds: float = Field(default=0.5, gt=0)
     # How long the group waits for a silent worker (killed, frozen) before its partitions move:

@@ -68,6 +68,7 @@ async def test_pairs_dedups_and_expires_with_exact_fields(
     env: WorkerEnv, workers: list[WorkerProcess]
 ) -> None:
     env.ttl_seconds = 6.0
+    env.grace_seconds = 1.0  # written straight to the raw topic: no producer deadline to wait out
     await env.make_topics()
     p = traffic(40, seed=1)
     worker = start(env, workers, "w1")

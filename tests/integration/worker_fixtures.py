@@ -32,6 +32,8 @@ class WorkerEnv:
     root: Path
     partitions: int = 4
     ttl_seconds: float = 600.0
+    # The producers the reliability suite starts answer within 10 s (body + publish deadlines).
+    grace_seconds: float = 10.0
     guarantee: str = "exactly_once"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -58,6 +60,7 @@ class WorkerEnv:
             "SESSIONFLOW_PARTITIONS": str(self.partitions),
             "SESSIONFLOW_SESSION_TTL_SECONDS": str(self.ttl_seconds),
             "SESSIONFLOW_EXPIRY_INTERVAL_SECONDS": "0.5",
+            "SESSIONFLOW_EXPIRY_GRACE_SECONDS": str(self.grace_seconds),
             "SESSIONFLOW_PROCESSING_GUARANTEE": self.guarantee,
             "SESSIONFLOW_DATA_DIR": str(self.root / name),
             "SESSIONFLOW_WORKER_HOST": "127.0.0.1",

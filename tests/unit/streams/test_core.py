@@ -36,7 +36,8 @@ from streams.models import (
 from tests.unit.streams import samples
 
 TTL = 172_800_000
-T = samples.T0_MS + 1_000  # the worker's clock in the examples
+R = samples.T0_MS  # received-at: stream time, which decides
+T = R + 1_000  # the worker's clock in the examples, which is only reported
 
 
 def _sid() -> str:
@@ -84,7 +85,7 @@ def test_created_then_ended_completes_once() -> None:
     record = _completed(second)
     assert second.changed
     assert second.pending_delta == -1
-    assert second.pairing_wait_ms == 5_000
+    assert second.pairing_wait_ms == 252_000  # received-at to received-at
     assert second.half_conflicts == ()
     assert isinstance(second.state, CompletionMarker)
     out = json.loads(encode_output(record))
@@ -220,10 +221,10 @@ def test_unpaired_half_expires_once_after_the_ttl(half: str, reason: str) -> Non
     raw = samples.to_bytes(event)
     state = on_event(None, _env(event, "msg_1", samples.T0_MS), T, TTL).state
     assert state is not None
-    assert deadline_ms(state, TTL) == T + TTL
+    assert deadline_ms(state, TTL) == R + TTL
 
-    assert on_expiry(state, T + TTL - 1, TTL) == Step(state=state, changed=False)
-    step = on_expiry(state, T + TTL, TTL)
+    assert on_expiry(state, R + TTL - 1, TTL, T + TTL) == Step(state=state, changed=False)
+    step = on_expiry(state, R + TTL, TTL, T + TTL)
     record = _incomplete(step)
     assert (step.state, step.changed, step.pending_delta) == (None, True, -1)
     out = encode_output(record)
@@ -240,26 +241,38 @@ def test_unpaired_half_expires_once_after_the_ttl(half: str, reason: str) -> Non
     assert raw in out
 
 
-def test_completion_marker_is_deleted_after_the_ttl_without_output() -> None:
+def test_completion_marker_is_deleted_ttl_after_the_later_half_without_output() -> None:
     sid = _sid()
-    state = on_event(None, _env(samples.session_created(sid), "msg_c"), T, TTL).state
-    marker = on_event(state, _env(samples.session_ended(sid), "msg_e"), T + 10, TTL).state
-    assert marker is not None
-    assert deadline_ms(marker, TTL) == T + 10 + TTL
-    assert on_expiry(marker, T + 9 + TTL, TTL) == Step(state=marker, changed=False)
-    assert on_expiry(marker, T + 10 + TTL, TTL) == Step(state=None, changed=True)
+    state = on_event(None, _env(samples.session_created(sid), "msg_c", R + 10), T, TTL).state
+    marker = on_event(state, _env(samples.session_ended(sid), "msg_e", R), T + 10, TTL).state
+    assert isinstance(marker, CompletionMarker)
+    assert deadline_ms(marker, TTL) == R + 10 + TTL
+    assert on_expiry(marker, R + 9 + TTL, TTL, T) == Step(state=marker, changed=False)
+    assert on_expiry(marker, R + 10 + TTL, TTL, T) == Step(state=None, changed=True)
 
 
 def test_overdue_pending_expires_before_the_late_half_is_taken() -> None:
     # Same outcome as if the timer had run first: the outcome cannot depend on timer jitter.
     sid = _sid()
     state = on_event(None, _env(samples.session_created(sid), "msg_c"), T, TTL).state
-    step = _roundtrip(on_event(state, _env(samples.session_ended(sid), "msg_e"), T + TTL, TTL))
+    late = _env(samples.session_ended(sid), "msg_e", R + TTL)
+    step = _roundtrip(on_event(state, late, T + 2 * TTL, TTL))
     assert _incomplete(step).reason == "created_without_ended"
+    assert _incomplete(step).expiredAt == "2025-03-18T09:26:54.589Z"  # the worker's clock
     assert isinstance(step.state, PendingSession)
     assert step.state.event_type == "session.ended"
-    assert step.state.first_seen_ms == T + TTL
+    assert step.state.first_seen_ms == T + 2 * TTL
     assert (step.changed, step.pending_delta) == (True, 0)
+
+
+def test_halves_received_within_the_ttl_pair_however_late_the_worker_sees_them() -> None:
+    # A stall, a rebalance or a backlog longer than the TTL: stream time has not moved.
+    sid = _sid()
+    state = on_event(None, _env(samples.session_created(sid), "msg_c"), T, TTL).state
+    step = on_event(state, _env(samples.session_ended(sid), "msg_e", R + TTL - 1), T + 5 * TTL, TTL)
+    record = _completed(step)
+    assert record.completedAt == "2025-03-24T09:26:54.589Z"  # the worker's clock
+    assert step.pairing_wait_ms == TTL - 1
 
 
 def test_half_after_expiry_starts_a_new_pending_session() -> None:
@@ -267,8 +280,8 @@ def test_half_after_expiry_starts_a_new_pending_session() -> None:
     created = samples.session_created(sid)
     state = on_event(None, _env(created, "msg_c"), T, TTL).state
     assert state is not None
-    assert on_expiry(state, T + TTL, TTL).state is None
-    again = on_event(None, _env(created, "msg_c"), T + TTL + 1, TTL)
+    assert on_expiry(state, R + TTL, TTL, T + TTL).state is None
+    again = on_event(None, _env(created, "msg_c", R + TTL + 1), T + TTL + 1, TTL)
     assert isinstance(again.state, PendingSession)
     assert (again.changed, again.duplicate, again.pending_delta) == (True, None, 1)
 
@@ -277,7 +290,7 @@ def test_duplicate_after_an_overdue_marker_starts_a_new_pending_session() -> Non
     sid = _sid()
     state = on_event(None, _env(samples.session_created(sid), "msg_c"), T, TTL).state
     marker = on_event(state, _env(samples.session_ended(sid), "msg_e"), T, TTL).state
-    step = on_event(marker, _env(samples.session_ended(sid), "msg_e"), T + TTL, TTL)
+    step = on_event(marker, _env(samples.session_ended(sid), "msg_e", R + TTL), T, TTL)
     assert step.outputs == ()
     assert step.duplicate is None
     assert isinstance(step.state, PendingSession)
@@ -317,7 +330,7 @@ def test_state_codec_round_trips_both_kinds() -> None:
     )
     marker = CompletionMarker(
         session_id=_sid(),
-        completed_at_ms=T,
+        closed_at_ms=T,
         created=HalfSeen("msg_c", b"\x00" * 8),
         ended=HalfSeen("msg_e", b"\xff" * 8),
     )
@@ -444,10 +457,12 @@ def _expected_kind(first: Delivery, later: Delivery) -> str:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(traffic())
+@given(traffic(), st.lists(st.integers(0, 3 * PTTL), min_size=1, max_size=5))
 def test_any_traffic_yields_exactly_one_record_per_session(
-    scenario: tuple[list[SessionPlan], list[Delivery | int]],
+    scenario: tuple[list[SessionPlan], list[Delivery | int]], stalls: list[int]
 ) -> None:
+    # `stalls`: how far behind the traffic the worker runs, changing as it goes (a backlog, a
+    # rebalance, a restore); up to three TTLs. The outcome must not depend on it.
     plans, timeline = scenario
     table: dict[str, bytes] = {}  # what the changelog-backed table would hold
     outputs: list[CompletedSession | IncompleteSession] = []
@@ -472,18 +487,19 @@ def test_any_traffic_yields_exactly_one_record_per_session(
             isinstance(decode_state(v), PendingSession) for v in table.values()
         )
 
-    def tick(now: int) -> None:
+    def tick(horizon: int, worker_now: int) -> None:
         for session_id in list(table):
             state = decode_state(table[session_id])
-            step = on_expiry(state, now, PTTL)
-            assert step.changed == (now >= deadline_ms(state, PTTL))
+            step = on_expiry(state, horizon, PTTL, worker_now)
+            assert step.changed == (horizon >= deadline_ms(state, PTTL))
             apply(session_id, step, state)
 
-    for item in timeline:
+    for n, item in enumerate(timeline):
+        stall = stalls[n % len(stalls)]
         if isinstance(item, int):
             if item >= 0:
                 clock = max(clock, item)
-                tick(clock)
+                tick(clock, clock + stall)
             else:
                 raw = orjson.dumps({"eventType": "usage.updated", "totals": {}})
                 env = decode(raw, samples.headers("msg_usage", "usage.updated"), clock)
@@ -498,12 +514,12 @@ def test_any_traffic_yields_exactly_one_record_per_session(
         env = decode(item.body, samples.headers(item.message_id, item.half, clock), clock)
         assert env.session_id == item.session_id
         before = decode_state(table[item.session_id]) if item.session_id in table else None
-        step = on_event(before, env, clock, PTTL)
+        step = on_event(before, env, clock + stall, PTTL)
         if step.duplicate is not None:
             duplicates.append((item.message_id, step.duplicate))
         apply(item.session_id, step, before)
 
-    tick(clock + 2 * PTTL)
+    tick(clock + 2 * PTTL, clock + 5 * PTTL)
     assert table == {}
     assert pending_gauge == 0
     assert duplicates == expected_duplicates

@@ -1,8 +1,17 @@
-"""The deadline index: due keys in deadline order, per partition, rebuilt on demand."""
+"""Ticks, the expiry horizon they allow, and the deadline index."""
 
 from __future__ import annotations
 
-from streams.expiry import ExpiryIndex
+import pytest
+
+from streams.expiry import (
+    ExpiryIndex,
+    RawProgress,
+    Tick,
+    TickDecodeError,
+    decode_tick,
+    encode_tick,
+)
 
 
 def test_pop_due_returns_only_passed_deadlines_in_order_and_once() -> None:
@@ -31,3 +40,55 @@ def test_rebuild_replaces_and_invalidate_forgets() -> None:
     index.invalidate()
     assert not index.built
     assert len(index) == 0
+
+
+def test_ticks_round_trip_and_the_bare_time_of_older_workers_still_reads() -> None:
+    tick = Tick(at_ms=1_700_000_000_000, raw_end=42)
+    assert decode_tick(encode_tick(tick)) == tick
+    assert decode_tick(encode_tick(Tick(5, None))) == Tick(5, None)
+    assert decode_tick(b"1700000000000") == Tick(1_700_000_000_000, None)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"soon", b"[1]", b"[1,2,3]", b'["1",2]', b"[1,true]", b"true", b"1.5", b"{}"]
+)
+def test_anything_else_on_the_ticks_topic_is_refused(data: bytes) -> None:
+    with pytest.raises(TickDecodeError):
+        decode_tick(data)
+
+
+def _progress() -> RawProgress:
+    return RawProgress(grace_ms=100, settle_ms=1_000)
+
+
+def test_a_partition_caught_up_with_the_tick_may_expire_up_to_the_tick_less_the_grace() -> None:
+    progress = _progress()
+    progress.processed(3, 9)
+    assert progress.horizon_ms(3, Tick(at_ms=5_000, raw_end=10), now_ms=0) == 4_900
+    assert progress.horizon_ms(3, Tick(at_ms=5_000, raw_end=11), now_ms=0) is None
+    assert progress.horizon_ms(4, Tick(at_ms=5_000, raw_end=0), now_ms=0) is None  # never read
+    assert progress.horizon_ms(3, Tick(at_ms=5_000, raw_end=None), now_ms=0) is None
+
+
+def test_a_gap_that_stands_still_long_enough_counts_as_caught_up() -> None:
+    progress = _progress()
+    progress.processed(0, 9)
+    assert progress.horizon_ms(0, Tick(1_000, 12), now_ms=0) is None
+    assert progress.horizon_ms(0, Tick(2_000, 12), now_ms=999) is None
+    assert progress.horizon_ms(0, Tick(3_000, 12), now_ms=1_000) == 2_900
+    # Any movement starts the wait again: the end ...
+    assert progress.horizon_ms(0, Tick(4_000, 13), now_ms=1_500) is None
+    assert progress.horizon_ms(0, Tick(5_000, 13), now_ms=2_499) is None
+    # ... or the position.
+    progress.processed(0, 10)
+    assert progress.horizon_ms(0, Tick(6_000, 13), now_ms=2_600) is None
+    assert progress.horizon_ms(0, Tick(7_000, 13), now_ms=3_600) == 6_900
+
+
+def test_reset_forgets_positions() -> None:
+    progress = _progress()
+    progress.processed(0, 9)
+    progress.processed(0, 3)  # never backwards
+    assert progress.horizon_ms(0, Tick(1_000, 10), now_ms=0) == 900
+    progress.reset()
+    assert progress.horizon_ms(0, Tick(1_000, 10), now_ms=0) is None
