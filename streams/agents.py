@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import faust
 from aiokafka.errors import KafkaError
@@ -57,8 +59,26 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
             transactional_id=transactional_id(app, topics.raw, partition),
         )
 
+    changelog_topic = table.changelog_topic.get_topic_name()
+
+    async def changelog(key: bytes, value: bytes | None, partition: int) -> None:
+        # The table's change, in the same transaction as the event's outputs and offset.
+        sent = await app.producer.send(
+            changelog_topic,
+            key,
+            value,
+            partition,
+            None,
+            None,
+            transactional_id=transactional_id(app, topics.raw, partition),
+        )
+        cast("asyncio.Future[Any]", sent).add_done_callback(
+            partial(_persisted, app, table, partition)
+        )
+
     processor = SessionProcessor(
         table,
+        changelog,
         sink,
         OutputTopics(completed=topics.completed, incomplete=topics.incomplete, dlq=topics.dlq),
         metrics,
@@ -81,6 +101,8 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
             message = event.message
             # One event's outputs, table writes and ack land in one transaction (streams/eos.py).
             async with gate.lock:
+                if not gate.admits(app, message):
+                    continue  # fetched before a rebalance: read again from the committed offset
                 if message.topic == topics.ticks:
                     await processor.on_tick(message.partition, event.value, owned_partitions())
                 else:
@@ -156,6 +178,18 @@ def register_pages(app: faust.App, metrics: WorkerMetrics) -> None:
         )
 
     del prometheus, healthz, readyz
+
+
+def _persisted(app: faust.App, table: Any, partition: int, sent: Any) -> None:
+    """What Faust does for its own changelog writes: remember the offset the local store holds,
+    so that a restart restores only what came after it (on commit, in exactly-once mode)."""
+    if sent.cancelled() or sent.exception() is not None:
+        return
+    tp = TP(table.changelog_topic.get_topic_name(), partition)
+    if app.in_transaction:
+        app.tables.persist_offset_on_commit(table.data, tp, sent.result().offset)
+    else:
+        table.data.set_persisted_offset(tp, sent.result().offset)
 
 
 def _update_lag(app: faust.App, raw_topic: str, metrics: WorkerMetrics) -> None:

@@ -56,6 +56,12 @@ class Sink(Protocol):
     ) -> None: ...
 
 
+class Changelog(Protocol):
+    """Records one table change (None: a delete) in the partition's transaction."""
+
+    async def __call__(self, key: bytes, value: bytes | None, partition: int) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class OutputTopics:
     completed: str
@@ -78,6 +84,7 @@ class SessionProcessor:
     def __init__(
         self,
         table: TableLike,
+        changelog: Changelog,
         sink: Sink,
         topics: OutputTopics,
         metrics: WorkerMetrics,
@@ -88,6 +95,7 @@ class SessionProcessor:
         settle_ms: int,
     ) -> None:
         self._table = table
+        self._changelog = changelog
         self._sink = sink
         self._topics = topics
         self._metrics = metrics
@@ -160,8 +168,11 @@ class SessionProcessor:
         if step.changed:
             if step.state is None:
                 del self._table[table_key]
+                await self._changelog(table_key, None, partition)
             else:
-                self._table[table_key] = core.encode_state(step.state)
+                stored = core.encode_state(step.state)
+                self._table[table_key] = stored
+                await self._changelog(table_key, stored, partition)
                 self.index.push(partition, core.deadline_ms(step.state, self._ttl_ms), table_key)
         for record in step.outputs:
             topic = (

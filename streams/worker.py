@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import faust
 import prometheus_client
@@ -12,6 +13,7 @@ from streams.agents import register
 from streams.app import create_app
 from streams.metrics import WorkerMetrics
 from streams.settings import WorkerSettings
+from streams.state import close_state, open_state
 
 
 def run(settings: WorkerSettings) -> int:
@@ -30,5 +32,11 @@ def run(settings: WorkerSettings) -> int:
         loop=loop,
         loglevel=settings.faust_log_level,
     )
-    worker.execute_from_commandline()
+    open_state(settings.data_dir, Path(app.conf.tabledir))
+    try:
+        worker.execute_from_commandline()
+    finally:
+        # A kill -9 never gets here; a crash gets here crashed: neither leaves the marker.
+        if not app.crashed and not worker.crashed:
+            close_state(settings.data_dir)
     return 0

@@ -96,6 +96,10 @@ async def test_a_pair_and_its_duplicates_give_one_completed_record(
     [record] = producer.on(topics.completed)
     assert orjson.loads(record)["sessionId"] == created["id"]
     assert producer.on(topics.dlq) == []
+    # Two table changes (pending, then marker), each written to the changelog once: by the
+    # processor, not also by Faust's table (tables/sessions.py).
+    changelog = [v for name, _, v, _ in producer.sent if name.endswith("sessions-changelog")]
+    assert len(changelog) == 2
 
 
 async def test_a_poison_record_goes_to_the_dlq_and_the_stream_goes_on(

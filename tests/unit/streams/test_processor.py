@@ -28,6 +28,7 @@ class DictTable(dict[bytes, bytes]):
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
+        self.changelog = Changelog()
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self.writes += 1
@@ -36,6 +37,13 @@ class DictTable(dict[bytes, bytes]):
     def __delitem__(self, key: bytes) -> None:
         self.writes += 1
         super().__delitem__(key)
+
+
+class Changelog(list[tuple[bytes, bytes | None, int]]):
+    """The table's changes as the processor records them in the transaction."""
+
+    async def __call__(self, key: bytes, value: bytes | None, partition: int) -> None:
+        self.append((key, value, partition))
 
 
 class ListSink:
@@ -69,6 +77,7 @@ def parts() -> tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics]:
     table, sink, metrics = DictTable(), ListSink(), WorkerMetrics(max_intents=5)
     processor = SessionProcessor(
         table,
+        table.changelog,
         sink,
         TOPICS,
         metrics,
@@ -105,6 +114,10 @@ async def test_a_pair_completes_once_with_one_table_write_per_event(
     await processor.on_raw(key, body_c, headers_c, partition=1, offset=2)
     await processor.on_raw(key, body_c, headers_c, partition=1, offset=3)  # a retry: nothing
     assert table.writes == 2
+    # Each change is also recorded for the changelog, in the event's partition.
+    assert [(k, v, p) for k, v, p in table.changelog] == [
+        (key, v, 1) for v in (table.changelog[0][1], table[key])
+    ]
     [record] = sink.on("completed")
     assert record["sessionId"] == created["id"]
     assert record["analysis"] == ended["analysis"]
