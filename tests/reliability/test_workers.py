@@ -16,7 +16,6 @@ from tests.reliability.harness import (
     by_scale,
     scenario,
     send_signed,
-    session_ids,
     traffic_plan,
     wait_outputs,
 )
@@ -79,16 +78,4 @@ async def test_rebalance_under_load_one_three_one(
             ),
         },
     )
-    # What holds across these rebalances, asserted hard: nothing accepted is lost from the raw
-    # topic, and nothing is emitted twice.
-    raw_ids = {r.headers.get("message-id", b"").decode() for r in outcome.raw}
-    assert not expected.delivered_ids - raw_ids, "webhooks answered 2xx are missing from raw"
-    doubled = {s: n for s, n in session_ids(outcome.completed).items() if n > 1}
-    assert not doubled, f"sessions completed more than once: {doubled}"
-    try:
-        assert_invariants(outcome, expected)
-    except AssertionError as exc:
-        # Known defect (README, Guarantees): a partition that stalls longer than the TTL during
-        # these rebalances expires a half whose partner waits in its backlog, so the session
-        # comes out as two incomplete halves instead of one completed record. Reported, not hidden.
-        pytest.xfail(f"known rebalance pairing defect: {exc}"[:500])
+    assert_invariants(outcome, expected)
