@@ -151,6 +151,44 @@ async def _baseline_run(ctx: Context, plan: Plan) -> dict[str, Any]:
     }
 
 
+async def _floor_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any]:
+    """The same raw events through a Faust agent that does nothing (bench/faust_floor.py)."""
+    name = {"exactly_once": "eos", "at_least_once": "alo"}[guarantee]
+    namespace = ctx.namespace(f"floor-{name}")
+    topics = await ctx.make_topics(namespace)
+    await preload(ctx.bootstrap, topics.raw, plan.deliveries)
+    events = len(plan.deliveries)
+    log = (ctx.workdir / f"faust-floor-{name}.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        *python_module(
+            "bench.faust_floor",
+            ctx.bootstrap,
+            topics.raw,
+            str(ctx.partitions),
+            str(events),
+            guarantee,
+            str(ctx.workdir / f"data-floor-{name}"),
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+    )
+    try:
+        assert proc.stdout is not None
+        line = b""
+        while b"done " not in line and not proc.stdout.at_eof():
+            # Faust's worker also writes its start-up spinner to stdout (escape codes, no newline).
+            line = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT_S)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        log.close()
+    word, first, last = line[line.find(b"done ") :].decode().split()
+    if word != "done":
+        raise RuntimeError(f"the Faust floor did not finish: {line!r}")
+    return {"events": events, "eps": round(events / max(float(last) - float(first), 1e-9), 1)}
+
+
 async def _run(ctx: Context) -> dict[str, Any]:
     plan = session_plan(ctx.worker_sessions, seed=11, **SHARES)
     out: dict[str, Any] = {
@@ -164,6 +202,8 @@ async def _run(ctx: Context) -> dict[str, Any]:
     out["baseline"] = await _baseline_run(ctx, plan)
     out["eos"] = await _worker_run(ctx, plan, "exactly_once")
     out["alo"] = await _worker_run(ctx, plan, "at_least_once")
+    out["faust_floor_eos"] = await _floor_run(ctx, plan, "exactly_once")
+    out["faust_floor_alo"] = await _floor_run(ctx, plan, "at_least_once")
     base = out["baseline"]["eps"]
     out["figures"] = {
         "worker_eps_eos": out["eos"]["eps"],
@@ -172,6 +212,10 @@ async def _run(ctx: Context) -> dict[str, Any]:
         "worker_ratio_eos": ratio(out["eos"]["eps"], base),
         "worker_ratio_alo": ratio(out["alo"]["eps"], base),
         "worker_startup_s": out["eos"]["startup_to_ready_s"],
+        # What faust-streaming alone sustains with an agent that does nothing: the worker's ceiling.
+        "worker_faust_floor_eps_eos": out["faust_floor_eos"]["eps"],
+        "worker_faust_floor_eps_alo": out["faust_floor_alo"]["eps"],
+        "worker_share_of_floor_eos": ratio(out["eos"]["eps"], out["faust_floor_eos"]["eps"]),
     }
     return out
 

@@ -43,7 +43,7 @@ class Context:
     worker_sessions: int = field(default_factory=lambda: _env_int("BENCH_WORKER_SESSIONS", 8000))
     e2e_rate: float = field(default_factory=lambda: _env_float("BENCH_E2E_RATE", 400.0))
     e2e_seconds: float = field(default_factory=lambda: _env_float("BENCH_E2E_SECONDS", 15.0))
-    state_sessions: int = field(default_factory=lambda: _env_int("BENCH_STATE_SESSIONS", 400_000))
+    state_sessions: int = field(default_factory=lambda: _env_int("BENCH_STATE_SESSIONS", 1_000_000))
     profile: bool = field(default_factory=lambda: os.environ.get("BENCH_PROFILE", "1") != "0")
 
     @property
