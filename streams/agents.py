@@ -49,15 +49,13 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
     ) -> None:
         # Straight to the producer, in the transaction of the partition being processed (see
         # streams/eos.py: Faust's own topic.send would use the non-transactional producer).
-        await app.producer.send(
-            topic,
-            key,
-            value,
-            partition,
-            None,
-            headers,
-            transactional_id=transactional_id(app, topics.raw, partition),
+        tid = transactional_id(app, topics.raw, partition)
+        sent = await app.producer.send(
+            topic, key, value, partition, None, headers, transactional_id=tid
         )
+        if tid is None:
+            # At-least-once: the record is in Kafka before the table records the step as done.
+            await sent
 
     changelog_topic = table.changelog_topic.get_topic_name()
 

@@ -165,6 +165,16 @@ class SessionProcessor:
         return None if stored is None else core.decode_state(stored)
 
     async def _apply(self, table_key: bytes, step: core.Step, partition: int) -> None:
+        # Outputs first: in at-least-once mode the sink returns once Kafka has them, so a crash
+        # before the table change repeats an output, never loses one. (In exactly-once mode both
+        # are in one transaction and the order does not matter.)
+        for record in step.outputs:
+            topic = (
+                self._topics.completed
+                if isinstance(record, CompletedSession)
+                else self._topics.incomplete
+            )
+            await self._sink(topic, table_key, encode_output(record), partition, [])
         if step.changed:
             if step.state is None:
                 del self._table[table_key]
@@ -174,13 +184,6 @@ class SessionProcessor:
                 self._table[table_key] = stored
                 await self._changelog(table_key, stored, partition)
                 self.index.push(partition, core.deadline_ms(step.state, self._ttl_ms), table_key)
-        for record in step.outputs:
-            topic = (
-                self._topics.completed
-                if isinstance(record, CompletedSession)
-                else self._topics.incomplete
-            )
-            await self._sink(topic, table_key, encode_output(record), partition, [])
 
     async def _dead_letter(
         self,

@@ -127,6 +127,43 @@ async def test_a_pair_completes_once_with_one_table_write_per_event(
     assert metrics.pending._value.get() == 0
 
 
+async def test_outputs_are_sent_before_the_table_records_the_step(clock: list[int]) -> None:
+    # At-least-once: a crash between the two repeats the output instead of losing it.
+    table, sink = DictTable(), ListSink()
+    changes_when_sent: list[int] = []
+
+    async def sink_in_order(
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        changes_when_sent.append(len(table.changelog))
+        await sink(topic, key, value, partition, headers)
+
+    processor = SessionProcessor(
+        table,
+        table.changelog,
+        sink_in_order,
+        TOPICS,
+        WorkerMetrics(max_intents=5),
+        ttl_ms=TTL_MS,
+        partitions=PARTITIONS,
+        grace_ms=GRACE_MS,
+        settle_ms=SETTLE_MS,
+    )
+    created = samples.session_created()
+    ended = samples.session_ended(session_id=str(created["id"]))
+    key = str(created["id"]).encode()
+    for offset, (event, message_id) in enumerate([(created, "msg_1"), (ended, "msg_2")]):
+        body, headers = _record(event, message_id)
+        await processor.on_raw(key, body, headers, partition=1, offset=offset)
+    assert len(sink.on("completed")) == 1
+    assert changes_when_sent == [1]  # the pending half only: the marker came after the output
+    assert len(table.changelog) == 2
+
+
 async def test_undecodable_records_go_to_the_dlq_with_reason_and_stage(
     parts: tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics], clock: list[int]
 ) -> None:
