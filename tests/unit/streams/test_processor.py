@@ -10,7 +10,13 @@ import pytest
 from streams import core
 from streams.expiry import Tick, encode_tick
 from streams.metrics import WorkerMetrics
-from streams.processor import OutputTopics, SessionProcessor, headers_of, partition_for_key
+from streams.processor import (
+    OutputTopics,
+    SessionProcessor,
+    Sink,
+    headers_of,
+    partition_for_key,
+)
 from tests.unit.streams import samples
 
 TOPICS = OutputTopics(completed="completed", incomplete="incomplete", dlq="dlq")
@@ -72,10 +78,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return now
 
 
-@pytest.fixture
-def parts() -> tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics]:
-    table, sink, metrics = DictTable(), ListSink(), WorkerMetrics(max_intents=5)
-    processor = SessionProcessor(
+def _processor(table: DictTable, sink: Sink, metrics: WorkerMetrics) -> SessionProcessor:
+    return SessionProcessor(
         table,
         table.changelog,
         sink,
@@ -86,7 +90,22 @@ def parts() -> tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics]:
         grace_ms=GRACE_MS,
         settle_ms=SETTLE_MS,
     )
-    return processor, table, sink, metrics
+
+
+@pytest.fixture
+def parts() -> tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics]:
+    table, sink, metrics = DictTable(), ListSink(), WorkerMetrics(max_intents=5)
+    return _processor(table, sink, metrics), table, sink, metrics
+
+
+async def _pending_created(processor: SessionProcessor) -> tuple[dict[str, object], bytes, int]:
+    """One session.created on its partition (offset 0): the event, its key and partition."""
+    created = samples.session_created()
+    key = str(created["id"]).encode()
+    partition = partition_for_key(key, PARTITIONS)
+    body, headers = _record(created, "msg_c")
+    await processor.on_raw(key, body, headers, partition=partition, offset=0)
+    return created, key, partition
 
 
 def _tick(at_ms: int, raw_end: int | None) -> bytes:
@@ -142,17 +161,7 @@ async def test_outputs_are_sent_before_the_table_records_the_step(clock: list[in
         changes_when_sent.append(len(table.changelog))
         await sink(topic, key, value, partition, headers)
 
-    processor = SessionProcessor(
-        table,
-        table.changelog,
-        sink_in_order,
-        TOPICS,
-        WorkerMetrics(max_intents=5),
-        ttl_ms=TTL_MS,
-        partitions=PARTITIONS,
-        grace_ms=GRACE_MS,
-        settle_ms=SETTLE_MS,
-    )
+    processor = _processor(table, sink_in_order, WorkerMetrics(max_intents=5))
     created = samples.session_created()
     ended = samples.session_ended(session_id=str(created["id"]))
     key = str(created["id"]).encode()
@@ -245,11 +254,7 @@ async def test_offsets_without_records_count_as_processed_once_they_stand_still(
 ) -> None:
     # A transaction's commit marker takes an offset no record is read from.
     processor, _, sink, _ = parts
-    created = samples.session_created()
-    key = str(created["id"]).encode()
-    partition = partition_for_key(key, PARTITIONS)
-    body, headers = _record(created, "msg_c")
-    await processor.on_raw(key, body, headers, partition=partition, offset=0)
+    created, _key, partition = await _pending_created(processor)
     due = RECEIVED_AT_MS + TTL_MS + GRACE_MS
     await processor.on_tick(partition, _tick(due, 2), assigned=range(PARTITIONS))
     clock[0] += SETTLE_MS
@@ -267,11 +272,7 @@ async def test_ticks_without_an_end_or_unreadable_expire_nothing(
     parts: tuple[SessionProcessor, DictTable, ListSink, WorkerMetrics], clock: list[int]
 ) -> None:
     processor, table, sink, _ = parts
-    created = samples.session_created()
-    key = str(created["id"]).encode()
-    partition = partition_for_key(key, PARTITIONS)
-    body, headers = _record(created, "msg_c")
-    await processor.on_raw(key, body, headers, partition=partition, offset=0)
+    _created, _key, partition = await _pending_created(processor)
     far = str(RECEIVED_AT_MS + 100 * TTL_MS).encode()
     for value in (far, b"not a tick", None, _tick(RECEIVED_AT_MS + 100 * TTL_MS, None)):
         await processor.on_tick(partition, value, assigned=range(PARTITIONS))
