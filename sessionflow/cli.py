@@ -25,10 +25,15 @@ def _producer(_: argparse.Namespace) -> int:
 
 
 def _worker(_: argparse.Namespace) -> int:
+    from streams.runtime.compat import IncompatibleLibraries
     from streams.settings import WorkerSettings
     from streams.worker import run
 
-    return run(WorkerSettings())
+    try:
+        return run(WorkerSettings())
+    except IncompatibleLibraries as exc:
+        print(f"sessionflow worker: {exc}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:

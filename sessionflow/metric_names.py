@@ -25,6 +25,7 @@ WORKER_COUNTERS: frozenset[str] = frozenset(
         "sessionflow_intent_total",
         "sessionflow_dead_lettered_total",
         "sessionflow_half_conflicts_total",
+        "sessionflow_events_held_back_total",
     }
 )
 WORKER_GAUGES: frozenset[str] = frozenset(
@@ -54,6 +55,7 @@ LABELS: dict[str, frozenset[str]] = {
     "sessionflow_intent_total": frozenset({"intent"}),
     "sessionflow_dead_lettered_total": frozenset({"reason"}),
     "sessionflow_half_conflicts_total": frozenset({"field"}),
+    "sessionflow_events_held_back_total": frozenset({"reason"}),
     "sessionflow_consumer_lag": frozenset({"partition"}),
 }
 

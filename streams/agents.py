@@ -14,10 +14,11 @@ from faust.types import TP
 from prometheus_client import generate_latest
 
 from sessionflow.topics import Topics
-from streams.eos import CommitGate, end_transactions, transactional_id
 from streams.expiry import Tick, encode_tick
 from streams.metrics import WorkerMetrics
 from streams.processor import OutputTopics, SessionProcessor, headers_of, now_ms
+from streams.runtime.app import App
+from streams.runtime.transactions import end_transactions, refuse, transactional_id
 from streams.settings import WorkerSettings
 from tables.sessions import sessions_table
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
-def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -> SessionProcessor:
+def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> SessionProcessor:
     topics = Topics.for_settings(settings)
     table = sessions_table(app, settings.partitions)
     # One co-partitioned stream: webhooks and the expiry ticks of the same partitions.
@@ -48,7 +49,7 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
         headers: list[tuple[str, bytes]],
     ) -> None:
         # Straight to the producer, in the transaction of the partition being processed (see
-        # streams/eos.py: Faust's own topic.send would use the non-transactional producer).
+        # streams/runtime/transactions.py: Faust's topic.send would use the plain producer).
         tid = transactional_id(app, topics.raw, partition)
         sent = await app.producer.send(
             topic, key, value, partition, None, headers, transactional_id=tid
@@ -91,16 +92,18 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
             tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.raw
         )
 
-    gate = CommitGate()
-
     @app.agent(source, name="sessions")
     async def sessions(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        gate = app.runtime_consumer.gate
         async for event in stream.events():
             message = event.message
-            # One event's outputs, table writes and ack land in one transaction (streams/eos.py).
+            # One event's outputs, table writes and ack land in one transaction (streams/runtime).
             async with gate.lock:
-                if not gate.admits(app, message):
-                    continue  # fetched before a rebalance: read again from the committed offset
+                if not gate.admits(message.generation_id, app.consumer_generation_id):
+                    # Fetched before a rebalance: read again from the committed offset.
+                    refuse(message)
+                    metrics.held_back.labels("stale_generation").inc()
+                    continue
                 if message.topic == topics.ticks:
                     await processor.on_tick(message.partition, event.value, owned_partitions())
                 else:
@@ -135,13 +138,11 @@ def register(app: faust.App, settings: WorkerSettings, metrics: WorkerMetrics) -
 
     @app.on_partitions_revoked.connect
     async def before_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # Faust has stopped the agent and flushed its buffer by now (streams/eos.py says why).
-        gate.guard(app)
+        # Faust has stopped the agent and flushed its buffer by now (streams/runtime says why).
         await end_transactions(app)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        gate.guard(app)
         processor.on_rebalance()
         metrics.consumer_lag.clear()
 

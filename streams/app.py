@@ -6,19 +6,17 @@ pages on it explicitly, from the entry point (`streams.worker`).
 
 from __future__ import annotations
 
-import faust
 import mode
 
-from streams.eos import read_committed_highwaters
+from streams.runtime.app import App
 from streams.settings import WorkerSettings
 
 
-def create_app(settings: WorkerSettings) -> faust.App:
-    read_committed_highwaters()
+def create_app(settings: WorkerSettings) -> App:
     # A bare rocksdb:// keeps each partition's database under datadir (the URL's path would
     # otherwise name a folder beside it).
     store = "rocksdb://" if settings.table_store == "rocksdb" else "memory://"
-    return faust.App(
+    return App(
         f"{settings.topic_namespace}{settings.app_id}",
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         store=store,

@@ -104,6 +104,12 @@ class WorkerMetrics:
             ["field"],
             registry=r,
         )
+        self.held_back = Counter(
+            "sessionflow_events_held_back",
+            "Records fetched but not applied, to be read again from the committed offset, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "sessionflow_consumer_lag",
             "Records behind the raw topic's end, by partition",

@@ -12,6 +12,7 @@ from sessionflow.topics import Topics, ensure_topics
 from streams.agents import register
 from streams.app import create_app
 from streams.metrics import WorkerMetrics
+from streams.runtime import compat
 from streams.settings import WorkerSettings
 from streams.state import close_state, open_state
 
@@ -22,11 +23,13 @@ def run(settings: WorkerSettings) -> int:
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    app = create_app(settings)
+    register(app, settings, WorkerMetrics(settings.max_intents))
+    # Before anything touches Kafka: refuse to run on libraries the runtime layer does not fit.
+    compat.check(app)
     # The same code as `sessionflow topics`: a partition mismatch stops us here, before Faust
     # would silently mis-pair sessions across partitions.
     loop.run_until_complete(ensure_topics(settings, Topics.for_settings(settings).specs(settings)))
-    app = create_app(settings)
-    register(app, settings, WorkerMetrics(settings.max_intents))
     worker = faust.Worker(
         app,
         loop=loop,

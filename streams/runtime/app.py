@@ -1,0 +1,24 @@
+"""The Faust app class of the worker: Faust's App on sessionflow's transport."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import faust
+from faust.types import TransportT
+
+from streams.runtime.consumer import Consumer
+from streams.runtime.transport import Transport
+
+
+class App(faust.App):
+    """A Faust App whose consumer is streams.runtime's (Faust picks a transport by URL scheme
+    only; building it here keeps the choice in code, with no process-wide registry)."""
+
+    def _new_transport(self) -> TransportT:
+        return cast(TransportT, Transport(self.conf.broker_consumer, self))
+
+    @property
+    def runtime_consumer(self) -> Consumer:
+        """The consumer, typed as ours."""
+        return cast(Consumer, self.consumer)

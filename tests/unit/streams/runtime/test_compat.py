@@ -1,0 +1,92 @@
+"""streams.runtime.compat: the worker refuses to run when a hooked library internal is gone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import faust
+import pytest
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.agents import register
+from streams.app import create_app
+from streams.metrics import WorkerMetrics
+from streams.runtime import compat
+from streams.settings import WorkerSettings
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Any:
+    settings = WorkerSettings(table_store="memory", data_dir=tmp_path, topic_namespace="unit.")
+    worker_app = create_app(settings)
+    register(worker_app, settings, WorkerMetrics(max_intents=5))
+    return worker_app
+
+
+def test_every_requirement_holds_on_the_installed_libraries(app: Any) -> None:
+    assert [r.what for r in compat.problems(app)] == []
+    compat.check(app)
+
+
+def test_the_installed_libraries_are_the_verified_ones() -> None:
+    # pyproject.toml pins them; a different install is a deliberate override, and says so.
+    assert compat.installed_versions() == compat.VERIFIED
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "named"),
+    [
+        (faust_consumer.Consumer, "perform_seek", "Consumer.perform_seek"),
+        (faust_consumer.Consumer, "stop_flow", "Consumer.stop_flow"),
+        (faust_aiokafka.AIOKafkaConsumerThread, "_highwaters", "_highwaters"),
+        (faust.App, "_new_transport", "App._new_transport"),
+        (faust_aiokafka.Producer, "stop_transaction", "stop_transaction"),
+    ],
+)
+def test_a_missing_hook_is_refused_with_the_versions_and_its_name(
+    app: Any, monkeypatch: pytest.MonkeyPatch, owner: type[Any], name: str, named: str
+) -> None:
+    monkeypatch.delattr(owner, name)
+    with pytest.raises(compat.IncompatibleLibraries) as refused:
+        compat.check(app)
+    message = str(refused.value)
+    assert named in message
+    assert "faust-streaming 0.15.3" in message
+    assert "aiokafka 0.14.0" in message
+
+
+def test_a_changed_transactional_id_format_is_refused(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(faust_consumer.TransactionManager, "transactional_id_format", "{group_id}")
+    assert [r.what for r in compat.problems(app)] == [
+        "faust TransactionManager.transactional_id_format '{group_id}-{tpg.group}-{tpg.partition}'"
+        " and assignor.group_for_topic(topic)"
+    ]
+
+
+def test_the_worker_command_refuses_to_start(tmp_path: Path) -> None:
+    script = (
+        "import faust.transport.consumer as c\n"
+        "del c.Consumer.perform_seek\n"
+        "from sessionflow.cli import main\n"
+        "raise SystemExit(main(['worker']))\n"
+    )
+    env = {
+        **os.environ,
+        # No broker anywhere: the refusal comes before the worker touches Kafka.
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "SESSIONFLOW_DATA_DIR": str(tmp_path),
+        "SESSIONFLOW_TABLE_STORE": "memory",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "sessionflow worker: the worker cannot run on faust-streaming 0.15.3" in done.stderr
+    assert "Consumer.perform_seek" in done.stderr
