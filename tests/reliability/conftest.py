@@ -78,11 +78,12 @@ def _render(book: ReportBook) -> str:
         "(by message id); every complete session has exactly one completed record; every "
         "half-only session has exactly one incomplete record after the TTL; nothing else.",
         "",
-        f"Scenarios in this run: {', '.join(sorted(book.sections)) or 'none'} (of issue 6's 1-9); "
+        f"Scenarios in this run: {', '.join(sorted(book.sections, key=int)) or 'none'} (1-9 of"
+        " issue 6; 10, the restart of issue 17); "
         "a scenario absent here did not run in the session that wrote this file.",
         "",
     ]
-    for key in sorted(book.sections):
+    for key in sorted(book.sections, key=int):
         s = book.sections[key]
         lines += [
             f"## {s.item}. {s.title}",

@@ -1,0 +1,241 @@
+"""Issue 17, the stalled partition: its root causes, reproduced on demand against a real broker.
+
+faust-streaming 0.15.3 loses records at the end of recovery in two ways (streams/runtime/
+consumer.py): what is queued during the recovery seek is cleared when the flow resumes, and what
+it dropped before the seek is not read again when the partition has no committed offset.
+recovery_window_app.py opens each on demand; these tests show the loss with Faust's own consumer
+and none with streams.runtime's (both guarantees).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from sessionflow.settings import KafkaSettings
+from sessionflow.topics import TopicSpec, ensure_topics
+from tests.conftest import TIMEOUT_S
+from tests.reliability.harness import committed_offsets
+
+pytestmark = pytest.mark.integration
+
+APP = Path(__file__).with_name("recovery_window_app.py")
+RECORDS = 6
+HOLD_S = 2.0
+# How long the outcome must stay the same before the test reads it as final.
+SETTLE_S = 2.0
+
+
+class Window:
+    """One run of the window app: its topics, its worker process, what it processed."""
+
+    def __init__(
+        self, bootstrap: str, unique: str, root: Path, consumer: str, guarantee: str, fault: str
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.source, self.sink = f"t-{unique}.in", f"t-{unique}.out"
+        self.app_id = f"window-{unique}"
+        self.root = root
+        self.env = {
+            **os.environ,
+            "WINDOW_CONSUMER": consumer,
+            "WINDOW_GUARANTEE": guarantee,
+            "WINDOW_FAULT": fault,
+            "WINDOW_APP_ID": self.app_id,
+            "WINDOW_BOOTSTRAP": bootstrap,
+            "WINDOW_DATADIR": str(root),
+            "WINDOW_SOURCE": self.source,
+            "WINDOW_SINK": self.sink,
+            "WINDOW_LAST_OFFSET": str(RECORDS - 1),
+            "WINDOW_HOLD_S": str(HOLD_S),
+        }
+        self.log_path = root / "worker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def prepare(self, committed: int | None = None) -> None:
+        settings = KafkaSettings(kafka_bootstrap_servers=self.bootstrap)
+        changelog = f"{self.app_id}-seen-changelog"
+        compacted = {"cleanup.policy": "compact"}
+        await ensure_topics(
+            settings,
+            [
+                TopicSpec(self.source, 1, 1, {}),
+                TopicSpec(self.sink, 1, 1, {}),
+                TopicSpec(changelog, 1, 1, compacted),
+            ],
+        )
+        # A table with something to restore: recovery then runs the fetcher while it reads the
+        # changelog, and the flow is still running when it seeks the source (as in the worker).
+        await self.produce(changelog, [(b'"restored"', b"1")])
+        await self.produce(self.source, [(None, f"record {i}".encode()) for i in range(RECORDS)])
+        if committed is not None:
+            await self.commit(committed)
+
+    async def commit(self, offset: int) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.app_id, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.source, 0)
+            consumer.assign([tp])
+            await consumer.commit({tp: offset})
+        finally:
+            await consumer.stop()
+
+    async def produce(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for key, value in records:
+                await producer.send_and_wait(topic, value, key=key, partition=0)
+        finally:
+            await producer.stop()
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(APP), "worker", "--loglevel", "warn"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    async def outcome(self) -> tuple[set[int], int]:
+        """(offsets processed, the group's committed offset), once it held still for SETTLE_S."""
+        last: tuple[set[int], int] | None = None
+        since = time.monotonic()
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            assert self.proc.poll() is None, self.log_tail()
+            now = (await self.processed(), await self.committed())
+            if now != last:
+                last, since = now, time.monotonic()
+            elif now[0] and time.monotonic() - since >= SETTLE_S:
+                return now
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"no steady outcome in {TIMEOUT_S}s:\n{self.log_tail()}")
+
+    async def processed(self) -> set[int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.sink, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            offsets: set[int] = set()
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                offsets |= {int(r.value) for r in batch.get(tp, [])}
+            return offsets
+        finally:
+            await consumer.stop()
+
+    async def committed(self) -> int:
+        return (await committed_offsets(self.bootstrap, self.app_id, self.source)).get(0, -1)
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
+
+
+WindowFactory = Callable[[str, str, str], "Window"]
+
+
+@pytest.fixture
+def window_factory(kafka_bootstrap: str, unique: str, tmp_path: Path) -> Iterator[WindowFactory]:
+    started: list[Window] = []
+
+    def make(consumer: str, guarantee: str, fault: str) -> Window:
+        window = Window(kafka_bootstrap, unique, tmp_path, consumer, guarantee, fault)
+        started.append(window)
+        return window
+
+    yield make
+    for window in started:
+        window.stop()
+
+
+QUEUED = "queued_during_seek"
+DROPPED = "dropped_before_seek"
+
+
+async def test_faust_loses_what_it_queued_during_the_recovery_seek(
+    window_factory: WindowFactory,
+) -> None:
+    window = window_factory("faust", "at_least_once", QUEUED)
+    # Committed at 1: whatever Faust drops before the seek is read again, only the window counts.
+    await window.prepare(committed=1)
+    window.start()
+    processed, committed = await window.outcome()
+    assert f"window: read offset {RECORDS - 1}" in window.log_path.read_text(), window.log_tail()
+    # Only the event the agent held got through; what waited in the queue is gone.
+    assert processed == {1}, processed
+    assert committed == 2
+    # The partition goes on processing new records, but its commits stay behind the lost ones:
+    # the stall the issue saw, with a lag a position-based gauge would report as 0.
+    await window.produce(window.source, [(None, b"one more")])
+    processed, committed = await window.outcome()
+    assert processed == {1, RECORDS}, processed
+    assert committed == 2
+
+
+async def test_faust_never_reads_again_what_it_dropped_without_a_committed_offset(
+    window_factory: WindowFactory,
+) -> None:
+    window = window_factory("faust", "at_least_once", DROPPED)
+    await window.prepare()
+    window.start()
+    await window.produce(window.source, [(None, b"one more")])
+    processed, committed = await window.outcome()
+    # Only the record that came after; the commit then goes past the never-read ones: they are
+    # lost without a trace (no stall, no lag).
+    assert processed == {RECORDS}, processed
+    assert committed == RECORDS + 1
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+async def test_the_runtime_consumer_keeps_what_was_fetched_during_the_recovery_seek(
+    window_factory: WindowFactory, guarantee: str
+) -> None:
+    window = window_factory("sessionflow", guarantee, QUEUED)
+    await window.prepare(committed=1)
+    window.start()
+    processed, committed = await window.outcome()
+    # The flow stayed stopped during the seek: nothing was handed over in the window.
+    assert "window: read offset 1 " in window.log_path.read_text(), window.log_tail()
+    assert processed == set(range(1, RECORDS)), processed
+    assert committed == RECORDS
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+async def test_the_runtime_consumer_reads_again_what_was_dropped_without_a_committed_offset(
+    window_factory: WindowFactory, guarantee: str
+) -> None:
+    window = window_factory("sessionflow", guarantee, DROPPED)
+    await window.prepare()
+    window.start()
+    processed, committed = await window.outcome()
+    assert "window: position 0 after the seek" in window.log_path.read_text(), window.log_tail()
+    assert processed == set(range(RECORDS)), processed
+    assert committed == RECORDS
