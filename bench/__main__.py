@@ -5,7 +5,8 @@ BENCH_CONCURRENCY (16,64,256), BENCH_WORKER_SESSIONS (8000 -> 20,000 events),
 BENCH_E2E_RATE (400 events/s), BENCH_E2E_SECONDS (15), BENCH_STATE_SESSIONS (1,000,000;
 a smaller count is extrapolated linearly to 1M and says so), BENCH_PARTITIONS (12),
 BENCH_PROFILE (1: py-spy the producer and the worker under load), BENCH_ONLY (e.g. "b1,b3").
-A benchmark that fails is reported in `errors`; the run itself never fails for being slow.
+A benchmark that fails is reported in `errors`, and a run in which a benchmark could not measure
+(an error, or a required figure left empty) exits non-zero; a run never fails for being slow.
 `python -m bench --report` rebuilds latest.md and the plot from the last results.
 """
 
@@ -38,6 +39,9 @@ REQUIRED = (
     "state_rss_mb_1m",
     "state_restore_s_1m",
 )
+
+# Which benchmark measures the required figures of each prefix.
+_FIGURE_OWNERS = {"producer": "b1", "worker": "b3", "e2e": "b4", "state": "b5"}
 
 BENCHES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "b1": b1_producer.run,
@@ -252,7 +256,14 @@ def main() -> int:
     print(f"bench: wrote {path}, {md}" + (f", {png}" if png else " (no matplotlib: no plot)"))
     for key in REQUIRED:
         print(f"  {key:28s} {results.get(key)}")
-    return 0
+    unmeasured = [
+        k for k in REQUIRED if _FIGURE_OWNERS[k.split("_")[0]] in only and results.get(k) is None
+    ]
+    for name, error in errors.items():
+        print(f"bench: {name} could not measure: {error}", file=sys.stderr)
+    if unmeasured:
+        print(f"bench: figures not measured: {', '.join(unmeasured)}", file=sys.stderr)
+    return 1 if errors or unmeasured else 0
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ async def _worker_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any
         ctx.workdir,
     )
     spy = None
+    guard = ctx.guard(namespace, port)
+    await guard.start()
     try:
         spawned = time.time()
         ready_task = asyncio.create_task(
@@ -71,7 +73,7 @@ async def _worker_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any
         cpu0 = cpu_seconds(worker.pid)
         if ctx.profile and guarantee == "exactly_once":
             spy = profile.start_record(worker.pid, 6, ctx.workdir / "worker.spy")
-        complete = await watcher.until(expected, TIMEOUT_S)
+        complete = await watcher.until(expected, TIMEOUT_S, guard)
         done = time.time()
         cpu1 = cpu_seconds(worker.pid)
         rss = rss_mb(worker.pid)
@@ -79,6 +81,12 @@ async def _worker_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any
     finally:
         worker.stop()
         await watcher.stop()
+        await guard.stop()
+    if not complete:
+        raise RuntimeError(
+            f"B3 {guarantee}: {len(watcher.seen):,} of {expected:,} sessions completed in"
+            f" {TIMEOUT_S:.0f} s, no partition stalled: too slow to measure"
+        )
     events = len(plan.deliveries)
     last = watcher.last_at if complete and watcher.last_at else done
     out: dict[str, Any] = {

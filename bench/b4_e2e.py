@@ -43,6 +43,8 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
         worker_env(ctx, namespace, f"e2e-worker-{name}", worker_port, guarantee),
         ctx.workdir,
     )
+    guard = ctx.guard(namespace, worker_port)
+    await guard.start()
     try:
         await asyncio.to_thread(
             wait_http, f"http://127.0.0.1:{http_port}/readyz", producer.proc, 60, producer.log
@@ -53,7 +55,7 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
         # Let the worker's first rebalance settle: one throwaway pair must come through first.
         warm = session_plan(1, seed=seed + 1000)
         await httpload.paced(http_port, sign_all(warm.deliveries), 1, 100.0)
-        if not await watcher.until(1, 90):
+        if not await watcher.until(1, 90, guard):
             raise RuntimeError("the worker produced nothing within 90 s")
 
         second_2xx: dict[str, float] = {}
@@ -74,11 +76,18 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
             await watcher.poll()
         sent = await send
         complete = {s for s, n in halves.items() if n == 2}
-        await watcher.until(len(complete) + 1, 60)
+        await watcher.until(len(complete) + 1, 60, guard)
     finally:
         worker.stop()
         producer.stop()
         await watcher.stop()
+        await guard.stop()
+    missing = complete - set(watcher.seen)
+    if missing:
+        raise RuntimeError(
+            f"B4 {guarantee}: {len(missing)} of {len(complete)} sessions answered 2xx never"
+            f" completed within 60 s, no partition stalled: e.g. {sorted(missing)[:3]}"
+        )
     warm_until = started + WARMUP_SHARE * ctx.e2e_seconds
     latencies = [
         watcher.seen[s] - second_2xx[s]

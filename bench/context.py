@@ -13,6 +13,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.proc import REPO
+from bench.progress import ProgressGuard
 from bench.webhooks import SECRET
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics, ensure_topics
@@ -45,6 +46,9 @@ class Context:
     e2e_seconds: float = field(default_factory=lambda: _env_float("BENCH_E2E_SECONDS", 15.0))
     state_sessions: int = field(default_factory=lambda: _env_int("BENCH_STATE_SESSIONS", 1_000_000))
     profile: bool = field(default_factory=lambda: os.environ.get("BENCH_PROFILE", "1") != "0")
+    # A partition that stands still this long behind its end while the worker is ready fails the
+    # benchmark as a correctness error (bench/progress.py).
+    stall_s: float = field(default_factory=lambda: _env_float("BENCH_STALL_SECONDS", 30.0))
 
     @property
     def prefix(self) -> str:
@@ -59,6 +63,16 @@ class Context:
 
     def namespace(self, part: str) -> str:
         return f"{self.prefix}{part}."
+
+    def guard(self, namespace: str, worker_port: int) -> ProgressGuard:
+        """Watches the raw topic's partitions of the worker running in `namespace`."""
+        return ProgressGuard(
+            bootstrap=self.bootstrap,
+            group=f"{namespace}sessionflow",
+            topic=self.topics(namespace).raw,
+            readyz=f"http://127.0.0.1:{worker_port}/readyz",
+            stall_s=self.stall_s,
+        )
 
     def settings(self, namespace: str) -> KafkaSettings:
         return KafkaSettings(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.progress import ProgressGuard
 from sessionflow.traffic import Delivery
 
 _CHUNK = 5000
@@ -97,12 +98,17 @@ class Watcher:
                     self.first_at = now
                 self.last_at = now
 
-    async def until(self, distinct: int, timeout_s: float) -> bool:
-        """Read until `distinct` keys were seen; False on timeout."""
+    async def until(
+        self, distinct: int, timeout_s: float, guard: ProgressGuard | None = None
+    ) -> bool:
+        """Read until `distinct` keys were seen; False on timeout. With a `guard`, a stalled
+        partition raises `bench.progress.Stalled` at once instead of waiting out the timeout."""
         deadline = time.monotonic() + timeout_s
         while len(self.seen) < distinct:
             if time.monotonic() > deadline:
                 return False
+            if guard is not None:
+                await guard.check()
             await self.poll()
         return True
 
