@@ -6,6 +6,7 @@ from typing import cast
 
 import faust
 from faust.types import TransportT
+from faust.types.enums import ProcessingGuarantee
 
 from streams.runtime.consumer import Consumer
 from streams.runtime.transport import Transport
@@ -17,6 +18,18 @@ class App(faust.App):
 
     def _new_transport(self) -> TransportT:
         return cast(TransportT, Transport(self.conf.broker_consumer, self))
+
+    @property
+    def in_transaction(self) -> bool:
+        """Exactly-once, from the settings alone.
+
+        Faust's is a cached property that is true only once the worker has started (`in_worker`):
+        read before that (building the consumer for the start-up check, registering the
+        processor), it stays false for the process, and the whole worker silently runs
+        at-least-once. This app is only ever a worker's.
+        """
+        guarantee: object = self.conf.processing_guarantee
+        return guarantee == ProcessingGuarantee.EXACTLY_ONCE
 
     @property
     def runtime_consumer(self) -> Consumer:

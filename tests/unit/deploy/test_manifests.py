@@ -358,7 +358,8 @@ def test_the_dockerfile_copies_every_package_and_the_build_inputs() -> None:
         if ln.startswith("COPY ") and "--from=" not in ln
         for part in ln.split()[1:-1]
     }
-    packages = set(pyproject["tool"]["setuptools"]["packages"])
+    # Subpackages (streams.runtime) come with their parent's folder.
+    packages = {name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]}
     assert copied == packages | {"pyproject.toml", pyproject["project"]["readme"]}
     for path in copied:
         assert (REPO / path).exists(), f"{path} is copied into the image but missing"
@@ -375,7 +376,9 @@ def test_dockerignore_ships_only_what_the_image_copies_and_never_a_dev_secret() 
     assert patterns[0] == "**"
     included = {p.removeprefix("!").rstrip("/") for p in patterns if p.startswith("!")}
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert included == set(pyproject["tool"]["setuptools"]["packages"]) | {
+    assert included == {
+        name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]
+    } | {
         "pyproject.toml",
         "README.md",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -90,3 +91,30 @@ def test_the_worker_command_refuses_to_start(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "sessionflow worker: the worker cannot run on faust-streaming 0.15.3" in done.stderr
     assert "Consumer.perform_seek" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("guarantee", "transactional"), [("exactly_once", True), ("at_least_once", False)]
+)
+def test_the_guarantee_is_in_effect_whenever_it_is_read(
+    tmp_path: Path, guarantee: str, transactional: bool
+) -> None:
+    # Faust's in_transaction is cached the first time it is read, false until the worker has
+    # started: the start-up check, which builds the consumer, once turned exactly-once off.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    settings = WorkerSettings(
+        table_store="memory",
+        data_dir=tmp_path,
+        processing_guarantee=guarantee,
+    )
+    worker_app: Any = create_app(settings)
+    try:
+        assert worker_app.in_transaction is transactional
+        compat.check(worker_app)
+        assert worker_app.consumer.in_transaction is transactional
+        assert worker_app.in_transaction is transactional
+    finally:
+        worker_app.consumer._thread.thread_loop.close()
+        asyncio.set_event_loop(None)
+        loop.close()
