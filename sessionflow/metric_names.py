@@ -29,7 +29,12 @@ WORKER_COUNTERS: frozenset[str] = frozenset(
     }
 )
 WORKER_GAUGES: frozenset[str] = frozenset(
-    {"sessionflow_pending_sessions", "sessionflow_consumer_lag"}
+    {
+        "sessionflow_pending_sessions",
+        "sessionflow_consumer_lag",
+        "sessionflow_partition_stalled_seconds",
+        "sessionflow_processing_guarantee",
+    }
 )
 WORKER_HISTOGRAMS: frozenset[str] = frozenset(
     {
@@ -57,6 +62,8 @@ LABELS: dict[str, frozenset[str]] = {
     "sessionflow_half_conflicts_total": frozenset({"field"}),
     "sessionflow_events_held_back_total": frozenset({"reason"}),
     "sessionflow_consumer_lag": frozenset({"partition"}),
+    "sessionflow_partition_stalled_seconds": frozenset({"partition"}),
+    "sessionflow_processing_guarantee": frozenset({"guarantee"}),
 }
 
 # The producer's `outcome` label values: one per way a request can end.

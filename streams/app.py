@@ -1,7 +1,7 @@
 """The Faust app: one per worker process, built from the worker's settings.
 
-This module owns the app object; `streams.agents` registers the agent, the timer and the web
-pages on it explicitly, from the entry point (`streams.worker`).
+This module owns the app object; `streams.register` registers the processor, the timer and the
+web pages on it explicitly, from the entry point (`streams.worker`).
 """
 
 from __future__ import annotations
@@ -39,4 +39,5 @@ def create_app(settings: WorkerSettings) -> App:
         # declares its own internal topics (the table's changelog).
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=settings.batch_max_records,
     )

@@ -15,9 +15,9 @@ Offsets below `raw_end` that hold no record (a transaction's commit marker, writ
 when ticks keep being read for `settle_ms` while its processed position and its end stand still.
 
 The deadline index: the table is the truth (changelog-backed); the index only says where to
-look. It is rebuilt from the table after every rebalance, and an entry may be stale (the state
-moved on, or is gone): the caller re-reads the state and asks the core, which decides from the
-state alone.
+look. A partition's index is rebuilt from its table at its first tick after a rebalance, and an
+entry may be stale (the state moved on, or is gone): the caller re-reads the state and asks the
+core, which decides from the state alone.
 """
 
 from __future__ import annotations
@@ -106,27 +106,23 @@ class ExpiryIndex:
 
     def __init__(self) -> None:
         self._heaps: dict[int, list[tuple[int, bytes]]] = {}
-        self._built = False
+        self._built: set[int] = set()
 
-    @property
-    def built(self) -> bool:
-        """False until the index was rebuilt from the table since the last rebalance."""
-        return self._built
+    def built(self, partition: int) -> bool:
+        """False until `partition`'s index was rebuilt from its table since the last rebalance."""
+        return partition in self._built
 
-    def rebuild(self, entries: Iterable[tuple[int, int, bytes]]) -> None:
-        """Replace everything with (partition, deadline_ms, key) entries read from the table."""
-        heaps: dict[int, list[tuple[int, bytes]]] = {}
-        for partition, deadline, key in entries:
-            heaps.setdefault(partition, []).append((deadline, key))
-        for heap in heaps.values():
-            heapq.heapify(heap)
-        self._heaps = heaps
-        self._built = True
+    def rebuild(self, partition: int, entries: Iterable[tuple[int, bytes]]) -> None:
+        """Replace `partition`'s index with (deadline_ms, key) entries read from its table."""
+        heap = list(entries)
+        heapq.heapify(heap)
+        self._heaps[partition] = heap
+        self._built.add(partition)
 
     def invalidate(self) -> None:
-        """Forget everything (partitions moved); the next check rebuilds from the table."""
+        """Forget everything (partitions moved); each partition is rebuilt from its table."""
         self._heaps = {}
-        self._built = False
+        self._built = set()
 
     def push(self, partition: int, deadline_ms: int, key: bytes) -> None:
         heapq.heappush(self._heaps.setdefault(partition, []), (deadline_ms, key))
@@ -138,6 +134,3 @@ class ExpiryIndex:
         while heap and heap[0][0] <= now_ms:
             due.append(heapq.heappop(heap)[1])
         return due
-
-    def __len__(self) -> int:
-        return sum(len(heap) for heap in self._heaps.values())

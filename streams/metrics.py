@@ -104,6 +104,12 @@ class WorkerMetrics:
             ["field"],
             registry=r,
         )
+        self.guarantee = Gauge(
+            "sessionflow_processing_guarantee",
+            "1 for the processing guarantee the worker runs with (exactly_once or at_least_once)",
+            ["guarantee"],
+            registry=r,
+        )
         self.held_back = Counter(
             "sessionflow_events_held_back",
             "Records fetched but not applied, to be read again from the committed offset, by reason",
@@ -112,7 +118,13 @@ class WorkerMetrics:
         )
         self.consumer_lag = Gauge(
             "sessionflow_consumer_lag",
-            "Records behind the raw topic's end, by partition",
+            "Records between the group's committed offset and the raw topic's end, by partition",
+            ["partition"],
+            registry=r,
+        )
+        self.stalled = Gauge(
+            "sessionflow_partition_stalled_seconds",
+            "How long the committed offset has stood still with records behind it, by partition",
             ["partition"],
             registry=r,
         )
@@ -133,8 +145,6 @@ class WorkerMetrics:
         self.observe_outputs(step)
 
     def observe_outputs(self, step: Step) -> None:
-        if step.pending_delta:
-            self.pending.inc(step.pending_delta)
         for record in step.outputs:
             if isinstance(record, CompletedSession):
                 self._completed(record)

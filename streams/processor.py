@@ -1,29 +1,30 @@
 """The thin shell around the core: read state, call the core, write state, send outputs.
 
-Exactly-once (the default): Faust runs one transactional producer per input partition. Every
-table write (changelog record), every output and the input offset of an event commit together,
-or not at all. Outputs are sent to the input's partition number (all topics share the partition
-count), so they always ride in the transaction of the partition being processed.
+The runtime (streams/runtime/) hands the processor one partition's share of a fetched batch at a
+time, as a unit of work: the raw webhooks and the expiry ticks of that partition. The processor
+reads and changes the table and sends outputs through the unit; the runtime ends the unit in one
+step (exactly-once: outputs, changelog and, at the next commit, offsets in the partition's
+transaction; at-least-once: outputs acknowledged before the table records the step) and decides
+when to commit. Outputs go to the input's partition number (all topics share the partition count).
 
-Expiry is driven by tick records, not by a bare timer: a timer has no event, so it could neither
-write the table nor join a partition's transaction. Each worker's timer sends a tick (the time,
-and the raw partition's end offset: streams/expiry.py) to the ticks topic's partitions it owns; the agent, which consumes the raw and the ticks topics
-as one co-partitioned stream, expires the due sessions of that partition while processing the
-tick. The expiry's table deletes, incomplete records and the tick's offset commit in one
-transaction: a crash before the commit replays the tick against the state as it was (nothing
-emitted twice), a crash after it leaves nothing to redo (nothing lost). A rebalance moves the
-partition's state and its ticks together, so its new owner continues from the committed state.
+Expiry is driven by tick records, not by a bare timer: a timer has no records, so it could
+neither change the table nor join a partition's transaction. Each worker's timer sends a tick
+(the time, and the raw partition's end offset: streams/expiry.py) to the ticks topic's
+partitions it owns; ticks and webhooks of a partition arrive in the same unit, and the tick
+expires the partition's due sessions there. The expiry's table deletes, incomplete records and
+the tick's offset commit together: a crash before the commit replays the tick against the state
+as it was (nothing emitted twice), a crash after it leaves nothing to redo (nothing lost). A
+rebalance moves the partition's state and its ticks together, so its new owner continues from
+the committed state.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
-
-from aiokafka.partitioner import murmur2
 
 from streams import core
 from streams.decode import DecodeError, decode
@@ -36,30 +37,30 @@ log = logging.getLogger(__name__)
 STAGE: Final = b"streams"
 
 
-class TableLike(Protocol):
+class Unit(Protocol):
+    """One partition's table and outputs while a batch is applied (streams/runtime/unit.py)."""
+
+    @property
+    def partition(self) -> int: ...
     def get(self, key: bytes) -> bytes | None: ...
-    def __setitem__(self, key: bytes, value: bytes) -> None: ...
-    def __delitem__(self, key: bytes) -> None: ...
+    def put(self, key: bytes, value: bytes | None) -> None: ...
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> None: ...
     def items(self) -> Iterable[tuple[bytes, bytes]]: ...
 
 
-class Sink(Protocol):
-    """Where records go: (topic name, key, value, partition, headers)."""
+class Record(Protocol):
+    """A fetched record (aiokafka's ConsumerRecord fits)."""
 
-    async def __call__(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        partition: int,
-        headers: list[tuple[str, bytes]],
-    ) -> None: ...
-
-
-class Changelog(Protocol):
-    """Records one table change (None: a delete) in the partition's transaction."""
-
-    async def __call__(self, key: bytes, value: bytes | None, partition: int) -> None: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,73 +70,70 @@ class OutputTopics:
     dlq: str
 
 
-def partition_for_key(key: bytes, partitions: int) -> int:
-    """The default partitioner's choice (murmur2, as Kafka's Java client and aiokafka do)."""
-    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
 class SessionProcessor:
-    """Applies the core's decisions to the table and the output topics, one record at a time."""
+    """Applies the core's decisions to a partition's table and outputs, a batch at a time."""
 
     def __init__(
         self,
-        table: TableLike,
-        changelog: Changelog,
-        sink: Sink,
         topics: OutputTopics,
         metrics: WorkerMetrics,
         *,
         ttl_ms: int,
-        partitions: int,
         grace_ms: int,
         settle_ms: int,
     ) -> None:
-        self._table = table
-        self._changelog = changelog
-        self._sink = sink
         self._topics = topics
         self._metrics = metrics
         self._ttl_ms = ttl_ms
-        self._partitions = partitions
         self.index = ExpiryIndex()
         self.progress = RawProgress(grace_ms=grace_ms, settle_ms=settle_ms)
+        # Pending halves per partition, counted from its table when its index is rebuilt.
+        self._pending: dict[int, int] = {}
 
-    async def on_raw(
+    def process(self, unit: Unit, raw: Sequence[Record], ticks: Sequence[Record]) -> None:
+        """One partition's webhooks, then its ticks (so a tick sees the webhooks before it)."""
+        for record in raw:
+            self.on_raw(unit, record.key, record.value, headers_of(record.headers), record.offset)
+        for record in ticks:
+            self.on_tick(unit, record.value)
+
+    def on_raw(
         self,
+        unit: Unit,
         key: bytes | None,
         value: bytes | None,
         headers: Mapping[str, bytes],
-        partition: int,
         offset: int,
     ) -> None:
-        self.progress.processed(partition, offset)
+        self.progress.processed(unit.partition, offset)
         now = now_ms()
         try:
             env = decode(value or b"", headers, now)
         except DecodeError as exc:
-            await self._dead_letter(key, value or b"", headers, partition, exc.reason)
+            self._dead_letter(unit, key, value or b"", headers, exc.reason)
             return
         if env.session_id is None:
             # Planned or unknown event types: counted; they stay in the raw topic.
             self._metrics.observe(env.event_type, core.Step(state=None, changed=False), now, now)
             return
         table_key = env.session_id.encode()
-        state = self._load(table_key)
+        state = self._load(unit, table_key)
         try:
             step = core.on_event(state, env, now, self._ttl_ms)
         except Exception:  # a bug of ours on one record must not stop the partition
             log.exception("core failed on a record; dead-lettering it")
-            await self._dead_letter(key, env.body, headers, partition, "internal_error")
+            self._dead_letter(unit, key, env.body, headers, "internal_error")
             return
-        await self._apply(table_key, step, partition)
+        self._apply(unit, table_key, step)
         self._metrics.observe(env.event_type, step, now, env.received_at_ms)
 
-    async def on_tick(self, partition: int, value: bytes | None, assigned: Iterable[int]) -> None:
-        """Expire this partition's due sessions, as far as the tick allows (streams/expiry.py)."""
+    def on_tick(self, unit: Unit, value: bytes | None) -> None:
+        """Expire the partition's due sessions, as far as the tick allows (streams/expiry.py)."""
+        partition = unit.partition
         try:
             tick = decode_tick(value or b"")
         except TickDecodeError as exc:
@@ -145,82 +143,78 @@ class SessionProcessor:
         horizon = self.progress.horizon_ms(partition, tick, now)
         if horizon is None:
             return
-        if not self.index.built:
-            self._rebuild_index(set(assigned))
+        if not self.index.built(partition):
+            self._rebuild_index(unit)
         for table_key in self.index.pop_due(partition, horizon):
-            state = self._load(table_key)
+            state = self._load(unit, table_key)
             if state is None:
                 continue  # already paired-and-expired or expired: a stale index entry
             step = core.on_expiry(state, horizon, self._ttl_ms, now)
             if step.changed:
-                await self._apply(table_key, step, partition)
+                self._apply(unit, table_key, step)
                 self._metrics.observe_outputs(step)
 
-    def on_rebalance(self) -> None:
+    def forget(self) -> None:
+        """The partitions moved: the index and positions are rebuilt as their records come."""
         self.index.invalidate()
         self.progress.reset()
+        self._pending.clear()
+        self._metrics.pending.set(0)
 
-    def _load(self, table_key: bytes) -> core.SessionState | None:
-        stored = self._table.get(table_key)
+    def _load(self, unit: Unit, table_key: bytes) -> core.SessionState | None:
+        stored = unit.get(table_key)
         return None if stored is None else core.decode_state(stored)
 
-    async def _apply(self, table_key: bytes, step: core.Step, partition: int) -> None:
-        # Outputs first: in at-least-once mode the sink returns once Kafka has them, so a crash
-        # before the table change repeats an output, never loses one. (In exactly-once mode both
-        # are in one transaction and the order does not matter.)
+    def _apply(self, unit: Unit, table_key: bytes, step: core.Step) -> None:
+        if step.pending_delta and unit.partition in self._pending:
+            self._pending[unit.partition] += step.pending_delta
+            self._metrics.pending.inc(step.pending_delta)
         for record in step.outputs:
             topic = (
                 self._topics.completed
                 if isinstance(record, CompletedSession)
                 else self._topics.incomplete
             )
-            await self._sink(topic, table_key, encode_output(record), partition, [])
+            unit.send(topic, table_key, encode_output(record))
         if step.changed:
             if step.state is None:
-                del self._table[table_key]
-                await self._changelog(table_key, None, partition)
+                unit.put(table_key, None)
             else:
-                stored = core.encode_state(step.state)
-                self._table[table_key] = stored
-                await self._changelog(table_key, stored, partition)
-                self.index.push(partition, core.deadline_ms(step.state, self._ttl_ms), table_key)
+                unit.put(table_key, core.encode_state(step.state))
+                self.index.push(
+                    unit.partition, core.deadline_ms(step.state, self._ttl_ms), table_key
+                )
 
-    async def _dead_letter(
+    def _dead_letter(
         self,
+        unit: Unit,
         key: bytes | None,
         value: bytes,
         headers: Mapping[str, bytes],
-        partition: int,
         reason: str,
     ) -> None:
         self._metrics.dead_lettered.labels(reason).inc()
-        log.warning("dead-lettered a raw record: %s (partition %d)", reason, partition)
+        log.warning("dead-lettered a raw record: %s (partition %d)", reason, unit.partition)
         kept = [(name, data) for name, data in headers.items() if name not in ("reason", "stage")]
-        await self._sink(
-            self._topics.dlq,
-            key,
-            value,
-            partition,
-            [*kept, ("reason", reason.encode()), ("stage", STAGE)],
+        unit.send(
+            self._topics.dlq, key, value, [*kept, ("reason", reason.encode()), ("stage", STAGE)]
         )
 
-    def _rebuild_index(self, assigned: set[int]) -> None:
-        entries: list[tuple[int, int, bytes]] = []
+    def _rebuild_index(self, unit: Unit) -> None:
+        entries: list[tuple[int, bytes]] = []
         pending = 0
-        for table_key, stored in self._table.items():
-            partition = partition_for_key(table_key, self._partitions)
-            if partition not in assigned:
-                continue  # a standby's copy: its owner expires it
+        for table_key, stored in unit.items():
             state = core.decode_state(stored)
             pending += isinstance(state, core.PendingSession)
-            entries.append((partition, core.deadline_ms(state, self._ttl_ms), table_key))
-        self.index.rebuild(entries)
-        self._metrics.pending.set(pending)
+            entries.append((core.deadline_ms(state, self._ttl_ms), table_key))
+        self.index.rebuild(unit.partition, entries)
+        self._pending[unit.partition] = pending
+        self._metrics.pending.set(sum(self._pending.values()))
         log.info(
-            "expiry index rebuilt: %d sessions, %d pending, partitions %s",
+            "expiry index of partition %d rebuilt: %d sessions, %d pending",
+            unit.partition,
             len(entries),
             pending,
-            sorted(assigned),
         )
 
 

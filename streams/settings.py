@@ -34,6 +34,12 @@ class WorkerSettings(KafkaSettings):
     # the fail-over time after a kill -9. Faust's default is 60 s.
     consumer_session_timeout_seconds: float = Field(default=10.0, ge=6.0, le=300.0)
     max_intents: int = Field(default=50, ge=1)
+    # The most records one fetch hands the processor (all partitions together): a batch, applied
+    # a partition at a time, with its outputs and changelog sent as record batches.
+    batch_max_records: int = Field(default=1000, ge=1, le=100_000)
+    # A partition whose committed offset stands still this long while records wait behind it
+    # makes the worker not ready (sessionflow_partition_stalled_seconds shows it sooner).
+    stall_seconds: float = Field(default=60.0, gt=0)
 
     @property
     def faust_log_level(self) -> str:

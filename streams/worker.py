@@ -9,9 +9,9 @@ import faust
 import prometheus_client
 
 from sessionflow.topics import Topics, ensure_topics
-from streams.agents import register
 from streams.app import create_app
 from streams.metrics import WorkerMetrics
+from streams.register import register
 from streams.runtime import compat
 from streams.settings import WorkerSettings
 from streams.state import close_state, open_state

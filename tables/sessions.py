@@ -1,16 +1,12 @@
 """The sessions table: session id -> the core's encoded SessionState (pending half or marker).
 
-Faust writes a table's changelog with its plain producer, outside the transaction of the event
-that changed the table (faust-streaming 0.15: `Topic.publish_message` passes no transactional
-id). A crash between the changelog write and the commit then leaves a changelog that says a
-session was completed while its completed record was aborted: the replayed events find the
-marker and emit nothing. So this table sends no changelog of its own; the processor writes each
-change to the changelog in the partition's transaction (streams/processor.py, `Changelog`).
+Declared as a Faust table for its changelog topic, its recovery and its standby replicas; the
+runtime reads and writes its store directly and writes the changelog itself, in the partition's
+transaction (streams/runtime/table.py says why).
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Final
 
 import faust
@@ -36,10 +32,4 @@ def sessions_table(app: faust.App, partitions: int) -> Any:
         help="Per session: the pending half, or a completion marker that drops late duplicates.",
         options=dict(ROCKSDB_OPTIONS),  # Faust's store takes keys out of this dict
     )
-    setattr(table, "send_changelog", _written_by_the_processor)  # noqa: B010  (a method, replaced)
     return table
-
-
-def _written_by_the_processor(partition: int | None, *args: Any, **kwargs: Any) -> Any:
-    # Faust's table reads only the partition of what a changelog send returns.
-    return SimpleNamespace(message=SimpleNamespace(partition=partition))

@@ -1,22 +1,40 @@
-"""The Faust app class of the worker: Faust's App on sessionflow's transport."""
+"""The Faust app class of the worker: Faust's App on sessionflow's transport, with the runner."""
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import faust
 from faust.types import TransportT
 from faust.types.enums import ProcessingGuarantee
 
-from streams.runtime.consumer import Consumer
+from streams.runtime.producers import Producers
+from streams.runtime.runner import Processor, Runner, Sources
+from streams.runtime.table import partition_store
 from streams.runtime.transport import Transport
+
+# Source records are bytes in and out: the processor decodes them itself, once.
+RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
 
 
 class App(faust.App):
-    """A Faust App whose consumer is streams.runtime's (Faust picks a transport by URL scheme
-    only; building it here keeps the choice in code, with no process-wide registry)."""
+    """A Faust App whose consumer hands batches to a runner (streams/runtime/consumer.py).
+
+    Faust keeps the group, the table (its changelog topic, recovery, standby replicas), the web
+    server and the timers; the source topics' records go to the runner instead of an agent.
+    """
+
+    runner: Runner
 
     def _new_transport(self) -> TransportT:
+        # Faust picks a transport by URL scheme only; building it here keeps the choice in code,
+        # with no process-wide registry.
         return cast(TransportT, Transport(self.conf.broker_consumer, self))
 
     @property
@@ -31,7 +49,47 @@ class App(faust.App):
         guarantee: object = self.conf.processing_guarantee
         return guarantee == ProcessingGuarantee.EXACTLY_ONCE
 
-    @property
-    def runtime_consumer(self) -> Consumer:
-        """The consumer, typed as ours."""
-        return cast(Consumer, self.consumer)
+    def serve(
+        self,
+        processor: Processor,
+        *,
+        sources: Sources,
+        table: Any,
+        partitions: int,
+        bootstrap_servers: str,
+        on_held_back: Callable[[str, int], None],
+    ) -> Runner:
+        """Run `processor` over the `sources` topics, with `table` as its state."""
+        # Subscribed like an agent's topic: the conductor asks the group for its partitions.
+        self.topics.add(self.topic(sources.raw, sources.ticks, partitions=partitions, **RAW))
+        producers = Producers(
+            bootstrap_servers=bootstrap_servers,
+            client_id=f"{self.conf.broker_client_id}-runner",
+            transactional_id=self._transactional_id(sources.raw) if self.in_transaction else None,
+        )
+        self.runner = Runner(
+            sources=sources,
+            changelog_topic=table.changelog_topic.get_topic_name(),
+            stores=lambda partition: partition_store(table, partition, partitions),
+            producers=producers,
+            group_id=self.conf.id,
+            commit_offsets=self._commit_offsets,
+            on_held_back=on_held_back,
+        )
+        self.runner.serve(processor)
+        return self.runner
+
+    def _transactional_id(self, source_topic: str) -> Callable[[int], str]:
+        """Faust's transactional id of a source partition (`{app id}-{topic group}-{partition}`):
+        the id the partition's previous owner used, so that opening it fences that one."""
+
+        def transactional_id(partition: int) -> str:
+            group = self.assignor.group_for_topic(source_topic)
+            return f"{self.conf.id}-{group}-{partition}"
+
+        return transactional_id
+
+    async def _commit_offsets(self, offsets: Any) -> bool:
+        # At-least-once: the consumer group's plain offset commit (Faust's, on its thread).
+        done: bool = await self.consumer._commit(offsets)  # type: ignore[attr-defined]
+        return done

@@ -1,7 +1,7 @@
 """Every internal of faust-streaming and aiokafka that streams.runtime relies on, checked at start-up.
 
 The runtime layer overrides library methods and reads a few private attributes. Were one renamed
-in another version, the override would simply never be called, or the attribute read would fail
+in another version, an override would simply never be called, or an attribute read would fail
 deep in a rebalance: the protection would silently disappear. So each is listed here with why it
 is needed, and `check` verifies all of them against the installed libraries and the live app
 before the worker starts; the worker refuses to run, naming the versions and what no longer fits.
@@ -18,14 +18,26 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
 import faust
+import rocksdict
+from aiokafka import AIOKafkaProducer
+from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
+from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
+from aiokafka.producer.message_accumulator import BatchBuilder
+from faust.stores.memory import Store as MemoryStore
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
+from faust.transport.conductor import Conductor
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types.tuples import Message
 
 log = logging.getLogger(__name__)
 
-VERIFIED: Final = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0", "mode-streaming": "0.7.1"}
+VERIFIED: Final = {
+    "faust-streaming": "0.15.3",
+    "aiokafka": "0.14.0",
+    "mode-streaming": "0.7.1",
+    "rocksdict": "0.3.29",
+}
 
 
 class IncompatibleLibraries(RuntimeError):
@@ -39,157 +51,225 @@ class Requirement:
     holds: Callable[[Any], bool]  # given the live app
 
 
-def _method(owner: type[Any], name: str, *params: str) -> Callable[[Any], bool]:
+def _method(owner: type[Any], name: str, *params: str) -> bool:
     """`owner` itself implements `name` (a base class's stub does not count), taking (at least)
     `params`."""
-
-    def holds(_: Any) -> bool:
-        fn = vars(owner).get(name)
-        if not callable(fn):
-            return False
-        names = inspect.signature(fn).parameters
-        return all(p in names for p in params)
-
-    return holds
+    fn = vars(owner).get(name)
+    if not callable(fn):
+        return False
+    names = inspect.signature(fn).parameters
+    return all(p in names for p in params)
 
 
-def _source_says(fn: Callable[..., Any] | None, *needles: str) -> Callable[[Any], bool]:
+def _source_says(fn: Callable[..., Any] | None, *needles: str) -> bool:
     """The source of `fn` contains `needles` in this order: it still calls what we hook."""
-
-    def holds(_: Any) -> bool:
-        if fn is None:
+    if fn is None:
+        return False
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return False
+    at = 0
+    for needle in needles:
+        at = source.find(needle, at)
+        if at < 0:
             return False
-        try:
-            source = inspect.getsource(fn)
-        except (OSError, TypeError):
-            return False
-        at = 0
-        for needle in needles:
-            at = source.find(needle, at)
-            if at < 0:
-                return False
-        return True
-
-    return holds
+    return True
 
 
-def _live(get: Callable[[Any], Any]) -> Callable[[Any], bool]:
-    """`get(app)` finds the attribute on the live objects."""
+def _live(app: Any, get: Callable[[Any], Any]) -> bool:
+    """`get(app)` finds what it looks for on the live objects."""
+    try:
+        return get(app) is not None
+    except (AttributeError, KeyError, TypeError):
+        return False
 
-    def holds(app: Any) -> bool:
-        try:
-            get(app)
-        except (AttributeError, KeyError, TypeError):
-            return False
-        return True
 
-    return holds
-
+_CONSUMER = faust_consumer.Consumer
+_THREAD = faust_aiokafka.AIOKafkaConsumerThread
 
 REQUIREMENTS: Final = (
     Requirement(
         "faust App._new_transport(self), used by App.transport",
-        "streams/runtime/app.py builds the worker's transport (and with it our consumer) there",
+        "streams/runtime/app.py builds the worker's transport (our consumer, our transaction"
+        " manager) there",
         lambda app: (
-            _method(faust.App, "_new_transport")(app)
+            _method(faust.App, "_new_transport")
             and _source_says(
                 getattr(inspect.getattr_static(faust.App, "transport", None), "fget", None),
                 "_new_transport",
-            )(app)
+            )
         ),
     ),
     Requirement(
-        "faust aiokafka Transport.Consumer and Consumer._new_consumer_thread(self)",
-        "the transport's consumer class and its thread: where our consumer and thread plug in",
+        "faust aiokafka Transport.Consumer, Transport.TransactionManager and"
+        " Consumer._new_consumer_thread(self)",
+        "where the runtime's consumer, transaction manager and consumer thread plug in",
         lambda app: (
-            isinstance(inspect.getattr_static(faust_aiokafka.Transport, "Consumer"), type)
-            and _method(faust_aiokafka.Consumer, "_new_consumer_thread")(app)
+            isinstance(vars(faust_aiokafka.Transport).get("Consumer"), type)
+            and isinstance(
+                inspect.getattr_static(faust_aiokafka.Transport, "TransactionManager"), type
+            )
+            and _method(faust_aiokafka.Consumer, "_new_consumer_thread")
+        ),
+    ),
+    Requirement(
+        "faust Consumer._drain_messages(self, fetcher), run by Fetcher._fetcher",
+        "the runtime's drain loop hands fetched batches to the runner (consumer.py, 1 and 2)",
+        lambda app: (
+            _method(_CONSUMER, "_drain_messages", "fetcher")
+            and _source_says(faust_consumer.Fetcher, "async def _fetcher", "_drain_messages(self)")
+        ),
+    ),
+    Requirement(
+        "faust Consumer flow control (flow_active, can_resume_flow, suspend_flow, stop_flow),"
+        " _get_active_partitions, callback, _to_message(tp, record), wait_first",
+        "the drain loop fetches only while the flow runs, only the active partitions, and hands"
+        " changelog records to Faust's own path",
+        lambda app: (
+            _method(_CONSUMER, "stop_flow")
+            and _method(_CONSUMER, "_get_active_partitions")
+            and _method(faust_aiokafka.Consumer, "_to_message", "tp", "record")
+            and _live(
+                app,
+                lambda a: (
+                    a.consumer.can_resume_flow,
+                    a.consumer.suspend_flow,
+                    a.consumer.callback,
+                ),
+            )
+            and isinstance(getattr(app.consumer, "flow_active", None), bool)
         ),
     ),
     Requirement(
         "faust Consumer.perform_seek(self), called by Recovery.on_recovery_completed before"
         " app.flow_control.resume()",
-        "the seek at the end of recovery loses records unless our override stops the flow and"
-        " seeks uncommitted partitions (streams/runtime/consumer.py, 1)",
+        "the seek at the end of recovery loses records unless the runtime stops the flow and"
+        " seeks partitions without a committed offset (consumer.py, 3)",
         lambda app: (
-            _method(faust_consumer.Consumer, "perform_seek")(app)
+            _method(_CONSUMER, "perform_seek")
             and _source_says(
                 Recovery.on_recovery_completed, "perform_seek()", "flow_control.resume()"
-            )(app)
-        ),
-    ),
-    Requirement(
-        "faust Consumer.stop_flow(self), _is_changelog_tp(self, tp),"
-        " ThreadDelegateConsumer.assignment(self)",
-        "used by the recovery-seek override",
-        lambda app: (
-            _method(faust_consumer.Consumer, "stop_flow")(app)
-            and _method(faust_consumer.Consumer, "_is_changelog_tp", "tp")(app)
-            and _method(faust_consumer.ThreadDelegateConsumer, "assignment")(app)
-        ),
-    ),
-    Requirement(
-        "the live consumer's _committed_offset mapping and thread seek_to_beginning(*partitions);"
-        " aiokafka driver ensure_aiokafka_TPset",
-        "which partitions have no committed offset, and how to move them to their beginning",
-        lambda app: (
-            _live(lambda a: a.consumer._committed_offset.get)(app)
-            and _method(faust_aiokafka.AIOKafkaConsumerThread, "seek_to_beginning", "partitions")(
-                app
             )
+        ),
+    ),
+    Requirement(
+        "the live consumer's _committed_offset mapping, _is_changelog_tp(self, tp),"
+        " ThreadDelegateConsumer.assignment(self), ensure_aiokafka_TPset",
+        "which partitions have no committed offset after the seek",
+        lambda app: (
+            _live(app, lambda a: a.consumer._committed_offset.get)
+            and _method(_CONSUMER, "_is_changelog_tp", "tp")
+            and _method(faust_consumer.ThreadDelegateConsumer, "assignment")
             and callable(getattr(faust_aiokafka, "ensure_aiokafka_TPset", None))
         ),
     ),
     Requirement(
-        "faust AIOKafkaConsumerThread._highwaters(self, partitions), used by highwaters()",
-        "changelog ends must come from the broker, not the consumer's cache (consumer.py, 2)",
+        "faust AIOKafkaConsumerThread call_thread, seek_wait(self, partitions),"
+        " seek_to_beginning(self, *partitions), position(self, tp), _highwaters(self, partitions)"
+        " (used by highwaters) and verify_event_path(self, now, tp)",
+        "fetch on the consumer's thread, move partitions back or to their beginning, read"
+        " changelog ends from the broker (consumer.py, 4), no livelock warnings (6)",
         lambda app: (
-            _method(faust_aiokafka.AIOKafkaConsumerThread, "_highwaters", "partitions")(app)
-            and _source_says(faust_aiokafka.AIOKafkaConsumerThread.highwaters, "self._highwaters")(
-                app
-            )
+            callable(getattr(_THREAD, "call_thread", None))
+            and _method(_THREAD, "seek_wait", "partitions")
+            and _method(_THREAD, "seek_to_beginning", "partitions")
+            and _method(_THREAD, "position", "tp")
+            and _method(_THREAD, "_highwaters", "partitions")
+            and _source_says(_THREAD.highwaters, "self._highwaters")
+            and _method(_THREAD, "verify_event_path", "now", "tp")
         ),
     ),
     Requirement(
-        "faust Consumer.commit(self, topics, start_new_transaction) and"
-        " on_partitions_revoked(self, revoked)",
-        "commits at unit boundaries, and a commit at the start of every revocation (consumer.py,"
-        " 3 and 4)",
+        "aiokafka consumer _fetcher (Fetcher.fetched_records(self, partitions, timeout,"
+        " max_records), _closed), _subscriptions.fetch_context(), subscription.assignment"
+        " .state_value(tp) with has_valid_position and position",
+        "the runtime fetches a copy of the active partitions and reads each one's position"
+        " after the fetch (consumer.py, 2; runner.py)",
         lambda app: (
-            _method(faust_consumer.Consumer, "commit", "topics", "start_new_transaction")(app)
-            and _method(faust_consumer.Consumer, "on_partitions_revoked", "revoked")(app)
+            _method(AIOKafkaFetcher, "fetched_records", "partitions", "timeout", "max_records")
+            and _method(SubscriptionState, "fetch_context")
+            and isinstance(
+                inspect.getattr_static(TopicPartitionState, "has_valid_position"), property
+            )
+            and isinstance(inspect.getattr_static(TopicPartitionState, "position"), property)
+        ),
+    ),
+    Requirement(
+        "faust Consumer.commit(self, topics, start_new_transaction) (run by its commit timer"
+        " and at stop), on_partitions_revoked(self, revoked), _commit(self, offsets)",
+        "commits are the runner's, between units; a revocation commits first; at-least-once"
+        " offsets are committed by the consumer (consumer.py, 5)",
+        lambda app: (
+            _method(_CONSUMER, "commit", "topics", "start_new_transaction")
+            and _source_says(_CONSUMER.commit_and_end_transactions, "self.commit(")
+            and _method(_CONSUMER, "on_partitions_revoked", "revoked")
+            and _method(faust_consumer.ThreadDelegateConsumer, "_commit", "offsets")
+        ),
+    ),
+    Requirement(
+        "faust TransactionManager.on_rebalance(self, assigned, revoked, newly_assigned) and"
+        " on_partitions_revoked(self, revoked), called by App._on_partitions_assigned/_revoked",
+        "the runtime's producers replace Faust's transactional producers (transport.py)",
+        lambda app: (
+            _method(
+                faust_consumer.TransactionManager,
+                "on_rebalance",
+                "assigned",
+                "revoked",
+                "newly_assigned",
+            )
+            and _method(faust_consumer.TransactionManager, "on_partitions_revoked", "revoked")
+            and _source_says(faust.App._on_partitions_assigned, "transactions.on_rebalance")
         ),
     ),
     Requirement(
         "faust TransactionManager.transactional_id_format"
         " '{group_id}-{tpg.group}-{tpg.partition}' and assignor.group_for_topic(topic)",
-        "outputs and changelog records are sent with the transactional id Faust commits the"
-        " partition's offsets with (streams/runtime/transactions.py, 1)",
+        "the runtime's transactional ids are the ones Faust used: an upgraded worker fences an"
+        " older one that still runs (app.py)",
         lambda app: (
             faust_consumer.TransactionManager.transactional_id_format
             == "{group_id}-{tpg.group}-{tpg.partition}"
-            and _live(lambda a: a.assignor.group_for_topic)(app)
+            and _live(app, lambda a: a.assignor.group_for_topic)
         ),
     ),
     Requirement(
-        "the live producer's _transaction_producers mapping and stop_transaction(self,"
-        " transactional_id)",
-        "every transactional producer is closed before partitions move (transactions.py, 2)",
+        "faust Conductor.add(self, topic)",
+        "the source topics are subscribed like an agent's (app.py)",
+        lambda app: _method(Conductor, "add", "topic"),
+    ),
+    Requirement(
+        "faust RocksDB Store._db_for_partition(self, partition) and offset_key; memory Store"
+        " .data; rocksdict WriteBatch(raw_mode=True)",
+        "units read and write the table's store a partition at a time, in write batches (table.py)",
         lambda app: (
-            _live(lambda a: a.producer._transaction_producers.keys)(app)
-            and _method(faust_aiokafka.Producer, "stop_transaction", "transactional_id")(app)
+            _method(RocksDBStore, "_db_for_partition", "partition")
+            and isinstance(getattr(RocksDBStore, "offset_key", None), bytes)
+            and _source_says(MemoryStore.__post_init__, "self.data")
+            and callable(getattr(rocksdict, "WriteBatch", None))
         ),
     ),
     Requirement(
-        "faust Message slots generation_id and acked",
-        "events of a revoked generation are refused without recording their offset"
-        " (transactions.refuse)",
-        lambda app: {"generation_id", "acked"} <= set(getattr(Message, "__slots__", ())),
+        "aiokafka AIOKafkaProducer create_batch(self), send_batch(self, batch, topic, partition),"
+        " send_offsets_to_transaction(self, offsets, group_id), begin_transaction,"
+        " commit_transaction; BatchBuilder.append(timestamp, key, value, headers), record_count",
+        "units send record batches, and commits send offsets into the partitions' transactions"
+        " (producers.py)",
+        lambda app: (
+            _method(AIOKafkaProducer, "create_batch")
+            and _method(AIOKafkaProducer, "send_batch", "batch", "topic", "partition")
+            and _method(AIOKafkaProducer, "send_offsets_to_transaction", "offsets", "group_id")
+            and _method(AIOKafkaProducer, "begin_transaction")
+            and _method(AIOKafkaProducer, "commit_transaction")
+            and _method(BatchBuilder, "append", "timestamp", "key", "value", "headers")
+            and _method(BatchBuilder, "record_count")
+        ),
     ),
     Requirement(
         "the live app.tables.recovery.completed event",
         "the worker is ready only after its first restore (/readyz)",
-        _live(lambda a: a.tables.recovery.completed.is_set),
+        lambda app: _live(app, lambda a: a.tables.recovery.completed.is_set),
     ),
 )
 

@@ -1,110 +1,215 @@
 """Faust's aiokafka consumer, with the edges sessionflow relies on owned, each with its reason.
 
 Subclasses of faust-streaming 0.15.3's `Consumer` and `AIOKafkaConsumerThread` (the transport's
-documented extension point, `streams/runtime/transport.py`); streams/runtime/compat.py checks at
-start-up that every method overridden here is still the one Faust calls.
+documented extension point, streams/runtime/transport.py); streams/runtime/compat.py checks at
+start-up that every method overridden or read here is still the one Faust has.
 
-1. The seek at the end of recovery loses records (issue 17, the stalled partition). Two ways:
-   a. `Recovery.on_recovery_completed` resumes the stream partitions and seeks them to their
-      committed offsets while the flow is still running (it was resumed to read the changelogs),
-      and only then calls `app.flow_control.resume()`, which clears every stream's queue. A
-      record fetched after its partition's seek and queued before that clear is dropped
-      unprocessed and un-acked; no later seek brings it back, so the partition's commits stop
-      behind it and its session never completes.
-   b. Faust drops fetched records of partitions it is not ready for (paused during recovery, or
-      fetched across a rebalance) and counts on that seek to read them again; when recovery
-      pauses the changelogs, an in-flight fetch asks aiokafka for an empty set of partitions,
-      which aiokafka reads as "all of them", so the stream partitions' records are drained and
-      dropped. But `seek_to_committed` leaves a partition without a committed offset (a new
-      group or partition, or committed at 0) where it is: those records are never read again.
-   `perform_seek` stops the flow first, so nothing is queued until recovery resumes the flow
-   after the clear (what was queued before the seek is cleared and read again), and seeks the
-   stream partitions that have no committed offset to their beginning, as the group's reset
-   policy (earliest) would.
-2. Changelog ends are read from the broker. Before restoring a table partition Faust asks for
-   the changelog's end; in exactly-once mode it takes the consumer's cached last stable offset,
+1. Batches, not events. Faust's drain loop hands every fetched record, one at a time, through a
+   queue to a stream that acks it back; that path alone costs more than all of sessionflow's
+   work per event (bench/results). `_drain_messages` instead hands each fetch's records of the
+   source topics to the runner (streams/runtime/runner.py) as they came from aiokafka. Records
+   of other topics (the table's changelog: recovery and standby replicas) still take Faust's
+   own path, record by record.
+2. Nothing fetched is dropped. A fetch asks only for the partitions active when it started (a
+   copy: Faust hands aiokafka its live set, which recovery empties while the fetch waits, and
+   aiokafka reads an empty set as "every partition"). Records that are not applied (the runner
+   refused them, the flow stopped) send their partition back to the first of them.
+3. The seek at the end of recovery (issue 17). `Recovery.on_recovery_completed` seeks the stream
+   partitions to their committed offsets while the flow runs, then clears every stream's queue
+   as it resumes the flow: a record fetched after its partition's seek was lost. And
+   `seek_to_committed` leaves a partition without a committed offset where it is: what Faust
+   dropped from it before the seek was never read again. `perform_seek` stops the flow first,
+   seeks such partitions to their beginning (the group's reset policy is earliest), and only then
+   tells the runner it may apply this generation's records, from these positions.
+4. Changelog ends come from the broker. Before restoring a table partition Faust asks for the
+   changelog's end; in exactly-once mode it takes the consumer's cached last stable offset,
    unknown (-1) for a partition not fetched since the rebalance, and recovery then skips what
-   another worker wrote meanwhile or stops with a ConsistencyError. ListOffsets with the
-   consumer's read_committed isolation returns the last stable offset itself.
-3. Commits happen at unit boundaries (`CommitGate`), with Faust's producer flushed first (the
-   records of the units being committed may still sit in its buffer).
-4. A revocation commits first. Faust drops the acked offsets of revoked partitions before
-   anything commits them, and commits a transaction only together with offsets: the work done
-   since the last commit would end in an aborted transaction while the local table keeps its
-   writes, and re-reading it from the committed offset would emit nothing. So the revocation
-   takes the gate, marks the generation revoked (`CommitGate.admits`) and commits, then lets
-   Faust go on.
+   another worker wrote meanwhile or stops with a ConsistencyError.
+5. Commits are the runner's, under its gate (a transaction ends between units), including the
+   final one when the worker stops; a revocation first commits and closes the transactional
+   producers (Faust drops a revoked partition's progress before anything commits it).
+6. No livelock warnings: Faust's detector watches its streams' acks, which no longer happen; the
+   worker's own stall gauge and readiness (streams/register.py, pages.py) watch the committed offsets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
+from aiokafka.errors import ConsumerStoppedError, IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.transports import TPorTopicSet
+from mode import ServiceT
 
-from streams.runtime.gate import CommitGate
+from streams.runtime.runner import Record, Runner
 
 log = logging.getLogger(__name__)
 
+FETCH_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    records: Mapping[TP, Sequence[Any]]
+    # The consumer's position of every partition asked for, right after the fetch.
+    positions: Mapping[TP, int]
+
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """The thread that runs aiokafka's consumer: changelog ends come from the broker (2)."""
+    """The thread that runs aiokafka's consumer."""
+
+    async def fetch(self, partitions: frozenset[TP], max_records: int) -> Fetched:
+        result: Fetched = await self.call_thread(self._fetch, partitions, max_records)
+        return result
+
+    async def _fetch(self, partitions: frozenset[TP], max_records: int) -> Fetched:
+        consumer = self._ensure_consumer()
+        fetcher = consumer._fetcher
+        if consumer._closed or fetcher._closed:
+            raise ConsumerStoppedError()
+        asked = set(partitions)  # our own copy (2)
+        with fetcher._subscriptions.fetch_context():
+            records = await fetcher.fetched_records(
+                asked, timeout=FETCH_TIMEOUT_S, max_records=max_records
+            )
+        assignment = fetcher._subscriptions.subscription
+        positions: dict[TP, int] = {}
+        if assignment is not None and assignment.assignment is not None:
+            for tp in asked:
+                state = assignment.assignment.state_value(tp)
+                if state is not None and state.has_valid_position:
+                    positions[tp] = state.position
+        return Fetched(records, positions)
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
-        ends: Mapping[TP, int] = await self._ensure_consumer().end_offsets(partitions)
+        ends: Mapping[TP, int] = await self._ensure_consumer().end_offsets(partitions)  # (4)
         return ends
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        return None  # (6)
 
 
 class Consumer(faust_aiokafka.Consumer):
-    """The worker's consumer: the seek, commit and revocation edges (1, 3, 4 above)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.gate = CommitGate()
+    """The worker's consumer: batches to the runner, nothing dropped, commits by the runner."""
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def perform_seek(self) -> None:
-        self.stop_flow()  # (1a) recovery resumes the flow once the queues are cleared
+    @property
+    def runner(self) -> Runner:
+        runner: Runner = self.app.runner  # type: ignore[attr-defined]  # streams.runtime.app.App
+        return runner
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:  # (1, 2)
+        thread = cast(ConsumerThread, self._thread)
+        max_records = self.app.conf.broker_max_poll_records or 1000
+        try:
+            while not (self.should_stop or fetcher.should_stop):
+                if not self.flow_active:
+                    # mode types the waitable as its own Event; an asyncio.Event waits the same.
+                    await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
+                    continue
+                active = frozenset(self._get_active_partitions())
+                if not active:
+                    await self.sleep(0.1)
+                    continue
+                generation = self.app.consumer_generation_id
+                fetched = await thread.fetch(active, max_records)
+                await self._deliver(fetched, generation)
+        except ConsumerStoppedError:
+            if self.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.app.should_stop:
+                return
+            raise
+
+    async def _deliver(self, fetched: Fetched, generation: int) -> None:
+        runner = self.runner
+        sources: dict[TP, Sequence[Record]] = {}
+        back: dict[TP, int] = {}
+        for tp, records in fetched.records.items():
+            if runner.is_source(tp.topic):
+                sources[tp] = records
+            else:
+                back.update(await self._to_faust(tp, records))
+        if not self.flow_active:
+            back.update({tp: records[0].offset for tp, records in sources.items()})
+        elif sources or runner.ready:
+            # Positions move without records too (past a transaction's commit marker).
+            positions = {tp: p for tp, p in fetched.positions.items() if runner.is_source(tp.topic)}
+            # Shielded: once a unit starts, a cancelled drain loop (the worker stopping) must
+            # not leave it half applied; the final commit waits for it (the gate).
+            back.update(
+                await asyncio.shield(
+                    runner.apply(sources, positions, generation, self.app.consumer_generation_id)
+                )
+            )
+        for tp, offset in back.items():
+            await self._back_to(tp, offset)
+
+    async def _to_faust(self, tp: TP, records: Sequence[Any]) -> dict[TP, int]:
+        """Faust's own path for its topics (changelogs), record by record, as its drain loop
+        does; what the flow stopped before is fetched again."""
+        for record in records:
+            message = self._to_message(tp, record)
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            if not self.flow_active:
+                return {tp: record.offset}
+        return {}
+
+    async def _back_to(self, tp: TP, offset: int) -> None:
+        # No longer assigned: its next owner reads it from the committed offset.
+        with contextlib.suppress(IllegalStateError, AssertionError, KeyError):
+            await self._thread.seek_wait({tp: offset})
+
+    async def perform_seek(self) -> None:  # (3)
+        self.stop_flow()  # recovery resumes the flow once the queues are cleared
+        generation = self.app.consumer_generation_id
         await super().perform_seek()
-        # (1b) what has no committed offset starts from the beginning, wherever aiokafka was.
-        uncommitted = {
-            tp
-            for tp in self.assignment()
-            if not self._is_changelog_tp(tp) and not self._committed_offset.get(tp)
-        }
+        stream = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
+        uncommitted = {tp for tp in stream if not self._committed_offset.get(tp)}
         if uncommitted:
             await self._thread.seek_to_beginning(*faust_aiokafka.ensure_aiokafka_TPset(uncommitted))
+        positions: dict[TP, int] = {}
+        for tp in stream:
+            # Where each partition resumes: its committed offset, or where the reset put it.
+            at = self._committed_offset.get(tp) or await self._thread.position(tp)
+            if at is not None:
+                positions[tp] = at
+        if generation == self.app.consumer_generation_id:
+            self.runner.on_seek(generation, positions)
 
     async def commit(
         self, topics: TPorTopicSet | None = None, start_new_transaction: bool = True
-    ) -> bool:
-        async with self.gate.lock:
-            return await self._flush_and_commit(topics, start_new_transaction)
+    ) -> bool:  # (5)
+        runner = self.runner
+        async with runner.gate.lock:
+            committed = await runner.commit(begin=start_new_transaction)
+        self._committed_offset.update(committed)  # Faust's view, read by perform_seek
+        return bool(committed)
 
-    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        async with self.gate.lock:  # after the unit in hand, before the next
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:  # (5)
+        runner = self.runner
+        async with runner.gate.lock:  # after the unit in hand, before the next
             generation = self.app.consumer_generation_id
-            self.gate.revoke(generation)
-            done = await self._flush_and_commit(None, True)
+            runner.revoke(generation)
+            done = bool(await runner.commit(begin=False))
+            await runner.release()
         log.info(
-            "revoking generation %s: committed at a unit boundary (%s)",
+            "revoking generation %s: committed between units (%s)",
             generation,
             "committed" if done else "nothing new",
         )
         await super().on_partitions_revoked(revoked)
 
-    async def _flush_and_commit(self, topics: TPorTopicSet | None, start_new: bool) -> bool:
-        await self.app.producer.flush()
-        done: bool = await super().commit(topics, start_new_transaction=start_new)
-        return done
-
-    def committed_offset(self, tp: TP) -> int | None:
-        """The next offset of `tp` that the group will read after a restart, as last committed
-        or sought by this consumer; None before it knows."""
-        offset: int | None = self._committed_offset.get(tp)
-        return offset
+    async def on_stop(self) -> None:
+        await super().on_stop()  # Faust's final commit: ours, without a new transaction
+        await self.runner.producers.close()

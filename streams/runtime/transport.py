@@ -1,13 +1,41 @@
-"""The Kafka transport of the worker's app: Faust's aiokafka transport with our consumer."""
+"""The Kafka transport of the worker's app: Faust's aiokafka transport with our consumer and
+transaction manager (`Consumer` and `TransactionManager` are the transport's documented places
+for them)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from streams.runtime.consumer import Consumer
 
 
-class Transport(faust_aiokafka.Transport):
-    """`Consumer` is Faust's documented place for a transport's consumer class."""
+class TransactionManager(faust_consumer.TransactionManager):
+    """Exactly-once: the runner's producers instead of Faust's (streams/runtime/producers.py).
 
+    Faust would open its own transactional producer per assigned partition, with the ids the
+    runner's use: they would fence each other. The runner opens fresh ones for every assignment
+    here, and commits and closes them itself (streams/runtime/consumer.py, 5).
+    """
+
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]
+    ) -> None:
+        runner: Any = self.app.runner  # type: ignore[attr-defined]  # streams.runtime.app.App
+        await runner.producers.open(
+            {tp.partition for tp in assigned if tp.topic == runner.sources.raw}
+        )
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        return None  # the runner committed and closed its producers first
+
+    async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        raise NotImplementedError("offsets are committed by the runner (streams/runtime/runner.py)")
+
+
+class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+    TransactionManager = TransactionManager

@@ -7,6 +7,9 @@ only once every record of the source was handed to the agent's queue (or after W
 and its agent holds the first event until recovery is complete, so the rest wait in the queue
 when it is cleared.
 
+With streams.runtime the source goes to a processor (Relay) through the runtime's runner, as in
+the worker; with Faust, to an agent.
+
 WINDOW_FAULT=dropped_before_seek: Faust drops fetched records of partitions it is not ready for,
 and counts on the seek to read them again (an in-flight fetch drains them when recovery leaves no
 partition active). This worker's consumer moves the source's position past its records before the
@@ -22,7 +25,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import faust
@@ -31,7 +34,9 @@ from faust.types import TP, TransportT
 
 from streams.runtime.app import App as RuntimeApp
 from streams.runtime.consumer import Consumer as RuntimeConsumer
+from streams.runtime.runner import Sources
 from streams.runtime.transport import Transport as RuntimeTransport
+from streams.runtime.unit import Unit
 
 SOURCE = os.environ["WINDOW_SOURCE"]
 LAST_OFFSET = int(os.environ["WINDOW_LAST_OFFSET"])
@@ -92,21 +97,45 @@ app = AppClass(
     consumer_auto_offset_reset="earliest",
     broker_commit_interval=0.5,
 )
-RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
-RAW |= {"key_serializer": "raw", "value_serializer": "raw"}
-source = app.topic(SOURCE, **RAW)
-sink = app.topic(os.environ["WINDOW_SINK"], **RAW)
-seen = app.Table("seen", default=int, partitions=1)
+SINK = os.environ["WINDOW_SINK"]
 
 
-@app.agent(source)
-async def relay(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-    async for event in stream.events():
-        # The first event waits here; the others wait in the queue until recovery completes.
-        await app.tables.recovery.completed.wait()  # type: ignore[attr-defined]
-        seen[b"processed"] += 1
-        await sink.send(key=b"offset", value=str(event.message.offset).encode())
-        yield None
+class Relay:
+    """The runtime's processor: each source record's offset to the sink, counted in the table."""
+
+    def process(self, unit: Unit, raw: Sequence[Any], ticks: Sequence[Any]) -> None:
+        for record in raw:
+            seen = int(unit.get(b"processed") or b"0")
+            unit.put(b"processed", str(seen + 1).encode())
+            unit.send(SINK, b"offset", str(record.offset).encode())
+
+    def forget(self) -> None:
+        return None
+
+
+if isinstance(app, RuntimeApp):
+    app.serve(
+        Relay(),
+        sources=Sources(raw=SOURCE, ticks=f"{SOURCE}.ticks"),
+        table=app.Table("seen", partitions=1, key_type=bytes, value_type=bytes),
+        partitions=1,
+        bootstrap_servers=os.environ["WINDOW_BOOTSTRAP"],
+        on_held_back=lambda reason, count: None,
+    )
+else:
+    RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+    RAW |= {"key_serializer": "raw", "value_serializer": "raw"}
+    sink = app.topic(SINK, **RAW)
+    seen = app.Table("seen", default=int, partitions=1)
+
+    @app.agent(app.topic(SOURCE, **RAW))
+    async def relay(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            # The first event waits here; the others wait in the queue until recovery completes.
+            await app.tables.recovery.completed.wait()  # type: ignore[attr-defined]
+            seen[b"processed"] += 1
+            await sink.send(key=b"offset", value=str(event.message.offset).encode())
+            yield None
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ class Window:
             settings,
             [
                 TopicSpec(self.source, 1, 1, {}),
+                TopicSpec(f"{self.source}.ticks", 1, 1, {}),
                 TopicSpec(self.sink, 1, 1, {}),
                 TopicSpec(changelog, 1, 1, compacted),
             ],

@@ -114,6 +114,8 @@ async def test_pairs_dedups_and_expires_with_exact_fields(
     assert "sessionflow_sessions_incomplete_total" in metrics
     assert 'sessionflow_duplicates_total{event_type="session.created",kind="retry"}' in metrics
     assert "sessionflow_pending_sessions 0.0" in metrics
+    # Exactly-once really in effect (the worker's producers are transactional), not only asked for.
+    assert 'sessionflow_processing_guarantee{guarantee="exactly_once"} 1.0' in metrics
 
 
 async def test_a_restarted_worker_re_emits_nothing_and_drops_late_duplicates(

@@ -1,13 +1,17 @@
-"""Workers killed with SIGKILL under signed traffic: among three (item 4), and one, many times (item 6)."""
+"""Workers killed with SIGKILL: among three (item 4), one many times (item 6), one in the middle of
+a batch (item 11)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
+from functools import partial
 
 import pytest
 
+from sessionflow.traffic import Delivery
+from tests.integration.worker_fixtures import WorkerProcess, produce_deliveries
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
@@ -15,9 +19,13 @@ from tests.reliability.harness import (
     Stack,
     assert_invariants,
     by_scale,
+    committed_offsets,
+    end_offsets,
+    parse_metrics,
     scenario,
     send_signed,
     traffic_plan,
+    until,
     wait_outputs,
 )
 
@@ -119,3 +127,75 @@ async def test_one_worker_killed_at_random_points_many_times(
         },
     )
     assert_invariants(outcome, expected)
+
+
+@scenario("11")
+async def test_a_worker_killed_in_the_middle_of_a_batch(
+    stack_on_shared: Stack, report_book: ReportBook
+) -> None:
+    """A backlog keeps the worker busy, so every kill lands inside a batch: between a unit's
+    sends, its store writes and the commit of its offsets."""
+    stack = stack_on_shared
+    env = stack.env
+    await env.make_topics()
+    rng = random.Random(11)
+    kills = by_scale(3, 20)
+    sessions = by_scale(6_000, 40_000)
+    plan = traffic_plan(sessions, 11, half_only_share=0.0, planned_share=0.0)
+    # A session's deliveries stay in one chunk: its halves are received within the TTL of each
+    # other however long the restarts between chunks take.
+    by_session: dict[str, list[Delivery]] = {}
+    for d in plan.deliveries:
+        by_session.setdefault(d.session_id or d.message_id, []).append(d)
+    groups = list(by_session.values())
+    chunks = [[d for g in groups[i::kills] for d in g] for i in range(kills)]
+    applied_at_kill: list[int] = []
+    behind_at_kill: list[int] = []
+    group = f"{env.namespace}sessionflow"
+    for chunk in chunks:
+        # The chunk waits for the worker: it starts with a backlog, and is killed inside it.
+        await produce_deliveries(env.bootstrap, env.topics.raw, chunk)
+        victim = stack.worker("w1")  # same data dir each time: its RocksDB survives the kill
+        await stack.ready_workers([victim], RECOVERY_S)
+        await until(partial(_started, victim), RECOVERY_S, "the victim to start applying")
+        await asyncio.sleep(rng.uniform(0.0, 0.2))
+        ends = await end_offsets(env.bootstrap, env.topics.raw)
+        committed = await committed_offsets(env.bootstrap, group, env.topics.raw)
+        applied_at_kill.append(_events(victim))
+        victim.kill()
+        behind_at_kill.append(sum(end - committed.get(p, 0) for p, end in ends.items()))
+    await stack.ready_workers([stack.worker("w1")], RECOVERY_S)
+
+    expected = Expected()
+    expected.delivered_ids = {d.message_id for d in plan.deliveries}
+    expected.merge(set(plan.expectations.complete), {})
+    outcome = await wait_outputs(env, expected)
+    report_book.record(
+        "11",
+        "One worker killed with SIGKILL in the middle of a batch, many times",
+        {
+            "kills": kills,
+            "sessions (one chunk of whole sessions produced before each kill)": sessions,
+            "records the victim had applied when killed": applied_at_kill,
+            "records not yet committed when killed": behind_at_kill,
+            "completed / expected": f"{len(outcome.completed)} / {len(expected.complete)}",
+            "outputs complete after the last restart (s)": round(outcome.waited_s, 1),
+        },
+    )
+    # Each victim was applying records and had more left: killed in the middle of its work.
+    assert all(n > 0 for n in applied_at_kill), f"a victim had applied nothing: {applied_at_kill}"
+    assert all(n > 0 for n in behind_at_kill), f"a victim had caught up: {behind_at_kill}"
+    assert_invariants(outcome, expected)
+
+
+def _started(worker: WorkerProcess) -> bool:
+    return _events(worker) > 0
+
+
+def _events(worker: WorkerProcess) -> int:
+    """Raw records the worker applied so far (its /metrics), 0 when it does not answer."""
+    try:
+        text = worker.metrics()
+    except OSError:
+        return 0
+    return int(sum(v for name, _, v in parse_metrics(text) if name == "sessionflow_events_total"))

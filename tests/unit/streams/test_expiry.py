@@ -28,18 +28,19 @@ def test_pop_due_returns_only_passed_deadlines_in_order_and_once() -> None:
     assert index.pop_due(7, 10**12) == []
 
 
-def test_rebuild_replaces_and_invalidate_forgets() -> None:
+def test_rebuild_replaces_one_partition_and_invalidate_forgets_all() -> None:
     index = ExpiryIndex()
-    assert not index.built
+    assert not index.built(0)
     index.push(0, 1, b"stale")
-    index.rebuild([(0, 10, b"x"), (2, 5, b"y"), (0, 3, b"z")])
-    assert index.built
-    assert len(index) == 3
+    index.push(2, 5, b"y")
+    index.rebuild(0, [(10, b"x"), (3, b"z")])
+    assert index.built(0)
+    assert not index.built(2)  # each partition is rebuilt from its own table
     assert index.pop_due(0, 100) == [b"z", b"x"]
     assert index.pop_due(2, 100) == [b"y"]
     index.invalidate()
-    assert not index.built
-    assert len(index) == 0
+    assert not index.built(0)
+    assert index.pop_due(0, 10**12) == []
 
 
 def test_ticks_round_trip_and_the_bare_time_of_older_workers_still_reads() -> None:

@@ -6,27 +6,42 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import faust
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.agents import register
 from streams.app import create_app
 from streams.metrics import WorkerMetrics
+from streams.register import register
 from streams.runtime import compat
 from streams.settings import WorkerSettings
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Any:
+def app(tmp_path: Path) -> Iterator[Any]:
+    loop = asyncio.new_event_loop()  # the app's services are built on it; closed afterwards
+    asyncio.set_event_loop(loop)
     settings = WorkerSettings(table_store="memory", data_dir=tmp_path, topic_namespace="unit.")
     worker_app = create_app(settings)
     register(worker_app, settings, WorkerMetrics(max_intents=5))
-    return worker_app
+    try:
+        yield worker_app
+    finally:
+        # The check built the consumer, and with it the thread that would run aiokafka on a
+        # loop of its own; the worker never started, so that loop is closed here.
+        thread = getattr(worker_app._consumer, "_thread", None)
+        if thread is not None:
+            thread.thread_loop.close()
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def test_every_requirement_holds_on_the_installed_libraries(app: Any) -> None:
@@ -43,10 +58,13 @@ def test_the_installed_libraries_are_the_verified_ones() -> None:
     ("owner", "name", "named"),
     [
         (faust_consumer.Consumer, "perform_seek", "Consumer.perform_seek"),
-        (faust_consumer.Consumer, "stop_flow", "Consumer.stop_flow"),
+        (faust_consumer.Consumer, "_drain_messages", "Consumer._drain_messages"),
+        (faust_consumer.Consumer, "stop_flow", "stop_flow"),
         (faust_aiokafka.AIOKafkaConsumerThread, "_highwaters", "_highwaters"),
         (faust.App, "_new_transport", "App._new_transport"),
-        (faust_aiokafka.Producer, "stop_transaction", "stop_transaction"),
+        (AIOKafkaFetcher, "fetched_records", "Fetcher.fetched_records"),
+        (AIOKafkaProducer, "send_batch", "send_batch"),
+        (RocksDBStore, "_db_for_partition", "_db_for_partition"),
     ],
 )
 def test_a_missing_hook_is_refused_with_the_versions_and_its_name(

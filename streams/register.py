@@ -1,0 +1,88 @@
+"""Registers the worker's parts on its Faust app: the processor (through the runtime's runner),
+the expiry ticker, and the progress the web pages and metrics report."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiokafka.errors import KafkaError
+from faust.types import TP
+
+from sessionflow.topics import Topics
+from streams.expiry import Tick, encode_tick
+from streams.metrics import WorkerMetrics
+from streams.pages import register_pages
+from streams.processor import OutputTopics, SessionProcessor, now_ms
+from streams.runtime.app import App
+from streams.runtime.runner import PartitionProgress, Sources
+from streams.settings import WorkerSettings
+from tables.sessions import sessions_table
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> SessionProcessor:
+    topics = Topics.for_settings(settings)
+    processor = SessionProcessor(
+        OutputTopics(completed=topics.completed, incomplete=topics.incomplete, dlq=topics.dlq),
+        metrics,
+        ttl_ms=settings.ttl_ms,
+        grace_ms=int(settings.expiry_grace_seconds * 1000),
+        settle_ms=int(2 * settings.expiry_interval_seconds * 1000),
+    )
+    # One co-partitioned pair of source topics: webhooks and the expiry ticks of the same
+    # partitions, applied together a partition at a time.
+    runner = app.serve(
+        processor,
+        sources=Sources(raw=topics.raw, ticks=topics.ticks),
+        table=sessions_table(app, settings.partitions),
+        partitions=settings.partitions,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        on_held_back=lambda reason, count: metrics.held_back.labels(reason).inc(count),
+    )
+    # What is in effect, not what was asked for: the runner's producers say it.
+    in_effect = "exactly_once" if runner.producers.transactional else "at_least_once"
+    metrics.guarantee.labels(in_effect).set(1)
+    progress: dict[int, PartitionProgress] = {}
+
+    def owned_partitions() -> list[int]:
+        return sorted(
+            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.raw
+        )
+
+    @app.timer(settings.expiry_interval_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def tick() -> None:
+        # Plain (non-transactional) sends: a tick must be visible at once, also on an idle partition.
+        if app.rebalancing:
+            return
+        producer = app.producer
+        await producer.maybe_start()
+        at_ms = now_ms()  # before the ends are asked: every earlier append lies below them
+        raw = [TP(topics.raw, partition) for partition in owned_partitions()]
+        try:
+            ends = await app.consumer.highwaters(*raw) if raw else {}
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("no expiry ticks this round: raw ends unknown (%s)", type(exc).__name__)
+            return
+        for tp in raw:
+            value = encode_tick(Tick(at_ms=at_ms, raw_end=ends.get(tp)))
+            await producer.send(topics.ticks, None, value, tp.partition, None, None)
+        # The committed offsets against the ends: lag, and how long a partition stood still.
+        progress.clear()
+        metrics.consumer_lag.clear()
+        metrics.stalled.clear()
+        for p in runner.progress(ends, time.monotonic()):
+            progress[p.partition] = p
+            metrics.consumer_lag.labels(str(p.partition)).set(p.end - p.committed)
+            metrics.stalled.labels(str(p.partition)).set(p.stalled_s)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: object, /, *args: object, **kwargs: object) -> None:
+        progress.clear()
+        metrics.consumer_lag.clear()
+        metrics.stalled.clear()
+
+    register_pages(app, metrics, progress, stall_s=settings.stall_seconds)
+    del tick, on_assigned  # registered on the app; kept out of the module namespace
+    return processor

@@ -1,0 +1,153 @@
+"""The worker's own Kafka producers for outputs and changelog records, and their transactions.
+
+Exactly-once: one transactional producer per active partition, with the transactional id Faust
+would use for it (`{app id}-{topic group}-{partition}`), so that a partition's next owner fences
+this one. They are opened fresh for every assignment (a producer kept across a rebalance may
+have been fenced meanwhile, and every send would fail) and closed when the partitions are
+revoked. A commit sends each partition's offsets into its transaction and commits it; all
+partitions commit concurrently. Faust's own transaction manager is replaced
+(streams/runtime/transport.py), so Faust opens no producer with the same ids.
+
+At-least-once: one idempotent producer with acks=all for every partition.
+
+Records go out as record batches (aiokafka's BatchBuilder): one await per topic and partition of
+a unit, not one per record. Any failure to send or commit stops the worker: an exactly-once
+transaction then aborts and its records are processed again by the partition's next owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+# A record batch holds this much; our records are a few kB (a webhook body at most 1 MiB, which
+# goes alone in its batch).
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+class Producers:
+    """The runtime's producers: per partition (exactly-once) or one for all (at-least-once)."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        client_id: str,
+        transactional_id: Callable[[int], str] | None,
+        linger_ms: int = 0,
+    ) -> None:
+        self._settings: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": linger_ms,
+            "max_batch_size": MAX_BATCH_BYTES,
+            "max_request_size": 4 * MAX_BATCH_BYTES,
+        }
+        self._transactional_id = transactional_id
+        self._by_partition: dict[int, AIOKafkaProducer] = {}
+        self._shared: AIOKafkaProducer | None = None
+        self._shared_lock = asyncio.Lock()
+
+    @property
+    def transactional(self) -> bool:
+        return self._transactional_id is not None
+
+    async def open(self, partitions: Iterable[int]) -> None:
+        """Exactly-once: a fresh producer, in a transaction, for each of `partitions`."""
+        if self._transactional_id is None:
+            return
+        fresh = [p for p in partitions if p not in self._by_partition]
+        producers = [self._new(self._transactional_id(p)) for p in fresh]
+        try:
+            await asyncio.gather(*(p.start() for p in producers))
+            await asyncio.gather(*(p.begin_transaction() for p in producers))
+        except BaseException:
+            await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
+            raise
+        self._by_partition.update(zip(fresh, producers, strict=True))
+        if fresh:
+            log.info("opened %d transactional producers: partitions %s", len(fresh), sorted(fresh))
+
+    async def close_partitions(self) -> None:
+        """Exactly-once: close every partition's producer (an open transaction aborts)."""
+        producers, self._by_partition = list(self._by_partition.values()), {}
+        await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.close_partitions()
+        if self._shared is not None:
+            shared, self._shared = self._shared, None
+            await shared.stop()
+
+    async def send(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[tuple[bytes | None, bytes | None, Headers]],
+    ) -> list[tuple[asyncio.Future[Any], int]]:
+        """Queue `records` to `topic`'s `partition`: (future, record count) per record batch."""
+        producer = await self._for(partition)
+        sent: list[tuple[asyncio.Future[Any], int]] = []
+        batch = producer.create_batch()
+        for key, value, headers in records:
+            if batch.append(key=key, value=value, timestamp=None, headers=list(headers)) is None:
+                sent.append(
+                    (
+                        await producer.send_batch(batch, topic, partition=partition),
+                        batch.record_count(),
+                    )
+                )
+                batch = producer.create_batch()
+                # The first record of a batch always fits, whatever its size.
+                batch.append(key=key, value=value, timestamp=None, headers=list(headers))
+        if batch.record_count():
+            sent.append(
+                (await producer.send_batch(batch, topic, partition=partition), batch.record_count())
+            )
+        return sent
+
+    async def commit(
+        self, offsets: Mapping[int, Mapping[TopicPartition, int]], group_id: str, *, begin: bool
+    ) -> None:
+        """Exactly-once: per partition, its offsets into its transaction, then commit it."""
+
+        async def one(partition: int, partition_offsets: Mapping[TopicPartition, int]) -> None:
+            producer = self._by_partition[partition]
+            # aiokafka takes its own TopicPartition type only (Faust's TP is another tuple).
+            offsets = {
+                TopicPartition(tp.topic, tp.partition): o for tp, o in partition_offsets.items()
+            }
+            await producer.send_offsets_to_transaction(offsets, group_id)
+            await producer.commit_transaction()
+            if begin:
+                await producer.begin_transaction()
+
+        await asyncio.gather(*(one(p, o) for p, o in offsets.items()))
+
+    async def flush(self) -> None:
+        """At-least-once: every record sent so far is acknowledged."""
+        if self._shared is not None:
+            await self._shared.flush()
+
+    async def _for(self, partition: int) -> AIOKafkaProducer:
+        if self._transactional_id is not None:
+            return self._by_partition[partition]
+        if self._shared is None:
+            async with self._shared_lock:
+                if self._shared is None:
+                    shared = self._new(None)
+                    await shared.start()
+                    self._shared = shared
+        return self._shared
+
+    def _new(self, transactional_id: str | None) -> AIOKafkaProducer:
+        return AIOKafkaProducer(**self._settings, transactional_id=transactional_id)

@@ -1,0 +1,141 @@
+"""streams.runtime.producers against the real broker: batches, transactions, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from sessionflow.settings import KafkaSettings
+from sessionflow.topics import TopicSpec, ensure_topics
+from streams.runtime.producers import MAX_BATCH_BYTES, Producers
+from tests.conftest import TIMEOUT_S
+from tests.reliability.harness import committed_offsets
+
+pytestmark = pytest.mark.integration
+
+
+async def _topic(bootstrap: str, name: str, partitions: int = 2) -> None:
+    await ensure_topics(
+        KafkaSettings(kafka_bootstrap_servers=bootstrap), [TopicSpec(name, partitions, 1, {})]
+    )
+
+
+async def _read_committed(
+    bootstrap: str, topic: str, partitions: int = 2
+) -> list[tuple[int, bytes]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[tuple[int, bytes]] = []
+        async with asyncio.timeout(TIMEOUT_S):
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(timeout_ms=300)
+                out += [(r.partition, r.value) for recs in batch.values() for r in recs]
+        return sorted(out)
+    finally:
+        await consumer.stop()
+
+
+async def _send_and_commit(
+    producers: Producers, out: str, source: TopicPartition, group: str
+) -> None:
+    await producers.send(out, 0, [(b"k", b"zombie", ())])
+    await producers.commit({0: {source: 1}}, group, begin=False)
+
+
+def _transactional(bootstrap: str, unique: str) -> Producers:
+    return Producers(
+        bootstrap_servers=bootstrap,
+        client_id=f"t-{unique}",
+        transactional_id=lambda partition: f"t-{unique}-{partition}",
+    )
+
+
+async def test_a_partitions_records_and_offsets_commit_together(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    out, source = f"t-{unique}.out", f"t-{unique}.in"
+    await _topic(kafka_bootstrap, out)
+    await _topic(kafka_bootstrap, source)
+    producers = _transactional(kafka_bootstrap, unique)
+    await producers.open([0, 1])
+    try:
+        # Three records of 600 kB: more than one record batch, one await per batch.
+        big = [(None, bytes([i]) * (600 * 1024), ()) for i in range(3)]
+        sent = await producers.send(out, 0, big)
+        assert len(sent) == 3
+        assert sum(count for _, count in sent) == 3
+        await producers.send(out, 1, [(b"k", b"small", ())])
+        group = f"g-{unique}"
+        offsets = {0: {TopicPartition(source, 0): 7}, 1: {TopicPartition(source, 1): 3}}
+        await producers.commit(offsets, group, begin=True)
+        values = await _read_committed(kafka_bootstrap, out)
+        assert [(p, len(v)) for p, v in values] == [(0, 600 * 1024)] * 3 + [(1, 5)]
+        assert await committed_offsets(kafka_bootstrap, group, source) == {0: 7, 1: 3}
+        assert MAX_BATCH_BYTES < 2 * 600 * 1024
+    finally:
+        await producers.close()
+
+
+async def test_what_was_not_committed_when_the_producers_close_is_aborted(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    out, source = f"t-{unique}.out", f"t-{unique}.in"
+    await _topic(kafka_bootstrap, out, 1)
+    await _topic(kafka_bootstrap, source, 1)
+    producers = _transactional(kafka_bootstrap, unique)
+    await producers.open([0])
+    await producers.send(out, 0, [(b"k", b"never", ())])
+    await producers.close_partitions()
+    # The next owner's producer, with the same id, aborts the open transaction and goes on.
+    successor = _transactional(kafka_bootstrap, unique)
+    await successor.open([0])
+    try:
+        await successor.send(out, 0, [(b"k", b"kept", ())])
+        await successor.commit({0: {TopicPartition(source, 0): 1}}, f"g-{unique}", begin=False)
+        assert await _read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
+    finally:
+        await successor.close()
+
+
+async def test_a_partitions_next_owner_fences_the_previous_one(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    out, source = f"t-{unique}.out", f"t-{unique}.in"
+    await _topic(kafka_bootstrap, out, 1)
+    await _topic(kafka_bootstrap, source, 1)
+    old, new = _transactional(kafka_bootstrap, unique), _transactional(kafka_bootstrap, unique)
+    await old.open([0])
+    await new.open([0])  # same transactional id: a zombie's records and offsets must not land
+    try:
+        with pytest.raises(KafkaError):  # at the send or at the commit, whichever notices first
+            await _send_and_commit(old, out, TopicPartition(source, 0), f"g-{unique}")
+    finally:
+        await old.close()
+        await new.close()
+    assert await _read_committed(kafka_bootstrap, out, 1) == []
+
+
+async def test_at_least_once_sends_with_one_idempotent_producer(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    out = f"t-{unique}.out"
+    await _topic(kafka_bootstrap, out)
+    producers = Producers(bootstrap_servers=kafka_bootstrap, client_id="alo", transactional_id=None)
+    try:
+        await producers.open([0, 1])  # nothing to open: one producer for all partitions
+        sent = await producers.send(out, 1, [(None, b"a", ()), (None, b"b", ())])
+        await producers.flush()
+        assert all(future.done() for future, _ in sent)
+        assert await _read_committed(kafka_bootstrap, out) == [(1, b"a"), (1, b"b")]
+    finally:
+        await producers.close()
