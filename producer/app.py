@@ -1,4 +1,8 @@
-"""The producer's raw ASGI application: webhook intake, health, readiness, metrics, OpenAPI."""
+"""The producer's raw ASGI application: the public webhook listener and the admin listener.
+
+One app serves both sockets of one server (one lifespan, one Kafka client); a request's
+listener is the local port it arrived on (ASGI `scope["server"]`), which a client cannot forge.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from producer.envelope import event_type_label, parse_envelope
 from producer.errors import EnvelopeError, PublishUnavailable, RecordTooLarge, VerificationError
 from producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from producer.metrics import ProducerMetrics
-from producer.openapi import WEBHOOK_PATH, render_openapi
+from producer.openapi import ADMIN_PATHS, LIVENESS_PATH, WEBHOOK_PATH, render_openapi
 from producer.publisher import KafkaPublisher, Publisher
 from producer.records import dlq_headers, raw_headers, rfc3339_ms
 from producer.settings import ProducerSettings
@@ -29,7 +33,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("producer.requests")
 
 _CLOSE = (b"connection", b"close")
-_GET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+_OK = b'{"status":"ok"}'
 # Enough of the (unverified) id to correlate logs, never enough to flood them.
 _MAX_LOGGED_ID = 128
 
@@ -85,6 +89,7 @@ class ProducerApp:
         self._body_timeout = settings.body_timeout_seconds
         self._retry_after = (b"retry-after", str(settings.retry_after_seconds).encode())
         self._openapi = render_openapi(settings.max_body_bytes)
+        self._admin_port = settings.admin_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -110,29 +115,37 @@ class ProducerApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        # Anything not provably on the admin listener is public (a unix socket has no port).
+        if server is not None and server[1] == self._admin_port:
+            await self._admin(scope["path"], scope["method"], send)
+        else:
+            await self._public(scope, receive, send)
+
+    async def _public(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The internet-facing listener: the webhook and a bare liveness path, else 404."""
         path, method = scope["path"], scope["method"]
         if path == WEBHOOK_PATH:
             if method == "POST":
                 await self._webhook(scope, receive, send)
             else:
                 self.metrics.count("unknown", "method_not_allowed")
-                await _respond(
-                    send, 405, _error("method_not_allowed", "use POST"), ((b"allow", b"POST"),)
-                )
-        elif path in _GET_PATHS:
-            if method == "GET":
-                await self._get(path, send)
-            else:
-                await _respond(
-                    send, 405, _error("method_not_allowed", "use GET"), ((b"allow", b"GET"),)
-                )
+                await _not_allowed(send, b"POST")
+        elif path == LIVENESS_PATH:
+            # Alive, nothing more: readiness and figures are the admin listener's business.
+            await (_respond(send, 200, _OK) if method == "GET" else _not_allowed(send, b"GET"))
         else:
             self.metrics.count("unknown", "not_found")
             await _respond(send, 404, _error("not_found", "unknown path"))
 
-    async def _get(self, path: str, send: Send) -> None:
-        if path == "/healthz":
-            await _respond(send, 200, b'{"status":"ok"}')
+    async def _admin(self, path: str, method: str, send: Send) -> None:
+        """The operators' listener: health, readiness, metrics and the OpenAPI document."""
+        if path not in ADMIN_PATHS:
+            await _respond(send, 404, _error("not_found", "unknown path"))
+        elif method != "GET":
+            await _not_allowed(send, b"GET")
+        elif path == "/healthz":
+            await _respond(send, 200, _OK)
         elif path == "/readyz":
             if self.publisher.ready:
                 await _respond(send, 200, b'{"status":"ready"}')
@@ -276,6 +289,11 @@ def _status(status: str, msg_id: bytes, reason: str = "") -> bytes:
     if reason:
         doc["reason"] = reason
     return orjson.dumps(doc)
+
+
+async def _not_allowed(send: Send, allow: bytes) -> None:
+    detail = "use " + allow.decode()
+    await _respond(send, 405, _error("method_not_allowed", detail), ((b"allow", allow),))
 
 
 async def _respond(

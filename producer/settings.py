@@ -37,8 +37,12 @@ def _check_secret(secret: str) -> str:
 class ProducerSettings(KafkaSettings):
     """Where the HTTP service listens, which secrets it accepts and its deadlines."""
 
+    # The public listener: the webhook and a bare liveness path, nothing else.
     http_host: str = "0.0.0.0"  # noqa: S104 - a container service listens on every interface
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # The admin listener: /metrics, /healthz, /readyz, /openapi.json; never exposed publicly.
+    admin_host: str = "0.0.0.0"  # noqa: S104 - reached by probes and Prometheus in the pod network
+    admin_port: int = Field(default=8081, ge=1, le=65535)
     # Comma-separated, not JSON: NoDecode hands the raw string to the validator below.
     webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(min_length=1)
     body_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -59,6 +63,14 @@ class ProducerSettings(KafkaSettings):
                 for v in value
             )
         return value
+
+    @model_validator(mode="after")
+    def _admin_apart(self) -> Self:
+        # Requests are told apart by the port they arrived on: one port for both would expose
+        # the admin paths on the public listener or hide them.
+        if self.admin_port == self.http_port:
+            raise ValueError("admin_port must differ from http_port")
+        return self
 
     @model_validator(mode="after")
     def _fits_sender_deadline(self) -> Self:

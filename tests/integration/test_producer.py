@@ -387,9 +387,9 @@ async def test_slow_body_is_408(producer: RunningProducer) -> None:
 
 async def test_readiness_and_metrics(producer: RunningProducer) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{producer.url}/readyz") as resp:
+        async with http.get(f"{producer.admin_url}/readyz") as resp:
             assert resp.status == 200
-        async with http.get(f"{producer.url}/healthz") as resp:
+        async with http.get(f"{producer.admin_url}/healthz") as resp:
             assert resp.status == 200
         body = _valid()
         async with http.post(
@@ -398,16 +398,51 @@ async def test_readiness_and_metrics(producer: RunningProducer) -> None:
             headers={**_signed(body), "content-type": "application/json"},
         ) as resp:
             assert resp.status == 202
-        async with http.get(f"{producer.url}/metrics") as resp:
+        async with http.get(f"{producer.admin_url}/metrics") as resp:
             text = await resp.text()
         assert (
             'sessionflow_webhooks_total{event_type="session.created",outcome="accepted"} 1.0'
             in text
         )
         assert "sessionflow_kafka_publish_seconds_count 1.0" in text
-        async with http.get(f"{producer.url}/openapi.json") as resp:
+        async with http.get(f"{producer.admin_url}/openapi.json") as resp:
             doc = await resp.json()
         assert "/webhooks/agntix" in doc["paths"]
+
+
+ADMIN_PATHS = ("/metrics", "/healthz", "/readyz", "/openapi.json")
+
+
+async def test_only_the_webhook_and_liveness_face_the_public_port(
+    producer: RunningProducer,
+) -> None:
+    """Public: 404 for every admin path, whatever the method; admin: serves them, no webhook."""
+    async with aiohttp.ClientSession() as http:
+        for path in ADMIN_PATHS:
+            for method in ("GET", "POST", "HEAD"):
+                async with http.request(method, f"{producer.url}{path}") as resp:
+                    assert resp.status == 404, (method, path)
+                    assert b"sessionflow_" not in await resp.read()
+            async with http.get(f"{producer.admin_url}{path}") as resp:
+                assert resp.status == 200, path
+        async with http.get(f"{producer.url}/livez") as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"status": "ok"}
+        # A genuine, signed webhook is taken on the public port only.
+        body = _valid()
+        headers = {**_signed(body), "content-type": "application/json"}
+        async with http.post(
+            f"{producer.admin_url}/webhooks/agntix", data=body, headers=headers
+        ) as resp:
+            assert resp.status == 404
+        async with http.post(f"{producer.url}/webhooks/agntix", data=body, headers=headers) as resp:
+            assert resp.status == 202
+        async with http.get(f"{producer.admin_url}/livez") as resp:
+            assert resp.status == 404
+    # Raw bytes too: a path with a query string or an absolute-form target is still refused.
+    for target in ("/metrics?x=1", "http://127.0.0.1/metrics", "//metrics"):
+        raw = await raw_http(producer.port, build_request(b"", method="GET", path=target))
+        assert raw.status == 404, target
 
 
 async def test_concurrent_load_every_2xx_is_stored(producer: RunningProducer) -> None:
@@ -439,6 +474,8 @@ async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
         "SESSIONFLOW_PARTITIONS": "3",
         "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
         "SESSIONFLOW_HTTP_PORT": str(settings.http_port),
+        "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
+        "SESSIONFLOW_ADMIN_PORT": str(settings.admin_port),
         "SESSIONFLOW_BODY_TIMEOUT_SECONDS": "4",
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
     }
@@ -453,7 +490,7 @@ async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        await _wait_ready(settings.http_port)
+        await _wait_ready(settings.admin_port)
         body = _valid()
         request = build_request(body, _signed(body))
         # Half a request in flight, then SIGTERM, then the rest: it must still be stored and answered.
@@ -526,7 +563,7 @@ async def test_broker_outage_gives_503_then_recovers(restartable_broker: Any) ->
                 return resp.status, body
 
         async def readyz() -> int:
-            async with http.get(f"{producer.url}/readyz") as resp:
+            async with http.get(f"{producer.admin_url}/readyz") as resp:
                 return resp.status
 
         stored = []

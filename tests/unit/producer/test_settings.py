@@ -72,3 +72,17 @@ def test_is_frozen() -> None:
 def test_deadlines_must_fit_the_sender_timeout() -> None:
     with pytest.raises(ValidationError, match="15 s"):
         ProducerSettings(webhook_secrets=SECRET, body_timeout_seconds=7, publish_timeout_seconds=8)
+
+
+def test_the_admin_listener_has_its_own_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = ProducerSettings(webhook_secrets=SECRET)
+    assert (defaults.http_port, defaults.admin_port) == (8080, 8081)
+    monkeypatch.setenv("SESSIONFLOW_ADMIN_HOST", "127.0.0.1")
+    monkeypatch.setenv("SESSIONFLOW_ADMIN_PORT", "9191")
+    s = ProducerSettings(webhook_secrets=SECRET)
+    assert (s.admin_host, s.admin_port) == ("127.0.0.1", 9191)
+
+
+def test_the_admin_port_must_differ_from_the_public_port() -> None:
+    with pytest.raises(ValidationError, match="admin_port"):
+        ProducerSettings(webhook_secrets=SECRET, http_port=9000, admin_port=9000)
