@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiokafka.partitioner import murmur2
 
 from producer.settings import ProducerSettings
 from sessionflow.topics import Topics
@@ -593,3 +594,27 @@ async def test_broker_outage_gives_503_then_recovers(restartable_broker: Any) ->
         settings, Topics.for_settings(settings).raw, len(stored) + 1, timeout_s=5
     )
     assert set(stored) <= {r.value for r in records}
+
+
+async def test_a_session_lands_in_the_partition_aiokafka_and_java_would_choose(
+    producer: RunningProducer,
+) -> None:
+    """The worker's table is co-partitioned with the raw topic: murmur2, whichever client wrote."""
+    sessions = [str(uuid.uuid4()) for _ in range(60)]
+    async with aiohttp.ClientSession() as http:
+        for sid in sessions:
+            body = session_body("session.created", sid).encode()
+            async with http.post(
+                f"{producer.url}/webhooks/agntix",
+                data=body,
+                headers={**_signed(body), "content-type": "application/json"},
+            ) as resp:
+                assert resp.status == 202
+    records = await consume(
+        producer.settings, Topics.for_settings(producer.settings).raw, len(sessions)
+    )
+    assert len(records) == len(sessions)
+    partitions = producer.settings.partitions
+    for record in records:
+        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % partitions, record.key
+    assert len({r.partition for r in records}) == partitions
