@@ -618,3 +618,65 @@ async def test_a_session_lands_in_the_partition_aiokafka_and_java_would_choose(
     for record in records:
         assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % partitions, record.key
     assert len({r.partition for r in records}) == partitions
+
+
+async def test_several_processes_share_the_public_port_each_with_its_own_admin_port() -> None:
+    settings = make_settings()
+    admin_ports = [settings.admin_port, settings.admin_port + 1]
+    env = {
+        **os.environ,
+        "SESSIONFLOW_WEBHOOK_SECRETS": SECRET,
+        "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
+        "SESSIONFLOW_PARTITIONS": "3",
+        "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
+        "SESSIONFLOW_HTTP_PORT": str(settings.http_port),
+        "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
+        "SESSIONFLOW_ADMIN_PORT": str(settings.admin_port),
+        "SESSIONFLOW_HTTP_PROCESSES": "2",
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sessionflow.cli",
+        "producer",
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    bodies = [_valid() for _ in range(40)]
+    try:
+        for port in admin_ports:
+            await _wait_ready(port)
+        # A fresh connection each: the kernel spreads connections, not requests.
+        statuses = [
+            (await raw_http(settings.http_port, build_request(b, _signed(b)))).status
+            for b in bodies
+        ]
+        assert set(statuses) == {202}
+        accepted = []
+        async with aiohttp.ClientSession() as http:
+            for port in admin_ports:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    text = await resp.text()
+                (line,) = [
+                    ln
+                    for ln in text.splitlines()
+                    if ln.startswith(
+                        'sessionflow_webhooks_total{event_type="session.created",outcome="accepted"}'
+                    )
+                ]
+                accepted.append(float(line.split()[-1]))
+        assert sum(accepted) == len(bodies)
+        assert min(accepted) > 0, accepted
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT_S):
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    records = await consume(settings, Topics.for_settings(settings).raw, len(bodies))
+    assert sorted(r.value for r in records) == sorted(bodies)
