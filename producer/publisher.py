@@ -2,8 +2,9 @@
 
 librdkafka partitions, batches, retries and talks to the brokers in its own threads; this
 process only hands it each record (`produce`, a few microseconds) and learns of the broker's
-ack from a delivery report. A poll thread serves the reports and wakes the event loop once per
-batch of them, where each request's future is settled: the request answers 2xx only then.
+ack from a delivery report. The loop serves the reports itself (a non-blocking poll every half
+millisecond while records are in flight) and settles each request's future: the request answers
+2xx only then.
 (aiokafka did all of that on the event loop: 3.5x the loop's CPU per record,
 bench/results/producer-experiments.md.)
 """
@@ -11,10 +12,8 @@ bench/results/producer-experiments.md.)
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-import threading
 import time
 from functools import partial
 from typing import Any, Protocol, TypeAlias
@@ -30,13 +29,14 @@ from sessionflow.topics import STARTUP_TIMEOUT_S, Topics, ensure_topics, max_rec
 log = logging.getLogger("producer.publisher")
 
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE})
-# How long the poll thread blocks waiting for reports: only how fast it notices a stop.
-_POLL_S = 0.05
+# How often delivery reports are served while records are in flight, and otherwise (errors
+# and logs only).
+_BUSY_POLL_S = 0.0005
+_IDLE_POLL_S = 0.1
 
 # What a future settles to when our deadline passes first (a KafkaError stands for itself).
 _TIMED_OUT = KafkaError(KafkaError._TIMED_OUT)
 Acked: TypeAlias = "asyncio.Future[KafkaError | None]"
-Settled: TypeAlias = tuple[Acked, KafkaError | None]
 
 
 def producer_config(settings: ProducerSettings) -> dict[str, Any]:
@@ -159,11 +159,12 @@ class KafkaPublisher:
                 headers=headers,  # type: ignore[arg-type]
                 on_delivery=poller.callback(acked),
             )
+            poller.kick()
         except BufferError as exc:
             raise PublishUnavailable("kafka_queue_full", "too many records in flight") from exc
         except KafkaException as exc:
             raise self._refused(exc.args[0]) from exc
-        deadline = self._deadlines.arm(partial(_settle, acked, _TIMED_OUT))
+        deadline = self._deadlines.arm(partial(_delivered, acked, _TIMED_OUT, None))
         try:
             error = await acked
         finally:
@@ -213,7 +214,8 @@ class KafkaPublisher:
 
     async def _close(self, producer: Producer, poller: _Poller, limit_s: float) -> None:
         try:
-            remaining = await asyncio.to_thread(producer.flush, limit_s)
+            # On the loop, not producer.flush() in a thread: the reports settle loop futures.
+            remaining = await poller.drain(limit_s)
             if remaining:
                 log.warning("kafka producer stopped with %d records unacknowledged", remaining)
         finally:
@@ -262,57 +264,70 @@ class KafkaPublisher:
             task.add_done_callback(self._closing.discard)
 
 
-def _settle(acked: Acked, error: KafkaError | None) -> None:
-    if not acked.done():
-        acked.set_result(error)
-
-
 class _Poller:
-    """A thread serving librdkafka's delivery reports; the loop settles the futures in batches."""
+    """Serves librdkafka's delivery reports, errors and logs on the event loop: no thread.
+
+    While records await their reports it polls every `_BUSY_POLL_S` (a non-blocking call that
+    serves whatever is queued), otherwise every `_IDLE_POLL_S`; the reports settle the futures
+    directly. A poll thread would hand each batch over to the loop and compete for the GIL.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_error: Any) -> None:
         self.loop = loop
-        self._on_error = on_error
-        self._settled: collections.deque[Settled] = collections.deque()
-        self._drain_scheduled = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.on_error = on_error
+        self._producer: Producer | None = None
+        self._tick: asyncio.TimerHandle | None = None
+        self._busy = False
 
-    def callback(self, acked: asyncio.Future[KafkaError | None]) -> Any:
-        settled = self._settled
-
-        # Runs in the poll thread: no asyncio call here, a thread-safe append only.
-        def delivered(error: KafkaError | None, _msg: Message) -> None:
-            settled.append((acked, error))
-
-        return delivered
-
-    def on_error(self, error: KafkaError) -> None:
-        self.loop.call_soon_threadsafe(self._on_error, error)
+    @staticmethod
+    def callback(acked: Acked) -> Any:
+        return partial(_delivered, acked)
 
     def start(self, producer: Producer) -> None:
-        self._thread = threading.Thread(
-            target=self._run, args=(producer,), name="kafka-delivery-reports", daemon=True
-        )
-        self._thread.start()
+        self._producer = producer
+        self._schedule(_IDLE_POLL_S)
+
+    def kick(self) -> None:
+        """A record was handed over: poll soon (and keep polling while any is in flight)."""
+        if not self._busy:
+            self._busy = True
+            self._schedule(_BUSY_POLL_S)
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-        self._drain()
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        if self._producer is not None:
+            self._producer.poll(0)
 
-    def _run(self, producer: Producer) -> None:
-        while not self._stop.is_set():
-            producer.poll(_POLL_S)
-            if self._settled and not self._drain_scheduled:
-                self._drain_scheduled = True
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                    self.loop.call_soon_threadsafe(self._drain)
+    async def drain(self, limit_s: float) -> int:
+        """Poll until every record has its report or the time is up; how many are left."""
+        producer = self._producer
+        if producer is None:
+            return 0
+        deadline = time.monotonic() + limit_s
+        while len(producer) and time.monotonic() < deadline:
+            producer.poll(0)
+            await asyncio.sleep(_BUSY_POLL_S)
+        producer.poll(0)
+        return len(producer)
 
-    def _drain(self) -> None:
-        # Cleared before draining: a report appended meanwhile schedules another drain.
-        self._drain_scheduled = False
-        settled = self._settled
-        while settled:
-            _settle(*settled.popleft())
+    def _schedule(self, delay: float) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+        self._tick = self.loop.call_later(delay, self._poll)
+
+    def _poll(self) -> None:
+        self._tick = None
+        producer = self._producer
+        if producer is None:
+            return
+        producer.poll(0)
+        # len(): records queued or in flight, reports not yet served.
+        self._busy = len(producer) > 0
+        self._schedule(_BUSY_POLL_S if self._busy else _IDLE_POLL_S)
+
+
+def _delivered(acked: Acked, error: KafkaError | None, _msg: Message | None) -> None:
+    if not acked.done():
+        acked.set_result(error)
