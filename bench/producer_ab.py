@@ -22,11 +22,29 @@ from typing import Any
 
 import orjson
 
-from bench.b1_producer import _BASELINE, Load, _measured
+from bench.b1_producer import _BASELINE, Load
 from bench.context import Context
 from bench.http_stack import server_commands
-from bench.proc import Service, free_port, python_module, wait_http
+from bench.proc import Service, cpu_seconds, free_port, python_module, wait_http
 from bench.webhooks import ended_requests
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (a supervised producer's children)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                queue.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    return sum(cpu_seconds(p) or 0.0 for p in descendants(pid))
 
 
 def run_variant(
@@ -54,7 +72,11 @@ def run_variant(
     try:
         wait_http(f"http://127.0.0.1:{admin}/readyz", service.proc, 60, service.log)
         load.closed(port, 64, 2)  # warm-up
-        closed = _measured(load, service, port, 64, seconds)
+        cpu0, t0 = tree_cpu(service.pid), time.monotonic()
+        closed = load.closed(port, 64, seconds)
+        closed["server_cpu_cores"] = round(
+            (tree_cpu(service.pid) - cpu0) / (time.monotonic() - t0), 2
+        )
         own_half = load.paced(port, 64, seconds, max(50.0, 0.5 * closed["ok_rps"]))
         fixed = load.paced(port, 64, seconds, paced_rate)
     finally:

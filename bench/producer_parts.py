@@ -139,10 +139,43 @@ def in_process(requests: list[Request], repeat: int) -> dict[str, float]:
 
     out["metrics"] = per_call_us(observe, envs, repeat)
     out["response_body"] = per_call_us(lambda _: _status("accepted", b"msg_x"), envs, repeat)
+    out["log_line_at_info"] = log_line_us(len(requests) * repeat)
     app = create_app(settings, InstantPublisher())
     # uvloop, as the server runs it.
     out["handler_total_no_http_no_kafka"] = uvloop.run(handler_us(app, requests, repeat))
     return out
+
+
+def log_line_us(count: int) -> float:
+    """One request's JSON log line at INFO (the default level; the benches run at WARNING):
+    the record on the loop plus its formatting and write in the listener thread, to /dev/null."""
+    import logging
+    import sys as _sys
+
+    from producer.jsonlog import configure_logging
+
+    log = logging.getLogger("producer.requests")
+    saved = _sys.stderr
+    with Path(os.devnull).open("w") as null:
+        _sys.stderr = null
+        listener = configure_logging("INFO")
+        try:
+            started = time.process_time()
+            for i in range(count):
+                fields = {
+                    "message_id": "msg_2dQp7Hk3",
+                    "event_type": "session.ended",
+                    "outcome": "accepted",
+                    "status": 202,
+                    "latency_ms": 4.5 + i % 3,
+                }
+                log.info("webhook", extra={"fields": fields})
+            listener.stop()  # waits until every queued line is written
+            return 1e6 * (time.process_time() - started) / count
+        finally:
+            _sys.stderr = saved
+            logging.getLogger().handlers.clear()
+            logging.getLogger().setLevel(logging.WARNING)
 
 
 async def kafka_send_path(
