@@ -162,15 +162,15 @@ def run(ctx: Context) -> dict[str, Any]:
 
     namespace = ctx.namespace("producer")
     asyncio.run(ctx.make_topics(namespace))
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     producer = Service(
         "producer",
         python_module("sessionflow.cli", "producer"),
-        ctx.env(namespace, SESSIONFLOW_HTTP_PORT=str(port)),
+        ctx.env(namespace, SESSIONFLOW_HTTP_PORT=str(port), SESSIONFLOW_ADMIN_PORT=str(admin_port)),
         workdir,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", producer.proc, 60, producer.log)
+        wait_http(f"http://127.0.0.1:{admin_port}/readyz", producer.proc, 60, producer.log)
         load.closed(port, 64, 2)  # warm-up: connections, Kafka batches, caches
         points = []
         for c in ctx.concurrency:

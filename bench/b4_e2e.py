@@ -30,11 +30,13 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
     deliveries = plan.deliveries
     watcher = Watcher(ctx.bootstrap, topics.completed)
     await watcher.start()
-    http_port, worker_port = free_port(), free_port()
+    http_port, admin_port, worker_port = free_port(), free_port(), free_port()
     producer = Service(
         f"e2e-producer-{name}",
         python_module("sessionflow.cli", "producer"),
-        ctx.env(namespace, SESSIONFLOW_HTTP_PORT=str(http_port)),
+        ctx.env(
+            namespace, SESSIONFLOW_HTTP_PORT=str(http_port), SESSIONFLOW_ADMIN_PORT=str(admin_port)
+        ),
         ctx.workdir,
     )
     worker = Service(
@@ -47,7 +49,7 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
     await guard.start()
     try:
         await asyncio.to_thread(
-            wait_http, f"http://127.0.0.1:{http_port}/readyz", producer.proc, 60, producer.log
+            wait_http, f"http://127.0.0.1:{admin_port}/readyz", producer.proc, 60, producer.log
         )
         await asyncio.to_thread(
             wait_http, f"http://127.0.0.1:{worker_port}/readyz", worker.proc, 120, worker.log

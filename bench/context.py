@@ -100,6 +100,7 @@ class Context:
             "SESSIONFLOW_LOG_LEVEL": "WARNING",
             "SESSIONFLOW_WEBHOOK_SECRETS": SECRET,
             "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
+            "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
             "SESSIONFLOW_WORKER_HOST": "127.0.0.1",
             **extra,
         }

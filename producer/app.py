@@ -1,4 +1,8 @@
-"""The producer's raw ASGI application: webhook intake, health, readiness, metrics, OpenAPI."""
+"""The producer's raw ASGI application: the public webhook listener and the admin listener.
+
+One app serves both sockets of one server (one lifespan, one Kafka client); a request's
+listener is the local port it arrived on (ASGI `scope["server"]`), which a client cannot forge.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
+from producer.deadlines import Deadlines
 from producer.envelope import event_type_label, parse_envelope
 from producer.errors import EnvelopeError, PublishUnavailable, RecordTooLarge, VerificationError
 from producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from producer.metrics import ProducerMetrics
-from producer.openapi import WEBHOOK_PATH, render_openapi
+from producer.openapi import ADMIN_PATHS, LIVENESS_PATH, WEBHOOK_PATH, render_openapi
 from producer.publisher import KafkaPublisher, Publisher
 from producer.records import dlq_headers, raw_headers, rfc3339_ms
 from producer.settings import ProducerSettings
@@ -29,7 +34,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("producer.requests")
 
 _CLOSE = (b"connection", b"close")
-_GET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+_OK = b'{"status":"ok"}'
 # Enough of the (unverified) id to correlate logs, never enough to flood them.
 _MAX_LOGGED_ID = 128
 
@@ -82,15 +87,25 @@ class ProducerApp:
             settings.webhook_keys(), tolerance_seconds=settings.timestamp_tolerance_seconds
         )
         self._max_body = settings.max_body_bytes
-        self._body_timeout = settings.body_timeout_seconds
+        # One sweeper for every request's body deadline: a timer each costs more than the rest
+        # of the handler's bookkeeping (bench/results/producer-experiments.md).
+        self._body_deadlines = Deadlines(settings.body_timeout_seconds)
         self._retry_after = (b"retry-after", str(settings.retry_after_seconds).encode())
         self._openapi = render_openapi(settings.max_body_bytes)
+        self._admin_port = settings.admin_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
+        if scope["type"] == "http":
+            # Routed here, not in helpers: each coroutine layer costs the hot path a little.
+            server = scope.get("server")
+            # Anything not provably on the admin listener is public (a unix socket has no port).
+            if server is not None and server[1] == self._admin_port:
+                await self._admin(scope["path"], scope["method"], send)
+            elif scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
+                await self._webhook(scope, receive, send)
+            else:
+                await self._public(scope["path"], scope["method"], send)
+        elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -105,34 +120,31 @@ class ProducerApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self._body_deadlines.stop()
                 await self.publisher.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path, method = scope["path"], scope["method"]
+    async def _public(self, path: str, method: str, send: Send) -> None:
+        """The internet-facing listener, besides POST on the webhook: liveness, else 405/404."""
         if path == WEBHOOK_PATH:
-            if method == "POST":
-                await self._webhook(scope, receive, send)
-            else:
-                self.metrics.count("unknown", "method_not_allowed")
-                await _respond(
-                    send, 405, _error("method_not_allowed", "use POST"), ((b"allow", b"POST"),)
-                )
-        elif path in _GET_PATHS:
-            if method == "GET":
-                await self._get(path, send)
-            else:
-                await _respond(
-                    send, 405, _error("method_not_allowed", "use GET"), ((b"allow", b"GET"),)
-                )
+            self.metrics.count("unknown", "method_not_allowed")
+            await _not_allowed(send, b"POST")
+        elif path == LIVENESS_PATH:
+            # Alive, nothing more: readiness and figures are the admin listener's business.
+            await (_respond(send, 200, _OK) if method == "GET" else _not_allowed(send, b"GET"))
         else:
             self.metrics.count("unknown", "not_found")
             await _respond(send, 404, _error("not_found", "unknown path"))
 
-    async def _get(self, path: str, send: Send) -> None:
-        if path == "/healthz":
-            await _respond(send, 200, b'{"status":"ok"}')
+    async def _admin(self, path: str, method: str, send: Send) -> None:
+        """The operators' listener: health, readiness, metrics and the OpenAPI document."""
+        if path not in ADMIN_PATHS:
+            await _respond(send, 404, _error("not_found", "unknown path"))
+        elif method != "GET":
+            await _not_allowed(send, b"GET")
+        elif path == "/healthz":
+            await _respond(send, 200, _OK)
         elif path == "/readyz":
             if self.publisher.ready:
                 await _respond(send, 200, b'{"status":"ready"}')
@@ -169,13 +181,13 @@ class ProducerApp:
                 envelope = parse_envelope(body)
             except EnvelopeError as exc:
                 dlq = dlq_headers(msg_id, exc.reason, received_at)
-                await self._publish(lambda: self.publisher.publish_dlq(None, body, dlq))
+                await self._publish(self.publisher.publish_dlq(None, body, dlq))
                 await _respond(send, 202, _status("dead_lettered", msg_id, exc.reason))
                 self._finish(started, label, "dead_lettered", 202, msg_id, exc.reason)
                 return
             label = event_type_label(envelope.event_type)
             raw = raw_headers(msg_id, envelope.event_type, received_at)
-            await self._publish(lambda: self.publisher.publish_raw(envelope.key, body, raw))
+            await self._publish(self.publisher.publish_raw(envelope.key, body, raw))
             await _respond(send, 202, _status("accepted", msg_id))
             self._finish(started, label, "accepted", 202, msg_id)
         except _Outcome as out:
@@ -201,38 +213,42 @@ class ProducerApp:
                 )
         chunks: list[bytes] = []
         size = 0
+        # A request always runs in a task.
+        task = cast("asyncio.Task[None]", asyncio.current_task())
+        deadline = self._body_deadlines.arm(task.cancel)
         try:
-            async with asyncio.timeout(self._body_timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        return None
-                    chunk: bytes = message.get("body", b"")
-                    size += len(chunk)
-                    if size > self._max_body:
-                        self.metrics.body_bytes.observe(size)
-                        raise _Outcome(
-                            413,
-                            "too_large",
-                            "too_large",
-                            f"at most {self._max_body} bytes",
-                            (_CLOSE,),
-                        )
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError as exc:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return None
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > self._max_body:
+                    self.metrics.body_bytes.observe(size)
+                    raise _Outcome(
+                        413, "too_large", "too_large", f"at most {self._max_body} bytes", (_CLOSE,)
+                    )
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise
+            # Our deadline, not a shutdown: take the cancellation back and answer.
+            task.uncancel()
             raise _Outcome(
                 408, "timeout", "body_timeout", "the body did not arrive in time", (_CLOSE,)
-            ) from exc
+            ) from None
+        finally:
+            deadline.disarm()
         self.metrics.body_bytes.observe(size)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _publish(self, write: Callable[[], Awaitable[None]]) -> None:
+    async def _publish(self, write: Awaitable[None]) -> None:
         """Await one Kafka write; what Kafka cannot take becomes the answer (503 or 413)."""
         started = time.perf_counter()
         try:
-            await write()
+            await write
         except PublishUnavailable as exc:
             raise _Outcome(
                 503, "unavailable", exc.reason, exc.detail, (self._retry_after,)
@@ -276,6 +292,11 @@ def _status(status: str, msg_id: bytes, reason: str = "") -> bytes:
     if reason:
         doc["reason"] = reason
     return orjson.dumps(doc)
+
+
+async def _not_allowed(send: Send, allow: bytes) -> None:
+    detail = "use " + allow.decode()
+    await _respond(send, 405, _error("method_not_allowed", detail), ((b"allow", allow),))
 
 
 async def _respond(

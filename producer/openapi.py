@@ -7,6 +7,11 @@ from typing import Any
 import orjson
 
 WEBHOOK_PATH = "/webhooks/agntix"
+# The public listener's only other path: alive or not, for load balancers.
+LIVENESS_PATH = "/livez"
+PUBLIC_PATHS = frozenset({WEBHOOK_PATH, LIVENESS_PATH})
+# Served on the admin listener only; the public one answers 404 for each.
+ADMIN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
 _ERROR = {
     "type": "object",
@@ -41,12 +46,15 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             "title": "sessionflow producer",
             "version": "1.0.0",
             "description": "Verifies Agntix webhooks (Standard Webhooks / Svix signatures) and "
-            "stores the raw bytes in Kafka before answering 2xx.",
+            "stores the raw bytes in Kafka before answering 2xx. Two listeners: the paths tagged "
+            "`public` are served on SESSIONFLOW_HTTP_PORT (8080) only, those tagged `admin` on "
+            "SESSIONFLOW_ADMIN_PORT (8081) only; each answers 404 for the other's paths.",
         },
         "paths": {
             WEBHOOK_PATH: {
                 "post": {
                     "operationId": "receiveWebhook",
+                    "tags": ["public"],
                     "parameters": [
                         _header("svix-id", "Message id, the same on every retry."),
                         _header("svix-timestamp", "Unix seconds of this attempt."),
@@ -97,19 +105,28 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
                     },
                 },
                 **{
-                    method: {"responses": {"405": error}}
+                    method: {"tags": ["public"], "responses": {"405": error}}
                     for method in ("get", "put", "patch", "delete")
                 },
+            },
+            LIVENESS_PATH: {
+                "get": {
+                    "operationId": "livez",
+                    "tags": ["public"],
+                    "responses": {"200": _json("Alive.", {"type": "object"})},
+                }
             },
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
+                    "tags": ["admin"],
                     "responses": {"200": _json("Alive.", {"type": "object"})},
                 }
             },
             "/readyz": {
                 "get": {
                     "operationId": "readyz",
+                    "tags": ["admin"],
                     "responses": {
                         "200": _json("Kafka reachable, producer working.", {"type": "object"}),
                         "503": _json(
@@ -121,6 +138,7 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             "/metrics": {
                 "get": {
                     "operationId": "metrics",
+                    "tags": ["admin"],
                     "responses": {
                         "200": {
                             "description": "Prometheus text format.",
@@ -132,6 +150,7 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
+                    "tags": ["admin"],
                     "responses": {"200": _json("This document.", {"type": "object"})},
                 }
             },

@@ -1,8 +1,13 @@
-"""Runs the producer app under uvicorn (uvloop + httptools) until SIGINT/SIGTERM."""
+"""Runs the producer app under uvicorn (uvloop + httptools) on two listeners until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import multiprocessing
+import os
 import signal
+import socket
 from types import FrameType
 
 import prometheus_client
@@ -12,11 +17,16 @@ from producer.app import create_app
 from producer.jsonlog import configure_logging
 from producer.settings import ProducerSettings
 
+log = logging.getLogger("producer")
+
 # uvicorn's own exit status when the lifespan startup fails.
 STARTUP_FAILURE = 3
+_SUPERVISE_POLL_S = 0.2
 
 
-class _Server(uvicorn.Server):
+class ProducerServer(uvicorn.Server):
+    """uvicorn's server; a finished graceful stop on SIGTERM is a clean exit."""
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # uvicorn records the signal and re-raises it after a graceful stop, so the process
         # would die "by SIGTERM"; a finished graceful stop is a clean exit (status 0) here.
@@ -38,24 +48,137 @@ def server_config(settings: ProducerSettings) -> uvicorn.Config:
         access_log=False,
         log_config=None,
         server_header=False,
+        # Nothing here reads the client address or scheme: skip the per-request middleware.
+        proxy_headers=False,
         # Above the sender's 15 s, so an in-flight request always ends before we exit.
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         timeout_keep_alive=30,
     )
 
 
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to host:port but not listening yet.
+
+    A taken port fails here, before the lifespan waits for Kafka; until uvicorn listens on it
+    (after the lifespan started), connections are refused rather than left hanging. With
+    `reuse_port`, processes that all set it share the port and the kernel spreads connections.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def listeners(settings: ProducerSettings, *, reuse_port: bool = False) -> list[socket.socket]:
+    """The public (webhook) socket and the admin socket, in that order."""
+    public = bind(settings.http_host, settings.http_port, reuse_port=reuse_port)
+    try:
+        return [public, bind(settings.admin_host, settings.admin_port)]
+    except OSError:
+        public.close()
+        raise
+
+
 def serve(settings: ProducerSettings) -> None:
     """Serve until a signal: stop accepting, finish in-flight requests, flush Kafka, return.
 
-    Raises SystemExit(3) if the app could not start (Kafka unreachable, topics unusable).
+    Both listeners belong to one server: one event loop, one lifespan (one Kafka client), one
+    graceful shutdown. Raises SystemExit(3) if the app could not start (Kafka unreachable,
+    topics unusable) or a port is taken. With `http_processes` > 1 this process supervises
+    that many such servers sharing the public port instead.
     """
-    # `_created` series double every counter's exposition and serve no dashboard or alert.
-    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
     listener = configure_logging(settings.log_level)
     try:
-        server = _Server(server_config(settings))
-        server.run()
-        if not server.started:
-            raise SystemExit(STARTUP_FAILURE)
+        if settings.http_processes == 1:
+            _serve_one(settings, reuse_port=False)
+        else:
+            code = supervise(settings)
+            if code:
+                raise SystemExit(code)
     finally:
         listener.stop()
+
+
+def _serve_one(settings: ProducerSettings, *, reuse_port: bool) -> None:
+    # `_created` series double every counter's exposition and serve no dashboard or alert.
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
+    try:
+        sockets = listeners(settings, reuse_port=reuse_port)
+    except OSError as exc:
+        log.error("cannot bind the listeners: %s", exc)
+        raise SystemExit(STARTUP_FAILURE) from exc
+    server = ProducerServer(server_config(settings))
+    try:
+        server.run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
+def _child(settings: ProducerSettings, index: int) -> None:
+    """One of several processes (a fresh interpreter): the public port shared, its own admin."""
+    listener = configure_logging(settings.log_level)
+    try:
+        _serve_one(settings.for_process(index), reuse_port=True)
+    finally:
+        listener.stop()
+
+
+def supervise(settings: ProducerSettings) -> int:
+    """Run `http_processes` servers; forward SIGTERM/SIGINT; if one dies, stop all. Exit code."""
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_child, args=(settings, i), name=f"producer-{i}")
+        for i in range(settings.http_processes)
+    ]
+    stopping: list[int] = []
+
+    def stop_all(signum: int, _frame: FrameType | None = None) -> None:
+        stopping.append(signum)
+        for child in children:
+            if child.pid is not None and child.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, stop_all) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for child in children:
+            child.start()
+        log.info(
+            "%d producer processes share port %d; admin ports %d-%d",
+            len(children),
+            settings.http_port,
+            settings.admin_port,
+            settings.admin_port + len(children) - 1,
+        )
+        failed = False
+        while any(child.is_alive() for child in children):
+            for child in children:
+                child.join(_SUPERVISE_POLL_S)
+            if not stopping and any(child.exitcode is not None for child in children):
+                # One ended on its own (startup failure, crash): the set is incomplete, so the
+                # whole producer stops and its supervisor (Kubernetes, systemd) restarts it.
+                log.error("a producer process exited; stopping the others")
+                failed = True
+                stop_all(signal.SIGTERM)
+        codes = [child.exitcode for child in children]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    # A child's own failure status (3: it could not start), else 1 for any other failure.
+    statuses = [c for c in codes if c]
+    if statuses and statuses[0] is not None and statuses[0] > 0:
+        return statuses[0]
+    return 1 if failed or statuses else 0

@@ -37,8 +37,14 @@ def _check_secret(secret: str) -> str:
 class ProducerSettings(KafkaSettings):
     """Where the HTTP service listens, which secrets it accepts and its deadlines."""
 
+    # The public listener: the webhook and a bare liveness path, nothing else.
     http_host: str = "0.0.0.0"  # noqa: S104 - a container service listens on every interface
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # The admin listener: /metrics, /healthz, /readyz, /openapi.json; never exposed publicly.
+    admin_host: str = "0.0.0.0"  # noqa: S104 - reached by probes and Prometheus in the pod network
+    admin_port: int = Field(default=8081, ge=1, le=65535)
+    # Processes sharing the public port (SO_REUSEPORT); process i's admin port is admin_port + i.
+    http_processes: int = Field(default=1, ge=1, le=64)
     # Comma-separated, not JSON: NoDecode hands the raw string to the validator below.
     webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(min_length=1)
     body_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -59,6 +65,21 @@ class ProducerSettings(KafkaSettings):
                 for v in value
             )
         return value
+
+    @model_validator(mode="after")
+    def _admin_apart(self) -> Self:
+        # Requests are told apart by the port they arrived on: one port for both would expose
+        # the admin paths on the public listener or hide them.
+        admin_ports = range(self.admin_port, self.admin_port + self.http_processes)
+        if self.http_port in admin_ports:
+            raise ValueError("admin_port (one per process) must differ from http_port")
+        if admin_ports[-1] > 65535:
+            raise ValueError("admin_port + http_processes - 1 must be a port number")
+        return self
+
+    def for_process(self, index: int) -> ProducerSettings:
+        """The settings of one of several processes: its own admin port, no children of its own."""
+        return self.model_copy(update={"admin_port": self.admin_port + index, "http_processes": 1})
 
     @model_validator(mode="after")
     def _fits_sender_deadline(self) -> Self:

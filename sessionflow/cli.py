@@ -54,11 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     producer = commands.add_parser(
         "producer",
-        help="run the webhook intake (HTTP on SESSIONFLOW_HTTP_PORT, default 8080)",
+        help=(
+            "run the webhook intake (HTTP on SESSIONFLOW_HTTP_PORT, default 8080; admin on "
+            "SESSIONFLOW_ADMIN_PORT, default 8081)"
+        ),
         description=(
             "Serve POST /webhooks/agntix: verify the Svix signature, publish the raw bytes to "
             "agntix.webhooks.raw with acks=all, answer 2xx only after Kafka acknowledged them. "
-            "Also /healthz, /readyz, /metrics, /openapi.json. Settings: SESSIONFLOW_* variables."
+            "The public port serves only that and GET /livez; /healthz, /readyz, /metrics and "
+            "/openapi.json are on the admin port (SESSIONFLOW_ADMIN_PORT), which must not face "
+            "the internet. Settings: SESSIONFLOW_* variables."
         ),
     )
     producer.set_defaults(handler=_producer)

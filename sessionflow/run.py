@@ -30,6 +30,7 @@ class RunSettings(KafkaSettings):
     """What `run` reads itself; the children read their own settings from the same variables."""
 
     http_port: int = Field(default=8080, ge=1, le=65535)
+    admin_port: int = Field(default=8081, ge=1, le=65535)
     worker_port: int = Field(default=6066, ge=1, le=65535)
     # A cold worker (RocksDB open, first rebalance, topic creation) takes a while on a laptop.
     run_ready_timeout_seconds: float = Field(default=120.0, gt=0)
@@ -54,12 +55,13 @@ class Child:
 
 def banner(settings: RunSettings, secret_note: str) -> str:
     producer = f"http://127.0.0.1:{settings.http_port}"
+    admin = f"http://127.0.0.1:{settings.admin_port}"
     worker = f"http://127.0.0.1:{settings.worker_port}"
     return (
         "\n"
         "sessionflow is running (Ctrl-C stops the producer and the worker)\n"
         f"  webhook URL      {producer}/webhooks/agntix\n"
-        f"  metrics          {producer}/metrics (producer)   {worker}/metrics (worker)\n"
+        f"  metrics          {admin}/metrics (producer)   {worker}/metrics (worker)\n"
         f"  secrets          {secret_note}\n"
         "  send traffic     .venv/bin/sessionflow send --sessions 1000"
         + (
@@ -154,7 +156,7 @@ def supervise(settings: RunSettings, environ: Mapping[str, str]) -> int:
     try:
         children.append(
             start_child(
-                "producer", "producer", f"http://127.0.0.1:{settings.http_port}/readyz", env
+                "producer", "producer", f"http://127.0.0.1:{settings.admin_port}/readyz", env
             )
         )
         children.append(

@@ -44,6 +44,7 @@ class ServiceEnv:
     root: Path
     partitions: int = 2
     http_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
     worker_port: int = field(default_factory=free_port)
     secret: str = field(default_factory=new_secret)
 
@@ -71,6 +72,8 @@ class ServiceEnv:
             "SESSIONFLOW_PARTITIONS": str(self.partitions),
             "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
             "SESSIONFLOW_HTTP_PORT": str(self.http_port),
+            "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
+            "SESSIONFLOW_ADMIN_PORT": str(self.admin_port),
             "SESSIONFLOW_WORKER_HOST": "127.0.0.1",
             "SESSIONFLOW_WORKER_PORT": str(self.worker_port),
             "SESSIONFLOW_DATA_DIR": str(self.root / "worker"),

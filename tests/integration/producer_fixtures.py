@@ -17,7 +17,8 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer
 from svix.webhooks import Webhook
 
-from producer.app import ProducerApp, create_app
+from producer.app import ProducerApp
+from producer.server import ProducerServer, listeners, server_config
 from producer.settings import ProducerSettings
 from sessionflow.signing import decode_secret
 from tests.integration.conftest import free_port
@@ -33,6 +34,8 @@ def make_settings(**overrides: Any) -> ProducerSettings:
         "partitions": 3,
         "http_host": "127.0.0.1",
         "http_port": free_port(),
+        "admin_host": "127.0.0.1",
+        "admin_port": free_port(),
         "body_timeout_seconds": 1.0,
         "publish_timeout_seconds": 5.0,
         "readiness_interval_seconds": 0.5,
@@ -77,32 +80,30 @@ class RunningProducer:
 
     @property
     def url(self) -> str:
+        """The public listener (the webhook)."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener (health, readiness, metrics, OpenAPI)."""
+        return f"http://127.0.0.1:{self.settings.admin_port}"
 
 
 @contextlib.asynccontextmanager
 async def run_producer(settings: ProducerSettings) -> AsyncIterator[RunningProducer]:
-    """uvicorn serving the real app (real Kafka publisher) in this event loop."""
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=settings.http_port,
-        http="httptools",
-        ws="none",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    """The production server (both listeners, real Kafka publisher) in this event loop."""
+    config = server_config(settings)
+    config.timeout_graceful_shutdown = 5
+    server = ProducerServer(config)
+    task = asyncio.create_task(server.serve(sockets=listeners(settings)))
     try:
         async with asyncio.timeout(TIMEOUT_S * 2):
             while not server.started:
                 if task.done():
                     raise RuntimeError("the producer did not start") from task.exception()
                 await asyncio.sleep(0.05)
+        app = config.app
+        assert isinstance(app, ProducerApp)
         yield RunningProducer(settings, app, server, task)
     finally:
         server.should_exit = True

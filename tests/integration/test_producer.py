@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiokafka.partitioner import murmur2
 
 from producer.settings import ProducerSettings
 from sessionflow.topics import Topics
@@ -387,9 +388,9 @@ async def test_slow_body_is_408(producer: RunningProducer) -> None:
 
 async def test_readiness_and_metrics(producer: RunningProducer) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{producer.url}/readyz") as resp:
+        async with http.get(f"{producer.admin_url}/readyz") as resp:
             assert resp.status == 200
-        async with http.get(f"{producer.url}/healthz") as resp:
+        async with http.get(f"{producer.admin_url}/healthz") as resp:
             assert resp.status == 200
         body = _valid()
         async with http.post(
@@ -398,16 +399,51 @@ async def test_readiness_and_metrics(producer: RunningProducer) -> None:
             headers={**_signed(body), "content-type": "application/json"},
         ) as resp:
             assert resp.status == 202
-        async with http.get(f"{producer.url}/metrics") as resp:
+        async with http.get(f"{producer.admin_url}/metrics") as resp:
             text = await resp.text()
         assert (
             'sessionflow_webhooks_total{event_type="session.created",outcome="accepted"} 1.0'
             in text
         )
         assert "sessionflow_kafka_publish_seconds_count 1.0" in text
-        async with http.get(f"{producer.url}/openapi.json") as resp:
+        async with http.get(f"{producer.admin_url}/openapi.json") as resp:
             doc = await resp.json()
         assert "/webhooks/agntix" in doc["paths"]
+
+
+ADMIN_PATHS = ("/metrics", "/healthz", "/readyz", "/openapi.json")
+
+
+async def test_only_the_webhook_and_liveness_face_the_public_port(
+    producer: RunningProducer,
+) -> None:
+    """Public: 404 for every admin path, whatever the method; admin: serves them, no webhook."""
+    async with aiohttp.ClientSession() as http:
+        for path in ADMIN_PATHS:
+            for method in ("GET", "POST", "HEAD"):
+                async with http.request(method, f"{producer.url}{path}") as resp:
+                    assert resp.status == 404, (method, path)
+                    assert b"sessionflow_" not in await resp.read()
+            async with http.get(f"{producer.admin_url}{path}") as resp:
+                assert resp.status == 200, path
+        async with http.get(f"{producer.url}/livez") as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"status": "ok"}
+        # A genuine, signed webhook is taken on the public port only.
+        body = _valid()
+        headers = {**_signed(body), "content-type": "application/json"}
+        async with http.post(
+            f"{producer.admin_url}/webhooks/agntix", data=body, headers=headers
+        ) as resp:
+            assert resp.status == 404
+        async with http.post(f"{producer.url}/webhooks/agntix", data=body, headers=headers) as resp:
+            assert resp.status == 202
+        async with http.get(f"{producer.admin_url}/livez") as resp:
+            assert resp.status == 404
+    # Raw bytes too: a path with a query string or an absolute-form target is still refused.
+    for target in ("/metrics?x=1", "http://127.0.0.1/metrics", "//metrics"):
+        raw = await raw_http(producer.port, build_request(b"", method="GET", path=target))
+        assert raw.status == 404, target
 
 
 async def test_concurrent_load_every_2xx_is_stored(producer: RunningProducer) -> None:
@@ -439,6 +475,8 @@ async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
         "SESSIONFLOW_PARTITIONS": "3",
         "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
         "SESSIONFLOW_HTTP_PORT": str(settings.http_port),
+        "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
+        "SESSIONFLOW_ADMIN_PORT": str(settings.admin_port),
         "SESSIONFLOW_BODY_TIMEOUT_SECONDS": "4",
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
     }
@@ -453,7 +491,7 @@ async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        await _wait_ready(settings.http_port)
+        await _wait_ready(settings.admin_port)
         body = _valid()
         request = build_request(body, _signed(body))
         # Half a request in flight, then SIGTERM, then the rest: it must still be stored and answered.
@@ -526,7 +564,7 @@ async def test_broker_outage_gives_503_then_recovers(restartable_broker: Any) ->
                 return resp.status, body
 
         async def readyz() -> int:
-            async with http.get(f"{producer.url}/readyz") as resp:
+            async with http.get(f"{producer.admin_url}/readyz") as resp:
                 return resp.status
 
         stored = []
@@ -556,3 +594,89 @@ async def test_broker_outage_gives_503_then_recovers(restartable_broker: Any) ->
         settings, Topics.for_settings(settings).raw, len(stored) + 1, timeout_s=5
     )
     assert set(stored) <= {r.value for r in records}
+
+
+async def test_a_session_lands_in_the_partition_aiokafka_and_java_would_choose(
+    producer: RunningProducer,
+) -> None:
+    """The worker's table is co-partitioned with the raw topic: murmur2, whichever client wrote."""
+    sessions = [str(uuid.uuid4()) for _ in range(60)]
+    async with aiohttp.ClientSession() as http:
+        for sid in sessions:
+            body = session_body("session.created", sid).encode()
+            async with http.post(
+                f"{producer.url}/webhooks/agntix",
+                data=body,
+                headers={**_signed(body), "content-type": "application/json"},
+            ) as resp:
+                assert resp.status == 202
+    records = await consume(
+        producer.settings, Topics.for_settings(producer.settings).raw, len(sessions)
+    )
+    assert len(records) == len(sessions)
+    partitions = producer.settings.partitions
+    for record in records:
+        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % partitions, record.key
+    assert len({r.partition for r in records}) == partitions
+
+
+async def test_several_processes_share_the_public_port_each_with_its_own_admin_port() -> None:
+    settings = make_settings()
+    admin_ports = [settings.admin_port, settings.admin_port + 1]
+    env = {
+        **os.environ,
+        "SESSIONFLOW_WEBHOOK_SECRETS": SECRET,
+        "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
+        "SESSIONFLOW_PARTITIONS": "3",
+        "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
+        "SESSIONFLOW_HTTP_PORT": str(settings.http_port),
+        "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
+        "SESSIONFLOW_ADMIN_PORT": str(settings.admin_port),
+        "SESSIONFLOW_HTTP_PROCESSES": "2",
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sessionflow.cli",
+        "producer",
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    bodies = [_valid() for _ in range(40)]
+    try:
+        for port in admin_ports:
+            await _wait_ready(port)
+        # A fresh connection each: the kernel spreads connections, not requests.
+        statuses = [
+            (await raw_http(settings.http_port, build_request(b, _signed(b)))).status
+            for b in bodies
+        ]
+        assert set(statuses) == {202}
+        accepted = []
+        async with aiohttp.ClientSession() as http:
+            for port in admin_ports:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    text = await resp.text()
+                (line,) = [
+                    ln
+                    for ln in text.splitlines()
+                    if ln.startswith(
+                        'sessionflow_webhooks_total{event_type="session.created",outcome="accepted"}'
+                    )
+                ]
+                accepted.append(float(line.split()[-1]))
+        assert sum(accepted) == len(bodies)
+        assert min(accepted) > 0, accepted
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT_S):
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    records = await consume(settings, Topics.for_settings(settings).raw, len(bodies))
+    assert sorted(r.value for r in records) == sorted(bodies)

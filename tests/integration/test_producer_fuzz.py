@@ -41,18 +41,25 @@ def producer_env(
     env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{uuid.uuid4().hex[:10]}.", root=root)
     service = Service(cli("producer"), env.environ(), root / "producer.log")
     try:
-        service.wait_ready(f"http://127.0.0.1:{env.http_port}/readyz")
+        service.wait_ready(f"http://127.0.0.1:{env.admin_port}/readyz")
         yield env
     finally:
         assert service.stop() == 0, service.log()
 
 
 def _operations(env: ServiceEnv) -> list[Any]:
-    schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{env.http_port}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{env.admin_port}/openapi.json")
     # An invalid operation raises here (Err.ok()), failing the test with its reason.
     operations = [cast(Any, result).ok() for result in schema.get_all_operations()]
     assert operations, "the OpenAPI document names no operation"
     return operations
+
+
+def _base_url(env: ServiceEnv, operation: Any) -> str:
+    """Each operation on the listener its document tags it with: public or admin."""
+    (listener,) = operation.definition.raw["tags"]
+    port = {"public": env.http_port, "admin": env.admin_port}[listener]
+    return f"http://127.0.0.1:{port}"
 
 
 def _body(case: Any) -> bytes:
@@ -68,14 +75,13 @@ FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=list(Healt
 
 
 def test_unsigned_requests_are_answered_as_documented(producer_env: ServiceEnv) -> None:
-    base_url = f"http://127.0.0.1:{producer_env.http_port}"
     statuses: Counter[int] = Counter()
     for operation in _operations(producer_env):
 
         @FUZZ
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
-            response = case.call(base_url=base_url, timeout=10)
+            response = case.call(base_url=_base_url(producer_env, case.operation), timeout=10)
             statuses[response.status_code] += 1
             case.validate_response(response, checks=CHECKS)
 
@@ -86,7 +92,6 @@ def test_unsigned_requests_are_answered_as_documented(producer_env: ServiceEnv) 
 
 
 def test_signed_requests_are_answered_as_documented(producer_env: ServiceEnv) -> None:
-    base_url = f"http://127.0.0.1:{producer_env.http_port}"
     signer = Signer([producer_env.secret])
     posts = [op for op in _operations(producer_env) if op.method.upper() == "POST"]
     assert posts
@@ -105,7 +110,12 @@ def test_signed_requests_are_answered_as_documented(producer_env: ServiceEnv) ->
                     HeaderFamily.SVIX, f"msg_{uuid.uuid4().hex}", int(time.time()), body
                 ),
             }
-            response = case.call(base_url=base_url, headers=headers, data=body, timeout=10)
+            response = case.call(
+                base_url=_base_url(producer_env, case.operation),
+                headers=headers,
+                data=body,
+                timeout=10,
+            )
             statuses[response.status_code] += 1
             case.validate_response(response, checks=CHECKS)
             assert response.status_code in (202, 413), response.text

@@ -66,7 +66,7 @@ def test_prometheus_sees_every_completed_session(
     # The alert rules ride along: Prometheus must load them too.
     shutil.copy(LOCAL_CONFIG.parent / "rules.yml", prom_dir / "rules.yml")
     (prom_dir / "prometheus.yml").write_text(
-        yaml.safe_dump(scrape_config(env.http_port, env.worker_port))
+        yaml.safe_dump(scrape_config(env.admin_port, env.worker_port))
     )
     prom_port = free_port()
     services: list[Service] = []
@@ -87,7 +87,7 @@ def test_prometheus_sees_every_completed_session(
             tmp_path / "prometheus.log",
         )
         services.append(prometheus)
-        producer.wait_ready(f"http://127.0.0.1:{env.http_port}/readyz")
+        producer.wait_ready(f"http://127.0.0.1:{env.admin_port}/readyz")
         worker.wait_ready(f"http://127.0.0.1:{env.worker_port}/readyz")
         prometheus.wait_ready(f"http://127.0.0.1:{prom_port}/-/ready")
 

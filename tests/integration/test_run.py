@@ -45,7 +45,7 @@ def test_run_serves_traffic_and_ctrl_c_stops_both_children(env: ServiceEnv) -> N
     try:
         log = service.log()
         assert f"{env.url}" in log
-        assert f"http://127.0.0.1:{env.http_port}/metrics" in log
+        assert f"http://127.0.0.1:{env.admin_port}/metrics" in log
         assert f"http://127.0.0.1:{env.worker_port}/metrics" in log
         assert "sessionflow send --sessions 1000" in log
         assert "sessionflow tail completed --from-beginning" in log

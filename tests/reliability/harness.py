@@ -79,6 +79,7 @@ class ProducerProcess:
     def __init__(self, env: WorkerEnv, name: str = "producer") -> None:
         self.env, self.name = env, name
         self.port = free_port()
+        self.admin_port = free_port()
         self.log_path = env.root / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -95,6 +96,8 @@ class ProducerProcess:
             "SESSIONFLOW_WEBHOOK_SECRETS": SECRET,
             "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
             "SESSIONFLOW_HTTP_PORT": str(self.port),
+            "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
+            "SESSIONFLOW_ADMIN_PORT": str(self.admin_port),
             "SESSIONFLOW_BODY_TIMEOUT_SECONDS": "5",
             "SESSIONFLOW_PUBLISH_TIMEOUT_SECONDS": "5",
             "SESSIONFLOW_READINESS_INTERVAL_SECONDS": "0.5",
@@ -110,9 +113,10 @@ class ProducerProcess:
             )
 
     def readyz(self) -> int | None:
-        """The /readyz status, or None when nothing answers."""
+        """The /readyz status on the admin port, or None when nothing answers."""
+        url = f"http://127.0.0.1:{self.admin_port}/readyz"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+            with urllib.request.urlopen(url, timeout=1) as r:
                 return int(r.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -17,9 +18,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from producer.openapi import WEBHOOK_PATH
 from producer.settings import ProducerSettings
 from sessionflow.settings import KafkaSettings
 from streams.settings import WorkerSettings
+from tests.unit.deploy._netpol import Pod, connects
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
@@ -131,8 +134,14 @@ def test_compose_producer_settings_load(monkeypatch: pytest.MonkeyPatch) -> None
     env["SESSIONFLOW_WEBHOOK_SECRETS"] = VALID_SECRET
     settings = load_settings(ProducerSettings, monkeypatch, env)
     ports = compose()["services"]["producer"]["ports"]
-    assert ports == [f"127.0.0.1:{settings.http_port}:{settings.http_port}"]
+    # Published on the host's loopback only, the webhook and the admin port.
+    assert ports == [
+        f"127.0.0.1:{settings.http_port}:{settings.http_port}",
+        f"127.0.0.1:{settings.admin_port}:{settings.admin_port}",
+    ]
     assert settings.partitions == 12
+    probe = " ".join(compose()["services"]["producer"]["healthcheck"]["test"])
+    assert f"127.0.0.1:{settings.admin_port}/readyz" in probe
 
 
 def test_compose_worker_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,7 +174,7 @@ def test_compose_prometheus_scrapes_the_compose_services_with_the_mounted_config
     scraped = {
         t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
     }
-    producer_port = services["producer"]["environment"]["SESSIONFLOW_HTTP_PORT"]
+    producer_port = services["producer"]["environment"]["SESSIONFLOW_ADMIN_PORT"]
     worker_ports = {
         n: services[n]["environment"]["SESSIONFLOW_WORKER_PORT"] for n in ("worker-1", "worker-2")
     }
@@ -202,6 +211,12 @@ def test_the_manifests_declare_the_required_kinds() -> None:
         ("PodDisruptionBudget", "sessionflow-producer"),
         ("StatefulSet", "sessionflow-worker"),
         ("Service", "sessionflow-worker"),
+        ("Ingress", "sessionflow-webhooks"),
+        ("NetworkPolicy", "sessionflow-default-deny"),
+        ("NetworkPolicy", "sessionflow-producer"),
+        ("NetworkPolicy", "sessionflow-worker"),
+        ("NetworkPolicy", "sessionflow-operators"),
+        ("NetworkPolicy", "sessionflow-enricher-stub"),
     }
     for obj in k8s_objects():
         assert obj["apiVersion"]
@@ -250,11 +265,11 @@ def probe_port(c: dict[str, Any], probe: str) -> int:
 @pytest.mark.parametrize(
     ("kind", "name", "args", "port_setting"),
     [
-        ("Deployment", "sessionflow-producer", ["producer"], "SESSIONFLOW_HTTP_PORT"),
+        ("Deployment", "sessionflow-producer", ["producer"], "SESSIONFLOW_ADMIN_PORT"),
         ("StatefulSet", "sessionflow-worker", ["worker"], "SESSIONFLOW_WORKER_PORT"),
     ],
 )
-def test_each_workload_runs_its_process_with_probes_on_its_port(
+def test_each_workload_runs_its_process_with_probes_and_scrapes_on_its_admin_port(
     kind: str, name: str, args: list[str], port_setting: str
 ) -> None:
     c = container(k8s(kind, name))
@@ -268,6 +283,44 @@ def test_each_workload_runs_its_process_with_probes_on_its_port(
     assert annotations["prometheus.io/port"] == str(port)
     assert annotations["prometheus.io/path"] == "/metrics"
     assert {"configMapRef": {"name": "sessionflow"}} in c["envFrom"]
+
+
+def named_ports(workload: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container(workload)["ports"]}
+
+
+def test_the_producer_pod_has_a_public_and_an_admin_port_and_only_the_public_one_is_a_service() -> (
+    None
+):
+    config = k8s("ConfigMap", "sessionflow")["data"]
+    ports = named_ports(k8s("Deployment", "sessionflow-producer"))
+    assert ports == {
+        "http": int(config["SESSIONFLOW_HTTP_PORT"]),
+        "admin": int(config["SESSIONFLOW_ADMIN_PORT"]),
+    }
+    service = k8s("Service", "sessionflow-producer")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    # No Service anywhere leads to an admin port of the producer.
+    for svc in (o for o in k8s_objects() if o["kind"] == "Service"):
+        assert all(
+            p["targetPort"] != "admin" and p["targetPort"] != ports["admin"]
+            for p in svc["spec"]["ports"]
+        ), svc["metadata"]["name"]
+
+
+def test_the_ingress_routes_only_the_webhook_path_to_the_public_port() -> None:
+    (ingress,) = [o for o in k8s_objects() if o["kind"] == "Ingress"]
+    assert "defaultBackend" not in ingress["spec"]
+    paths = [path for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+    assert paths == [
+        {
+            "path": WEBHOOK_PATH,
+            "pathType": "Exact",
+            "backend": {"service": {"name": "sessionflow-producer", "port": {"name": "http"}}},
+        }
+    ]
+    service_ports = {p["name"]: p for p in k8s("Service", "sessionflow-producer")["spec"]["ports"]}
+    assert service_ports["http"]["targetPort"] == "http"
 
 
 def test_only_the_producer_gets_the_webhook_secret() -> None:
@@ -300,8 +353,10 @@ def test_the_pods_run_as_the_images_non_root_user_on_a_read_only_root(kind: str,
     pod = k8s(kind, name)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == dockerfile_uid()
+    assert pod["automountServiceAccountToken"] is False
     c = container(k8s(kind, name))
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     # A read-only root still needs a scratch directory for Python's tempfile users.
     assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}  # noqa: S108
@@ -313,7 +368,7 @@ def test_k8s_producer_settings_load_and_the_shipped_placeholder_secret_is_refuse
     env = dict(k8s("ConfigMap", "sessionflow")["data"])
     env["SESSIONFLOW_WEBHOOK_SECRETS"] = VALID_SECRET
     settings = load_settings(ProducerSettings, monkeypatch, env)
-    assert settings.http_port == 8080
+    assert (settings.http_port, settings.admin_port) == (8080, 8081)
     assert settings.max_body_bytes == 1048576
     env.update(k8s("Secret", "sessionflow-webhook")["stringData"])
     with pytest.raises(ValidationError, match="placeholder"):
@@ -328,6 +383,128 @@ def test_k8s_worker_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.worker_port == 6066
     assert settings.partitions == 12
     assert settings.replication_factor == 3
+
+
+# -- NetworkPolicies --------------------------------------------------------------------------
+
+
+@functools.cache
+def network_policies() -> tuple[dict[str, Any], ...]:
+    """Parsed once: the evaluator asks many questions of them and changes none."""
+    return tuple(o for o in k8s_objects() if o["kind"] == "NetworkPolicy")
+
+
+def pod_of(kind: str, name: str) -> Pod:
+    workload = k8s(kind, name)
+    labels = workload["spec"]["template"]["metadata"]["labels"]
+    return Pod(workload["metadata"]["namespace"], labels, named_ports(workload))
+
+
+def kafka_address() -> tuple[str, int]:
+    """The namespace of the brokers and their port, from the ConfigMap's bootstrap servers."""
+    host, port = k8s("ConfigMap", "sessionflow")["data"]["KAFKA_BOOTSTRAP_SERVERS"].split(":")
+    return host.split(".")[1], int(port)
+
+
+PRODUCER = pod_of("Deployment", "sessionflow-producer")
+WORKER = pod_of("StatefulSet", "sessionflow-worker")
+ENRICHER = Pod("sessionflow", {"app": "sessionflow-enricher"})
+PROMETHEUS = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
+OPERATOR = Pod("sessionflow", {"sessionflow.io/operator": "true"})
+INGRESS_CONTROLLER = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+# Someone else's pod; one that copies the operator label in another namespace; the internet.
+STRANGER = Pod("default", {"app": "shop"})
+IMPOSTOR = Pod("default", {"sessionflow.io/operator": "true"})
+UNLABELLED = Pod("sessionflow", {"app": "debug"})
+INTERNET = Pod(None, ip="203.0.113.7")
+KAFKA = Pod(kafka_address()[0], {"app": "kafka"})
+DNS = Pod("kube-system", {"k8s-app": "kube-dns"})
+OUTSIDERS = (INGRESS_CONTROLLER, STRANGER, IMPOSTOR, UNLABELLED, INTERNET, ENRICHER, KAFKA)
+
+
+def test_every_pod_of_the_namespace_is_isolated_both_ways_by_default() -> None:
+    (deny,) = [p for p in network_policies() if p["spec"]["podSelector"] == {}]
+    assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny["spec"]
+    assert "egress" not in deny["spec"]
+    for policy in network_policies():
+        assert policy["spec"]["policyTypes"], policy["metadata"]["name"]
+    assert not connects(network_policies(), STRANGER, UNLABELLED, 80)
+    assert not connects(network_policies(), UNLABELLED, STRANGER, 80)
+
+
+def test_the_producer_admin_port_is_reachable_only_from_monitoring_and_operators() -> None:
+    admin = PRODUCER.ports["admin"]
+    assert connects(network_policies(), PROMETHEUS, PRODUCER, admin)
+    assert connects(network_policies(), OPERATOR, PRODUCER, admin)
+    for source in (*OUTSIDERS, WORKER):
+        assert not connects(network_policies(), source, PRODUCER, admin), source
+
+
+def test_the_producer_webhook_port_is_reachable_from_the_ingress_controller_only() -> None:
+    http = PRODUCER.ports["http"]
+    assert connects(network_policies(), INGRESS_CONTROLLER, PRODUCER, http)
+    for source in (STRANGER, INTERNET, WORKER, ENRICHER, PROMETHEUS):
+        assert not connects(network_policies(), source, PRODUCER, http), source
+    for port in (22, 9092, 6066):
+        assert not connects(network_policies(), INGRESS_CONTROLLER, PRODUCER, port), port
+
+
+def test_the_worker_takes_admin_traffic_from_monitoring_operators_and_workers_only() -> None:
+    port = int(k8s("ConfigMap", "sessionflow")["data"]["SESSIONFLOW_WORKER_PORT"])
+    assert WORKER.ports == {"web": port}
+    for source in (PROMETHEUS, OPERATOR, WORKER):
+        assert connects(network_policies(), source, WORKER, port), source
+    for source in (*OUTSIDERS, PRODUCER):
+        assert not connects(network_policies(), source, WORKER, port), source
+    for other in (8080, 8081, 9092):
+        assert not connects(network_policies(), PROMETHEUS, WORKER, other), other
+
+
+@pytest.mark.parametrize("pod", [PRODUCER, WORKER], ids=["producer", "worker"])
+def test_producers_and_workers_reach_only_kafka_and_dns(pod: Pod) -> None:
+    _, kafka_port = kafka_address()
+    assert connects(network_policies(), pod, KAFKA, kafka_port)
+    assert connects(network_policies(), pod, DNS, 53)
+    assert not connects(network_policies(), pod, KAFKA, 22)
+    assert not connects(network_policies(), pod, DNS, 443)
+    for target, port in ((INTERNET, 443), (INTERNET, 80), (STRANGER, 443), (PRODUCER, 8080)):
+        assert not connects(network_policies(), pod, target, port), (target, port)
+    # Workers forward a session's lookup to its owner; producers have no business there.
+    worker_port = WORKER.ports["web"]
+    assert connects(network_policies(), pod, WORKER, worker_port) is (pod is WORKER)
+
+
+def test_operators_reach_the_admin_ports_and_kafka_but_not_the_internet() -> None:
+    _, kafka_port = kafka_address()
+    assert connects(network_policies(), OPERATOR, KAFKA, kafka_port)
+    assert not connects(network_policies(), OPERATOR, INTERNET, 443)
+    assert not connects(network_policies(), OPERATOR, PRODUCER, PRODUCER.ports["http"])
+
+
+def test_the_enricher_stub_reaches_kafka_dns_and_https_only() -> None:
+    (stub,) = [p for p in network_policies() if "enricher" in p["metadata"]["name"]]
+    assert stub["spec"]["podSelector"] == {"matchLabels": {"app": "sessionflow-enricher"}}
+    _, kafka_port = kafka_address()
+    assert connects(network_policies(), ENRICHER, KAFKA, kafka_port)
+    assert connects(network_policies(), ENRICHER, DNS, 53)
+    assert connects(network_policies(), ENRICHER, INTERNET, 443)
+    assert not connects(network_policies(), ENRICHER, INTERNET, 80)
+    assert not connects(network_policies(), STRANGER, ENRICHER, 8080)
+
+
+def test_the_policy_check_can_fail() -> None:
+    # An allow-all ingress rule on the producer must be caught by the tests above.
+    allow_all = {
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "oops", "namespace": "sessionflow"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "producer"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{}],
+        },
+    }
+    assert connects([*network_policies(), allow_all], STRANGER, PRODUCER, PRODUCER.ports["admin"])
 
 
 # -- Dockerfile -------------------------------------------------------------------------------

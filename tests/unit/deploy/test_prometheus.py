@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from producer.settings import ProducerSettings
 from sessionflow import metric_names
 from sessionflow.events import KNOWN_EVENT_TYPES
+from streams.settings import WorkerSettings
 from tests.unit.deploy._promql import PROMETHEUS_SERIES, known_labels, references
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
@@ -168,7 +170,10 @@ def test_scrape_configs_load_the_rules_and_name_the_jobs_the_rules_use(config: s
 
 
 def test_the_local_config_scrapes_the_local_producer_and_worker() -> None:
+    # The producer's admin port: its public port serves no /metrics.
+    admin_port = ProducerSettings.model_fields["admin_port"].default
+    worker_port = WorkerSettings.model_fields["worker_port"].default
     assert targets("prometheus-local.yml") == {
-        "sessionflow-producer": ["127.0.0.1:8080"],
-        "sessionflow-worker": ["127.0.0.1:6066"],
+        "sessionflow-producer": [f"127.0.0.1:{admin_port}"],
+        "sessionflow-worker": [f"127.0.0.1:{worker_port}"],
     }

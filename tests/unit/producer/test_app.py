@@ -19,6 +19,8 @@ from producer.records import RecordHeaders
 from producer.settings import ProducerSettings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# Where a request arrived (ASGI scope["server"]): the settings' default ports.
+ON_PUBLIC, ON_ADMIN = ("127.0.0.1", 8080), ("127.0.0.1", 8081)
 BODY = b'{"eventType":"session.created","id":"7b0c5a4e-0000-4000-8000-000000000001","state":"OPEN"}'
 
 
@@ -70,6 +72,7 @@ async def call(
     *,
     delay: float = 0.0,
     disconnect: bool = False,
+    server: tuple[str, int | None] | None = ON_PUBLIC,
 ) -> Response:
     pending = list(chunks)
     sent: list[dict[str, Any]] = []
@@ -86,7 +89,13 @@ async def call(
         sent.append(dict(message))
 
     raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    scope = {"type": "http", "method": method, "path": path, "headers": raw_headers}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": raw_headers,
+        "server": server,
+    }
     await app(scope, receive, send)
     return Response(sent)
 
@@ -270,16 +279,58 @@ async def test_wrong_method_is_405(app: ProducerApp, method: str) -> None:
 async def test_unknown_paths_and_get_endpoints(app: ProducerApp, publisher: FakePublisher) -> None:
     assert (await call(app, "POST", "/webhooks/agntix/", signed(), [BODY])).status == 404
     assert (await call(app, "GET", "/", {})).status == 404
-    assert (await call(app, "POST", "/healthz", {})).status == 405
-    assert (await call(app, "GET", "/healthz")).json() == {"status": "ok"}
-    assert (await call(app, "GET", "/readyz")).status == 200
+    assert (await call(app, "POST", "/healthz", {}, server=ON_ADMIN)).status == 405
+    assert (await call(app, "GET", "/healthz", server=ON_ADMIN)).json() == {"status": "ok"}
+    assert (await call(app, "GET", "/readyz", server=ON_ADMIN)).status == 200
     publisher.ready = False
-    resp = await call(app, "GET", "/readyz")
+    resp = await call(app, "GET", "/readyz", server=ON_ADMIN)
     assert resp.status == 503
     assert "retry-after" in resp.headers
-    doc = (await call(app, "GET", "/openapi.json")).json()
+    doc = (await call(app, "GET", "/openapi.json", server=ON_ADMIN)).json()
     assert doc["openapi"].startswith("3.")
     assert "/webhooks/agntix" in doc["paths"]
+
+
+ADMIN_PATHS = ("/metrics", "/healthz", "/readyz", "/openapi.json")
+
+
+@pytest.mark.parametrize("path", ADMIN_PATHS)
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT"])
+async def test_the_public_port_hides_every_admin_path(
+    app: ProducerApp, path: str, method: str
+) -> None:
+    resp = await call(app, method, path, signed(), [BODY])
+    assert resp.status == 404
+    assert resp.json() == {"error": "not_found", "detail": "unknown path"}
+
+
+@pytest.mark.parametrize(
+    "server", [None, ("127.0.0.1", 9999), ("10.0.0.1", 8080), ("/run/producer.sock", None)]
+)
+async def test_a_request_not_provably_on_the_admin_port_is_public(
+    app: ProducerApp, server: tuple[str, int | None] | None
+) -> None:
+    assert (await call(app, "GET", "/metrics", server=server)).status == 404
+
+
+async def test_the_public_port_has_a_bare_liveness_path(
+    app: ProducerApp, publisher: FakePublisher
+) -> None:
+    publisher.ready = False  # alive is not ready: the load balancer sees the process, no more
+    resp = await call(app, "GET", "/livez")
+    assert (resp.status, resp.json()) == (200, {"status": "ok"})
+    resp = await call(app, "POST", "/livez")
+    assert (resp.status, resp.headers["allow"]) == (405, "GET")
+
+
+async def test_the_admin_port_serves_no_webhook_and_counts_no_404(app: ProducerApp) -> None:
+    assert (
+        await call(app, "POST", "/webhooks/agntix", signed(), [BODY], server=ON_ADMIN)
+    ).status == 404
+    assert (await call(app, "GET", "/livez", server=ON_ADMIN)).status == 404
+    text = (await call(app, "GET", "/metrics", server=ON_ADMIN)).body.decode()
+    assert 'sessionflow_webhooks_total{event_type="unknown",outcome="not_found"} 0.0' in text
+    assert "sessionflow_webhook_request_seconds_count 0.0" in text
 
 
 async def test_metrics(app: ProducerApp) -> None:
@@ -288,7 +339,7 @@ async def test_metrics(app: ProducerApp) -> None:
     await call(app, "POST", "/webhooks/agntix", {"content-type": "text/plain"}, [BODY])
     body = b'{"eventType":"who.knows","id":"x"}'
     await call(app, "POST", "/webhooks/agntix", signed(body), [body])
-    resp = await call(app, "GET", "/metrics")
+    resp = await call(app, "GET", "/metrics", server=ON_ADMIN)
     assert resp.status == 200
     assert resp.headers["content-type"].startswith("text/plain")
     text = resp.body.decode()

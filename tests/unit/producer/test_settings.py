@@ -72,3 +72,28 @@ def test_is_frozen() -> None:
 def test_deadlines_must_fit_the_sender_timeout() -> None:
     with pytest.raises(ValidationError, match="15 s"):
         ProducerSettings(webhook_secrets=SECRET, body_timeout_seconds=7, publish_timeout_seconds=8)
+
+
+def test_the_admin_listener_has_its_own_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = ProducerSettings(webhook_secrets=SECRET)
+    assert (defaults.http_port, defaults.admin_port) == (8080, 8081)
+    monkeypatch.setenv("SESSIONFLOW_ADMIN_HOST", "127.0.0.1")
+    monkeypatch.setenv("SESSIONFLOW_ADMIN_PORT", "9191")
+    s = ProducerSettings(webhook_secrets=SECRET)
+    assert (s.admin_host, s.admin_port) == ("127.0.0.1", 9191)
+
+
+def test_the_admin_port_must_differ_from_the_public_port() -> None:
+    with pytest.raises(ValidationError, match="admin_port"):
+        ProducerSettings(webhook_secrets=SECRET, http_port=9000, admin_port=9000)
+
+
+def test_each_of_several_processes_gets_its_own_admin_port() -> None:
+    s = ProducerSettings(webhook_secrets=SECRET, http_processes=3)
+    assert [s.for_process(i).admin_port for i in range(3)] == [8081, 8082, 8083]
+    assert {s.for_process(i).http_processes for i in range(3)} == {1}
+    assert s.for_process(2).http_port == 8080
+    with pytest.raises(ValidationError, match="admin_port"):
+        ProducerSettings(webhook_secrets=SECRET, http_port=8082, http_processes=2)
+    with pytest.raises(ValidationError, match="admin_port"):
+        ProducerSettings(webhook_secrets=SECRET, admin_port=65535, http_processes=2)

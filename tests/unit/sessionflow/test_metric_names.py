@@ -16,10 +16,16 @@ def families(registry: CollectorRegistry) -> dict[str, tuple[str, frozenset[str]
     # prometheus_client has no public way to read a labelled metric's label names before it
     # has children; the registry's collector map and the wrapper's fields are stable for years.
     for collector in list(registry._collector_to_names):
-        assert isinstance(collector, MetricWrapperBase)
-        kind = str(collector._type)
-        name = collector._name + ("_total" if kind == "counter" else "")
-        out[name] = (kind, frozenset(collector._labelnames))
+        if isinstance(collector, MetricWrapperBase):
+            kind = str(collector._type)
+            name = collector._name + ("_total" if kind == "counter" else "")
+            out[name] = (kind, frozenset(collector._labelnames))
+        else:
+            # Our own unlabelled collectors (producer.metrics.LoopHistogram): what they yield.
+            for family in collector.collect():
+                suffix = "_total" if family.type == "counter" else ""
+                labels = {k for sample in family.samples for k in sample.labels} - {"le"}
+                out[family.name + suffix] = (family.type, frozenset(labels))
     return out
 
 

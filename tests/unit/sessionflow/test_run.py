@@ -42,7 +42,8 @@ def test_without_a_secret_the_dev_file_is_created_then_reused(
 def test_the_banner_says_where_to_look() -> None:
     text = banner(RunSettings(), "from X")
     assert "http://127.0.0.1:8080/webhooks/agntix" in text
-    assert "http://127.0.0.1:8080/metrics" in text
+    assert "http://127.0.0.1:8081/metrics" in text
+    assert "http://127.0.0.1:8080/metrics" not in text
     assert "http://127.0.0.1:6066/metrics" in text
     assert ".venv/bin/sessionflow send --sessions 1000\n" in text
     assert ".venv/bin/sessionflow tail completed --from-beginning" in text

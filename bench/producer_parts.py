@@ -1,0 +1,361 @@
+"""What one accepted webhook costs the producer, part by part (CPU microseconds per request).
+
+In-process and single-threaded except the Kafka part: signature check, envelope parse, record
+headers, metrics, response building, the whole ASGI handler with a publisher that acks at once
+(no HTTP, no Kafka), and the Kafka client's send path alone (64 concurrent senders awaiting
+acks=all against the broker; CPU of every thread of this process, librdkafka's included). The
+HTTP part is the bare-endpoint server under load, which `--http` measures in a child process.
+
+    python -m bench.producer_parts [--kafka] [--http] [--rounds 5]
+
+Prints one JSON object; each figure is the median of `rounds` with its min and max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import uvloop
+
+from bench.proc import cpu_seconds, free_port, wait_port
+from bench.webhooks import SECRET, ended_requests
+from producer.app import ProducerApp, _status, create_app
+from producer.envelope import parse_envelope
+from producer.metrics import ProducerMetrics
+from producer.publisher import KafkaPublisher
+from producer.records import RecordHeaders, raw_headers, rfc3339_ms
+from producer.settings import ProducerSettings
+from producer.verify import WebhookVerifier
+from sessionflow.settings import KafkaSettings
+from sessionflow.signing import decode_secret
+from sessionflow.topics import Topics, ensure_topics
+
+Request = tuple[list[tuple[bytes, bytes]], bytes]
+T = TypeVar("T")
+
+
+def parse(raw: bytes) -> Request:
+    head, body = raw.split(b"\r\n\r\n", 1)
+    headers = []
+    for line in head.split(b"\r\n")[1:]:
+        name, value = line.split(b":", 1)
+        headers.append((name.strip().lower(), value.strip()))
+    return headers, body
+
+
+def per_call_us(fn: Callable[[T], object], items: list[T], repeat: int) -> float:
+    started = time.process_time()
+    for _ in range(repeat):
+        for item in items:
+            fn(item)
+    return 1e6 * (time.process_time() - started) / (repeat * len(items))
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 2),
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+class InstantPublisher:
+    """Acks at once: the handler's own cost without Kafka."""
+
+    ready = True
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def publish_raw(self, key: bytes, body: bytes, headers: RecordHeaders) -> None:
+        return None
+
+    async def publish_dlq(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
+        return None
+
+
+async def handler_us(app: ProducerApp, requests: list[Request], repeat: int) -> float:
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    started = time.process_time()
+    for _ in range(repeat):
+        for headers, body in requests:
+            message = {"type": "http.request", "body": body, "more_body": False}
+
+            async def receive(m: dict[str, Any] = message) -> dict[str, Any]:
+                return m
+
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": "/webhooks/agntix",
+                "headers": headers,
+                "server": ("127.0.0.1", 8080),
+            }
+            await app(scope, receive, send)
+            sent.clear()
+    return 1e6 * (time.process_time() - started) / (repeat * len(requests))
+
+
+def in_process(requests: list[Request], repeat: int) -> dict[str, float]:
+    settings = ProducerSettings(webhook_secrets=SECRET)
+    verifier = WebhookVerifier([decode_secret(SECRET)])
+    metrics = ProducerMetrics()
+    bodies = [b for _, b in requests]
+    signed = [
+        (body, h[b"svix-id"], h[b"svix-timestamp"], h[b"svix-signature"])
+        for h, body in ((dict(headers), body) for headers, body in requests)
+    ]
+    envs = [parse_envelope(b) for b in bodies]
+    out: dict[str, float] = {}
+    out["verify"] = per_call_us(lambda r: verifier.verify(*r), signed, repeat)
+    out["envelope_parse"] = per_call_us(parse_envelope, bodies, repeat)
+    out["record_headers"] = per_call_us(
+        lambda e: raw_headers(b"msg_x", e.event_type, rfc3339_ms(time.time())), envs, repeat
+    )
+
+    def observe(_: object) -> None:
+        metrics.count("session.ended", "accepted")
+        metrics.body_bytes.observe(2000)
+        metrics.publish_seconds.observe(0.004)
+        metrics.request_seconds.observe(0.005)
+
+    out["metrics"] = per_call_us(observe, envs, repeat)
+    out["response_body"] = per_call_us(lambda _: _status("accepted", b"msg_x"), envs, repeat)
+    out["log_line_at_info"] = log_line_us(len(requests) * repeat)
+    app = create_app(settings, InstantPublisher())
+    # uvloop, as the server runs it.
+    out["handler_total_no_http_no_kafka"] = uvloop.run(handler_us(app, requests, repeat))
+    return out
+
+
+def log_line_us(count: int) -> float:
+    """One request's JSON log line at INFO (the default level; the benches run at WARNING):
+    the record on the loop plus its formatting and write in the listener thread, to /dev/null."""
+    import logging
+    import sys as _sys
+
+    from producer.jsonlog import configure_logging
+
+    log = logging.getLogger("producer.requests")
+    saved = _sys.stderr
+    with Path(os.devnull).open("w") as null:
+        _sys.stderr = null
+        listener = configure_logging("INFO")
+        try:
+            started = time.process_time()
+            for i in range(count):
+                fields = {
+                    "message_id": "msg_2dQp7Hk3",
+                    "event_type": "session.ended",
+                    "outcome": "accepted",
+                    "status": 202,
+                    "latency_ms": 4.5 + i % 3,
+                }
+                log.info("webhook", extra={"fields": fields})
+            listener.stop()  # waits until every queued line is written
+            return 1e6 * (time.process_time() - started) / count
+        finally:
+            _sys.stderr = saved
+            logging.getLogger().handlers.clear()
+            logging.getLogger().setLevel(logging.WARNING)
+
+
+async def kafka_send_path(
+    client: str, bootstrap: str, requests: list[Request], total: int, concurrency: int
+) -> dict[str, float]:
+    namespace = f"parts-{uuid.uuid4().hex[:8]}."
+    settings = ProducerSettings(
+        webhook_secrets=SECRET,
+        kafka_bootstrap_servers=bootstrap,
+        topic_namespace=namespace,
+        partitions=12,
+    )
+    base = KafkaSettings(
+        kafka_bootstrap_servers=bootstrap, topic_namespace=namespace, partitions=12
+    )
+    await ensure_topics(base, Topics.for_settings(base).specs(base))
+    publisher = make_publisher(client, settings)
+    await publisher.start()
+    envs = [(parse_envelope(body), body) for _, body in requests]
+    received_at = rfc3339_ms(time.time())
+    try:
+        # Warm-up: connections, metadata, first batches.
+        await asyncio.gather(
+            *(
+                publisher.publish_raw(e.key, b, raw_headers(b"m", e.event_type, received_at))
+                for e, b in envs[:200]
+            )
+        )
+        counter = iter(range(total))
+
+        async def sender() -> None:
+            for i in counter:
+                env, body = envs[i % len(envs)]
+                await publisher.publish_raw(
+                    env.key, body, raw_headers(b"msg", env.event_type, received_at)
+                )
+
+        cpu0, loop0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        loop_cpu = time.thread_time() - loop0
+    finally:
+        await publisher.stop()
+    return {
+        "cpu_us_per_record": round(1e6 * cpu / total, 2),
+        "loop_thread_cpu_us_per_record": round(1e6 * loop_cpu / total, 2),
+        "records_per_s": round(total / wall),
+    }
+
+
+def make_publisher(client: str, settings: ProducerSettings) -> Any:
+    """The working tree's publisher; PYTHONPATH may point at another tree's (an older client)."""
+    del client
+    return KafkaPublisher(settings)
+
+
+BARE_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            m = await receive()
+            if m["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more = True
+    while more:
+        m = await receive()
+        more = m.get("more_body", False)
+    await send({"type": "http.response.start", "status": 202,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"15")]})
+    await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+"""
+
+
+def http_cost(raw: list[bytes], seconds: int, connections: int) -> dict[str, float]:
+    """The bare endpoint on the producer's server stack under wrk: CPU per request."""
+    import subprocess
+
+    from bench.webhooks import wrk_script
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        (workdir / "bare.py").write_text(BARE_APP)
+        script = workdir / "r.lua"
+        wrk_script(script, raw)
+        port = free_port()
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bare:app",
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=workdir,
+        )
+        try:
+            wait_port(port)
+            subprocess.run(
+                [
+                    "wrk",
+                    "-t1",
+                    f"-c{connections}",
+                    "-d2s",
+                    "-s",
+                    str(script),
+                    f"http://127.0.0.1:{port}/",
+                ],
+                capture_output=True,
+                check=True,
+            )
+            cpu0 = cpu_seconds(server.pid) or 0.0
+            out = subprocess.run(
+                [
+                    "wrk",
+                    "-t1",
+                    f"-c{connections}",
+                    f"-d{seconds}s",
+                    "-s",
+                    str(script),
+                    f"http://127.0.0.1:{port}/",
+                ],
+                capture_output=True,
+                check=True,
+                text=True,
+            ).stdout
+            cpu = (cpu_seconds(server.pid) or 0.0) - cpu0
+        finally:
+            server.terminate()
+            server.wait(10)
+    requests = int(out.split(" requests in ")[0].split()[-1])
+    return {"cpu_us_per_request": round(1e6 * cpu / requests, 2), "rps": round(requests / seconds)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--kafka", action="append", default=[], choices=["aiokafka", "confluent"])
+    parser.add_argument("--kafka-records", type=int, default=20_000)
+    parser.add_argument("--http", action="store_true")
+    parser.add_argument("--http-seconds", type=int, default=5)
+    args = parser.parse_args()
+    raw = ended_requests(1000)
+    requests = [parse(r) for r in raw]
+    rounds: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for name, value in in_process(requests, args.repeat).items():
+            rounds.setdefault(name, []).append(value)
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        for client in args.kafka:
+            figures = uvloop.run(
+                kafka_send_path(client, bootstrap, requests, args.kafka_records, 64)
+            )
+            rounds.setdefault(f"kafka_{client}_cpu_us", []).append(figures["cpu_us_per_record"])
+            rounds.setdefault(f"kafka_{client}_loop_thread_cpu_us", []).append(
+                figures["loop_thread_cpu_us_per_record"]
+            )
+            rounds.setdefault(f"kafka_{client}_records_per_s", []).append(figures["records_per_s"])
+        if args.http:
+            figures = http_cost(raw, args.http_seconds, 64)
+            rounds.setdefault("http_bare_cpu_us", []).append(figures["cpu_us_per_request"])
+            rounds.setdefault("http_bare_rps", []).append(figures["rps"])
+    result = {
+        "unit": "CPU us per request (median of rounds)",
+        **{k: spread(v) for k, v in rounds.items()},
+    }
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The librdkafka publisher without a broker: its settings, error mapping and report bridge."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from confluent_kafka import KafkaError
+
+from producer.errors import PublishUnavailable, RecordTooLarge
+from producer.publisher import KafkaPublisher, _Poller, producer_config
+from producer.settings import ProducerSettings
+from sessionflow.topics import max_record_bytes
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture
+def settings() -> ProducerSettings:
+    return ProducerSettings(webhook_secrets=SECRET, publish_timeout_seconds=8)
+
+
+def test_a_2xx_waits_for_every_in_sync_replica_of_an_idempotent_producer(
+    settings: ProducerSettings,
+) -> None:
+    config = producer_config(settings)
+    assert config["acks"] == "all"
+    assert config["enable.idempotence"] is True
+    # The partitioner the worker's table and every earlier record rely on (Java's murmur2).
+    assert config["partitioner"] == "murmur2_random"
+    assert config["message.timeout.ms"] == 8000
+    assert config["message.max.bytes"] == max_record_bytes(settings)
+
+
+async def test_publishing_is_refused_at_once_before_start(settings: ProducerSettings) -> None:
+    with pytest.raises(PublishUnavailable, match="kafka_unavailable"):
+        await KafkaPublisher(settings).publish_raw(b"k", b"{}", [])
+
+
+def test_failed_deliveries_map_to_the_answer_and_only_a_fatal_error_breaks_the_client(
+    settings: ProducerSettings,
+) -> None:
+    publisher = KafkaPublisher(settings)
+    assert isinstance(publisher._refused(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)), RecordTooLarge)
+    for code in (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT):
+        timed_out = publisher._refused(KafkaError(code))
+        assert isinstance(timed_out, PublishUnavailable)
+        assert timed_out.reason == "publish_timeout"
+    for _ in range(5):
+        other = publisher._refused(KafkaError(KafkaError.NOT_ENOUGH_REPLICAS))
+        assert isinstance(other, PublishUnavailable)
+        assert other.reason == "kafka_error"
+    # librdkafka recovers from those by itself (epoch bumps): the client stays.
+    assert not publisher._broken
+
+
+def test_a_fatal_error_breaks_the_client_at_once(settings: ProducerSettings) -> None:
+    publisher = KafkaPublisher(settings)
+    publisher._refused(KafkaError(KafkaError._FATAL, fatal=True))
+    assert publisher._broken
+    assert not publisher.ready
+
+
+async def test_delivery_reports_settle_their_futures_and_a_late_one_is_ignored() -> None:
+    loop = asyncio.get_running_loop()
+    poller = _Poller(loop, lambda error: None)
+    acked = [loop.create_future() for _ in range(3)]
+    failure = KafkaError(KafkaError._MSG_TIMED_OUT)
+    acked[2].set_result(None)  # already settled (our deadline passed first): left alone
+    for future, error in zip(acked, [None, failure, KafkaError(KafkaError._FATAL)], strict=True):
+        poller.callback(future)(error, None)
+    assert [f.result() for f in acked] == [None, failure, None]
