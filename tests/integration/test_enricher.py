@@ -55,6 +55,12 @@ def fake() -> Iterator[FakeAgntix]:
     yield from fake_api()
 
 
+@pytest.fixture
+def token_fake() -> Iterator[FakeAgntix]:
+    """A fake that accepts only a Bearer token."""
+    yield from fake_api(api_key=None, token=API_TOKEN)
+
+
 def settings_for(
     bootstrap: str, unique: str, fake: FakeAgntix, **overrides: Any
 ) -> EnricherSettings:
@@ -359,27 +365,27 @@ async def test_the_rate_limit_spaces_requests(
 
 
 async def test_concurrency_is_bounded_and_a_bearer_token_is_sent(
-    kafka_bootstrap: str, unique: str
+    kafka_bootstrap: str, unique: str, token_fake: FakeAgntix
 ) -> None:
-    for fake in fake_api(api_key=None, token=API_TOKEN):
-        settings = settings_for(
-            kafka_bootstrap,
-            unique,
-            fake,
-            AGNTIX_API_KEY=None,
-            AGNTIX_API_TOKEN=API_TOKEN,
-            enricher_concurrency=3,
-        )
-        sessions = [new_session_id() for _ in range(12)]
-        for sid in sessions:
-            fake.script(sid, Reply(body=transcript(2), delay_s=0.3))
-        await produce_completed(settings, sessions)
-        async with enricher(settings):
-            found = await transcripts(settings, until=len(sessions), settle_s=0.5)
-        assert {r["status"] for r in found.values()} == {"ok"}
-        assert fake.peak == 3
-        assert {r.authorization for r in fake.seen} == {f"Bearer {API_TOKEN}"}
-        assert {r.api_key for r in fake.seen} == {None}
+    fake = token_fake
+    settings = settings_for(
+        kafka_bootstrap,
+        unique,
+        fake,
+        AGNTIX_API_KEY=None,
+        AGNTIX_API_TOKEN=API_TOKEN,
+        enricher_concurrency=3,
+    )
+    sessions = [new_session_id() for _ in range(12)]
+    for sid in sessions:
+        fake.script(sid, Reply(body=transcript(2), delay_s=0.3))
+    await produce_completed(settings, sessions)
+    async with enricher(settings):
+        found = await transcripts(settings, until=len(sessions), settle_s=0.5)
+    assert {r["status"] for r in found.values()} == {"ok"}
+    assert fake.peak == 3
+    assert {r.authorization for r in fake.seen} == {f"Bearer {API_TOKEN}"}
+    assert {r.api_key for r in fake.seen} == {None}
 
 
 async def test_a_refused_credential_pauses_everything_and_skips_nothing(
@@ -502,56 +508,53 @@ async def test_after_a_kill_the_written_sessions_are_not_fetched_again(
 
 
 def test_signed_webhooks_in_one_transcript_per_completed_session_out(
-    kafka_bootstrap: str, unique: str, tmp_path: Path
+    kafka_bootstrap: str, unique: str, tmp_path: Path, fake: FakeAgntix
 ) -> None:
     """`sessionflow run` with the API configured: producer, worker and enricher as operators run them."""
-    for fake in fake_api():
-        env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
-        enricher_port = free_port()
-        environ = env.environ(
-            AGNTIX_API_URL=fake.url,
-            AGNTIX_API_KEY=API_KEY,
-            SESSIONFLOW_ENRICHER_HOST="127.0.0.1",
-            SESSIONFLOW_ENRICHER_PORT=str(enricher_port),
-        )
-        service = Service(cli("run"), environ, tmp_path / "run.log")
-        pids: dict[str, int] = {}
-        try:
-            wait_for(lambda: "sessionflow is running" in service.log(), "the run banner")
-            pids = {
-                name: int(pid)
-                for name, pid in re.findall(
-                    r"(producer|worker|enricher) \(pid (\d+)\)", service.log()
-                )
-            }
-            assert set(pids) == {"producer", "worker", "enricher"}, service.log()
-            assert f"http://127.0.0.1:{enricher_port}/metrics" in service.log()
+    env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
+    enricher_port = free_port()
+    environ = env.environ(
+        AGNTIX_API_URL=fake.url,
+        AGNTIX_API_KEY=API_KEY,
+        SESSIONFLOW_ENRICHER_HOST="127.0.0.1",
+        SESSIONFLOW_ENRICHER_PORT=str(enricher_port),
+    )
+    service = Service(cli("run"), environ, tmp_path / "run.log")
+    pids: dict[str, int] = {}
+    try:
+        wait_for(lambda: "sessionflow is running" in service.log(), "the run banner")
+        pids = {
+            name: int(pid)
+            for name, pid in re.findall(r"(producer|worker|enricher) \(pid (\d+)\)", service.log())
+        }
+        assert set(pids) == {"producer", "worker", "enricher"}, service.log()
+        assert f"http://127.0.0.1:{enricher_port}/metrics" in service.log()
 
-            summary = env.send(20, "--seed", "11")
-            expected = set(summary["expected"]["complete_session_ids"])
-            assert expected
-            found: list[dict[str, Any]] = []
+        summary = env.send(20, "--seed", "11")
+        expected = set(summary["expected"]["complete_session_ids"])
+        assert expected
+        found: list[dict[str, Any]] = []
 
-            def all_enriched() -> bool:
-                found[:] = env.tail("transcripts")
-                return len(found) >= len(expected)
+        def all_enriched() -> bool:
+            found[:] = env.tail("transcripts")
+            return len(found) >= len(expected)
 
-            wait_for(all_enriched, f"{len(expected)} transcripts in `tail transcripts`")
-            counts = Counter(str(r["sessionId"]) for r in found)
-            assert set(counts) == expected
-            assert max(counts.values()) == 1
-            for record in found:
-                assert VALIDATOR.is_valid(record), record
-                assert (record["status"], record["messageCount"]) == ("ok", fake.default_messages)
-            assert {r.session_id for r in fake.seen} == expected
-            assert {r.api_key for r in fake.seen} == {API_KEY}
+        wait_for(all_enriched, f"{len(expected)} transcripts in `tail transcripts`")
+        counts = Counter(str(r["sessionId"]) for r in found)
+        assert set(counts) == expected
+        assert max(counts.values()) == 1
+        for record in found:
+            assert VALIDATOR.is_valid(record), record
+            assert (record["status"], record["messageCount"]) == ("ok", fake.default_messages)
+        assert {r.session_id for r in fake.seen} == expected
+        assert {r.api_key for r in fake.seen} == {API_KEY}
 
-            service.proc.send_signal(signal.SIGINT)
-            assert service.proc.wait(timeout=TIMEOUT_S) == 0, service.log()[-4000:]
-            assert "enricher exit 0" in service.log()
-            assert API_KEY not in service.log()
-        finally:
-            service.stop(signal.SIGKILL)
-            for pid in pids.values():
-                if pid_alive(pid):
-                    os.kill(pid, signal.SIGKILL)
+        service.proc.send_signal(signal.SIGINT)
+        assert service.proc.wait(timeout=TIMEOUT_S) == 0, service.log()[-4000:]
+        assert "enricher exit 0" in service.log()
+        assert API_KEY not in service.log()
+    finally:
+        service.stop(signal.SIGKILL)
+        for pid in pids.values():
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)

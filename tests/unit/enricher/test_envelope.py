@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -120,7 +121,7 @@ def test_in_time_order_is_a_stable_permutation_sorted_by_time(
     times = [m["createdAt"] for m in ordered if "createdAt" in m]
     assert times == sorted(times)
     # Equal times keep the API's order.
-    for earlier, later in zip(ordered, ordered[1:], strict=False):
+    for earlier, later in itertools.pairwise(ordered):
         if earlier.get("createdAt", -1) == later.get("createdAt", -2):
             assert position[id(earlier)] < position[id(later)]
 

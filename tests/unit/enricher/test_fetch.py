@@ -44,7 +44,8 @@ def run(
 ) -> tuple[list[Request], Action]:
     """Feed observations until the machine finishes; the requests it asked for and its end."""
     now = 0.0
-    state, action = begin(URL, now, policy)
+    state, first = begin(URL, now, policy)
+    action: Action = first
     requests: list[Request] = []
     for seen in observations:
         assert isinstance(action, Request), f"finished early: {action}"
@@ -220,7 +221,8 @@ observations = st.one_of(
 @given(st.lists(observations, min_size=1, max_size=40))
 def test_every_fetch_ends_and_counts_each_request_once(seen: list[Observation]) -> None:
     now = 0.0
-    state, action = begin(URL, now, POLICY)
+    state, first = begin(URL, now, POLICY)
+    action: Action = first
     made = 0
     for observation in seen:
         if not isinstance(action, Request):

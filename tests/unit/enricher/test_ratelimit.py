@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from hypothesis import given
@@ -23,7 +24,7 @@ def test_reserved_starts_are_spaced_and_never_before_the_request(
         start, next_free = reserve(next_free, now, interval)
         assert start >= now
         starts.append(start)
-    for earlier, later in zip(starts, starts[1:], strict=False):
+    for earlier, later in itertools.pairwise(starts):
         assert later - earlier >= interval - 1e-9
 
 

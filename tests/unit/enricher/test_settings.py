@@ -47,7 +47,7 @@ def test_the_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGNTIX_API_KEY", KEY)
     monkeypatch.setenv("SESSIONFLOW_ENRICHER_CONCURRENCY", "3")
     monkeypatch.setenv("SESSIONFLOW_TOPIC_NAMESPACE", "ns.")
-    settings = EnricherSettings()  # type: ignore[call-arg]  # the required URL comes from the environment
+    settings = EnricherSettings()
     assert settings.enricher_concurrency == 3
     assert settings.group_id == "ns.sessionflow-enricher"
 

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from sessionflow.settings import KafkaSettings
-from sessionflow.topics import TopicSpec, Topics, ensure_topics, max_transcript_record_bytes
+from sessionflow.topics import Topics, TopicSpec, ensure_topics, max_transcript_record_bytes
 
 
 def _closed_port() -> int:
