@@ -146,7 +146,8 @@ def load_settings(**overrides: Any) -> EnricherSettings:
     try:
         return EnricherSettings(**overrides)
     except ValidationError as exc:
-        raise EnricherConfigError(explain(exc)) from exc
+        # `from None`: pydantic's own message quotes the input, which may be the credential.
+        raise EnricherConfigError(explain(exc)) from None
 
 
 def explain(exc: ValidationError) -> str:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from enricher.settings import EnricherSettings
 from producer.settings import ProducerSettings
 from sessionflow.settings import KafkaSettings
 from streams.settings import WorkerSettings
@@ -27,7 +28,13 @@ K8S = DEPLOY / "k8s"
 LINT_TIMEOUT_S = 60.0
 S = TypeVar("S", bound=KafkaSettings)
 VALID_SECRET = "whsec_" + base64.b64encode(b"sessionflow-test-key-0123456789").decode()
-SESSIONFLOW_SERVICES = {"producer": "producer", "worker-1": "worker", "worker-2": "worker"}
+SESSIONFLOW_SERVICES = {
+    "producer": "producer",
+    "worker-1": "worker",
+    "worker-2": "worker",
+    "enricher": "enricher",
+}
+VALID_API_KEY = "pk_live_" + "0123456789abcdef" * 2
 
 
 def compose() -> dict[str, Any]:
@@ -64,7 +71,7 @@ def dockerfile() -> list[str]:
 def load_settings(cls: type[S], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> S:
     """The process's settings object as it would load from exactly this environment."""
     for name in list(os.environ):
-        if name.startswith("SESSIONFLOW_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+        if name.startswith(("SESSIONFLOW_", "AGNTIX_")) or name == "KAFKA_BOOTSTRAP_SERVERS":
             monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -126,6 +133,38 @@ def test_compose_never_holds_a_webhook_secret_and_gives_it_only_to_the_producer(
         assert "SESSIONFLOW_WEBHOOK_SECRETS" not in services[name]["environment"]
 
 
+def test_compose_runs_the_enricher_only_with_its_profile_and_credentials_from_the_shell() -> None:
+    services = compose()["services"]
+    enricher = services["enricher"]
+    assert enricher["profiles"] == ["enricher"]
+    assert all("profiles" not in services[n] for n in set(SESSIONFLOW_SERVICES) - {"enricher"})
+    env = enricher["environment"]
+    for name in ("AGNTIX_API_URL", "AGNTIX_API_KEY", "AGNTIX_API_TOKEN"):
+        # From the shell, empty when unset (a `:?` would stop compose even without the profile).
+        assert env[name] == f"${{{name}:-}}"
+        for other in set(SESSIONFLOW_SERVICES) - {"enricher"}:
+            assert name not in services[other]["environment"], other
+    assert "SESSIONFLOW_WEBHOOK_SECRETS" not in env
+
+
+def test_compose_enricher_settings_load_once_the_api_is_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As compose interpolates them from a shell that sets only the URL and the key.
+    env = {
+        name: "" if value.startswith("${") else value
+        for name, value in compose()["services"]["enricher"]["environment"].items()
+    }
+    env.update(AGNTIX_API_URL="https://api.example", AGNTIX_API_KEY=VALID_API_KEY)
+    settings = load_settings(EnricherSettings, monkeypatch, env)
+    assert settings.enricher_port == 6067
+    assert settings.auth_headers() == {"x-api-key": VALID_API_KEY}
+    # Empty, as compose passes them when the shell has none: refused.
+    env.update(AGNTIX_API_KEY="", AGNTIX_API_TOKEN="")
+    with pytest.raises(ValidationError, match="set AGNTIX_API_KEY"):
+        load_settings(EnricherSettings, monkeypatch, env)
+
+
 def test_compose_producer_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     env = dict(compose()["services"]["producer"]["environment"])
     env["SESSIONFLOW_WEBHOOK_SECRETS"] = VALID_SECRET
@@ -169,7 +208,11 @@ def test_compose_prometheus_scrapes_the_compose_services_with_the_mounted_config
     worker_ports = {
         n: services[n]["environment"]["SESSIONFLOW_WORKER_PORT"] for n in ("worker-1", "worker-2")
     }
-    assert scraped == {f"producer:{producer_port}"} | {f"{n}:{p}" for n, p in worker_ports.items()}
+    enricher_port = services["enricher"]["environment"]["SESSIONFLOW_ENRICHER_PORT"]
+    assert scraped == (
+        {f"producer:{producer_port}", f"enricher:{enricher_port}"}
+        | {f"{n}:{p}" for n, p in worker_ports.items()}
+    )
 
 
 def test_compose_bind_mounts_exist() -> None:
@@ -196,6 +239,8 @@ def test_the_manifests_declare_the_required_kinds() -> None:
     assert kinds >= {
         ("ConfigMap", "sessionflow"),
         ("Secret", "sessionflow-webhook"),
+        ("Secret", "sessionflow-agntix"),
+        ("Deployment", "sessionflow-enricher"),
         ("Deployment", "sessionflow-producer"),
         ("Service", "sessionflow-producer"),
         ("HorizontalPodAutoscaler", "sessionflow-producer"),
@@ -252,6 +297,7 @@ def probe_port(c: dict[str, Any], probe: str) -> int:
     [
         ("Deployment", "sessionflow-producer", ["producer"], "SESSIONFLOW_HTTP_PORT"),
         ("StatefulSet", "sessionflow-worker", ["worker"], "SESSIONFLOW_WORKER_PORT"),
+        ("Deployment", "sessionflow-enricher", ["enricher"], "SESSIONFLOW_ENRICHER_PORT"),
     ],
 )
 def test_each_workload_runs_its_process_with_probes_on_its_port(
@@ -279,6 +325,38 @@ def test_only_the_producer_gets_the_webhook_secret() -> None:
     assert not any("SECRET" in key for key in k8s("ConfigMap", "sessionflow")["data"])
 
 
+def test_only_the_enricher_gets_the_api_credential() -> None:
+    enricher = container(k8s("Deployment", "sessionflow-enricher"))
+    assert {"secretRef": {"name": "sessionflow-agntix"}} in enricher["envFrom"]
+    assert {"secretRef": {"name": "sessionflow-webhook"}} not in enricher["envFrom"]
+    for kind, name in (
+        ("Deployment", "sessionflow-producer"),
+        ("StatefulSet", "sessionflow-worker"),
+    ):
+        refs = container(k8s(kind, name))["envFrom"]
+        assert {"secretRef": {"name": "sessionflow-agntix"}} not in refs, name
+    assert set(k8s("Secret", "sessionflow-agntix")["stringData"]) <= {
+        "AGNTIX_API_KEY",
+        "AGNTIX_API_TOKEN",
+    }
+    assert not any(key.startswith("AGNTIX_") for key in k8s("ConfigMap", "sessionflow")["data"])
+
+
+def test_k8s_enricher_settings_load_and_the_shipped_placeholder_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c = container(k8s("Deployment", "sessionflow-enricher"))
+    env = dict(k8s("ConfigMap", "sessionflow")["data"])
+    env.update({e["name"]: e["value"] for e in c["env"]})
+    env["AGNTIX_API_KEY"] = VALID_API_KEY
+    settings = load_settings(EnricherSettings, monkeypatch, env)
+    assert settings.enricher_port == 6067
+    assert settings.partitions == 12
+    env.update(k8s("Secret", "sessionflow-agntix")["stringData"])
+    with pytest.raises(ValidationError, match="placeholder"):
+        load_settings(EnricherSettings, monkeypatch, env)
+
+
 def test_the_workers_keep_rocksdb_on_a_claimed_volume() -> None:
     sts = k8s("StatefulSet", "sessionflow-worker")
     (claim,) = sts["spec"]["volumeClaimTemplates"]
@@ -294,7 +372,11 @@ def test_the_workers_keep_rocksdb_on_a_claimed_volume() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "name"),
-    [("Deployment", "sessionflow-producer"), ("StatefulSet", "sessionflow-worker")],
+    [
+        ("Deployment", "sessionflow-producer"),
+        ("StatefulSet", "sessionflow-worker"),
+        ("Deployment", "sessionflow-enricher"),
+    ],
 )
 def test_the_pods_run_as_the_images_non_root_user_on_a_read_only_root(kind: str, name: str) -> None:
     pod = k8s(kind, name)["spec"]["template"]["spec"]
