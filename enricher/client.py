@@ -30,6 +30,7 @@ from enricher.fetch import (
 from enricher.metrics import EnricherMetrics, status_label
 from enricher.ratelimit import RateLimiter
 from enricher.records import FailureReason
+from enricher.retry import parse_retry_after
 from enricher.settings import EnricherSettings
 from sessionflow import __version__
 
@@ -131,6 +132,11 @@ class AgntixClient:
             self.metrics.request("connection_error")
             return Failure("connection_error")
         self.metrics.request(status_label(answer.status))
+        if answer.status == 429:
+            # The limit is the whole client's, not one session's: every request waits.
+            asked = parse_retry_after(answer.retry_after, time.time())
+            if asked is not None:
+                self.limiter.defer(min(asked, self.policy.deadline_s))
         return answer
 
     def _count_retry(self, seen: Observation) -> None:

@@ -17,3 +17,7 @@ class TranscriptTooLarge(EnricherError):
 
 class EnricherConfigError(EnricherError):
     """The environment lacks what the enricher needs (API URL, a credential) or holds nonsense."""
+
+
+class EnricherCrashed(EnricherError):
+    """A session's task failed in a way nobody handles: the process stops, a restart retries."""

@@ -20,7 +20,7 @@ from enricher.retry import Verdict, backoff_seconds, classify, parse_retry_after
 class Policy:
     """The settings a fetch obeys."""
 
-    max_attempts: int = 10
+    max_attempts: int = 10  # tries of one request (one page)
     deadline_s: float = 120.0
     request_timeout_s: float = 10.0
     backoff_initial_s: float = 0.5
@@ -177,8 +177,9 @@ def _retry(
     failures = state.failures + 1
     state = replace(state, failures=failures)
     what = _what(state, reason)
-    if state.attempts >= policy.max_attempts:
-        return state, _failed(state, reason, f"{what}; gave up after {state.attempts} attempts")
+    # The limit counts tries of one request (page): a long transcript may take many pages.
+    if failures >= policy.max_attempts:
+        return state, _failed(state, reason, f"{what}; gave up after {failures} attempts")
     asked = parse_retry_after(retry_after, epoch_s)
     if asked is not None:
         delay = retry_after_delay(asked, unit)

@@ -21,6 +21,10 @@ class RateLimiter:
         self._clock = clock
         self._next_free_s = -float("inf")
 
+    def defer(self, seconds: float) -> None:
+        """Start nothing for `seconds` (the API said so with a 429 and Retry-After)."""
+        self._next_free_s = max(self._next_free_s, self._clock() + seconds)
+
     async def acquire(self) -> float:
         """Wait for this caller's slot; returns how long it waited."""
         now = self._clock()

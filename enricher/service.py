@@ -27,6 +27,7 @@ from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import generate_latest
 
 from enricher.client import AgntixClient
+from enricher.errors import EnricherCrashed
 from enricher.fetch import Finished, to_record, too_large_record
 from enricher.gate import AuthGate
 from enricher.metrics import EnricherMetrics
@@ -34,7 +35,7 @@ from enricher.progress import PartitionProgress, Remembered, decode_metadata
 from enricher.records import TranscriptRecord, TranscriptStatus, encode_record, session_id_of
 from enricher.settings import EnricherSettings
 from producer.jsonlog import configure_logging
-from sessionflow.topics import Topics, ensure_topics, max_transcript_record_bytes
+from sessionflow.topics import TopicError, Topics, ensure_topics, max_transcript_record_bytes
 from streams.models import format_ms
 
 log = logging.getLogger("enricher")
@@ -83,6 +84,7 @@ class Enricher:
         self.shutdown_timeout_s = shutdown_timeout_s
         self.capacity = 2 * settings.enricher_concurrency  # fetching plus queued for a slot
         self.started = False
+        self.crashed: BaseException | None = None
         self._slots = asyncio.Semaphore(settings.enricher_concurrency)
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
@@ -151,6 +153,8 @@ class Enricher:
         interval = self.settings.enricher_commit_interval_seconds
         last_commit = time.monotonic()
         while not stop.is_set():
+            if self.crashed is not None:
+                raise EnricherCrashed("a session's task failed unexpectedly") from self.crashed
             free = self.capacity - self.in_flight
             assignment = self.consumer.assignment()
             if free <= 0 or not self.gate.is_open:
@@ -192,7 +196,9 @@ class Enricher:
             group.discard(finished)
             self.metrics.in_flight.dec()
             if not finished.cancelled() and finished.exception() is not None:
-                log.error("a record's task failed", exc_info=finished.exception())
+                # Its offset would hold the partition's commits back for ever: stop instead,
+                # and the restart fetches it again (at least once).
+                self.crashed = finished.exception()
 
         task.add_done_callback(done)
 
@@ -344,6 +350,18 @@ class Enricher:
             self._preparing -= set(assigned)
 
     async def _prepare(self, assigned: list[TopicPartition]) -> None:
+        try:
+            await self._read_back_commits(assigned)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            # Without the read-back a crash's last sessions may be fetched again: at least once.
+            log.warning(
+                "could not read the committed metadata back; going on without it",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+        for tp in assigned:
+            self._progress.setdefault(tp, PartitionProgress())
+
+    async def _read_back_commits(self, assigned: list[TopicPartition]) -> None:
         committed = await self.admin.list_consumer_group_offsets(
             self.settings.group_id, partitions=assigned
         )
@@ -485,7 +503,15 @@ def serve(settings: EnricherSettings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_until_stopped(settings, stop)
+        try:
+            return await run_until_stopped(settings, stop)
+        except EnricherCrashed:
+            log.exception("the enricher stopped after an unexpected failure; a restart resumes")
+        except (TopicError, KafkaError, OSError) as exc:
+            log.error(
+                "the enricher stopped: %s", exc, extra={"fields": {"error": type(exc).__name__}}
+            )
+        return 1
 
     try:
         return asyncio.run(main())

@@ -69,6 +69,7 @@ class EnricherSettings(KafkaSettings):
     enricher_request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # After this long a session's record says `failed`, however many retries were left.
     enricher_session_deadline_seconds: float = Field(default=120.0, gt=0, le=86_400)
+    # Tries of one request (one page) before the record says `failed`.
     enricher_max_attempts: int = Field(default=10, ge=1, le=1000)
     enricher_backoff_initial_seconds: float = Field(default=0.5, gt=0, le=60)
     enricher_backoff_max_seconds: float = Field(default=30.0, gt=0, le=3600)

@@ -301,6 +301,10 @@ async def test_pages_retries_and_failures_become_one_valid_record_each(
     assert (by["throttled"]["status"], by["throttled"]["attempts"]) == ("ok", 2)
     first, second = fake.requests_for(s["throttled"])
     assert second.at - first.at >= 1.0, "Retry-After: 1 was not honoured"
+    # The 429 holds back every session's requests, not just its own (one client, one limit).
+    held = [r for r in fake.seen if first.at + 0.1 < r.at < first.at + 0.95]
+    assert held == [], held
+    assert any(r.at >= first.at + 1.0 for r in fake.seen if r.session_id != s["throttled"])
     down = by["down"]
     assert (down["status"], down["httpStatus"], down["error"]) == ("failed", 503, "http_status")
     assert down["attempts"] == settings.enricher_max_attempts == len(fake.requests_for(s["down"]))

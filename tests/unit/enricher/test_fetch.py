@@ -136,6 +136,15 @@ def test_attempts_run_out_with_the_last_status() -> None:
     assert "gave up after 5 attempts" in (end.detail or "")
 
 
+def test_the_attempt_limit_is_per_page_not_per_transcript() -> None:
+    pages = [page([{"id": str(i)}], f"c{i}") for i in range(3)] + [page([])]
+    flaky = [Answer(503)] * (POLICY.max_attempts - 1)
+    _, end = run([pages[0], *flaky, pages[1], *flaky, pages[2], pages[3]])
+    assert isinstance(end, Finished)
+    assert end.status is TranscriptStatus.OK
+    assert end.attempts == 4 + 2 * (POLICY.max_attempts - 1) > POLICY.max_attempts
+
+
 def test_attempts_run_out_on_timeouts_with_the_error() -> None:
     _, end = run([Failure("timeout")] * POLICY.max_attempts)
     assert isinstance(end, Finished)
@@ -231,7 +240,7 @@ def test_every_fetch_ends_and_counts_each_request_once(seen: list[Observation]) 
         now += action.delay_s
         state, action = step(state, observation, now, now, 0.3, POLICY)
     if isinstance(action, Finished):
-        assert action.attempts == made <= POLICY.max_attempts + POLICY.max_pages
+        assert action.attempts == made <= POLICY.max_attempts * POLICY.max_pages
         assert (action.messages is not None) == (action.status is TranscriptStatus.OK)
         assert (action.error is not None) == (action.status is TranscriptStatus.FAILED)
 

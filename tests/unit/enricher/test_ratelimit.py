@@ -33,3 +33,12 @@ async def test_the_limiter_waits_in_real_time() -> None:
     started = time.monotonic()
     await asyncio.gather(*(limiter.acquire() for _ in range(6)))
     assert time.monotonic() - started >= 5 / 50 - 0.005
+
+
+async def test_defer_holds_every_request_back() -> None:
+    limiter = RateLimiter(1000)
+    limiter.defer(0.1)
+    started = time.monotonic()
+    waited = await limiter.acquire()
+    assert waited >= 0.09
+    assert time.monotonic() - started >= 0.09
