@@ -386,6 +386,12 @@ async def test_concurrency_is_bounded_and_a_bearer_token_is_sent(
     await produce_completed(settings, sessions)
     async with enricher(settings):
         found = await transcripts(settings, until=len(sessions), settle_s=0.5)
+
+        async def caught_up() -> bool:
+            lag = {k: v for k, v in (await scrape(settings)).items() if "consumer_lag" in k}
+            return len(lag) == settings.partitions and sum(lag.values()) == 0
+
+        await wait_until(caught_up, "lag 0 on every partition")
     assert {r["status"] for r in found.values()} == {"ok"}
     assert fake.peak == 3
     assert {r.authorization for r in fake.seen} == {f"Bearer {API_TOKEN}"}
