@@ -166,8 +166,7 @@ class Enricher:
                     self.consumer.resume(*waiting)
             batches = await self.consumer.getmany(timeout_ms=_POLL_MS, max_records=max(1, free))
             for tp, records in batches.items():
-                for record in records:
-                    self._start(tp, record)
+                self._start_batch(tp, records)
             if time.monotonic() - last_commit >= interval:
                 await self.commit()
                 self._update_lag()
@@ -179,13 +178,19 @@ class Enricher:
 
     # -- one record ------------------------------------------------------------------------
 
-    def _start(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+    def _start_batch(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         progress = self._progress.get(tp)
         if progress is None:
-            # Not prepared (or revoked meanwhile): read it again later, never skip it.
-            if tp in self.consumer.assignment():
-                self.consumer.seek(tp, record.offset)
+            # Not prepared (or revoked meanwhile): read them again later, never skip one.
+            if records and tp in self.consumer.assignment():
+                self.consumer.seek(tp, records[0].offset)
             return
+        for record in records:
+            self._start(tp, record, progress)
+
+    def _start(
+        self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes], progress: PartitionProgress
+    ) -> None:
         progress.start(record.offset)
         task = asyncio.create_task(self._handle(tp, record, progress))
         group = self._tasks.setdefault(tp, set())
