@@ -427,7 +427,10 @@ async def test_a_refused_credential_pauses_everything_and_skips_nothing(
                 )
                 == []
             )
-            assert fake.count() <= settings.enricher_concurrency + 6
+            # The sessions already in flight were refused once each; then one probe per interval.
+            refused_for = time.monotonic() - fake.seen[0].at
+            probes = refused_for / settings.enricher_auth_retry_seconds + 1
+            assert fake.count() <= settings.enricher_concurrency + probes
             fake.refuse_auth = False
             found = await transcripts(settings, until=len(sessions))
             assert (await scrape(settings))["sessionflow_enricher_authorized"] == 1
