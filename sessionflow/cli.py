@@ -36,6 +36,19 @@ def _worker(_: argparse.Namespace) -> int:
         return 2
 
 
+def _enricher(_: argparse.Namespace) -> int:
+    from enricher.errors import EnricherConfigError
+    from enricher.service import serve
+    from enricher.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except EnricherConfigError as exc:
+        sys.stderr.write(f"sessionflow enricher: refusing to start: {exc}\n")
+        return 2
+    return serve(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sessionflow",
@@ -79,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=_worker)
 
+    enricher = commands.add_parser(
+        "enricher",
+        help="fetch each completed session's transcript from the Agntix API (metrics on 6067)",
+        description=(
+            "Consume agntix.sessions.completed (read_committed) and, per session, fetch "
+            "GET {AGNTIX_API_URL}/api/v1/chat/sessions/{id}/messages with AGNTIX_API_KEY "
+            "(x-api-key) or AGNTIX_API_TOKEN (Bearer); write one record per session to the "
+            "compacted agntix.sessions.transcripts (status ok, not_found or failed). Offsets are "
+            "committed after Kafka acknowledged the record. /metrics, /healthz, /readyz on "
+            "SESSIONFLOW_ENRICHER_PORT. Refuses to start without AGNTIX_API_URL and a credential."
+        ),
+    )
+    enricher.set_defaults(handler=_enricher)
+
     sender = commands.add_parser(
         "send",
         help="post realistic signed webhook traffic to a producer (a load generator)",
@@ -94,10 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     runner = commands.add_parser(
         "run",
-        help="run the producer and one worker for a local trial (what `make run` does)",
+        help="run the producer and one worker (and the enricher when configured): `make run`",
         description=(
             "Start `sessionflow producer` and one `sessionflow worker` as child processes with "
-            "this environment, wait until both answer /readyz, and print where to look. Without "
+            "this environment (and `sessionflow enricher` when AGNTIX_API_URL and AGNTIX_API_KEY "
+            "or AGNTIX_API_TOKEN are set), wait until they answer, and print where to look. Without "
             "SESSIONFLOW_WEBHOOK_SECRETS it creates (or reuses) a git-ignored development secret "
             "that `sessionflow send` reads too. Ctrl-C or SIGTERM stops both children "
             "(SIGTERM, then SIGKILL after SESSIONFLOW_RUN_STOP_TIMEOUT_SECONDS); if one dies, "
@@ -108,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tailer = commands.add_parser(
         "tail",
-        help="print a topic's records as JSON lines (completed, incomplete, dlq, raw)",
+        help="print a topic's records as JSON lines (completed, incomplete, transcripts, dlq, raw)",
         description=(
             "Read a topic as a read_committed consumer without a consumer group (nothing is "
             "committed, nobody is disturbed) and print one JSON document per record: indented on "

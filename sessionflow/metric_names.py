@@ -45,8 +45,28 @@ WORKER_HISTOGRAMS: frozenset[str] = frozenset(
 )
 WORKER: frozenset[str] = WORKER_COUNTERS | WORKER_GAUGES | WORKER_HISTOGRAMS
 
-ALL: frozenset[str] = PRODUCER | WORKER
-HISTOGRAMS: frozenset[str] = PRODUCER_HISTOGRAMS | WORKER_HISTOGRAMS
+ENRICHER_COUNTERS: frozenset[str] = frozenset(
+    {
+        "sessionflow_transcript_fetches_total",
+        "sessionflow_transcript_failures_total",
+        "sessionflow_transcript_requests_total",
+        "sessionflow_transcript_retries_total",
+        "sessionflow_enricher_skipped_total",
+        "sessionflow_enricher_auth_failures_total",
+    }
+)
+ENRICHER_GAUGES: frozenset[str] = frozenset(
+    {
+        "sessionflow_enricher_authorized",
+        "sessionflow_enricher_in_flight",
+        "sessionflow_enricher_consumer_lag",
+    }
+)
+ENRICHER_HISTOGRAMS: frozenset[str] = frozenset({"sessionflow_transcript_fetch_seconds"})
+ENRICHER: frozenset[str] = ENRICHER_COUNTERS | ENRICHER_GAUGES | ENRICHER_HISTOGRAMS
+
+ALL: frozenset[str] = PRODUCER | WORKER | ENRICHER
+HISTOGRAMS: frozenset[str] = PRODUCER_HISTOGRAMS | WORKER_HISTOGRAMS | ENRICHER_HISTOGRAMS
 
 # Label names per metric; label sets are bounded (never a session id or a phone number).
 LABELS: dict[str, frozenset[str]] = {
@@ -64,7 +84,17 @@ LABELS: dict[str, frozenset[str]] = {
     "sessionflow_consumer_lag": frozenset({"partition"}),
     "sessionflow_partition_stalled_seconds": frozenset({"partition"}),
     "sessionflow_processing_guarantee": frozenset({"guarantee"}),
+    "sessionflow_transcript_fetches_total": frozenset({"outcome", "http_status"}),
+    "sessionflow_transcript_failures_total": frozenset({"reason"}),
+    "sessionflow_transcript_requests_total": frozenset({"http_status"}),
+    "sessionflow_transcript_retries_total": frozenset({"reason"}),
+    "sessionflow_enricher_skipped_total": frozenset({"reason"}),
+    "sessionflow_enricher_auth_failures_total": frozenset({"http_status"}),
+    "sessionflow_enricher_consumer_lag": frozenset({"partition"}),
 }
+
+# The enricher's `outcome` label values (a transcript record's status).
+TRANSCRIPT_OUTCOMES: frozenset[str] = frozenset({"ok", "not_found", "failed"})
 
 # The producer's `outcome` label values: one per way a request can end.
 WEBHOOK_OUTCOMES: frozenset[str] = frozenset(

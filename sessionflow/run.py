@@ -1,4 +1,4 @@
-"""`sessionflow run`: the producer and one worker as child processes, for a local first run."""
+"""`sessionflow run`: the producer, one worker (and the enricher when configured) as children."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class RunSettings(KafkaSettings):
     http_port: int = Field(default=8080, ge=1, le=65535)
     admin_port: int = Field(default=8081, ge=1, le=65535)
     worker_port: int = Field(default=6066, ge=1, le=65535)
+    enricher_port: int = Field(default=6067, ge=1, le=65535)
     # A cold worker (RocksDB open, first rebalance, topic creation) takes a while on a laptop.
     run_ready_timeout_seconds: float = Field(default=120.0, gt=0)
     # Longer than the producer's drain and the worker's last commit, shorter than patience.
@@ -53,10 +54,32 @@ class Child:
         return self.proc.pid
 
 
-def banner(settings: RunSettings, secret_note: str) -> str:
+# The enricher starts only when the Agntix API is configured: producer and worker never need it.
+ENRICHER_URL_VAR = "AGNTIX_API_URL"
+ENRICHER_CREDENTIAL_VARS = ("AGNTIX_API_KEY", "AGNTIX_API_TOKEN")
+
+
+def enricher_configured(environ: Mapping[str, str]) -> bool:
+    """True when the environment names the API and a credential (the enricher checks the rest)."""
+    return bool(environ.get(ENRICHER_URL_VAR, "").strip()) and any(
+        environ.get(name, "").strip() for name in ENRICHER_CREDENTIAL_VARS
+    )
+
+
+def banner(settings: RunSettings, secret_note: str, *, enricher: bool = False) -> str:
     producer = f"http://127.0.0.1:{settings.http_port}"
     admin = f"http://127.0.0.1:{settings.admin_port}"
     worker = f"http://127.0.0.1:{settings.worker_port}"
+    if enricher:
+        transcripts = (
+            f"enricher metrics http://127.0.0.1:{settings.enricher_port}/metrics; "
+            ".venv/bin/sessionflow tail transcripts --from-beginning"
+        )
+    else:
+        transcripts = (
+            "not fetched: set AGNTIX_API_URL and AGNTIX_API_KEY (or AGNTIX_API_TOKEN) "
+            "to start the enricher"
+        )
     return (
         "\n"
         "sessionflow is running (Ctrl-C stops the producer and the worker)\n"
@@ -71,6 +94,7 @@ def banner(settings: RunSettings, secret_note: str) -> str:
         )
         + "\n"
         "  read the output  .venv/bin/sessionflow tail completed --from-beginning\n"
+        f"  transcripts      {transcripts}\n"
         "\n"
     )
 
@@ -162,10 +186,22 @@ def supervise(settings: RunSettings, environ: Mapping[str, str]) -> int:
         children.append(
             start_child("worker", "worker", f"http://127.0.0.1:{settings.worker_port}/readyz", env)
         )
+        with_enricher = enricher_configured(env)
+        if with_enricher:
+            # /healthz: a refused API key must not stop the producer and the worker; the
+            # enricher says so in its log and its metrics.
+            children.append(
+                start_child(
+                    "enricher",
+                    "enricher",
+                    f"http://127.0.0.1:{settings.enricher_port}/healthz",
+                    env,
+                )
+            )
         sys.stderr.write(
             "sessionflow run: started "
             + ", ".join(f"{c.name} (pid {c.pid})" for c in children)
-            + "; waiting until both are ready\n"
+            + "; waiting until they are ready\n"
         )
         ready: set[str] = set()
         deadline = time.monotonic() + settings.run_ready_timeout_seconds
@@ -179,7 +215,7 @@ def supervise(settings: RunSettings, environ: Mapping[str, str]) -> int:
             if len(ready) < len(children):
                 ready |= {c.name for c in children if c.name not in ready and is_ready(c.ready_url)}
                 if len(ready) == len(children):
-                    sys.stdout.write(banner(settings, secret_note))
+                    sys.stdout.write(banner(settings, secret_note, enricher=with_enricher))
                     sys.stdout.flush()
                 elif time.monotonic() > deadline:
                     waiting = ", ".join(c.name for c in children if c.name not in ready)
@@ -191,8 +227,9 @@ def supervise(settings: RunSettings, environ: Mapping[str, str]) -> int:
                     return 1
             time.sleep(_POLL_S)
         sys.stderr.write(
-            f"sessionflow run: {signal.Signals(stop.signal).name}: stopping the producer "
-            "and the worker\n"
+            f"sessionflow run: {signal.Signals(stop.signal).name}: stopping "
+            + ", ".join(c.name for c in children)
+            + "\n"
         )
         codes = stop_children(children, settings.run_stop_timeout_seconds)
         sys.stderr.write(

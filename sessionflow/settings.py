@@ -20,6 +20,9 @@ class KafkaSettings(BaseSettings):
     # The largest webhook body the producer takes; the raw and DLQ topics accept records this
     # large (plus headers), whoever creates them first.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, le=16 * 1024 * 1024)
+    # The most the enricher reads from the Agntix API for one session's transcript; the
+    # transcripts topic accepts records this large (plus the record's own fields).
+    max_transcript_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     # Prefixed to every topic name; empty in production, unique per test so tests share a broker.
     topic_namespace: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")

@@ -24,6 +24,7 @@ _START_TIMEOUT_S = 30.0
 class Which(StrEnum):
     COMPLETED = "completed"
     INCOMPLETE = "incomplete"
+    TRANSCRIPTS = "transcripts"
     DLQ = "dlq"
     RAW = "raw"
 
@@ -55,6 +56,7 @@ def topic_for(which: Which, topics: Topics) -> str:
     return {
         Which.COMPLETED: topics.completed,
         Which.INCOMPLETE: topics.incomplete,
+        Which.TRANSCRIPTS: topics.transcripts,
         Which.DLQ: topics.dlq,
         Which.RAW: topics.raw,
     }[which]
@@ -76,7 +78,7 @@ def describe(record: Record, which: Which) -> Any:
     Output topics hold our own JSON: print it as is. Raw and DLQ records are opaque bytes
     with headers (reason, stage, message-id...): print both, the body as text when it is UTF-8.
     """
-    if which in (Which.COMPLETED, Which.INCOMPLETE) and record.value is not None:
+    if which in (Which.COMPLETED, Which.INCOMPLETE, Which.TRANSCRIPTS) and record.value is not None:
         try:
             return orjson.loads(record.value)
         except orjson.JSONDecodeError:
@@ -184,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "which",
         type=Which,
         choices=list(Which),
-        help="completed or incomplete sessions, dead letters (dlq), or raw webhooks",
+        help="completed or incomplete sessions, transcripts, dead letters (dlq), or raw webhooks",
     )
     parser.add_argument(
         "--from-beginning",

@@ -41,6 +41,7 @@ class Topics:
     dlq: str
     completed: str
     incomplete: str
+    transcripts: str
     ticks: str
 
     @classmethod
@@ -51,6 +52,7 @@ class Topics:
             dlq=f"{ns}agntix.webhooks.dlq",
             completed=f"{ns}agntix.sessions.completed",
             incomplete=f"{ns}agntix.sessions.incomplete",
+            transcripts=f"{ns}agntix.sessions.transcripts",
             ticks=f"{ns}sessionflow.ticks",
         )
 
@@ -58,7 +60,8 @@ class Topics:
         """Every topic with its declared partitions and configs.
 
         The raw topic and the ticks topic are co-partitioned with the worker's table (same
-        partition count); the output topics use it too so a session keeps its partition.
+        partition count); the output topics use it too so a session keeps its partition. The
+        transcripts topic is compacted: the latest record per session id stays.
         """
         p, rf = settings.partitions, settings.replication_factor
         largest = str(max_record_bytes(settings))
@@ -71,6 +74,15 @@ class Topics:
             ),
             TopicSpec(self.completed, p, rf, {"retention.ms": str(7 * DAY_MS)}),
             TopicSpec(self.incomplete, p, rf, {"retention.ms": str(7 * DAY_MS)}),
+            TopicSpec(
+                self.transcripts,
+                p,
+                rf,
+                {
+                    "cleanup.policy": "compact",
+                    "max.message.bytes": str(max_transcript_record_bytes(settings)),
+                },
+            ),
             TopicSpec(self.ticks, p, rf, {"retention.ms": str(DAY_MS // 24)}),
         ]
 
@@ -78,6 +90,11 @@ class Topics:
 def max_record_bytes(settings: KafkaSettings) -> int:
     """The largest raw or DLQ record: a body at the cap plus its key and headers."""
     return settings.max_body_bytes + RECORD_OVERHEAD_BYTES
+
+
+def max_transcript_record_bytes(settings: KafkaSettings) -> int:
+    """The largest transcript record: the API's answers at the cap plus the record's fields."""
+    return settings.max_transcript_bytes + RECORD_OVERHEAD_BYTES
 
 
 class TopicError(RuntimeError):

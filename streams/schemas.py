@@ -10,29 +10,43 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
+from enricher.records import TRANSCRIPT_SCHEMA_VERSION, TranscriptRecord
 from streams.models import SCHEMA_VERSION, CompletedSession, IncompleteSession
 
 SCHEMA_DIR: Final = Path(__file__).resolve().parent.parent / "schemas"
 
-_RECORDS: Final[dict[str, tuple[type[BaseModel], str, str]]] = {
+# File name -> (model, topic, description, version).
+_RECORDS: Final[dict[str, tuple[type[BaseModel], str, str, int]]] = {
     f"completed-session.v{SCHEMA_VERSION}.json": (
         CompletedSession,
         "agntix.sessions.completed",
         "One record per session: session.created and session.ended paired (key: session id).",
+        SCHEMA_VERSION,
     ),
     f"incomplete-session.v{SCHEMA_VERSION}.json": (
         IncompleteSession,
         "agntix.sessions.incomplete",
         "A session half that found no pair within the TTL (key: session id).",
+        SCHEMA_VERSION,
+    ),
+    # Written by the enricher (enricher/records.py); generated here with the others.
+    f"session-transcript.v{TRANSCRIPT_SCHEMA_VERSION}.json": (
+        TranscriptRecord,
+        "agntix.sessions.transcripts",
+        "One record per completed session: its messages from the Agntix API, or why there are "
+        "none (key: session id; compacted).",
+        TRANSCRIPT_SCHEMA_VERSION,
     ),
 }
 
 
-def schema_of(model: type[BaseModel], topic: str, description: str) -> dict[str, Any]:
+def schema_of(
+    model: type[BaseModel], topic: str, description: str, version: int = SCHEMA_VERSION
+) -> dict[str, Any]:
     body = model.model_json_schema(mode="serialization")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"https://sessionflow.example/schemas/{topic}.v{SCHEMA_VERSION}.json",
+        "$id": f"https://sessionflow.example/schemas/{topic}.v{version}.json",
         **body,
         "description": f"{description} Topic: {topic}.",
     }

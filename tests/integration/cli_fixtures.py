@@ -65,8 +65,10 @@ class ServiceEnv:
         return Topics.for_settings(self.settings)
 
     def environ(self, **extra: str) -> dict[str, str]:
+        # The enricher starts only when a test configures the Agntix API itself.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AGNTIX_")}
         return {
-            **os.environ,
+            **inherited,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "SESSIONFLOW_TOPIC_NAMESPACE": self.namespace,
             "SESSIONFLOW_PARTITIONS": str(self.partitions),

@@ -82,7 +82,12 @@ def test_every_query_names_only_metrics_and_labels_the_code_exports(expr: str) -
     for metric, label, _op, value in refs.matchers:
         assert label in known_labels(metric), (metric, label)
         if label == "outcome":
-            assert set(value.split("|")) <= metric_names.WEBHOOK_OUTCOMES, value
+            outcomes = (
+                metric_names.TRANSCRIPT_OUTCOMES
+                if metric.startswith("sessionflow_transcript")
+                else metric_names.WEBHOOK_OUTCOMES
+            )
+            assert set(value.split("|")) <= outcomes, value
     labels = set().union(*(known_labels(m) for m in refs.metrics)) | {"le"}
     assert refs.grouping <= labels, refs.grouping - labels
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from enricher.settings import EnricherSettings
 from producer.openapi import WEBHOOK_PATH
 from producer.settings import ProducerSettings
 from sessionflow.settings import KafkaSettings
@@ -30,7 +31,13 @@ K8S = DEPLOY / "k8s"
 LINT_TIMEOUT_S = 60.0
 S = TypeVar("S", bound=KafkaSettings)
 VALID_SECRET = "whsec_" + base64.b64encode(b"sessionflow-test-key-0123456789").decode()
-SESSIONFLOW_SERVICES = {"producer": "producer", "worker-1": "worker", "worker-2": "worker"}
+SESSIONFLOW_SERVICES = {
+    "producer": "producer",
+    "worker-1": "worker",
+    "worker-2": "worker",
+    "enricher": "enricher",
+}
+VALID_API_KEY = "pk_live_" + "0123456789abcdef" * 2
 
 
 def compose() -> dict[str, Any]:
@@ -67,7 +74,7 @@ def dockerfile() -> list[str]:
 def load_settings(cls: type[S], monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> S:
     """The process's settings object as it would load from exactly this environment."""
     for name in list(os.environ):
-        if name.startswith("SESSIONFLOW_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+        if name.startswith(("SESSIONFLOW_", "AGNTIX_")) or name == "KAFKA_BOOTSTRAP_SERVERS":
             monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -129,6 +136,38 @@ def test_compose_never_holds_a_webhook_secret_and_gives_it_only_to_the_producer(
         assert "SESSIONFLOW_WEBHOOK_SECRETS" not in services[name]["environment"]
 
 
+def test_compose_runs_the_enricher_only_with_its_profile_and_credentials_from_the_shell() -> None:
+    services = compose()["services"]
+    enricher = services["enricher"]
+    assert enricher["profiles"] == ["enricher"]
+    assert all("profiles" not in services[n] for n in set(SESSIONFLOW_SERVICES) - {"enricher"})
+    env = enricher["environment"]
+    for name in ("AGNTIX_API_URL", "AGNTIX_API_KEY", "AGNTIX_API_TOKEN"):
+        # From the shell, empty when unset (a `:?` would stop compose even without the profile).
+        assert env[name] == f"${{{name}:-}}"
+        for other in set(SESSIONFLOW_SERVICES) - {"enricher"}:
+            assert name not in services[other]["environment"], other
+    assert "SESSIONFLOW_WEBHOOK_SECRETS" not in env
+
+
+def test_compose_enricher_settings_load_once_the_api_is_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As compose interpolates them from a shell that sets only the URL and the key.
+    env = {
+        name: "" if value.startswith("${") else value
+        for name, value in compose()["services"]["enricher"]["environment"].items()
+    }
+    env.update(AGNTIX_API_URL="https://api.example", AGNTIX_API_KEY=VALID_API_KEY)
+    settings = load_settings(EnricherSettings, monkeypatch, env)
+    assert settings.enricher_port == 6067
+    assert settings.auth_headers() == {"x-api-key": VALID_API_KEY}
+    # Empty, as compose passes them when the shell has none: refused.
+    env.update(AGNTIX_API_KEY="", AGNTIX_API_TOKEN="")
+    with pytest.raises(ValidationError, match="set AGNTIX_API_KEY"):
+        load_settings(EnricherSettings, monkeypatch, env)
+
+
 def test_compose_producer_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     env = dict(compose()["services"]["producer"]["environment"])
     env["SESSIONFLOW_WEBHOOK_SECRETS"] = VALID_SECRET
@@ -178,7 +217,11 @@ def test_compose_prometheus_scrapes_the_compose_services_with_the_mounted_config
     worker_ports = {
         n: services[n]["environment"]["SESSIONFLOW_WORKER_PORT"] for n in ("worker-1", "worker-2")
     }
-    assert scraped == {f"producer:{producer_port}"} | {f"{n}:{p}" for n, p in worker_ports.items()}
+    enricher_port = services["enricher"]["environment"]["SESSIONFLOW_ENRICHER_PORT"]
+    assert scraped == (
+        {f"producer:{producer_port}", f"enricher:{enricher_port}"}
+        | {f"{n}:{p}" for n, p in worker_ports.items()}
+    )
 
 
 def test_compose_bind_mounts_exist() -> None:
@@ -205,6 +248,8 @@ def test_the_manifests_declare_the_required_kinds() -> None:
     assert kinds >= {
         ("ConfigMap", "sessionflow"),
         ("Secret", "sessionflow-webhook"),
+        ("Secret", "sessionflow-agntix"),
+        ("Deployment", "sessionflow-enricher"),
         ("Deployment", "sessionflow-producer"),
         ("Service", "sessionflow-producer"),
         ("HorizontalPodAutoscaler", "sessionflow-producer"),
@@ -216,7 +261,7 @@ def test_the_manifests_declare_the_required_kinds() -> None:
         ("NetworkPolicy", "sessionflow-producer"),
         ("NetworkPolicy", "sessionflow-worker"),
         ("NetworkPolicy", "sessionflow-operators"),
-        ("NetworkPolicy", "sessionflow-enricher-stub"),
+        ("NetworkPolicy", "sessionflow-enricher"),
     }
     for obj in k8s_objects():
         assert obj["apiVersion"]
@@ -267,6 +312,7 @@ def probe_port(c: dict[str, Any], probe: str) -> int:
     [
         ("Deployment", "sessionflow-producer", ["producer"], "SESSIONFLOW_ADMIN_PORT"),
         ("StatefulSet", "sessionflow-worker", ["worker"], "SESSIONFLOW_WORKER_PORT"),
+        ("Deployment", "sessionflow-enricher", ["enricher"], "SESSIONFLOW_ENRICHER_PORT"),
     ],
 )
 def test_each_workload_runs_its_process_with_probes_and_scrapes_on_its_admin_port(
@@ -332,6 +378,38 @@ def test_only_the_producer_gets_the_webhook_secret() -> None:
     assert not any("SECRET" in key for key in k8s("ConfigMap", "sessionflow")["data"])
 
 
+def test_only_the_enricher_gets_the_api_credential() -> None:
+    enricher = container(k8s("Deployment", "sessionflow-enricher"))
+    assert {"secretRef": {"name": "sessionflow-agntix"}} in enricher["envFrom"]
+    assert {"secretRef": {"name": "sessionflow-webhook"}} not in enricher["envFrom"]
+    for kind, name in (
+        ("Deployment", "sessionflow-producer"),
+        ("StatefulSet", "sessionflow-worker"),
+    ):
+        refs = container(k8s(kind, name))["envFrom"]
+        assert {"secretRef": {"name": "sessionflow-agntix"}} not in refs, name
+    assert set(k8s("Secret", "sessionflow-agntix")["stringData"]) <= {
+        "AGNTIX_API_KEY",
+        "AGNTIX_API_TOKEN",
+    }
+    assert not any(key.startswith("AGNTIX_") for key in k8s("ConfigMap", "sessionflow")["data"])
+
+
+def test_k8s_enricher_settings_load_and_the_shipped_placeholder_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c = container(k8s("Deployment", "sessionflow-enricher"))
+    env = dict(k8s("ConfigMap", "sessionflow")["data"])
+    env.update({e["name"]: e["value"] for e in c["env"]})
+    env["AGNTIX_API_KEY"] = VALID_API_KEY
+    settings = load_settings(EnricherSettings, monkeypatch, env)
+    assert settings.enricher_port == 6067
+    assert settings.partitions == 12
+    env.update(k8s("Secret", "sessionflow-agntix")["stringData"])
+    with pytest.raises(ValidationError, match="placeholder"):
+        load_settings(EnricherSettings, monkeypatch, env)
+
+
 def test_the_workers_keep_rocksdb_on_a_claimed_volume() -> None:
     sts = k8s("StatefulSet", "sessionflow-worker")
     (claim,) = sts["spec"]["volumeClaimTemplates"]
@@ -347,7 +425,11 @@ def test_the_workers_keep_rocksdb_on_a_claimed_volume() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "name"),
-    [("Deployment", "sessionflow-producer"), ("StatefulSet", "sessionflow-worker")],
+    [
+        ("Deployment", "sessionflow-producer"),
+        ("StatefulSet", "sessionflow-worker"),
+        ("Deployment", "sessionflow-enricher"),
+    ],
 )
 def test_the_pods_run_as_the_images_non_root_user_on_a_read_only_root(kind: str, name: str) -> None:
     pod = k8s(kind, name)["spec"]["template"]["spec"]
@@ -408,7 +490,7 @@ def kafka_address() -> tuple[str, int]:
 
 PRODUCER = pod_of("Deployment", "sessionflow-producer")
 WORKER = pod_of("StatefulSet", "sessionflow-worker")
-ENRICHER = Pod("sessionflow", {"app": "sessionflow-enricher"})
+ENRICHER = pod_of("Deployment", "sessionflow-enricher")
 PROMETHEUS = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
 OPERATOR = Pod("sessionflow", {"sessionflow.io/operator": "true"})
 INGRESS_CONTROLLER = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
@@ -482,15 +564,21 @@ def test_operators_reach_the_admin_ports_and_kafka_but_not_the_internet() -> Non
     assert not connects(network_policies(), OPERATOR, PRODUCER, PRODUCER.ports["http"])
 
 
-def test_the_enricher_stub_reaches_kafka_dns_and_https_only() -> None:
-    (stub,) = [p for p in network_policies() if "enricher" in p["metadata"]["name"]]
-    assert stub["spec"]["podSelector"] == {"matchLabels": {"app": "sessionflow-enricher"}}
+def test_the_enricher_reaches_kafka_dns_and_https_only() -> None:
     _, kafka_port = kafka_address()
     assert connects(network_policies(), ENRICHER, KAFKA, kafka_port)
     assert connects(network_policies(), ENRICHER, DNS, 53)
     assert connects(network_policies(), ENRICHER, INTERNET, 443)
     assert not connects(network_policies(), ENRICHER, INTERNET, 80)
-    assert not connects(network_policies(), STRANGER, ENRICHER, 8080)
+    assert not connects(network_policies(), ENRICHER, WORKER, WORKER.ports["web"])
+
+
+def test_the_enricher_admin_port_is_reachable_only_from_monitoring_and_operators() -> None:
+    port = ENRICHER.ports["metrics"]
+    assert connects(network_policies(), PROMETHEUS, ENRICHER, port)
+    assert connects(network_policies(), OPERATOR, ENRICHER, port)
+    for source in (STRANGER, IMPOSTOR, UNLABELLED, INTERNET, INGRESS_CONTROLLER, PRODUCER, WORKER):
+        assert not connects(network_policies(), source, ENRICHER, port), source
 
 
 def test_the_policy_check_can_fail() -> None:

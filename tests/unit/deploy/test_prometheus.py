@@ -20,7 +20,7 @@ from tests.unit.deploy._promql import PROMETHEUS_SERIES, known_labels, reference
 PROMETHEUS_DIR = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 CONFIGS = ("prometheus.yml", "prometheus-local.yml")
 PROMTOOL_TIMEOUT_S = 60.0
-JOBS = {"sessionflow-producer", "sessionflow-worker"}
+JOBS = {"sessionflow-producer", "sessionflow-worker", "sessionflow-enricher"}
 REQUIRED_ALERTS = {
     "SessionflowWebhookServerErrors",
     "SessionflowVerificationFailures",
@@ -29,6 +29,14 @@ REQUIRED_ALERTS = {
     "SessionflowConsumerLagHigh",
     "SessionflowDeadLetters",
     "SessionflowTargetDown",
+    "SessionflowTranscriptsFailing",
+    "SessionflowEnricherUnauthorized",
+    "SessionflowTranscriptLagHigh",
+}
+# Each metric's `outcome` label has its own values.
+OUTCOMES = {
+    "sessionflow_webhooks_total": metric_names.WEBHOOK_OUTCOMES,
+    "sessionflow_transcript_fetches_total": metric_names.TRANSCRIPT_OUTCOMES,
 }
 
 
@@ -126,7 +134,7 @@ def test_every_rule_names_only_exported_metrics_and_their_labels(rule: dict[str,
     for metric, label, _op, value in refs.matchers:
         assert label in known_labels(metric), (metric, label)
         if label == "outcome":
-            assert set(value.split("|")) <= metric_names.WEBHOOK_OUTCOMES, value
+            assert set(value.split("|")) <= OUTCOMES[metric], (metric, value)
         if label == "event_type":
             assert value in KNOWN_EVENT_TYPES, value
         if label == "job":
@@ -176,4 +184,5 @@ def test_the_local_config_scrapes_the_local_producer_and_worker() -> None:
     assert targets("prometheus-local.yml") == {
         "sessionflow-producer": [f"127.0.0.1:{admin_port}"],
         "sessionflow-worker": [f"127.0.0.1:{worker_port}"],
+        "sessionflow-enricher": ["127.0.0.1:6067"],
     }

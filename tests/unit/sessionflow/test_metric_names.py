@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+from enricher.metrics import EnricherMetrics, status_label
+from enricher.records import TranscriptStatus
 from producer.metrics import OUTCOMES, ProducerMetrics
 from sessionflow import metric_names
 from streams.metrics import WorkerMetrics
@@ -65,6 +67,27 @@ def test_the_worker_exports_exactly_the_listed_metrics() -> None:
     assert {n: labels for n, (_, labels) in exported.items()} == labels_declared(
         metric_names.WORKER
     )
+
+
+def test_the_enricher_exports_exactly_the_listed_metrics() -> None:
+    exported = families(EnricherMetrics().registry)
+    expected = kinds_of(
+        metric_names.ENRICHER_COUNTERS,
+        metric_names.ENRICHER_GAUGES,
+        metric_names.ENRICHER_HISTOGRAMS,
+    )
+    assert {n: k for n, (k, _) in exported.items()} == expected
+    assert {n: labels for n, (_, labels) in exported.items()} == labels_declared(
+        metric_names.ENRICHER
+    )
+    assert frozenset(s.value for s in TranscriptStatus) == metric_names.TRANSCRIPT_OUTCOMES
+
+
+def test_the_enricher_labels_http_statuses_from_a_bounded_set() -> None:
+    labels = {status_label(code) for code in range(100, 600)} | {status_label(None)}
+    labels |= {status_label(code) for code in (-1, 0, 99, 600, 999)}
+    assert len(labels) <= 30
+    assert {"200", "404", "429", "503", "3xx", "4xx", "5xx", "none", "other"} <= labels
 
 
 def test_the_outcomes_are_the_producers() -> None:

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from sessionflow import devsecret
-from sessionflow.run import Child, RunSettings, banner, child_environ, stop_children
+from sessionflow.run import (
+    Child,
+    RunSettings,
+    banner,
+    child_environ,
+    enricher_configured,
+    stop_children,
+)
 from sessionflow.signing import new_secret
 
 
@@ -49,6 +56,31 @@ def test_the_banner_says_where_to_look() -> None:
     assert ".venv/bin/sessionflow tail completed --from-beginning" in text
     other = banner(RunSettings(http_port=9999), "from X")
     assert "--url http://127.0.0.1:9999/webhooks/agntix" in other
+
+
+def test_the_banner_says_whether_transcripts_are_fetched() -> None:
+    assert "not fetched: set AGNTIX_API_URL" in banner(RunSettings(), "from X")
+    text = banner(RunSettings(enricher_port=7777), "from X", enricher=True)
+    assert "http://127.0.0.1:7777/metrics" in text
+    assert "sessionflow tail transcripts --from-beginning" in text
+
+
+@pytest.mark.parametrize(
+    ("environ", "configured"),
+    [
+        ({}, False),
+        ({"AGNTIX_API_URL": "https://api"}, False),
+        ({"AGNTIX_API_KEY": "pk_x"}, False),
+        ({"AGNTIX_API_URL": " ", "AGNTIX_API_KEY": "pk_x"}, False),
+        ({"AGNTIX_API_URL": "https://api", "AGNTIX_API_KEY": ""}, False),
+        ({"AGNTIX_API_URL": "https://api", "AGNTIX_API_KEY": "pk_x"}, True),
+        ({"AGNTIX_API_URL": "https://api", "AGNTIX_API_TOKEN": "jwt"}, True),
+    ],
+)
+def test_the_enricher_starts_only_when_configured(
+    environ: dict[str, str], configured: bool
+) -> None:
+    assert enricher_configured(environ) is configured
 
 
 def _child(name: str, code: str) -> Child:

@@ -31,6 +31,7 @@ def test_each_choice_names_its_namespaced_topic() -> None:
     assert {w: topic_for(w, topics) for w in Which} == {
         Which.COMPLETED: "ns.agntix.sessions.completed",
         Which.INCOMPLETE: "ns.agntix.sessions.incomplete",
+        Which.TRANSCRIPTS: "ns.agntix.sessions.transcripts",
         Which.DLQ: "ns.agntix.webhooks.dlq",
         Which.RAW: "ns.agntix.webhooks.raw",
     }

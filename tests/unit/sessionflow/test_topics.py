@@ -10,7 +10,7 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from sessionflow.settings import KafkaSettings
-from sessionflow.topics import TopicSpec, ensure_topics
+from sessionflow.topics import Topics, TopicSpec, ensure_topics, max_transcript_record_bytes
 
 
 def _closed_port() -> int:
@@ -35,3 +35,13 @@ async def test_no_wait_without_a_startup_budget() -> None:
     with pytest.raises(KafkaError):
         await ensure_topics(settings, [TopicSpec("t", 1, 1, {})], startup_timeout_s=0)
     assert time.monotonic() - started < 1.0
+
+
+def test_the_transcripts_topic_is_compacted_co_partitioned_and_fits_a_capped_transcript() -> None:
+    settings = KafkaSettings(partitions=7, topic_namespace="ns.", max_transcript_bytes=2_000_000)
+    specs = {s.name: s for s in Topics.for_settings(settings).specs(settings)}
+    transcripts = specs["ns.agntix.sessions.transcripts"]
+    assert transcripts.partitions == specs["ns.agntix.sessions.completed"].partitions == 7
+    assert transcripts.config["cleanup.policy"] == "compact"
+    assert int(transcripts.config["max.message.bytes"]) == max_transcript_record_bytes(settings)
+    assert max_transcript_record_bytes(settings) > 2_000_000

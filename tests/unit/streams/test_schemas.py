@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from enricher.records import TranscriptRecord
 from streams import schemas
 from streams.models import CompletedSession, IncompleteSession
 
@@ -34,6 +35,12 @@ def test_schemas_require_every_field_of_the_contract() -> None:
     # Pass-through blocks stay open: unknown keys are kept.
     assert completed["properties"]["metadata"]["anyOf"][0]["additionalProperties"] is True
     assert incomplete["properties"]["event"]["type"] == "object"
+    transcript = rendered["session-transcript.v1.json"]
+    assert transcript["required"] == list(TranscriptRecord.model_fields)
+    assert transcript["additionalProperties"] is False
+    assert transcript["$id"].endswith("/agntix.sessions.transcripts.v1.json")
+    # Messages are kept verbatim: any object, unknown keys included.
+    assert transcript["properties"]["messages"]["anyOf"][0]["items"]["additionalProperties"] is True
 
 
 def test_main_writes_the_files(tmp_path: Path) -> None:
