@@ -258,7 +258,11 @@ async def _owned_partitions(port: int, wait_s: float) -> set[int]:
     """The raw partitions a worker owns, from the lag gauge it keeps for each (its /metrics)."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        text = await asyncio.to_thread(fetch_text, f"http://127.0.0.1:{port}/metrics")
+        try:
+            text = await asyncio.to_thread(fetch_text, f"http://127.0.0.1:{port}/metrics")
+        except OSError:  # busy (taking over partitions): ask again
+            await asyncio.sleep(1.0)
+            continue
         owned = {
             int(sample.labels["partition"])
             for family in text_string_to_metric_families(text)
