@@ -35,7 +35,7 @@ class WorkerSettings(KafkaSettings):
     commit_interval_seconds: float = Field(default=0.1, gt=0)
     # How long the group waits for a silent worker (killed, frozen) before its partitions move:
     # the fail-over time after a kill -9. Faust's default is 60 s.
-    consumer_session_timeout_seconds: float = Field(default=10.0, ge=6.0, le=300.0)
+    consumer_session_timeout_seconds: float = Field(default=6.0, ge=6.0, le=300.0)
     max_intents: int = Field(default=50, ge=1)
     # The most records one fetch hands the processor (all partitions together): a batch, applied
     # a partition at a time, with its outputs and changelog sent as record batches.
