@@ -20,6 +20,7 @@ partition whose position reached its end is restored at once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 class Restorer(Recovery):
     """Faust's recovery service, with changelog records applied by `restore` in batches."""
+
+    # What the current recovery (of active partitions) restored, for its closing log line.
+    _restored = 0
+    _writing_s = 0.0
 
     def restore(self, tp: TP, records: Sequence[Record], position: int | None) -> None:
         """Apply one fetch's records of changelog partition `tp` (the consumer's `position`
@@ -56,7 +61,11 @@ class Restorer(Recovery):
         if changes and last is not None:
             table = self.tp_to_table[tp]
             partitions = table.partitions or self.app.conf.topic_partitions
+            started = time.perf_counter()
             partition_store(table, tp.partition, partitions).restore(changes, last)
+            if offsets is self.active_offsets:
+                self._restored += len(changes)
+                self._writing_s += time.perf_counter() - started
         reached = last
         if position is not None and (reached is None or position - 1 > reached):
             reached = position - 1  # past commit markers: no record there to wait for
@@ -65,6 +74,12 @@ class Restorer(Recovery):
         if tp in self.active_tps and self.in_recovery and not self.need_recovery():
             self._set_recovery_ended()
             self.signal_recovery_end.set()  # _restart_recovery waits for it
+            log.info(
+                "table restored: %d keys in %.1f s, %.1f s of it writing them to the store",
+                self._restored,
+                time.monotonic() - (self._recovery_started_at or time.monotonic()),
+                self._writing_s,
+            )
         if not self.tables.standbys_ready and not self.standby_remaining_total():
             self.tables.on_standbys_ready()
 
@@ -72,6 +87,7 @@ class Restorer(Recovery):
         # Faust's recovery loop cleared the end signal before each record; this is its only
         # clearing now: at the start of a recovery, before any of its records can arrive.
         self.signal_recovery_end.clear()
+        self._restored, self._writing_s = 0, 0.0
         super()._set_recovery_started()
 
     @Service.task
