@@ -130,28 +130,32 @@ class WorkerMetrics:
         )
         self._max_intents = max_intents
         self._intents: set[str] = set()
-        # The labelled children of the per-event counters, looked up once: `labels()` validates
-        # and takes a lock on every call, a cost paid per event otherwise. Label sets are bounded.
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # The per-event counters are added up here and applied once per batch (`flush`): each
+        # `inc` on a Prometheus counter takes a lock, and `labels()` validates on every call.
+        # Keys are (counter, label values); label sets are bounded.
+        self._tally: dict[tuple[Counter, tuple[str, ...]], int] = {}
 
-    def _child(self, metric: Counter, *labels: str) -> Any:
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def _count(self, metric: Counter, *labels: str) -> None:
+        key = (metric, labels)
+        self._tally[key] = self._tally.get(key, 0) + 1
+
+    def flush(self) -> None:
+        """Apply the counts added up since the last flush (the processor calls it per batch)."""
+        tally, self._tally = self._tally, {}
+        for (metric, labels), count in tally.items():
+            metric.labels(*labels).inc(count)
 
     def observe(self, event_type: str, step: Step, now_ms: int, received_at_ms: int) -> None:
         """Count one processed raw record and what the core made of it."""
         label = event_type_label(event_type)
-        self._child(self.events, label).inc()
+        self._count(self.events, label)
         if step.duplicate is not None:
-            self._child(self.duplicates, label, step.duplicate).inc()
+            self._count(self.duplicates, label, step.duplicate)
         if step.pairing_wait_ms is not None:
             self.pairing_wait.observe(step.pairing_wait_ms / 1000)
             self.end_to_end.observe(max(0, now_ms - received_at_ms) / 1000)
         for name in step.half_conflicts:
-            self._child(self.half_conflicts, name).inc()
+            self._count(self.half_conflicts, name)
         self.observe_outputs(step)
 
     def observe_outputs(self, step: Step) -> None:
@@ -159,24 +163,24 @@ class WorkerMetrics:
             if isinstance(record, CompletedSession):
                 self._completed(record)
             else:
-                self._child(self.incomplete, str(record.reason)).inc()
+                self._count(self.incomplete, str(record.reason))
 
     def _completed(self, record: CompletedSession) -> None:
-        self._child(self.completed, record.type, record.platform, record.direction).inc()
+        self._count(self.completed, record.type, record.platform, record.direction)
         self.duration.observe(max(0.0, record.durationSeconds))
         analysis = record.analysis or {}
         sentiment = _dig(analysis, "sentiment", "conversation", "sentiment")
-        self._child(
+        self._count(
             self.sentiment, sentiment if sentiment in SENTIMENTS else (OTHER if sentiment else NONE)
-        ).inc()
+        )
         resolution = _dig(analysis, "resolution", "classification")
-        self._child(
+        self._count(
             self.resolution,
             resolution if resolution in RESOLUTIONS else (OTHER if resolution else NONE),
-        ).inc()
-        self._child(
+        )
+        self._count(
             self.intent, self._intent_label(_dig(analysis, "intent", "conversation", "intent"))
-        ).inc()
+        )
 
     def _intent_label(self, intent: str | None) -> str:
         if not intent:

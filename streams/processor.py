@@ -96,10 +96,15 @@ class SessionProcessor:
 
     def process(self, unit: Unit, raw: Sequence[Record], ticks: Sequence[Record]) -> None:
         """One partition's webhooks, then its ticks (so a tick sees the webhooks before it)."""
-        for record in raw:
-            self.on_raw(unit, record.key, record.value, headers_of(record.headers), record.offset)
-        for record in ticks:
-            self.on_tick(unit, record.value)
+        try:
+            for record in raw:
+                self.on_raw(
+                    unit, record.key, record.value, headers_of(record.headers), record.offset
+                )
+            for record in ticks:
+                self.on_tick(unit, record.value)
+        finally:
+            self._metrics.flush()
 
     def on_raw(
         self,

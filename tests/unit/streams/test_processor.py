@@ -127,6 +127,21 @@ def test_a_pair_completes_once_with_one_table_change_per_event(
     assert metrics.duplicates.labels("session.created", "retry")._value.get() == 1
 
 
+def test_counts_are_applied_once_per_batch_even_when_the_batch_fails(
+    processor: SessionProcessor, metrics: WorkerMetrics, clock: list[int]
+) -> None:
+    created = samples.session_created()
+    unit = DictUnit({}, partition=1)
+    processor.on_raw(unit, b"k", samples.to_bytes(created), {"message-id": b"m1"}, 1)
+    events = metrics.events.labels("session.created")
+    assert events._value.get() == 0  # added up, not applied yet
+    processor.process(unit, [_rec(2, created, "m1")], ())
+    assert events._value.get() == 2
+    with pytest.raises(AttributeError):  # a record that is not one: a bug upstream
+        processor.process(unit, [_rec(4, created, "m1"), None], ())  # type: ignore[list-item]
+    assert events._value.get() == 3  # what the failed batch counted before it broke
+
+
 def test_undecodable_records_go_to_the_dlq_with_reason_and_stage(
     processor: SessionProcessor, clock: list[int]
 ) -> None:
