@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from streams.models import (
@@ -185,6 +187,12 @@ def test_format_ms_and_format_dt_write_utc_milliseconds() -> None:
     assert format_ms(1_741_944_413_001) == "2025-03-14T09:26:53.001Z"
     local = datetime(2025, 3, 14, 11, 26, 53, 589999, tzinfo=timezone(timedelta(hours=2)))
     assert format_dt(local) == "2025-03-14T09:26:53.589Z"
+
+
+@given(st.integers(min_value=-(10**12), max_value=253_402_300_799_999))
+def test_format_ms_is_isoformat_of_the_exact_millisecond(epoch_ms: int) -> None:
+    exact = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
+    assert format_ms(epoch_ms) == exact.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _completed(**overrides: Any) -> CompletedSession:
