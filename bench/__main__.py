@@ -58,24 +58,46 @@ EXPERIMENTS = (
     " alternating B1 runs each (5 s points, machine shared with other test runs): accepted/s at 64"
     " connections 9,635 / 10,531 before vs 10,235 / 7,936 after (within the noise); p99 at 256"
     " connections 553 / 1,190 ms before vs 82 / 129 ms after (the queue behind full batches is"
-    " gone). Not committed by this bench: the throughput gain is not shown; the tail gain is, and"
-    " the change is proposed to the producer's owner.",
-    "Worker, RocksDB options per table partition (tables/sessions.py: 4 MiB memtables x 2 and an"
-    " 8 MiB block cache instead of Faust's 3 x 64 MiB and 2 GiB; 12 partitions, 12 databases)."
-    " B5 at 400,000 pending sessions, one run each in the same session: RSS 488 -> 428 MB, restore"
-    " 41.7 -> 39.4 s. Kept. The first full run at 1,000,000 then measured 501 MB (the goal's"
-    " < 400 MB not met; the earlier 1M figure, 1,045 MB, was a linear extrapolation from 400k).",
+    " gone). The producer has since moved to librdkafka (bench/results/producer-experiments.md).",
     "Worker, aiokafka linger 5 ms for the transactional producers (PRODUCER_LINGER=0.005),"
     " B3 one run each: exactly-once 2,654 -> 2,869 events/s, at-least-once 3,486 -> 3,605; the"
     " bare-loop baseline moved 27k -> 26k in the same runs. Within the noise; not adopted.",
-    "Worker, exactly-once commit interval 0.5 -> 2 s (B3): 2,516 -> 2,459 events/s. The commit"
-    " cycle is not what bounds throughput; the interval stays 0.5 s for output latency (B4).",
-    "The exactly-once fixes of this session (outputs and the table changelog in the"
-    " partition's transaction, a commit at every revocation) cost little: B3 exactly-once went"
-    " 1,922 (before them, 04:00 run) -> 2,310-2,870 events/s across this session's runs.",
-    "At-least-once correctness: each output now waits for Kafka's ack before the table records"
-    " the step (a crash could lose a completed record before). B3 at-least-once, one run each:"
-    " 3,401 -> 2,221 events/s. Kept: at-least-once must not lose records.",
+    "At-least-once correctness: each output waits for Kafka's ack before the table records the"
+    " step (a crash could lose a completed record before). B3 at-least-once, one run each:"
+    " 3,401 -> 2,221 events/s at the time (one event at a time). Kept: at-least-once must not"
+    " lose records; the batch runtime later acknowledges a unit's outputs together.",
+    "Worker, a batch at a time (streams/runtime, issue 11): the fetched records of the source"
+    " topics go to the processor a partition at a time, outputs and changelog as record batches,"
+    " one commit gate per unit, instead of Faust's per-event stream path. B3 exactly-once 2.9k"
+    " (0.28 x the no-op Faust agent) -> 6.2k-7.6k events/s (1.2-1.4 x that agent, in the runs of"
+    " 2 and 3 December).",
+    "Worker state version 2 (pending halves keep their parsed fields; markers 84 bytes instead of"
+    " a 160-byte JSON line; pairing parses the stored half's JSON instead of validating it again)."
+    " Processor alone over B3's 20,000 events (bench/processor.py, process CPU, best of"
+    " 5, two alternating runs each): 73.2 / 73.0 us/event before, 76.9 / 77.0 after: no speed"
+    " gain (the work moved from pairing to the first half). Kept for the size of the state.",
+    "Worker metrics added up per batch and applied once (each Prometheus inc takes a lock): the"
+    " same micro bench 77.0 -> 72.5 us/event. format_ms formatting each second once: 72.5 ->"
+    " 71.7. Both kept.",
+    "Exactly-once commit interval 0.1 s vs 0.5 s, four alternating B3-style drains each (same"
+    " plan, machine shared with a full test run): median 8,284 vs 7,477 events/s, 97 vs 101 us"
+    " of worker CPU per event. No cost seen; the default is 0.1 s (the floor of exactly-once"
+    " latency, B4).",
+    "Restore a fetch at a time (streams/runtime/restore.py) instead of Faust's per-record"
+    " recovery queue: B5 at 1,000,000 sessions, same day and broker, 204.8 s -> 11.4 s from a"
+    " fresh worker's start to a completed probe on every partition (12.7 and 19.1 s in two later"
+    " runs on a busier machine).",
+    "Worker memory at 1,000,000 pending sessions (B5): 494 MB with the heap of (deadline, key)"
+    " tuples and per-partition RocksDB caches -> 303.5 MB with the packed expiry index (41.6 MB"
+    " for a million keys, tracemalloc) and one RocksDB budget -> 237.3 MB with the heap trimmed"
+    " on each expiry tick (B5 at 300,000: 191 MB trimmed vs 207 / 237 MB untrimmed)."
+    " MALLOC_ARENA_MAX=2 instead, at 300,000: 230 MB; not adopted.",
+    "RocksDB budget 16 MB vs 64 MB, 1,000,000 writes of 500 bytes over 24 databases in one"
+    " process: resident memory grew 65 vs 69 MB. The budget is not what bounds memory; 64 MB"
+    " stays the default (SESSIONFLOW_ROCKSDB_MEMORY_MB).",
+    "Consumer session timeout 6 s vs 10 s, B5 fail-over with standby replicas at 1,000,000"
+    " sessions: 8.6 / 9.3 s vs 11.8 / 10.8 s from kill -9 to the first completed record of a"
+    " killed worker's session. The default is 6 s (the broker's minimum).",
 )
 
 
@@ -120,20 +142,18 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
     if b4.get("eos"):
         eos_p99, interval_ms = b4["eos"]["p99_ms"], 1000 * b4["commit_interval_s"]
         bound = (
-            "below the interval: at this rate the worker's transactions commit sooner than the"
-            " interval forces them to"
-            if eos_p99 is not None and eos_p99 < interval_ms
-            else "at or above the interval: exactly-once output waits for the commit"
+            "within the interval + 50 ms the goal allows"
+            if eos_p99 is not None and eos_p99 <= interval_ms + 50
+            else "above the interval + 50 ms the goal allows"
         )
         out.append(
             f"B4: steady {b4['alo']['rate_eps']:.0f} events/s through producer and worker; latency"
             " from the 2xx of a session's second half to its completed record read by a"
             " read_committed consumer (first 20% of the run left out as warm-up): p50/p99"
             f" {b4['alo']['p50_ms']}/{b4['alo']['p99_ms']} ms at-least-once,"
-            f" {b4['eos']['p50_ms']}/{b4['eos']['p99_ms']} ms exactly-once. Commit interval"
-            f" {b4['commit_interval_s']} s (the WorkerSettings default, kept: each commit costs"
-            " transaction markers on every partition, and half a second caps the wait for"
-            f" exactly-once output); the measured exactly-once p99 is {bound}."
+            f" {b4['eos']['p50_ms']}/{b4['eos']['p99_ms']} ms exactly-once at the default commit"
+            f" interval of {b4['commit_interval_s']} s: exactly-once output waits for the commit,"
+            f" so its p99 is {bound}."
         )
     b1p = (b1.get("producer_profile") or {}).get("packages")
     if b1p:
@@ -146,21 +166,29 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
             " is more producer processes (SO_REUSEPORT / uvicorn workers), which this 2-core"
             " machine cannot give while it also runs the broker."
         )
+    if b3.get("eos_ab"):
+        f = results
+        out.append(
+            f"B3, same run: exactly-once at the default {f.get('worker_commit_interval_s')} s commit"
+            f" interval {f.get('worker_eps_eos')} events/s, at 0.5 s"
+            f" {f.get('worker_eps_eos_commit_500ms')} (ratio"
+            f" {f.get('worker_eps_eos_vs_commit_500ms')}); the no-op Faust agent (bench/"
+            f"faust_floor.py) {f.get('worker_faust_floor_eps_eos')}: the worker runs at"
+            f" {f.get('worker_share_of_floor_eos')} x Faust's own floor, since it no longer takes"
+            " Faust's per-event stream path. Scale-out over 24 partitions: one worker"
+            f" {f.get('worker_scale_eps_1w')} events/s on {f.get('worker_scale_cpu_cores_1w')}"
+            f" cores, two {f.get('worker_scale_eps_2w')} on {f.get('worker_scale_cpu_cores_2w')}"
+            f" (x {f.get('worker_scale_ratio_2w')}): with the broker and the load on the same 2"
+            " cores, a second worker adds what CPU is left."
+        )
     b3p = ((b3.get("eos") or {}).get("profile") or {}).get("packages")
     if b3p:
         out.append(
-            "Worker profile and ceiling: a Faust agent that does nothing at all (bench/"
-            "faust_floor.py, `worker_faust_floor_eps_*`) drains the same events at about 10k"
-            " events/s here: faust-streaming alone stays below the 20k goal on this machine, so"
-            " the goal is out of reach for any Faust worker on it. Ours runs at about a quarter of"
-            " that floor on close to one core (CPU-bound main thread): the samples split between"
-            " aiokafka's per-record transactional send path and its many small socket writes"
-            " (one producer per input partition in Faust's exactly-once, each sending its own"
-            " small batches), Faust's and mode's per-event machinery, and our code (decode and"
-            " validation, the core, the table). Levers left: one transactional producer per worker"
-            " (Kafka's exactly-once v2, which Faust 0.15 does not use), batching events with"
-            " `stream.take()` to amortise the table and send path, or leaving Faust for a plain"
-            " aiokafka loop like the baseline (which reaches 50-80k here)."
+            "Worker profile: the worker is CPU-bound in its own code now. Per raw event the"
+            " processor spends most in validating the body (pydantic, once), building and"
+            " encoding the completed record, and the metrics; the consumer thread decodes"
+            " aiokafka's record batches beside it. Outputs and changelog go out as record batches,"
+            " one per partition and topic per unit, so the send path is no longer per record."
         )
     b5 = details.get("b5") or {}
     if b5.get("figures"):
@@ -178,7 +206,12 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
             f" ({b5['rss_mb_empty']} MB empty), RocksDB {f['state_rocksdb_mb']} MB on disk, a fresh"
             f" worker restored the table and completed one probe session per partition"
             f" {f['state_restore_s']} s after its start (empty-state start: {b5['empty_startup_s']} s)."
-            f" The 1M figures are {scale}."
+            f" The 1M figures are {scale}. Fail-over with standby replicas (two exactly-once"
+            f" workers, kill -9 of one, the first completed record of a session it owned):"
+            f" {f.get('state_failover_s')} s at the default"
+            f" {f.get('state_failover_session_timeout_s')} s consumer session timeout,"
+            f" {f.get('state_failover_s_session_10s')} s at 10 s: the group noticing the dead"
+            " worker is most of it; the standby's partitions then restore in well under a second."
         )
     out += [f"Tried: {e}" for e in EXPERIMENTS]
     return out

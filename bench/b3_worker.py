@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from bench import profile
+from bench import processor, profile
 from bench.context import Context
 from bench.kafka_io import Watcher, preload
 from bench.proc import Service, cpu_seconds, free_port, python_module, rss_mb, wait_http
@@ -276,6 +276,7 @@ async def _run(ctx: Context) -> dict[str, Any]:
         ),
         "partitions": ctx.partitions,
     }
+    out["processor"] = processor.run(ctx.worker_sessions, SHARES)
     out["baseline"] = await _baseline_run(ctx, plan)
     out["eos"] = await _worker_run(ctx, plan, "exactly_once")
     out["alo"] = await _worker_run(ctx, plan, "at_least_once")
@@ -299,6 +300,8 @@ async def _run(ctx: Context) -> dict[str, Any]:
         "worker_faust_floor_eps_alo": out["faust_floor_alo"]["eps"],
         "worker_share_of_floor_eos": ratio(out["eos"]["eps"], out["faust_floor_eos"]["eps"]),
         "worker_commit_interval_s": out["eos"]["commit_interval_s"],
+        # The processor alone, in-process (bench/processor.py): CPU per raw event.
+        "worker_processor_us_per_event": out["processor"]["us_per_event"],
         "worker_eps_eos_commit_500ms": out["eos_ab"]["eps"],
         "worker_eps_eos_vs_commit_500ms": ratio(out["eos"]["eps"], out["eos_ab"]["eps"]),
         "worker_scale_eps_1w": out["scale_1w"]["eps"],
