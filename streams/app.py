@@ -28,7 +28,9 @@ def create_app(settings: WorkerSettings) -> App:
         topic_replication_factor=settings.replication_factor,
         broker_commit_interval=settings.commit_interval_seconds,
         broker_session_timeout=settings.consumer_session_timeout_seconds,
-        broker_heartbeat_interval=settings.consumer_session_timeout_seconds / 5,
+        # A survivor learns of a rebalance from its next heartbeat: at a tenth of the session
+        # timeout (0.6 s by default) it rejoins within that after a dead worker is noticed.
+        broker_heartbeat_interval=settings.consumer_session_timeout_seconds / 10,
         web_host=settings.worker_host,
         web_port=settings.worker_port,
         web_in_thread=False,
