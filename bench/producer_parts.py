@@ -152,7 +152,7 @@ def log_line_us(count: int) -> float:
     import logging
     import sys as _sys
 
-    from producer.jsonlog import configure_logging
+    from sessionflow.logs import configure_logging
 
     log = logging.getLogger("producer.requests")
     saved = _sys.stderr
