@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, TypeAlias
 
 import orjson
 import pydantic_core
@@ -23,25 +25,26 @@ from sessionflow.events import SESSION_CREATED, SESSION_ENDED
 from streams.decode import Envelope
 from streams.models import (
     CompletedSession,
+    Direction,
     HalfRef,
     IncompleteReason,
     IncompleteSession,
     OutputRecord,
+    Platform,
     SessionCreated,
     SessionEnded,
-    format_dt,
+    SessionType,
     format_ms,
 )
 
 DuplicateKind: TypeAlias = Literal["retry", "resend", "conflict"]
 HalfType: TypeAlias = Literal["session.created", "session.ended"]
 
-# Identity fields compared between the halves; session.created's values win in the output.
-IDENTITY_FIELDS: Final = ("agentId", "type", "platform", "direction", "createdAt", "metadata")
 
-_STATE_VERSION: Final = 1
 _PENDING: Final = "P"
 _MARKER: Final = "M"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_US: Final = timedelta(microseconds=1)
 
 
 class StateDecodeError(ValueError):
@@ -57,6 +60,21 @@ class HalfSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class HalfFields:
+    """What the completed record takes from a half besides its JSON objects (metadata, analysis),
+    taken when the half was validated: pairing never validates the stored half again."""
+
+    agent_id: str
+    type: SessionType
+    platform: Platform
+    direction: Direction
+    created_at_us: int
+    # session.ended only
+    ended_at_us: int | None = None
+    last_activity_at_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PendingSession:
     """One half, waiting for its pair (or for the TTL)."""
 
@@ -66,7 +84,9 @@ class PendingSession:
     digest: bytes
     received_at_ms: int
     first_seen_ms: int
+    # The half exactly as received: the incomplete record's `event`, metadata and analysis.
     body: bytes
+    fields: HalfFields
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +148,7 @@ def on_event(state: SessionState | None, env: Envelope, now_ms: int, ttl_ms: int
             received_at_ms=env.received_at_ms,
             first_seen_ms=now_ms,
             body=env.body,
+            fields=fields_of(event),
         )
         return Step(
             state=pending,
@@ -182,128 +203,279 @@ def _classify(first: HalfSeen, env: Envelope) -> DuplicateKind:
     return "conflict"
 
 
+def fields_of(event: SessionCreated | SessionEnded) -> HalfFields:
+    """The fields of a validated half that outputs are built from (times in epoch microseconds)."""
+    if isinstance(event, SessionEnded):
+        return HalfFields(
+            event.agentId,
+            event.type,
+            event.platform,
+            event.direction,
+            _us(event.createdAt),
+            _us(event.endedAt),
+            _us(event.lastActivityAt),
+        )
+    return HalfFields(
+        event.agentId, event.type, event.platform, event.direction, _us(event.createdAt)
+    )
+
+
+def _us(moment: datetime) -> int:
+    # Integer arithmetic: exact to the microsecond, as the datetime was.
+    return (moment - _EPOCH) // _US
+
+
+@dataclass(frozen=True, slots=True)
+class _Half:
+    """One half as pairing reads it: its fields and its JSON objects."""
+
+    fields: HalfFields
+    metadata: Any
+    analysis: Any
+    ref: HalfRef
+    seen: HalfSeen
+
+
+def _incoming(env: Envelope, event: SessionCreated | SessionEnded) -> _Half:
+    analysis = event.analysis if isinstance(event, SessionEnded) else None
+    return _Half(
+        fields_of(event),
+        event.metadata,
+        analysis,
+        HalfRef(messageId=env.message_id, receivedAt=format_ms(env.received_at_ms)),
+        HalfSeen(env.message_id, env.digest),
+    )
+
+
+def _stored(pending: PendingSession) -> _Half:
+    # The stored half passed validation when it arrived: its JSON is parsed, not validated again
+    # (pydantic_core keeps integers of any size exact, as the validation did).
+    body: dict[str, Any] = pydantic_core.from_json(pending.body)
+    return _Half(
+        pending.fields,
+        body.get("metadata"),
+        body.get("analysis"),
+        HalfRef(messageId=pending.message_id, receivedAt=format_ms(pending.received_at_ms)),
+        HalfSeen(pending.message_id, pending.digest),
+    )
+
+
+def _identity(half: _Half) -> tuple[tuple[str, object], ...]:
+    """The identity fields (by output name) compared between the halves; created's win."""
+    f = half.fields
+    return (
+        ("agentId", f.agent_id),
+        ("type", f.type),
+        ("platform", f.platform),
+        ("direction", f.direction),
+        ("createdAt", f.created_at_us),
+        ("metadata", half.metadata),
+    )
+
+
 def _complete(
     pending: PendingSession, env: Envelope, event: SessionCreated | SessionEnded, now_ms: int
 ) -> Step:
-    # The stored half passed the same validation when it arrived, so this cannot fail.
-    created: SessionCreated
-    ended: SessionEnded
-    if isinstance(event, SessionCreated):
-        created = event
-        ended = SessionEnded.model_validate_json(pending.body)
-        created_ref = HalfRef(messageId=env.message_id, receivedAt=format_ms(env.received_at_ms))
-        ended_ref = HalfRef(
-            messageId=pending.message_id, receivedAt=format_ms(pending.received_at_ms)
-        )
-        created_seen = HalfSeen(env.message_id, env.digest)
-        ended_seen = HalfSeen(pending.message_id, pending.digest)
-    else:
-        created = SessionCreated.model_validate_json(pending.body)
-        ended = event
-        created_ref = HalfRef(
-            messageId=pending.message_id, receivedAt=format_ms(pending.received_at_ms)
-        )
-        ended_ref = HalfRef(messageId=env.message_id, receivedAt=format_ms(env.received_at_ms))
-        created_seen = HalfSeen(pending.message_id, pending.digest)
-        ended_seen = HalfSeen(env.message_id, env.digest)
-
+    arriving, waiting = _incoming(env, event), _stored(pending)
+    created, ended = (
+        (arriving, waiting) if isinstance(event, SessionCreated) else (waiting, arriving)
+    )
+    c, e = created.fields, ended.fields
+    if e.ended_at_us is None or e.last_activity_at_us is None:
+        raise StateDecodeError("a session.ended half without its times")  # never validated so
     record = CompletedSession.model_construct(
         sessionId=pending.session_id,
-        agentId=created.agentId,
-        type=created.type,
-        platform=created.platform,
-        direction=created.direction,
-        createdAt=format_dt(created.createdAt),
-        endedAt=format_dt(ended.endedAt),
-        lastActivityAt=format_dt(ended.lastActivityAt),
-        durationSeconds=(ended.endedAt - created.createdAt).total_seconds(),
+        agentId=c.agent_id,
+        type=c.type,
+        platform=c.platform,
+        direction=c.direction,
+        createdAt=format_ms(c.created_at_us // 1000),
+        endedAt=format_ms(e.ended_at_us // 1000),
+        lastActivityAt=format_ms(e.last_activity_at_us // 1000),
+        durationSeconds=(e.ended_at_us - c.created_at_us) / 1_000_000,
         metadata=created.metadata,
         analysis=ended.analysis,
-        created=created_ref,
-        ended=ended_ref,
+        created=created.ref,
+        ended=ended.ref,
         completedAt=format_ms(now_ms),
     )
     marker = CompletionMarker(
         session_id=pending.session_id,
         closed_at_ms=max(pending.received_at_ms, env.received_at_ms),
-        created=created_seen,
-        ended=ended_seen,
+        created=created.seen,
+        ended=ended.seen,
     )
     return Step(
         state=marker,
         changed=True,
         outputs=(record,),
         half_conflicts=tuple(
-            name for name in IDENTITY_FIELDS if getattr(created, name) != getattr(ended, name)
+            name
+            for (name, mine), (_, theirs) in zip(_identity(created), _identity(ended), strict=True)
+            if mine != theirs
         ),
         pending_delta=-1,
         pairing_wait_ms=abs(env.received_at_ms - pending.received_at_ms),
     )
 
 
-# State codec: a JSON header line, then (pending only) the raw body bytes after one b"\n".
-# orjson never writes a raw newline, and the body is kept verbatim: no escaping, exact round trip.
+# State codec. Version 2 (written): the session id is the table's key, not repeated in the value.
+# - pending: a JSON header line [2, "P", event type, message id, digest hex, received-at ms,
+#   first-seen ms, agent id, type, platform, direction, createdAt us, endedAt us, lastActivityAt
+#   us], then the raw body bytes after one b"\n" (orjson never writes a raw newline; the body is
+#   kept verbatim: no escaping, exact round trip).
+# - completion marker, binary (a few dozen bytes): b"\x02M", closed-at ms (8 bytes), the two
+#   digests (8 bytes each), the created half's message id length (2 bytes), both message ids.
+# Version 1 (read, from tables written before): a JSON header line [1, "P", session id, event
+# type, message id, digest hex, received-at ms, first-seen ms] + b"\n" + body, or
+# [1, "M", session id, closed-at ms, created id, digest hex, ended id, digest hex]; its halves are
+# validated once when read, to take their fields.
+
+_V2_MARKER: Final = b"\x02" + _MARKER.encode()
+_MARKER_HEAD: Final = struct.Struct(">q8s8sH")
 
 
 def encode_state(state: SessionState) -> bytes:
     if isinstance(state, PendingSession):
+        f = state.fields
         head = orjson.dumps(
             [
-                _STATE_VERSION,
+                2,
                 _PENDING,
-                state.session_id,
                 state.event_type,
                 state.message_id,
                 state.digest.hex(),
                 state.received_at_ms,
                 state.first_seen_ms,
+                f.agent_id,
+                f.type,
+                f.platform,
+                f.direction,
+                f.created_at_us,
+                f.ended_at_us,
+                f.last_activity_at_us,
             ]
         )
         return head + b"\n" + state.body
-    return orjson.dumps(
-        [
-            _STATE_VERSION,
-            _MARKER,
-            state.session_id,
-            state.closed_at_ms,
-            state.created.message_id,
-            state.created.digest.hex(),
-            state.ended.message_id,
-            state.ended.digest.hex(),
-        ]
+    created, ended = state.created.message_id.encode(), state.ended.message_id.encode()
+    return (
+        _V2_MARKER
+        + _MARKER_HEAD.pack(
+            state.closed_at_ms, state.created.digest, state.ended.digest, len(created)
+        )
+        + created
+        + ended
     )
 
 
-def decode_state(data: bytes) -> SessionState:
-    head, sep, body = data.partition(b"\n")
+def decode_state(data: bytes, session_id: str) -> SessionState:
+    """Read a state of `session_id` (its table key), in any version this worker has written."""
     try:
+        if data.startswith(_V2_MARKER):
+            return _decode_marker_v2(data, session_id)
+        head, sep, body = data.partition(b"\n")
         fields = orjson.loads(head)
-        version, kind, session_id, *rest = fields
-        if version != _STATE_VERSION:
-            raise StateDecodeError(f"unknown state version {version!r}")
-        if kind == _PENDING and sep:
-            event_type, message_id, digest, received_at_ms, first_seen_ms = rest
-            if event_type not in (SESSION_CREATED, SESSION_ENDED):
-                raise StateDecodeError(f"unknown half {event_type!r}")
-            return PendingSession(
-                session_id=session_id,
-                event_type=event_type,
-                message_id=message_id,
-                digest=bytes.fromhex(digest),
-                received_at_ms=received_at_ms,
-                first_seen_ms=first_seen_ms,
-                body=body,
-            )
-        if kind == _MARKER and not sep:
-            closed_at_ms, c_id, c_digest, e_id, e_digest = rest
-            return CompletionMarker(
-                session_id=session_id,
-                closed_at_ms=closed_at_ms,
-                created=HalfSeen(c_id, bytes.fromhex(c_digest)),
-                ended=HalfSeen(e_id, bytes.fromhex(e_digest)),
-            )
+        if not isinstance(fields, list) or not fields:
+            raise StateDecodeError("unreadable session state")
+        if fields[0] == 2 and fields[1:2] == [_PENDING] and sep:
+            return _decode_pending_v2(fields, body, session_id)
+        if fields[0] == 1:
+            return _decode_v1(fields, sep, body)
+        raise StateDecodeError(f"unknown state version or kind {fields[:2]!r}")
     except StateDecodeError:
         raise
-    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+    except (orjson.JSONDecodeError, ValueError, TypeError, IndexError, struct.error) as exc:
         raise StateDecodeError(f"unreadable session state: {exc}") from exc
+
+
+def _decode_marker_v2(data: bytes, session_id: str) -> CompletionMarker:
+    size = len(_V2_MARKER) + _MARKER_HEAD.size
+    closed_at_ms, c_digest, e_digest, c_len = _MARKER_HEAD.unpack_from(data, len(_V2_MARKER))
+    ids = data[size:]
+    if c_len > len(ids):
+        raise StateDecodeError("truncated completion marker")
+    return CompletionMarker(
+        session_id=session_id,
+        closed_at_ms=closed_at_ms,
+        created=HalfSeen(ids[:c_len].decode(), c_digest),
+        ended=HalfSeen(ids[c_len:].decode(), e_digest),
+    )
+
+
+def _decode_pending_v2(fields: list[Any], body: bytes, session_id: str) -> PendingSession:
+    (
+        _,
+        _,
+        event_type,
+        message_id,
+        digest,
+        received_at_ms,
+        first_seen_ms,
+        agent_id,
+        type_,
+        platform,
+        direction,
+        created_at_us,
+        ended_at_us,
+        last_activity_at_us,
+    ) = fields
+    if event_type not in (SESSION_CREATED, SESSION_ENDED):
+        raise StateDecodeError(f"unknown half {event_type!r}")
+    if (event_type == SESSION_ENDED) != (ended_at_us is not None):
+        raise StateDecodeError("the fields do not fit the half")
+    return PendingSession(
+        session_id=session_id,
+        event_type=event_type,
+        message_id=message_id,
+        digest=bytes.fromhex(digest),
+        received_at_ms=received_at_ms,
+        first_seen_ms=first_seen_ms,
+        body=body,
+        fields=HalfFields(
+            agent_id,
+            SessionType(type_),
+            Platform(platform),
+            Direction(direction),
+            created_at_us,
+            ended_at_us,
+            last_activity_at_us,
+        ),
+    )
+
+
+def _decode_v1(fields: list[Any], sep: bytes, body: bytes) -> SessionState:
+    _, kind, session_id, *rest = fields
+    if kind == _PENDING and sep:
+        event_type, message_id, digest, received_at_ms, first_seen_ms = rest
+        model = _HALF_MODELS.get(event_type)
+        if model is None:
+            raise StateDecodeError(f"unknown half {event_type!r}")
+        try:
+            event = model.model_validate_json(body)
+        except pydantic_core.ValidationError as exc:
+            raise StateDecodeError(f"a stored half that is not valid: {exc}") from exc
+        return PendingSession(
+            session_id=session_id,
+            event_type=event_type,
+            message_id=message_id,
+            digest=bytes.fromhex(digest),
+            received_at_ms=received_at_ms,
+            first_seen_ms=first_seen_ms,
+            body=body,
+            fields=fields_of(event),
+        )
+    if kind == _MARKER and not sep:
+        closed_at_ms, c_id, c_digest, e_id, e_digest = rest
+        return CompletionMarker(
+            session_id=session_id,
+            closed_at_ms=closed_at_ms,
+            created=HalfSeen(c_id, bytes.fromhex(c_digest)),
+            ended=HalfSeen(e_id, bytes.fromhex(e_digest)),
+        )
     raise StateDecodeError(f"unknown state kind {kind!r}")
+
+
+_HALF_MODELS: Final[dict[str, type[SessionCreated] | type[SessionEnded]]] = {
+    SESSION_CREATED: SessionCreated,
+    SESSION_ENDED: SessionEnded,
+}

@@ -130,18 +130,28 @@ class WorkerMetrics:
         )
         self._max_intents = max_intents
         self._intents: set[str] = set()
+        # The labelled children of the per-event counters, looked up once: `labels()` validates
+        # and takes a lock on every call, a cost paid per event otherwise. Label sets are bounded.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Counter, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe(self, event_type: str, step: Step, now_ms: int, received_at_ms: int) -> None:
         """Count one processed raw record and what the core made of it."""
         label = event_type_label(event_type)
-        self.events.labels(label).inc()
+        self._child(self.events, label).inc()
         if step.duplicate is not None:
-            self.duplicates.labels(label, step.duplicate).inc()
+            self._child(self.duplicates, label, step.duplicate).inc()
         if step.pairing_wait_ms is not None:
             self.pairing_wait.observe(step.pairing_wait_ms / 1000)
             self.end_to_end.observe(max(0, now_ms - received_at_ms) / 1000)
         for name in step.half_conflicts:
-            self.half_conflicts.labels(name).inc()
+            self._child(self.half_conflicts, name).inc()
         self.observe_outputs(step)
 
     def observe_outputs(self, step: Step) -> None:
@@ -149,22 +159,23 @@ class WorkerMetrics:
             if isinstance(record, CompletedSession):
                 self._completed(record)
             else:
-                self.incomplete.labels(str(record.reason)).inc()
+                self._child(self.incomplete, str(record.reason)).inc()
 
     def _completed(self, record: CompletedSession) -> None:
-        self.completed.labels(str(record.type), str(record.platform), str(record.direction)).inc()
+        self._child(self.completed, record.type, record.platform, record.direction).inc()
         self.duration.observe(max(0.0, record.durationSeconds))
         analysis = record.analysis or {}
         sentiment = _dig(analysis, "sentiment", "conversation", "sentiment")
-        self.sentiment.labels(
-            sentiment if sentiment in SENTIMENTS else (OTHER if sentiment else NONE)
+        self._child(
+            self.sentiment, sentiment if sentiment in SENTIMENTS else (OTHER if sentiment else NONE)
         ).inc()
         resolution = _dig(analysis, "resolution", "classification")
-        self.resolution.labels(
-            resolution if resolution in RESOLUTIONS else (OTHER if resolution else NONE)
+        self._child(
+            self.resolution,
+            resolution if resolution in RESOLUTIONS else (OTHER if resolution else NONE),
         ).inc()
-        self.intent.labels(
-            self._intent_label(_dig(analysis, "intent", "conversation", "intent"))
+        self._child(
+            self.intent, self._intent_label(_dig(analysis, "intent", "conversation", "intent"))
         ).inc()
 
     def _intent_label(self, intent: str | None) -> str:

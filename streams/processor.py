@@ -163,7 +163,7 @@ class SessionProcessor:
 
     def _load(self, unit: Unit, table_key: bytes) -> core.SessionState | None:
         stored = unit.get(table_key)
-        return None if stored is None else core.decode_state(stored)
+        return None if stored is None else core.decode_state(stored, table_key.decode())
 
     def _apply(self, unit: Unit, table_key: bytes, step: core.Step) -> None:
         if step.pending_delta and unit.partition in self._pending:
@@ -204,7 +204,7 @@ class SessionProcessor:
         entries: list[tuple[int, bytes]] = []
         pending = 0
         for table_key, stored in unit.items():
-            state = core.decode_state(stored)
+            state = core.decode_state(stored, table_key.decode())
             pending += isinstance(state, core.PendingSession)
             entries.append((core.deadline_ms(state, self._ttl_ms), table_key))
         self.index.rebuild(unit.partition, entries)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from streams.core import (
     CompletionMarker,
+    HalfFields,
     HalfSeen,
     PendingSession,
     SessionState,
@@ -27,10 +28,13 @@ from streams.core import (
     on_event,
     on_expiry,
 )
-from streams.decode import Envelope, decode
+from streams.decode import Envelope, decode, digest_of
 from streams.models import (
     CompletedSession,
+    Direction,
     IncompleteSession,
+    Platform,
+    SessionType,
     encode_output,
 )
 from tests.unit.streams import samples
@@ -50,7 +54,8 @@ def _env(event: dict[str, Any], message_id: str, received_at_ms: int = samples.T
 
 def _roundtrip(step: Step) -> Step:
     if step.state is not None:
-        assert decode_state(encode_state(step.state)) == step.state
+        state = step.state
+        assert decode_state(encode_state(state), state.session_id) == state
     return step
 
 
@@ -327,18 +332,28 @@ def test_state_codec_round_trips_both_kinds() -> None:
         received_at_ms=1,
         first_seen_ms=2**53,
         body=b'{"a":\n1}\n\n',
+        fields=HalfFields(
+            _sid(), SessionType.VOICE, Platform.PHONE, Direction.INBOUND, -1, 2**62, 0
+        ),
     )
     marker = CompletionMarker(
         session_id=_sid(),
         closed_at_ms=T,
         created=HalfSeen("msg_c", b"\x00" * 8),
-        ended=HalfSeen("msg_e", b"\xff" * 8),
+        ended=HalfSeen("msg_é", b"\xff" * 8),
     )
     for state in (pending, marker):
-        assert decode_state(encode_state(state)) == state
+        assert decode_state(encode_state(state), state.session_id) == state
 
 
-def test_completion_marker_is_small() -> None:
+def test_the_session_id_is_the_key_not_part_of_the_value() -> None:
+    sid = _sid()
+    pending = on_event(None, _env(samples.session_created(sid), "msg_1"), T, TTL).state
+    assert pending is not None
+    assert sid.encode() not in encode_state(pending).partition(b"\n")[0]
+
+
+def test_completion_marker_is_a_few_dozen_bytes() -> None:
     sid = _sid()
     ended = samples.session_ended(sid)
     pending = on_event(None, _env(ended, "msg_2dQp5e6aBcDeFgHiJkLmNoPq"), T, TTL).state
@@ -347,7 +362,36 @@ def test_completion_marker_is_small() -> None:
     created = samples.session_created(sid)
     done = on_event(pending, _env(created, "msg_2dQp5e6aBcDeFgHiJkLmNoPr"), T, TTL).state
     assert done is not None
-    assert len(encode_state(done)) < 200
+    # Two Svix message ids (28 characters each), two digests, the time: nothing else.
+    assert len(encode_state(done)) == 2 + 8 + 8 + 8 + 2 + 2 * 28
+
+
+# A table written by sessionflow before state version 2 (the pending half repeated the session
+# id and kept the body only; markers were JSON).
+def _v1_pending(sid: str, event: dict[str, Any], message_id: str) -> bytes:
+    body = samples.to_bytes(event)
+    head = [1, "P", sid, event["eventType"], message_id, digest_of(body).hex(), samples.T0_MS, T]
+    return orjson.dumps(head) + b"\n" + body
+
+
+def test_a_table_written_in_version_1_is_read_and_pairs_as_version_2_does() -> None:
+    sid = _sid()
+    created, ended = samples.session_created(sid), samples.session_ended(sid)
+    old = decode_state(_v1_pending(sid, ended, "msg_e"), sid)
+    new = on_event(None, _env(ended, "msg_e"), T, TTL).state
+    assert isinstance(old, PendingSession)
+    assert isinstance(new, PendingSession)
+    assert old.fields == new.fields
+    assert old.body == new.body
+    from_old = _completed(on_event(old, _env(created, "msg_c"), T, TTL))
+    from_new = _completed(on_event(new, _env(created, "msg_c"), T, TTL))
+    assert from_old.__dict__ == from_new.__dict__
+    marker = decode_state(orjson.dumps([1, "M", sid, T, "msg_c", "00" * 8, "msg_e", "ff" * 8]), sid)
+    assert marker == CompletionMarker(
+        sid, T, HalfSeen("msg_c", bytes(8)), HalfSeen("msg_e", b"\xff" * 8)
+    )
+    # Written again (the next change of the session), a version-1 state is version 2.
+    assert encode_state(old) == encode_state(new)
 
 
 @pytest.mark.parametrize(
@@ -356,17 +400,25 @@ def test_completion_marker_is_small() -> None:
         b"",
         b"not json",
         b"{}",
+        b"[]",
+        b'[3,"P"]\n{}',
         b'[2,"M","s",1,"a","00","b","00"]',
         b'[1,"X","s"]',
         b'[1,"M","s",1,"a","zz","b","00"]',
         b'[1,"M","s",1]',
         b'[1,"P","s","session.created","m","00",1,2]',  # pending without a body
         b'[1,"P","s","usage.updated","m","00",1,2]\n{}',
+        b'[1,"P","s","session.created","m","00",1,2]\n{"not":"a session"}',
+        b'[2,"P","session.created","m","00",1,2,"a","VOICE","PHONE","INBOUND",1,5,6]\n{}',
+        b'[2,"P","session.ended","m","00",1,2,"a","VOICE","PHONE","INBOUND",1,null,null]\n{}',
+        b'[2,"P","session.created","m","00",1,2,"a","ROCKET","PHONE","INBOUND",1,null,null]\n{}',
+        b"\x02M" + bytes(10),  # a truncated marker
+        b"\x02M" + bytes(24) + b"\x00\x09ab",  # a message id longer than what follows
     ],
 )
 def test_decode_state_rejects_foreign_bytes(data: bytes) -> None:
     with pytest.raises(StateDecodeError):
-        decode_state(data)
+        decode_state(data, "s")
 
 
 # Properties ---------------------------------------------------------------------------------
@@ -482,14 +534,14 @@ def test_any_traffic_yields_exactly_one_record_per_session(
             del table[session_id]
         else:
             table[session_id] = encode_state(step.state)
-            assert decode_state(table[session_id]) == step.state
+            assert decode_state(table[session_id], session_id) == step.state
         assert pending_gauge == sum(
-            isinstance(decode_state(v), PendingSession) for v in table.values()
+            isinstance(decode_state(v, k), PendingSession) for k, v in table.items()
         )
 
     def tick(horizon: int, worker_now: int) -> None:
         for session_id in list(table):
-            state = decode_state(table[session_id])
+            state = decode_state(table[session_id], session_id)
             step = on_expiry(state, horizon, PTTL, worker_now)
             assert step.changed == (horizon >= deadline_ms(state, PTTL))
             apply(session_id, step, state)
@@ -513,7 +565,11 @@ def test_any_traffic_yields_exactly_one_record_per_session(
             firsts[key] = item
         env = decode(item.body, samples.headers(item.message_id, item.half, clock), clock)
         assert env.session_id == item.session_id
-        before = decode_state(table[item.session_id]) if item.session_id in table else None
+        before = (
+            decode_state(table[item.session_id], item.session_id)
+            if item.session_id in table
+            else None
+        )
         step = on_event(before, env, clock + stall, PTTL)
         if step.duplicate is not None:
             duplicates.append((item.message_id, step.duplicate))

@@ -123,7 +123,7 @@ def test_a_pair_completes_once_with_one_table_change_per_event(
     assert record["sessionId"] == created["id"]
     assert record["analysis"] == ended["analysis"]
     assert [k for _, k, _, _ in unit.sent] == [key]
-    assert isinstance(core.decode_state(unit.table[key]), core.CompletionMarker)
+    assert isinstance(core.decode_state(unit.table[key], key.decode()), core.CompletionMarker)
     assert metrics.duplicates.labels("session.created", "retry")._value.get() == 1
 
 
