@@ -89,7 +89,19 @@ def view(
                 "detail": "the table holds nothing for this session",
             },
         )
-    state = core.decode_state(stored)
+    try:
+        state = core.decode_state(stored, session_id)
+    except core.StateDecodeError:
+        # What the worker itself would stop on: say so rather than guess.
+        return Answer(
+            500,
+            {
+                "sessionId": session_id,
+                "partition": partition,
+                "error": "undecodable_state",
+                "detail": "the table holds bytes this worker cannot read",
+            },
+        )
     body: dict[str, object] = {"sessionId": session_id, "partition": partition}
     if isinstance(state, core.PendingSession):
         body.update(
