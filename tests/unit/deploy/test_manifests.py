@@ -190,6 +190,14 @@ def test_compose_worker_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.processing_guarantee == "exactly_once"
     assert settings.standby_replicas == 1
     assert settings.session_ttl_seconds == 172_800
+    assert settings.log_format == "json"
+
+
+def test_compose_workers_advertise_their_service_name_for_forwarding() -> None:
+    services = compose()["services"]
+    for name in ("worker-1", "worker-2"):
+        url = services[name]["environment"]["SESSIONFLOW_WORKER_URL"]
+        assert url == f"http://{name}:{services[name]['environment']['SESSIONFLOW_WORKER_PORT']}"
 
 
 def test_compose_workers_keep_their_state_on_their_own_volume() -> None:
@@ -457,14 +465,30 @@ def test_k8s_producer_settings_load_and_the_shipped_placeholder_secret_is_refuse
         load_settings(ProducerSettings, monkeypatch, env)
 
 
+def pod_env(c: dict[str, Any], pod_ip: str) -> dict[str, str]:
+    """A container's env entries as the kubelet sets them: the pod's IP for its fieldRef,
+    `$(NAME)` expanded from the entries before it."""
+    env: dict[str, str] = {}
+    for entry in c["env"]:
+        if "value" in entry:
+            env[entry["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], entry["value"])
+        else:
+            assert entry["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+            env[entry["name"]] = pod_ip
+    return env
+
+
 def test_k8s_worker_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     c = container(k8s("StatefulSet", "sessionflow-worker"))
     env = dict(k8s("ConfigMap", "sessionflow")["data"])
-    env.update({e["name"]: e["value"] for e in c["env"]})
+    env.update(pod_env(c, "10.1.2.3"))
     settings = load_settings(WorkerSettings, monkeypatch, env)
     assert settings.worker_port == 6066
     assert settings.partitions == 12
     assert settings.replication_factor == 3
+    # The other workers forward GET /sessions/{id} to the pod's own address.
+    assert settings.canonical_url == "http://10.1.2.3:6066"
+    assert settings.log_format == "json"
 
 
 # -- NetworkPolicies --------------------------------------------------------------------------
