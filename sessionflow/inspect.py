@@ -232,8 +232,8 @@ async def read_partition(
         await consumer.stop()
 
 
-async def ask_worker(worker_url: str, session_id: str) -> dict[str, object]:
-    url = f"{worker_url.rstrip('/')}/sessions/{session_id}"
+async def ask_worker(worker_url: str, session_id: str, *, full: bool = False) -> dict[str, object]:
+    url = f"{worker_url.rstrip('/')}/sessions/{session_id}" + ("?full=true" if full else "")
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_WORKER_TIMEOUT_S)) as http,
@@ -247,10 +247,15 @@ async def ask_worker(worker_url: str, session_id: str) -> dict[str, object]:
 
 
 async def inspect(
-    settings: KafkaSettings, session_id: str, since: datetime, worker_url: str
+    settings: KafkaSettings,
+    session_id: str,
+    since: datetime,
+    worker_url: str,
+    *,
+    full: bool = False,
 ) -> Story:
     (partition, found), table = await asyncio.gather(
-        read_partition(settings, session_id, since), ask_worker(worker_url, session_id)
+        read_partition(settings, session_id, since), ask_worker(worker_url, session_id, full=full)
     )
     return Story(
         session_id=session_id,
@@ -282,6 +287,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="any worker's web URL; it forwards to the session's owner (default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object, with `verdict`")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the waiting half unredacted (phone number, session variables): only for the case "
+        "at hand (README, 'Keep the inside inside')",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -293,7 +304,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         since = parse_since(args.since, datetime.now(UTC))
-        story = asyncio.run(inspect(KafkaSettings(), args.session_id, since, args.worker))
+        story = asyncio.run(
+            inspect(KafkaSettings(), args.session_id, since, args.worker, full=args.full)
+        )
     except (InspectError, TailError) as exc:
         sys.stderr.write(f"sessionflow inspect: {exc}\n")
         return 1
