@@ -15,8 +15,8 @@ from svix.webhooks import Webhook
 
 from producer.app import ProducerApp, create_app
 from producer.errors import PublishUnavailable, RecordTooLarge
-from producer.records import RecordHeaders
 from producer.settings import ProducerSettings
+from sessionflow.raw_record import RecordHeaders
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # Where a request arrived (ASGI scope["server"]): the settings' default ports.
@@ -27,7 +27,7 @@ BODY = b'{"eventType":"session.created","id":"7b0c5a4e-0000-4000-8000-0000000000
 class FakePublisher:
     def __init__(self) -> None:
         self.ready = True
-        self.raw: list[tuple[bytes, bytes, RecordHeaders]] = []
+        self.raw: list[tuple[bytes | None, bytes, RecordHeaders]] = []
         self.dlq: list[tuple[bytes | None, bytes, RecordHeaders]] = []
         self.error: Exception | None = None
         self.started = self.stopped = False
@@ -40,7 +40,7 @@ class FakePublisher:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def publish_raw(self, key: bytes, body: bytes, headers: RecordHeaders) -> None:
+    async def publish_raw(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
         if self.error is not None:
             raise self.error
         self.raw.append((key, body, headers))
@@ -151,6 +151,26 @@ async def test_standard_webhooks_family_and_chunked_body(
     )
     assert resp.status == 202
     assert publisher.raw[0][1] == BODY
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"eventType":"usage.updated","period":{"start":"a","end":"b"}}',
+        b'{"eventType":"subscription.updated","status":"active","plan":"growth"}',
+    ],
+)
+async def test_org_level_events_are_stored_raw_without_a_key_and_counted_as_their_type(
+    app: ProducerApp, publisher: FakePublisher, body: bytes
+) -> None:
+    resp = await call(app, "POST", "/webhooks/agntix", signed(body), [body])
+    assert resp.status == 202
+    assert resp.json()["status"] == "accepted"
+    assert publisher.raw[0][:2] == (None, body)
+    assert publisher.dlq == []
+    text = (await call(app, "GET", "/metrics", server=ON_ADMIN)).body.decode()
+    event_type = orjson.loads(body)["eventType"]
+    assert f'sessionflow_webhooks_total{{event_type="{event_type}",outcome="accepted"}} 1.0' in text
 
 
 async def test_message_added_is_keyed_by_session(
