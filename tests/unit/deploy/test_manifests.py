@@ -649,7 +649,8 @@ def test_the_dockerfile_copies_every_package_and_the_build_inputs() -> None:
     }
     # Subpackages (streams.runtime) come with their parent's folder.
     packages = {name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]}
-    assert copied == packages | {"pyproject.toml", pyproject["project"]["readme"]}
+    # uv.lock: the image installs the locked versions, as `make install` does.
+    assert copied == packages | {"pyproject.toml", "uv.lock", pyproject["project"]["readme"]}
     for path in copied:
         assert (REPO / path).exists(), f"{path} is copied into the image but missing"
     # The scripts entry point the image's ENTRYPOINT names.
@@ -669,6 +670,7 @@ def test_dockerignore_ships_only_what_the_image_copies_and_never_a_dev_secret() 
         name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]
     } | {
         "pyproject.toml",
+        "uv.lock",
         "README.md",
     }
     assert not any(".dev-secrets" in p for p in included)
@@ -688,3 +690,13 @@ def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_and_make_install_use_the_same_uv_and_the_lock() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    (uv_version,) = re.findall(r"^UV_VERSION := (\S+)$", makefile, re.MULTILINE)
+    lines = dockerfile()
+    assert f"RUN pip install uv=={uv_version}" in lines
+    assert any(ln.startswith("RUN uv sync --locked ") for ln in lines)
+    assert "sync --locked" in makefile
+    assert (REPO / "uv.lock").exists()
