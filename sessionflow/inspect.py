@@ -64,25 +64,32 @@ def _header(record: Record, name: str) -> str | None:
     return None
 
 
+_RAW_FIELDS: Final = {
+    "messageId": raw_record.MESSAGE_ID,
+    "eventType": raw_record.EVENT_TYPE,
+    "receivedAt": raw_record.RECEIVED_AT,
+}
+_DEAD_LETTER_FIELDS: Final = {
+    "messageId": raw_record.MESSAGE_ID,
+    "reason": raw_record.REASON,
+    "stage": raw_record.STAGE,
+    "receivedAt": raw_record.RECEIVED_AT,
+}
+
+
+def header_entry(record: Record, fields: dict[str, str]) -> dict[str, object]:
+    """A record's offset, timestamp and these headers (never its body: personal data)."""
+    entry: dict[str, object] = {"offset": record.offset, "timestamp": record.timestamp}
+    entry.update({name: _header(record, header) for name, header in fields.items()})
+    return entry
+
+
 def raw_entry(record: Record) -> dict[str, object]:
-    return {
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-        "messageId": _header(record, raw_record.MESSAGE_ID),
-        "eventType": _header(record, raw_record.EVENT_TYPE),
-        "receivedAt": _header(record, raw_record.RECEIVED_AT),
-    }
+    return header_entry(record, _RAW_FIELDS)
 
 
 def dead_letter_entry(record: Record) -> dict[str, object]:
-    return {
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-        "messageId": _header(record, raw_record.MESSAGE_ID),
-        "reason": _header(record, raw_record.REASON),
-        "stage": _header(record, raw_record.STAGE),
-        "receivedAt": _header(record, raw_record.RECEIVED_AT),
-    }
+    return header_entry(record, _DEAD_LETTER_FIELDS)
 
 
 def output_entry(record: Record, fields: Sequence[str]) -> dict[str, object]:

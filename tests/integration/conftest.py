@@ -7,11 +7,14 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import load_launcher
+
+if TYPE_CHECKING:  # worker_fixtures imports free_port from here
+    from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
 
 
 def free_port() -> int:
@@ -50,3 +53,20 @@ def restartable_broker(tmp_path: Path) -> Iterator[RestartableBroker]:
         yield RestartableBroker(broker)
     finally:
         broker.down()
+
+
+@pytest.fixture
+def worker_env(kafka_bootstrap: str, unique: str, tmp_path: Path) -> WorkerEnv:
+    """The settings of one test's workers: its own topic namespace on the shared broker."""
+    from tests.integration.worker_fixtures import WorkerEnv
+
+    return WorkerEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    """The worker processes a test starts (append them): killed at the end, whatever happened."""
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.kill()

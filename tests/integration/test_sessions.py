@@ -14,9 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,37 +31,20 @@ pytestmark = pytest.mark.integration
 TTL_S = 600.0
 
 
-@pytest.fixture
-def env(kafka_bootstrap: str, unique: str, tmp_path: Path) -> WorkerEnv:
-    return WorkerEnv(
-        bootstrap=kafka_bootstrap,
-        namespace=f"t-{unique}.",
-        root=tmp_path,
-        ttl_seconds=TTL_S,
-        grace_seconds=1.0,
-    )
-
-
-@pytest.fixture
-def workers(env: WorkerEnv) -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.kill()
-
-
 def received_at(moment: datetime) -> bytes:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()
 
 
-async def write_raw(env: WorkerEnv, records: list[tuple[dict[str, Any], str, datetime]]) -> None:
+async def write_raw(
+    worker_env: WorkerEnv, records: list[tuple[dict[str, Any], str, datetime]]
+) -> None:
     """Raw records as the producer writes them: key = session id, its headers."""
-    producer = AIOKafkaProducer(bootstrap_servers=env.bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=worker_env.bootstrap, acks="all")
     await producer.start()
     try:
         for event, message_id, at in records:
             await producer.send(
-                env.topics.raw,
+                worker_env.topics.raw,
                 to_bytes(event),
                 key=str(event["id"]).encode(),
                 headers=[
@@ -86,10 +67,12 @@ def get(port: int, path: str) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 
 async def test_each_state_from_either_worker_and_inspect_tells_each_story(
-    env: WorkerEnv, workers: list[WorkerProcess]
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
 ) -> None:
-    await env.make_topics()
-    a, b = WorkerProcess(env, "a"), WorkerProcess(env, "b")
+    # A half received a TTL ago expires at the first tick; the others wait.
+    worker_env.ttl_seconds, worker_env.grace_seconds = TTL_S, 1.0
+    await worker_env.make_topics()
+    a, b = WorkerProcess(worker_env, "a"), WorkerProcess(worker_env, "b")
     workers += [a, b]
     a.start()
     b.start()
@@ -98,7 +81,7 @@ async def test_each_state_from_either_worker_and_inspect_tells_each_story(
     now = datetime.now(UTC)
     done, waiting, expired, dead, unknown = (str(uuid.uuid4()) for _ in range(5))
     await write_raw(
-        env,
+        worker_env,
         [
             (session_created(done), "msg_done_c", now),
             (session_ended(done), "msg_done_e", now),
@@ -107,8 +90,8 @@ async def test_each_state_from_either_worker_and_inspect_tells_each_story(
             (session_created(dead, type="FAX"), "msg_dead_c", now),
         ],
     )
-    await read_records(env.bootstrap, env.topics.completed, until=1, settle_s=0)
-    await read_records(env.bootstrap, env.topics.incomplete, until=1, settle_s=0)
+    await read_records(worker_env.bootstrap, worker_env.topics.completed, until=1, settle_s=0)
+    await read_records(worker_env.bootstrap, worker_env.topics.incomplete, until=1, settle_s=0)
 
     # The table's view, asked of both workers: the same owner answers either way.
     owners = set()
@@ -137,7 +120,7 @@ async def test_each_state_from_either_worker_and_inspect_tells_each_story(
     worker_url = f"http://127.0.0.1:{a.port}"
     since = now - timedelta(minutes=5)
     stories = {
-        sid: await inspect.inspect(env.settings, sid, since, worker_url)
+        sid: await inspect.inspect(worker_env.settings, sid, since, worker_url)
         for sid in (done, waiting, expired, dead, unknown)
     }
     verdicts = {sid: inspect.story_verdict(s)[0] for sid, s in stories.items()}
@@ -149,7 +132,7 @@ async def test_each_state_from_either_worker_and_inspect_tells_each_story(
         unknown: "unknown",
     }
     story = stories[done]
-    assert story.partition == raw_record.partition_for_key(done.encode(), env.partitions)
+    assert story.partition == raw_record.partition_for_key(done.encode(), worker_env.partitions)
     assert [(r["messageId"], r["eventType"]) for r in story.raw] == [
         ("msg_done_c", "session.created"),
         ("msg_done_e", "session.ended"),
@@ -171,8 +154,8 @@ async def test_each_state_from_either_worker_and_inspect_tells_each_story(
         [*command, "--since", "5m", "--worker", f"http://127.0.0.1:{b.port}"],
         env={
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap,
-            "SESSIONFLOW_TOPIC_NAMESPACE": env.namespace,
+            "KAFKA_BOOTSTRAP_SERVERS": worker_env.bootstrap,
+            "SESSIONFLOW_TOPIC_NAMESPACE": worker_env.namespace,
         },
         capture_output=True,
         timeout=TIMEOUT_S,
