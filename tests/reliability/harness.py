@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sessionflow import traffic
-from sessionflow.send import SendReport, deliver
+from sessionflow.delivery import SendReport, deliver
 from sessionflow.signing import HeaderFamily, Signer
 from tests.conftest import load_launcher
 from tests.integration.conftest import free_port

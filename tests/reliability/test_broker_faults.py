@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from sessionflow import traffic
+from sessionflow.delivery import SendReport, deliver
 from sessionflow.logs import FAULTS_LOGGER
-from sessionflow.send import SendReport, deliver
 from tests.integration.producer_fixtures import SECRET
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
