@@ -25,6 +25,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sessionflow import raw_record
+from sessionflow.errors import SessionflowError
 from sessionflow.settings import KafkaSettings
 from sessionflow.tail import Record, TailError, partitions_of, reached
 from sessionflow.topics import Topics
@@ -39,7 +40,7 @@ _DURATION: Final = re.compile(r"^(\d+)([smhd])$")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-class InspectError(RuntimeError):
+class InspectError(SessionflowError, RuntimeError):
     """The story cannot be read: a bad argument, a missing topic, no broker."""
 
 

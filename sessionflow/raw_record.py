@@ -17,6 +17,7 @@ from typing import Final, TypeAlias
 
 from aiokafka.partitioner import murmur2
 
+from sessionflow.errors import SessionflowError
 from sessionflow.events import MESSAGE_ADDED, SESSION_CREATED, SESSION_ENDED, SESSION_UPDATED
 
 MESSAGE_ID: Final = "message-id"
@@ -35,7 +36,7 @@ RecordHeaders: TypeAlias = list[tuple[str, bytes]]
 SESSION_KEYED: Final = frozenset({SESSION_CREATED, SESSION_ENDED, SESSION_UPDATED, MESSAGE_ADDED})
 
 
-class KeyMissing(ValueError):
+class KeyMissing(SessionflowError, ValueError):
     """An event about a session that does not name its session."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from sessionflow import traffic_data as data
+from sessionflow.errors import SessionflowError
 
 SESSION_CREATED = "session.created"
 SESSION_ENDED = "session.ended"
@@ -31,7 +32,7 @@ _DUPLICATE_WINDOW = 40
 _BASE62 = string.digits + string.ascii_letters
 
 
-class TrafficError(ValueError):
+class TrafficError(SessionflowError, ValueError):
     """The plan's parameters are out of range."""
 
 

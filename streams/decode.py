@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from sessionflow.events import SESSION_CREATED, SESSION_ENDED
 from sessionflow.raw_record import EVENT_TYPE, MESSAGE_ID, RECEIVED_AT
+from streams.errors import StreamsError
 from streams.models import SessionCreated, SessionEnded
 
 DIGEST_SIZE: Final = 8
@@ -26,7 +27,7 @@ _SESSION_MODELS: Final[dict[str, type[SessionCreated] | type[SessionEnded]]] = {
 }
 
 
-class DecodeError(ValueError):
+class DecodeError(StreamsError, ValueError):
     """A record the worker cannot use; `reason` is a short stable label for the DLQ header."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
