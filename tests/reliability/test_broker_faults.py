@@ -17,18 +17,21 @@ from tests.integration.producer_fixtures import SECRET
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
-    Expected,
-    Probe,
     Stack,
-    assert_invariants,
     by_scale,
-    scan_for_leaks,
     scenario,
     traffic_plan,
     until,
-    wait_outputs,
     with_ttl,
 )
+from tests.reliability.outputs import (
+    Expected,
+    assert_invariants,
+    scan_for_leaks,
+    settle,
+    wait_outputs,
+)
+from tests.reliability.probe import Probe
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -58,11 +61,7 @@ async def send(
 async def start_stack(stack: Stack) -> None:
     assert stack.broker is not None
     await stack.broker.up()
-    await stack.env.make_topics()
-    producer = stack.producer()
-    worker = stack.worker("w1")
-    await producer.wait_ready()
-    await stack.ready_workers([worker], RECOVERY_S)
+    await stack.start("w1")
 
 
 def planned_only(sessions: int, seed: int) -> traffic.Plan:
@@ -173,12 +172,7 @@ async def test_clean_broker_bounces(stack_with_broker: Stack, report_book: Repor
         await stack.broker.up()
         await producer.wait_ready()
         bounces.append(time.monotonic() - stopping)
-    report = await sending
-    assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
-
-    expected = Expected()
-    expected.add(report)
-    outcome = await wait_outputs(stack.env, expected)
+    report, expected, outcome = await settle(stack.env, sending)
     report_book.record(
         "2",
         "Clean broker bounce, three times during processing",
