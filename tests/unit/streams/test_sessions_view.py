@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 
+from faust.types import TP
+
+from sessionflow.raw_record import partition_for_key
 from streams import core
 from streams.models import format_ms
-from streams.sessions_view import is_full, owner_url, parse_session_id, unavailable, view
+from streams.sessions_view import (
+    ROUTED_HEADER,
+    SessionsView,
+    is_full,
+    owner_url,
+    parse_session_id,
+    unavailable,
+    view,
+)
 from tests.unit.streams.samples import T0_MS, envelope, session_created, session_ended
 
 TTL_MS = 60_000
@@ -111,3 +123,66 @@ def test_owner_url_reads_the_assignment() -> None:
     assert owner_url(metadata, "changelog", 2) == "http://w1:6066"
     assert owner_url(metadata, "changelog", 7) is None
     assert owner_url({}, "changelog", 0) is None
+
+
+# -- the shell: which worker answers, and 503 while a partition is restoring or moving ----------
+
+
+class _Event:
+    def __init__(self, done: bool) -> None:
+        self._done = done
+
+    def is_set(self) -> bool:
+        return self._done
+
+
+class _App:
+    """What SessionsView reads of the Faust app, settable per test."""
+
+    def __init__(self, *, owns: bool, restored: bool = True, owner: str | None = None) -> None:
+        self.rebalancing = False
+        self.in_recovery = not restored
+        self.tables = SimpleNamespace(recovery=SimpleNamespace(completed=_Event(restored)))
+        self.runner = SimpleNamespace(ready=restored, sources=SimpleNamespace(raw="raw"))
+        partition = partition_for_key(SID.encode(), 4)
+        actives = {TP("raw", partition)} if owns else set()
+        owners = {owner: {"changelog": [partition]}} if owner else {}
+        self.assignor = SimpleNamespace(
+            assigned_actives=lambda: actives, table_metadata=lambda topic: owners
+        )
+
+
+class _Table:
+    class changelog_topic:
+        @staticmethod
+        def get_topic_name() -> str:
+            return "changelog"
+
+
+def sessions_view(app: _App) -> SessionsView:
+    return SessionsView(app, _Table(), partitions=4, ttl_ms=TTL_MS, grace_ms=GRACE_MS)  # type: ignore[arg-type]
+
+
+async def test_a_bad_id_is_400_before_anything_is_read() -> None:
+    answer = await sessions_view(_App(owns=True)).answer("nope", {}, {}, "/sessions/nope")
+    assert answer.status == 400
+
+
+async def test_the_owner_answers_503_while_its_partition_is_restored() -> None:
+    answer = await sessions_view(_App(owns=True, restored=False)).answer(SID, {}, {}, "/")
+    assert answer.status == 503
+    assert answer.headers == {"Retry-After": "2"}
+    assert "restored" in str(answer.body["detail"])
+
+
+async def test_a_forwarded_request_is_never_forwarded_again() -> None:
+    view_ = sessions_view(_App(owns=False, owner="http://w2:6066"))
+    answer = await view_.answer(SID, {}, {ROUTED_HEADER: "1"}, "/")
+    assert answer.status == 503
+    assert "moving" in str(answer.body["detail"])
+
+
+async def test_without_an_owner_in_the_assignment_it_is_503() -> None:
+    answer = await sessions_view(_App(owns=False)).answer(SID, {}, {}, "/")
+    assert answer.status == 503
+    assert answer.headers == {"Retry-After": "2"}
