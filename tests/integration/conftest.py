@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import load_launcher
 
-if TYPE_CHECKING:  # worker_fixtures imports free_port from here
+if TYPE_CHECKING:  # worker_fixtures and producer_fixtures import free_port from here
+    from tests.integration.producer_fixtures import RunningProducer
     from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
 
 
@@ -70,3 +71,12 @@ def workers() -> Iterator[list[WorkerProcess]]:
     yield started
     for worker in started:
         worker.kill()
+
+
+@pytest.fixture
+async def producer() -> AsyncIterator[RunningProducer]:
+    """A producer served in this process on free ports, against the shared broker."""
+    from tests.integration.producer_fixtures import make_settings, run_producer
+
+    async with run_producer(make_settings()) as running:
+        yield running
