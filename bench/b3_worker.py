@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 from bench import profile
@@ -14,21 +15,29 @@ from bench.proc import Service, cpu_seconds, free_port, python_module, rss_mb, w
 from bench.stats import ratio
 from bench.webhooks import session_plan
 from sessionflow.traffic import Plan
+from streams.settings import WorkerSettings
 
 # "pairs, 25% duplicates, reordered": a quarter of the deliveries again (retries with the same
 # message id, resends with a new one), and 30% of sessions deliver ended before created.
 SHARES = {"retry_share": 0.125, "resend_share": 0.125, "reorder_share": 0.3}
 TIMEOUT_S = 300.0
+DEFAULT_COMMIT_INTERVAL_S: float = WorkerSettings.model_fields["commit_interval_seconds"].default
+# Exactly-once at this commit interval too, in the same run: the default's cost in throughput.
+AB_COMMIT_INTERVAL_S = 0.5
+# Scale-out: this many partitions, drained by one worker and then by two.
+SCALE_PARTITIONS = 24
+SCALE_SETTLE_S = 5.0
 
 
 def worker_env(
-    ctx: Context, namespace: str, name: str, port: int, guarantee: str
+    ctx: Context, namespace: str, name: str, port: int, guarantee: str, **extra: str
 ) -> dict[str, str]:
     return ctx.env(
         namespace,
         SESSIONFLOW_PROCESSING_GUARANTEE=guarantee,
         SESSIONFLOW_DATA_DIR=str(ctx.workdir / f"data-{name}"),
         SESSIONFLOW_WORKER_PORT=str(port),
+        **extra,
     )
 
 
@@ -41,8 +50,14 @@ def steady_eps(watcher: Watcher, events: int, expected: int) -> float | None:
     return round(events * (len(watcher.seen) - 1) / expected / max(span, 1e-9), 1)
 
 
-async def _worker_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any]:
+async def _worker_run(
+    ctx: Context, plan: Plan, guarantee: str, commit_interval_s: float | None = None
+) -> dict[str, Any]:
     name = {"exactly_once": "eos", "at_least_once": "alo"}[guarantee]
+    extra: dict[str, str] = {}
+    if commit_interval_s is not None:
+        name += f"-commit-{commit_interval_s * 1000:.0f}ms"
+        extra["SESSIONFLOW_COMMIT_INTERVAL_SECONDS"] = str(commit_interval_s)
     namespace = ctx.namespace(f"worker-{name}")
     topics = await ctx.make_topics(namespace)
     load_s = await preload(ctx.bootstrap, topics.raw, plan.deliveries)
@@ -53,7 +68,7 @@ async def _worker_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any
     worker = Service(
         f"worker-{name}",
         python_module("sessionflow.cli", "worker"),
-        worker_env(ctx, namespace, f"worker-{name}", port, guarantee),
+        worker_env(ctx, namespace, f"worker-{name}", port, guarantee, **extra),
         ctx.workdir,
     )
     spy = None
@@ -71,7 +86,7 @@ async def _worker_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any
         await ready_task
         ready = time.time()
         cpu0 = cpu_seconds(worker.pid)
-        if ctx.profile and guarantee == "exactly_once":
+        if ctx.profile and guarantee == "exactly_once" and commit_interval_s is None:
             spy = profile.start_record(worker.pid, 6, ctx.workdir / "worker.spy")
         complete = await watcher.until(expected, TIMEOUT_S, guard)
         done = time.time()
@@ -91,6 +106,7 @@ async def _worker_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any
     last = watcher.last_at if complete and watcher.last_at else done
     out: dict[str, Any] = {
         "guarantee": guarantee,
+        "commit_interval_s": commit_interval_s or DEFAULT_COMMIT_INTERVAL_S,
         "events": events,
         "expected_completed": expected,
         "completed_distinct": len(watcher.seen),
@@ -197,6 +213,59 @@ async def _floor_run(ctx: Context, plan: Plan, guarantee: str) -> dict[str, Any]
     return {"events": events, "eps": round(events / max(float(last) - float(first), 1e-9), 1)}
 
 
+async def _scale_run(ctx: Context, plan: Plan, workers: int) -> dict[str, Any]:
+    """Exactly-once workers that joined the group first, then the backlog: input events/s
+    between the first and the last completed record, and the CPU each worker used meanwhile."""
+    namespace = ctx.namespace(f"scale-{workers}w")
+    topics = await ctx.make_topics(namespace)
+    expected = len(plan.expectations.complete)
+    watcher = Watcher(ctx.bootstrap, topics.completed)
+    await watcher.start()
+    ports = [free_port() for _ in range(workers)]
+    services = [
+        Service(
+            f"scale-{workers}w-{i}",
+            python_module("sessionflow.cli", "worker"),
+            worker_env(ctx, namespace, f"scale-{workers}w-{i}", port, "exactly_once"),
+            ctx.workdir,
+        )
+        for i, port in enumerate(ports)
+    ]
+    try:
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(
+                    wait_http, f"http://127.0.0.1:{port}/readyz", svc.proc, 120, svc.log
+                )
+                for port, svc in zip(ports, services, strict=True)
+            )
+        )
+        await asyncio.sleep(SCALE_SETTLE_S)  # the group's last rebalance, before any load
+        cpu0 = [cpu_seconds(svc.pid) for svc in services]
+        load_s = await preload(ctx.bootstrap, topics.raw, plan.deliveries)
+        complete = await watcher.until(expected, TIMEOUT_S)
+        cpu1 = [cpu_seconds(svc.pid) for svc in services]
+    finally:
+        for svc in services:
+            svc.stop()
+        await watcher.stop()
+    if not complete:
+        raise RuntimeError(
+            f"B3 scale-out, {workers} workers: {len(watcher.seen):,} of {expected:,}"
+        )
+    span = (watcher.last_at or 0.0) - (watcher.first_at or 0.0)
+    return {
+        "workers": workers,
+        "partitions": ctx.partitions,
+        "preload_s": round(load_s, 2),
+        "eps": steady_eps(watcher, len(plan.deliveries), expected),
+        "cpu_cores_each": [
+            round((b - a) / max(span, 1e-9), 2) if a is not None and b is not None else None
+            for a, b in zip(cpu0, cpu1, strict=True)
+        ],
+    }
+
+
 async def _run(ctx: Context) -> dict[str, Any]:
     plan = session_plan(ctx.worker_sessions, seed=11, **SHARES)
     out: dict[str, Any] = {
@@ -212,6 +281,11 @@ async def _run(ctx: Context) -> dict[str, Any]:
     out["alo"] = await _worker_run(ctx, plan, "at_least_once")
     out["faust_floor_eos"] = await _floor_run(ctx, plan, "exactly_once")
     out["faust_floor_alo"] = await _floor_run(ctx, plan, "at_least_once")
+    out["eos_ab"] = await _worker_run(ctx, plan, "exactly_once", AB_COMMIT_INTERVAL_S)
+    wide = replace(ctx, partitions=SCALE_PARTITIONS)
+    scale_plan = session_plan(2 * ctx.worker_sessions, seed=12, **SHARES)
+    out["scale_1w"] = await _scale_run(wide, scale_plan, 1)
+    out["scale_2w"] = await _scale_run(wide, scale_plan, 2)
     base = out["baseline"]["eps"]
     out["figures"] = {
         "worker_eps_eos": out["eos"]["eps"],
@@ -224,6 +298,14 @@ async def _run(ctx: Context) -> dict[str, Any]:
         "worker_faust_floor_eps_eos": out["faust_floor_eos"]["eps"],
         "worker_faust_floor_eps_alo": out["faust_floor_alo"]["eps"],
         "worker_share_of_floor_eos": ratio(out["eos"]["eps"], out["faust_floor_eos"]["eps"]),
+        "worker_commit_interval_s": out["eos"]["commit_interval_s"],
+        "worker_eps_eos_commit_500ms": out["eos_ab"]["eps"],
+        "worker_eps_eos_vs_commit_500ms": ratio(out["eos"]["eps"], out["eos_ab"]["eps"]),
+        "worker_scale_eps_1w": out["scale_1w"]["eps"],
+        "worker_scale_eps_2w": out["scale_2w"]["eps"],
+        "worker_scale_ratio_2w": ratio(out["scale_2w"]["eps"], out["scale_1w"]["eps"]),
+        "worker_scale_cpu_cores_1w": out["scale_1w"]["cpu_cores_each"],
+        "worker_scale_cpu_cores_2w": out["scale_2w"]["cpu_cores_each"],
     }
     return out
 

@@ -11,16 +11,27 @@ from collections.abc import Iterator
 from typing import Any
 
 from aiokafka.partitioner import murmur2
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.b3_worker import worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher, preload
-from bench.proc import Service, dir_mb, free_port, python_module, rss_mb, wait_http
+from bench.proc import Service, dir_mb, fetch_text, free_port, python_module, rss_mb, wait_http
 from bench.stats import extrapolate
 from bench.webhooks import session_plan
 from sessionflow.traffic import SESSION_CREATED, SESSION_ENDED, Delivery
+from streams.settings import WorkerSettings
 
 TARGET = 1_000_000
+# Fail-over at the worker's default session timeout, then at 10 s: what bounds it is how soon
+# the group notices the dead worker.
+FAILOVER_SESSION_TIMEOUTS = (
+    float(WorkerSettings.model_fields["consumer_session_timeout_seconds"].default),
+    10.0,
+)
+FAILOVER_OWNERSHIP_WAIT_S = 30.0
+FAILOVER_STANDBY_SETTLE_S = 5.0
+FAILOVER_TIMEOUT_S = 120.0
 # The table is the same under both guarantees; the faster one fills it.
 GUARANTEE = "at_least_once"
 
@@ -144,6 +155,12 @@ async def _run(ctx: Context) -> dict[str, Any]:
         await watcher.stop()
         await guard.stop()
 
+    for session_timeout_s in FAILOVER_SESSION_TIMEOUTS:
+        out[f"failover_session_{session_timeout_s:g}s"] = await _failover(
+            ctx, namespace, bodies, session_timeout_s
+        )
+    failover = out[f"failover_session_{FAILOVER_SESSION_TIMEOUTS[0]:g}s"]
+
     extrapolated = n != TARGET
     out["figures"] = {
         "state_sessions": n,
@@ -156,8 +173,110 @@ async def _run(ctx: Context) -> dict[str, Any]:
         "state_restore_s_1m": round(
             extrapolate(out["empty_startup_s"], out["restore_s"], n, TARGET), 1
         ),
+        # Not extrapolated: with standby replicas, what a smaller table changes is small.
+        "state_failover_s": failover["first_s"],
+        "state_failover_session_timeout_s": FAILOVER_SESSION_TIMEOUTS[0],
+        **{
+            f"state_failover_s_session_{t:g}s": out[f"failover_session_{t:g}s"]["first_s"]
+            for t in FAILOVER_SESSION_TIMEOUTS[1:]
+        },
     }
     return out
+
+
+async def _failover(
+    ctx: Context,
+    namespace: str,
+    bodies: Bodies,
+    session_timeout_s: float,
+) -> dict[str, Any]:
+    """Two workers with the defaults (exactly-once, one standby replica) over the filled table,
+    plus a pending probe session per partition; `kill -9` of one; the time to the first and the
+    last completed record of the probes on the partitions it owned, whose ended halves were
+    sent at the kill."""
+    topics = ctx.topics(namespace)
+    probes = dict(enumerate(one_per_partition(bodies, ctx.partitions)))
+    watcher = Watcher(ctx.bootstrap, topics.completed)
+    await watcher.start()
+    tag = f"failover-{session_timeout_s:g}s"
+    ports = [free_port(), free_port()]
+    workers = [
+        Service(
+            f"state-{tag}-{i}",
+            python_module("sessionflow.cli", "worker"),
+            worker_env(
+                ctx,
+                namespace,
+                f"state-{tag}-{i}",
+                port,
+                "exactly_once",
+                SESSIONFLOW_CONSUMER_SESSION_TIMEOUT_SECONDS=str(session_timeout_s),
+            ),
+            ctx.workdir,
+        )
+        for i, port in enumerate(ports)
+    ]
+    out: dict[str, Any] = {"session_timeout_s": session_timeout_s}
+    try:
+        await preload(ctx.bootstrap, topics.raw, (bodies.created(s) for s in probes.values()))
+        spawned = time.monotonic()
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz", w.proc, 300, w.log)
+                for port, w in zip(ports, workers, strict=True)
+            )
+        )
+        out["both_ready_s"] = round(time.monotonic() - spawned, 2)
+        victim, victim_port = workers[0], ports[0]
+        owned = await _owned_partitions(victim_port, FAILOVER_OWNERSHIP_WAIT_S)
+        await asyncio.sleep(FAILOVER_STANDBY_SETTLE_S)  # standbys caught up with the changelog
+        killed_at = time.time()
+        victim.kill()
+        await preload(ctx.bootstrap, topics.raw, (bodies.ended(s) for s in probes.values()))
+        theirs = {probes[p] for p in owned}
+        wanted = set(probes.values())
+        deadline = time.monotonic() + FAILOVER_TIMEOUT_S
+        while not wanted <= watcher.seen.keys():
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"fail-over: {len(wanted & watcher.seen.keys())} of {len(wanted)} probes"
+                    f" completed in {FAILOVER_TIMEOUT_S:.0f} s"
+                )
+            await watcher.poll()
+        times = sorted(watcher.seen[s] - killed_at for s in theirs)
+        others = sorted(watcher.seen[s] - killed_at for s in wanted - theirs)
+        out |= {
+            "killed_owned_partitions": sorted(owned),
+            "first_s": round(times[0], 2) if times else None,
+            "last_s": round(times[-1], 2) if times else None,
+            "survivor_partitions_last_s": round(others[-1], 2) if others else None,
+        }
+    finally:
+        for w in workers:
+            w.stop()
+        await watcher.stop()
+    return out
+
+
+async def _owned_partitions(port: int, wait_s: float) -> set[int]:
+    """The raw partitions a worker owns, from the lag gauge it keeps for each (its /metrics)."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            text = await asyncio.to_thread(fetch_text, f"http://127.0.0.1:{port}/metrics")
+        except OSError:  # busy (taking over partitions): ask again
+            await asyncio.sleep(1.0)
+            continue
+        owned = {
+            int(sample.labels["partition"])
+            for family in text_string_to_metric_families(text)
+            if family.name == "sessionflow_consumer_lag"
+            for sample in family.samples
+        }
+        if owned:
+            return owned
+        await asyncio.sleep(1.0)
+    raise RuntimeError(f"the worker on port {port} reported no partitions in {wait_s:.0f} s")
 
 
 def run(ctx: Context) -> dict[str, Any]:

@@ -115,6 +115,12 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def fetch_text(url: str, timeout_s: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - loopback only
+        text: str = r.read().decode()
+    return text
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float, log: Path) -> float:
     """Poll `url` until 200; the seconds it took. Raises if the process exits or time runs out."""
     start = time.monotonic()
@@ -171,6 +177,12 @@ class Service:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def kill(self) -> None:
+        """`kill -9`: no shutdown, no final commit."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.proc.poll() is not None:

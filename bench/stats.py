@@ -77,7 +77,10 @@ GOALS = (
     Goal("producer_rps", "≥ 10,000/s and ≥ 0.5 x baseline", 10_000, True, "producer_baseline_rps"),
     Goal("producer_p99_ms_half_load", "< 25 ms", 25, False),
     Goal("worker_eps_eos", "≥ 20,000/s and ≥ 0.5 x baseline", 20_000, True, "worker_baseline_eps"),
+    Goal("worker_share_of_floor_eos", "≥ 0.8 x the no-op Faust agent", 0.8, True),
     Goal("e2e_p99_ms_alo", "< 50 ms", 50, False),
-    Goal("state_rss_mb_1m", "< 400 MB", 400, False),
-    Goal("state_restore_s_1m", "< 60 s", 60, False),
+    Goal("e2e_p99_ms_eos", "≤ commit interval (100 ms) + 50 ms", 150.01, False),
+    Goal("state_rss_mb_1m", "< 300 MB", 300, False),
+    Goal("state_restore_s_1m", "< 30 s", 30, False),
+    Goal("state_failover_s", "< 10 s (standby replicas on)", 10, False),
 )

@@ -21,6 +21,7 @@ def create_app(settings: WorkerSettings) -> App:
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         store=store,
         datadir=str(settings.data_dir),
+        rocksdb_memory_bytes=settings.rocksdb_memory_mb * 1024**2,
         processing_guarantee=settings.processing_guarantee,
         table_standby_replicas=settings.standby_replicas,
         topic_partitions=settings.partitions,

@@ -204,9 +204,9 @@ class SessionProcessor:
         entries: list[tuple[int, bytes]] = []
         pending = 0
         for table_key, stored in unit.items():
-            state = core.decode_state(stored, table_key.decode())
-            pending += isinstance(state, core.PendingSession)
-            entries.append((core.deadline_ms(state, self._ttl_ms), table_key))
+            deadline, is_pending = core.stored_deadline_ms(stored, table_key.decode(), self._ttl_ms)
+            pending += is_pending
+            entries.append((deadline, table_key))
         self.index.rebuild(unit.partition, entries)
         self._pending[unit.partition] = pending
         self._metrics.pending.set(sum(self._pending.values()))

@@ -11,6 +11,7 @@ from faust.types import TP
 
 from sessionflow.topics import Topics
 from streams.expiry import Tick, encode_tick
+from streams.heap import heap_trimmer
 from streams.metrics import WorkerMetrics
 from streams.pages import register_pages
 from streams.processor import OutputTopics, SessionProcessor, now_ms
@@ -47,6 +48,7 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
     in_effect = "exactly_once" if runner.producers.transactional else "at_least_once"
     metrics.guarantee.labels(in_effect).set(1)
     progress: dict[int, PartitionProgress] = {}
+    trim_heap = heap_trimmer()
 
     def owned_partitions() -> list[int]:
         return sorted(
@@ -55,6 +57,7 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
 
     @app.timer(settings.expiry_interval_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
     async def tick() -> None:
+        trim_heap()  # what the last interval's batches freed goes back to the system
         # Plain (non-transactional) sends: a tick must be visible at once, also on an idle partition.
         if app.rebalancing:
             return

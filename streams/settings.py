@@ -24,6 +24,9 @@ class WorkerSettings(KafkaSettings):
     data_dir: Path = Path("var/worker")
     # "rocksdb" keeps the table on disk under data_dir; "memory" is for tests and trials.
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    # All RocksDB memory of the table (every partition, active and standby): one block cache,
+    # with the memtables charged to it (streams/runtime/store.py).
+    rocksdb_memory_mb: int = Field(default=64, ge=8, le=65_536)
     processing_guarantee: Literal["exactly_once", "at_least_once"] = "exactly_once"
     standby_replicas: int = Field(default=1, ge=0, le=10)
     # 48 h: longer than the sender's ~27 h retry horizon, so a retry never finds its state gone.
@@ -34,10 +37,10 @@ class WorkerSettings(KafkaSettings):
     # deadline. A half expires this much after its TTL, once no partner can still be on the way.
     expiry_grace_seconds: float = Field(default=15.0, ge=0)
     # Exactly-once commits (and so output visibility) happen this often: the floor of end-to-end latency.
-    commit_interval_seconds: float = Field(default=0.5, gt=0)
+    commit_interval_seconds: float = Field(default=0.1, gt=0)
     # How long the group waits for a silent worker (killed, frozen) before its partitions move:
     # the fail-over time after a kill -9. Faust's default is 60 s.
-    consumer_session_timeout_seconds: float = Field(default=10.0, ge=6.0, le=300.0)
+    consumer_session_timeout_seconds: float = Field(default=6.0, ge=6.0, le=300.0)
     max_intents: int = Field(default=50, ge=1)
     # The most records one fetch hands the processor (all partitions together): a batch, applied
     # a partition at a time, with its outputs and changelog sent as record batches.

@@ -11,14 +11,13 @@ from typing import Any, Final
 
 import faust
 
-# Each table partition is its own RocksDB. Faust's defaults give every one 3 x 64 MiB of
-# memtables and a 2 GiB block cache: with 12 partitions the worker's memory grows to gigabytes
-# with the pending sessions (bench B5). Small memtables flush to disk early; reads of a session
-# are rare (twice in its life), so a small cache costs little. Measured in bench/results.
+# Each table partition is its own RocksDB; all of them share one memory budget (the block cache
+# and the memtables charged to it: streams/runtime/store.py, SESSIONFLOW_ROCKSDB_MEMORY_MB).
+# Small memtables flush to disk early, so many partitions stay within it; reads of a session are
+# rare (twice in its life), so a small cache costs little. Measured in bench/results.
 ROCKSDB_OPTIONS: Final = {
     "write_buffer_size": 4 * 1024**2,
     "max_write_buffer_number": 2,
-    "block_cache_size": 8 * 1024**2,
 }
 
 

@@ -10,7 +10,9 @@ from faust.types import TransportT
 from faust.types.enums import ProcessingGuarantee
 
 from streams.runtime.producers import Producers
+from streams.runtime.restore import TableManager
 from streams.runtime.runner import Processor, Runner, Sources
+from streams.runtime.store import SharedMemory, Table
 from streams.runtime.table import partition_store
 from streams.runtime.transport import Transport
 
@@ -23,6 +25,9 @@ RAW: dict[str, Any] = {
 }
 
 
+DEFAULT_ROCKSDB_MEMORY_BYTES = 64 * 1024**2
+
+
 class App(faust.App):
     """A Faust App whose consumer hands batches to a runner (streams/runtime/consumer.py).
 
@@ -31,6 +36,18 @@ class App(faust.App):
     """
 
     runner: Runner
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        rocksdb_memory_bytes: int = DEFAULT_ROCKSDB_MEMORY_BYTES,
+        **options: Any,
+    ) -> None:
+        # Faust's own settings for the classes of its tables and table manager: ours keep every
+        # RocksDB partition under one memory budget and restore a fetched batch at a time.
+        super().__init__(id, Table=Table, TableManager=TableManager, **options)
+        self.rocksdb_memory = SharedMemory(rocksdb_memory_bytes)
 
     def _new_transport(self) -> TransportT:
         # Faust picks a transport by URL scheme only; building it here keeps the choice in code,

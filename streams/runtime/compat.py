@@ -25,10 +25,13 @@ from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartiti
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.stores.memory import Store as MemoryStore
 from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables.base import Collection as FaustCollection
+from faust.tables.manager import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.conductor import Conductor
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.services import ServiceTask
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +125,86 @@ REQUIREMENTS: Final = (
         ),
     ),
     Requirement(
-        "faust Consumer flow control (flow_active, can_resume_flow, suspend_flow, stop_flow),"
-        " _get_active_partitions, callback, _to_message(tp, record), wait_first",
-        "the drain loop fetches only while the flow runs, only the active partitions, and hands"
-        " changelog records to Faust's own path",
+        "faust Consumer flow control (flow_active, can_resume_flow, stop_flow) and"
+        " _get_active_partitions",
+        "the drain loop fetches only while the flow runs, and only the active partitions",
         lambda app: (
             _method(_CONSUMER, "stop_flow")
             and _method(_CONSUMER, "_get_active_partitions")
-            and _method(faust_aiokafka.Consumer, "_to_message", "tp", "record")
+            and _live(app, lambda a: a.consumer.can_resume_flow)
+            and isinstance(getattr(app.consumer, "flow_active", None), bool)
+        ),
+    ),
+    Requirement(
+        "faust app setting TableManager, TableManager.recovery (a property building Recovery"
+        " into _recovery)",
+        "the worker's table manager builds the runtime's recovery service (restore.py)",
+        lambda app: (
+            isinstance(inspect.getattr_static(FaustTableManager, "recovery"), property)
+            and _source_says(
+                inspect.getattr_static(FaustTableManager, "recovery").fget,
+                "self._recovery",
+                "Recovery(",
+            )
+            and _live(app, lambda a: a.conf.TableManager)
+            and type(app.tables.recovery).__name__ == "Restorer"
+        ),
+    ),
+    Requirement(
+        "faust app setting Table, Collection._new_store_by_url(self, url) (used by _new_store);"
+        " RocksDB Store(url, app, table, options=...) with options, use_rocksdict and"
+        " rocksdb_options (opened by _open_for_partition); rocksdict Cache, WriteBufferManager"
+        " .new_write_buffer_manager_with_cache, Options.set_write_buffer_manager,"
+        " BlockBasedOptions.set_cache_index_and_filter_blocks",
+        "every RocksDB partition opens under the app's one memory budget (store.py)",
+        lambda app: (
+            _method(FaustCollection, "_new_store_by_url", "url")
+            and _source_says(FaustCollection._new_store, "_new_store_by_url(")
+            and _source_says(RocksDBStore.__init__, "self.options", "self.rocksdb_options =")
+            and _source_says(RocksDBStore._open_for_partition, "self.rocksdb_options.open(")
+            and callable(
+                getattr(rocksdict.WriteBufferManager, "new_write_buffer_manager_with_cache", None)
+            )
+            and callable(getattr(rocksdict.Options, "set_write_buffer_manager", None))
+            and callable(
+                getattr(rocksdict.BlockBasedOptions, "set_cache_index_and_filter_blocks", None)
+            )
+            and app.conf.Table.__module__ == "streams.runtime.store"
+        ),
+    ),
+    Requirement(
+        "faust Recovery: active_tps, standby_tps, active_offsets, standby_offsets, tp_to_table,"
+        " in_recovery, need_recovery(self), standby_remaining_total(self),"
+        " _set_recovery_started(self), _set_recovery_ended(self), signal_recovery_end (awaited"
+        " by _restart_recovery), the _slurp_changelogs task; tables.standbys_ready and"
+        " on_standbys_ready(self)",
+        "changelog records are applied by the runtime and recovery's bookkeeping moved as"
+        " Faust's own loop moves it (restore.py)",
+        lambda app: (
+            _method(Recovery, "need_recovery")
+            and _method(Recovery, "standby_remaining_total")
+            and _method(Recovery, "_set_recovery_started")
+            and _method(Recovery, "_set_recovery_ended")
+            and _source_says(
+                getattr(vars(Recovery).get("_restart_recovery"), "fun", None),
+                "_set_recovery_started()",
+                "signal_recovery_end.wait()",
+            )
+            and isinstance(vars(Recovery).get("_slurp_changelogs"), ServiceTask)
+            and _method(FaustTableManager, "on_standbys_ready")
             and _live(
                 app,
                 lambda a: (
-                    a.consumer.can_resume_flow,
-                    a.consumer.suspend_flow,
-                    a.consumer.callback,
+                    a.tables.recovery.active_tps,
+                    a.tables.recovery.standby_tps,
+                    a.tables.recovery.active_offsets,
+                    a.tables.recovery.standby_offsets,
+                    a.tables.recovery.tp_to_table,
+                    a.tables.recovery.signal_recovery_end.set,
                 ),
             )
-            and isinstance(getattr(app.consumer, "flow_active", None), bool)
+            and isinstance(app.tables.recovery.in_recovery, bool)
+            and isinstance(app.tables.standbys_ready, bool)
         ),
     ),
     Requirement(

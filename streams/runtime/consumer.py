@@ -7,9 +7,7 @@ start-up that every method overridden or read here is still the one Faust has.
 1. Batches, not events. Faust's drain loop hands every fetched record, one at a time, through a
    queue to a stream that acks it back; that path alone costs more than all of sessionflow's
    work per event (bench/results). `_drain_messages` instead hands each fetch's records of the
-   source topics to the runner (streams/runtime/runner.py) as they came from aiokafka. Records
-   of other topics (the table's changelog: recovery and standby replicas) still take Faust's
-   own path, record by record.
+   source topics to the runner (streams/runtime/runner.py) as they came from aiokafka.
 2. Nothing fetched is dropped. A fetch asks only for the partitions active when it started (a
    copy: Faust hands aiokafka its live set, which recovery empties while the fetch waits, and
    aiokafka reads an empty set as "every partition"). Records that are not applied (the runner
@@ -30,6 +28,8 @@ start-up that every method overridden or read here is still the one Faust has.
    producers (Faust drops a revoked partition's progress before anything commits it).
 6. No livelock warnings: Faust's detector watches its streams' acks, which no longer happen; the
    worker's own stall gauge and readiness (streams/register.py, pages.py) watch the committed offsets.
+7. Changelog records (recovery, standby replicas) go to the table a fetch at a time, not one by
+   one through Faust's recovery queue (streams/runtime/restore.py).
 """
 
 from __future__ import annotations
@@ -47,11 +47,15 @@ from faust.types import TP
 from faust.types.transports import TPorTopicSet
 from mode import ServiceT
 
+from streams.runtime.restore import Restorer
 from streams.runtime.runner import Record, Runner
 
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_S = 1.0
+# A fetch while only changelog partitions are active (a recovery): larger than a processing
+# batch, since applying it is one write batch per partition (7).
+RESTORE_MAX_RECORDS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,7 @@ class Consumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # (1, 2)
         thread = cast(ConsumerThread, self._thread)
         max_records = self.app.conf.broker_max_poll_records or 1000
+        runner = self.runner
         try:
             while not (self.should_stop or fetcher.should_stop):
                 if not self.flow_active:
@@ -120,7 +125,10 @@ class Consumer(faust_aiokafka.Consumer):
                     await self.sleep(0.1)
                     continue
                 generation = self.app.consumer_generation_id
-                fetched = await thread.fetch(active, max_records)
+                restoring = not any(runner.is_source(tp.topic) for tp in active)
+                fetched = await thread.fetch(
+                    active, RESTORE_MAX_RECORDS if restoring else max_records
+                )
                 await self._deliver(fetched, generation)
         except ConsumerStoppedError:
             if self.app.should_stop:
@@ -138,11 +146,13 @@ class Consumer(faust_aiokafka.Consumer):
         for tp, records in fetched.records.items():
             if runner.is_source(tp.topic):
                 sources[tp] = records
-            else:
-                back.update(await self._to_faust(tp, records))
-        if not self.flow_active:
+            elif not self.flow_active:
+                back[tp] = records[0].offset
+        if self.flow_active:
+            self._restore(fetched)
+        else:
             back.update({tp: records[0].offset for tp, records in sources.items()})
-        elif sources or runner.ready:
+        if self.flow_active and (sources or runner.ready):
             # Positions move without records too (past a transaction's commit marker).
             positions = {tp: p for tp, p in fetched.positions.items() if runner.is_source(tp.topic)}
             # Shielded: once a unit starts, a cancelled drain loop (the worker stopping) must
@@ -155,15 +165,20 @@ class Consumer(faust_aiokafka.Consumer):
         for tp, offset in back.items():
             await self._back_to(tp, offset)
 
-    async def _to_faust(self, tp: TP, records: Sequence[Any]) -> dict[TP, int]:
-        """Faust's own path for its topics (changelogs), record by record, as its drain loop
-        does; what the flow stopped before is fetched again."""
-        for record in records:
-            message = self._to_message(tp, record)
-            await self.wait_first(self.callback(message), self.suspend_flow.wait())
-            if not self.flow_active:
-                return {tp: record.offset}
-        return {}
+    def _restore(self, fetched: Fetched) -> None:  # (7)
+        """The fetch's changelog records into the table, a partition at a time; partitions
+        fetched without records too, when their position moved (past commit markers)."""
+        restorer = self._restorer
+        for tp, position in fetched.positions.items():
+            if not self.runner.is_source(tp.topic):
+                restorer.restore(tp, fetched.records.get(tp, ()), position)
+
+    @property
+    def _restorer(self) -> Restorer:
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]  # TableManagerT lacks it
+        if not isinstance(recovery, Restorer):
+            raise RuntimeError("the app's TableManager is not streams.runtime.restore's")
+        return recovery
 
     async def _back_to(self, tp: TP, offset: int) -> None:
         # No longer assigned: its next owner reads it from the committed offset.

@@ -41,18 +41,28 @@ class RocksDBPartition:
                 yield key, value
 
     def write(self, changes: Mapping[bytes, bytes | None]) -> None:
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        for key, value in changes.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self._db.write(batch)
+        self._db.write(_write_batch(changes))
 
     def set_persisted_offset(self, offset: int) -> None:
         """The changelog offset up to which this store holds the table (a restart restores only
         what came after it)."""
         self._db.put(self._offset_key, str(offset).encode())
+
+    def restore(self, changes: Mapping[bytes, bytes | None], offset: int) -> None:
+        """Changelog records up to `offset`, and that offset, in one write batch."""
+        batch = _write_batch(changes)
+        batch.put(self._offset_key, str(offset).encode())
+        self._db.write(batch)
+
+
+def _write_batch(changes: Mapping[bytes, bytes | None]) -> rocksdict.WriteBatch:
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    for key, value in changes.items():
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    return batch
 
 
 class MemoryPartition:
@@ -79,6 +89,10 @@ class MemoryPartition:
 
     def set_persisted_offset(self, offset: int) -> None:
         del offset  # nothing survives a restart: recovery always reads the whole changelog
+
+    def restore(self, changes: Mapping[bytes, bytes | None], offset: int) -> None:
+        del offset
+        self.write(changes)
 
 
 def partition_store(

@@ -82,9 +82,8 @@ class SessionflowWindowApp(RuntimeApp):
         return cast(TransportT, SessionflowTransport(self.conf.broker_consumer, self))
 
 
-AppClass = {"faust": FaustWindowApp, "sessionflow": SessionflowWindowApp}[
-    os.environ["WINDOW_CONSUMER"]
-]
+APPS: dict[str, type[faust.App]] = {"faust": FaustWindowApp, "sessionflow": SessionflowWindowApp}
+AppClass = APPS[os.environ["WINDOW_CONSUMER"]]
 app = AppClass(
     os.environ["WINDOW_APP_ID"],
     broker=f"kafka://{os.environ['WINDOW_BOOTSTRAP']}",

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from sessionflow.traffic import Plan, plan
+from sessionflow.traffic import SESSION_CREATED, SESSION_ENDED, Delivery, Plan, plan
+from streams.decode import digest_of
 from tests.integration.worker_fixtures import (
     WorkerEnv,
     WorkerProcess,
+    ensure_changelog,
     produce_deliveries,
+    produce_table,
     read_records,
 )
 
@@ -160,3 +164,54 @@ async def test_two_workers_and_a_sigkill_mid_stream_still_emit_each_session_once
         settle_s=5,
     )
     assert_exactly_once(completed, p.expectations.complete)
+
+
+def _v1_state(session_id: str, half: Delivery | None, marker_of: list[Delivery]) -> bytes:
+    """A table value as sessionflow wrote it before state version 2: a pending half (a JSON
+    head, then the body) or a JSON completion marker."""
+    now = int(time.time() * 1000)
+    if half is not None:
+        head = [1, "P", session_id, half.event_type, half.message_id]
+        head += [digest_of(half.body).hex(), now, now]
+        return orjson.dumps(head) + b"\n" + half.body
+    created, ended = sorted(marker_of, key=lambda d: d.event_type != SESSION_CREATED)
+    halves = [created.message_id, digest_of(created.body).hex()]
+    halves += [ended.message_id, digest_of(ended.body).hex()]
+    return orjson.dumps([1, "M", session_id, now, *halves])
+
+
+async def test_a_table_written_in_state_version_1_restores_and_keeps_pairing(
+    env: WorkerEnv, workers: list[WorkerProcess]
+) -> None:
+    # The upgrade: the changelog holds what the previous version wrote; a new worker with an
+    # empty data dir restores it, pairs the waiting halves and still drops late duplicates.
+    await env.make_topics()
+    p = plan(  # complete pairs, each half once, nothing else
+        6,
+        seed=5,
+        retry_share=0.0,
+        resend_share=0.0,
+        reorder_share=0.0,
+        half_only_share=0.0,
+        planned_share=0.0,
+        now=datetime.now(UTC),
+    )
+    by_session: dict[str, dict[str, Delivery]] = {}
+    for d in p.deliveries:
+        by_session.setdefault(d.session_id or "", {}).setdefault(d.event_type, d)
+    assert all(set(halves) == {SESSION_CREATED, SESSION_ENDED} for halves in by_session.values())
+    waiting, done = sorted(by_session)[:4], sorted(by_session)[4:]
+    changelog = f"{env.namespace}sessionflow-sessions-changelog"
+    await ensure_changelog(env, changelog)
+    old_states = {sid: _v1_state(sid, by_session[sid][SESSION_ENDED], []) for sid in waiting}
+    old_states |= {sid: _v1_state(sid, None, list(by_session[sid].values())) for sid in done}
+    await produce_table(env, changelog, old_states)
+
+    worker = start(env, workers, "upgraded")
+    await asyncio.to_thread(worker.wait_ready)
+    # The waiting sessions' created halves, and the completed ones' halves once more (a retry).
+    late = [by_session[sid][SESSION_CREATED] for sid in waiting]
+    late += [d for sid in done for d in by_session[sid].values()]
+    await produce_deliveries(env.bootstrap, env.topics.raw, late)
+    completed = await read_records(env.bootstrap, env.topics.completed, until=len(waiting))
+    assert_exactly_once(completed, set(waiting))

@@ -17,8 +17,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sessionflow.settings import KafkaSettings
-from sessionflow.topics import Topics, ensure_topics
+from sessionflow.topics import Topics, TopicSpec, ensure_topics
 from sessionflow.traffic import Delivery
+from streams.runtime.table import partition_for_key
 from tests.conftest import TIMEOUT_S
 from tests.integration.conftest import free_port
 
@@ -126,6 +127,25 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+async def ensure_changelog(env: WorkerEnv, name: str) -> None:
+    """The table's changelog topic as the worker declares it (compacted, one per partition)."""
+    spec = TopicSpec(name, env.partitions, 1, {"cleanup.policy": "compact"})
+    await ensure_topics(env.settings, [spec])
+
+
+async def produce_table(env: WorkerEnv, changelog: str, states: dict[str, bytes]) -> None:
+    """Write table values into its changelog, each on its session's partition."""
+    producer = AIOKafkaProducer(bootstrap_servers=env.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for session_id, value in states.items():
+            key = session_id.encode()
+            partition = partition_for_key(key, env.partitions)
+            await producer.send_and_wait(changelog, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
 
 
 async def produce_deliveries(bootstrap: str, topic: str, deliveries: Iterable[Delivery]) -> int:

@@ -27,6 +27,7 @@ from streams.core import (
     encode_state,
     on_event,
     on_expiry,
+    stored_deadline_ms,
 )
 from streams.decode import Envelope, decode, digest_of
 from streams.models import (
@@ -392,6 +393,29 @@ def test_a_table_written_in_version_1_is_read_and_pairs_as_version_2_does() -> N
     )
     # Written again (the next change of the session), a version-1 state is version 2.
     assert encode_state(old) == encode_state(new)
+
+
+def test_stored_deadline_reads_what_decoding_would_say_in_every_version() -> None:
+    sid = _sid()
+    created, ended = samples.session_created(sid), samples.session_ended(sid)
+    pending = on_event(None, _env(ended, "msg_e"), T, TTL).state
+    assert pending is not None
+    done = on_event(pending, _env(created, "msg_c"), T + 5, TTL).state
+    assert done is not None
+    v1_marker = orjson.dumps([1, "M", sid, T, "msg_c", "00" * 8, "msg_e", "ff" * 8])
+    for data in (
+        encode_state(pending),
+        encode_state(done),
+        _v1_pending(sid, ended, "m"),
+        v1_marker,
+    ):
+        state = decode_state(data, sid)
+        expected = (deadline_ms(state, TTL), isinstance(state, PendingSession))
+        assert stored_deadline_ms(data, sid, TTL) == expected
+    with pytest.raises(StateDecodeError):
+        stored_deadline_ms(b'[2,"P",oops\n{}', sid, TTL)
+    with pytest.raises(StateDecodeError):
+        stored_deadline_ms(b"\x02M" + bytes(3), sid, TTL)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from streams.expiry import (
 
 
 def test_pop_due_returns_only_passed_deadlines_in_order_and_once() -> None:
-    index = ExpiryIndex()
+    index = ExpiryIndex(resolution_ms=1)
     index.push(0, 300, b"c")
     index.push(0, 100, b"a")
     index.push(0, 200, b"b")
@@ -28,8 +28,26 @@ def test_pop_due_returns_only_passed_deadlines_in_order_and_once() -> None:
     assert index.pop_due(7, 10**12) == []
 
 
+def test_slots_are_due_once_wholly_passed_never_before_a_deadline() -> None:
+    index = ExpiryIndex()  # one-second slots
+    index.push(0, 1_000, b"on-the-second")
+    index.push(0, 1_001, b"just-after")
+    index.push(0, 2_000, b"end-of-slot")
+    long_key = b"k" * 70_000  # longer than any 2-byte length could say
+    index.push(0, 1_500, long_key)
+    assert index.pop_due(0, 999) == []
+    assert index.pop_due(0, 1_000) == [b"on-the-second"]
+    assert index.pop_due(0, 1_999) == []  # 1_001 and 1_500 are due, but their slot is not over
+    assert index.pop_due(0, 2_000) == [b"just-after", b"end-of-slot", long_key]  # as pushed
+
+
+def test_resolution_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="resolution_ms"):
+        ExpiryIndex(resolution_ms=0)
+
+
 def test_rebuild_replaces_one_partition_and_invalidate_forgets_all() -> None:
-    index = ExpiryIndex()
+    index = ExpiryIndex(resolution_ms=1)
     assert not index.built(0)
     index.push(0, 1, b"stale")
     index.push(2, 5, b"y")
