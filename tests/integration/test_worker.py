@@ -181,11 +181,11 @@ def _v1_state(session_id: str, half: Delivery | None, marker_of: list[Delivery])
 
 
 async def test_a_table_written_in_state_version_1_restores_and_keeps_pairing(
-    env: WorkerEnv, workers: list[WorkerProcess]
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
 ) -> None:
     # The upgrade: the changelog holds what the previous version wrote; a new worker with an
     # empty data dir restores it, pairs the waiting halves and still drops late duplicates.
-    await env.make_topics()
+    await worker_env.make_topics()
     p = plan(  # complete pairs, each half once, nothing else
         6,
         seed=5,
@@ -201,17 +201,19 @@ async def test_a_table_written_in_state_version_1_restores_and_keeps_pairing(
         by_session.setdefault(d.session_id or "", {}).setdefault(d.event_type, d)
     assert all(set(halves) == {SESSION_CREATED, SESSION_ENDED} for halves in by_session.values())
     waiting, done = sorted(by_session)[:4], sorted(by_session)[4:]
-    changelog = f"{env.namespace}sessionflow-sessions-changelog"
-    await ensure_changelog(env, changelog)
+    changelog = f"{worker_env.namespace}sessionflow-sessions-changelog"
+    await ensure_changelog(worker_env, changelog)
     old_states = {sid: _v1_state(sid, by_session[sid][SESSION_ENDED], []) for sid in waiting}
     old_states |= {sid: _v1_state(sid, None, list(by_session[sid].values())) for sid in done}
-    await produce_table(env, changelog, old_states)
+    await produce_table(worker_env, changelog, old_states)
 
-    worker = start(env, workers, "upgraded")
+    worker = start(worker_env, workers, "upgraded")
     await asyncio.to_thread(worker.wait_ready)
     # The waiting sessions' created halves, and the completed ones' halves once more (a retry).
     late = [by_session[sid][SESSION_CREATED] for sid in waiting]
     late += [d for sid in done for d in by_session[sid].values()]
-    await produce_deliveries(env.bootstrap, env.topics.raw, late)
-    completed = await read_records(env.bootstrap, env.topics.completed, until=len(waiting))
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, late)
+    completed = await read_records(
+        worker_env.bootstrap, worker_env.topics.completed, until=len(waiting)
+    )
     assert_exactly_once(completed, set(waiting))
