@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -193,8 +194,25 @@ async def test_a_session_lands_in_the_partition_aiokafka_and_java_would_choose(
     assert len({r.partition for r in records}) == partitions
 
 
+def free_port_pair() -> int:
+    """A port p with p + 1 free too: process i serves its admin listener on p + i."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two adjacent free ports on loopback")
+
+
 async def test_several_processes_share_the_public_port_each_with_its_own_admin_port() -> None:
-    settings = make_settings()
+    # Not free_port() alone: the second process's admin port (+1) was once taken by another
+    # test's listener on a busy run, and the supervisor then stopped both.
+    settings = make_settings(admin_port=free_port_pair())
     admin_ports = [settings.admin_port, settings.admin_port + 1]
     env = {
         **os.environ,
@@ -221,7 +239,14 @@ async def test_several_processes_share_the_public_port_each_with_its_own_admin_p
     bodies = [valid_body() for _ in range(40)]
     try:
         for port in admin_ports:
-            await _wait_ready(port)
+            try:
+                await _wait_ready(port)
+            except TimeoutError:
+                proc.kill()
+                _, err = await proc.communicate()
+                raise AssertionError(
+                    f"admin port {port} never ready:\n{err.decode()[-3000:]}"
+                ) from None
         # A fresh connection each: the kernel spreads connections, not requests.
         statuses = [
             (await raw_http(settings.http_port, build_request(b, signed_headers(b)))).status
