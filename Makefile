@@ -7,15 +7,30 @@ STAMP := $(VENV)/.installed
 BROKER := $(PYTHON) deploy/kafka/broker.py
 PYTEST_ARGS ?=
 
-.PHONY: install tools test test-unit test-reliability-long lint format run kafka-up kafka-down kafka-reset bench clean
+.PHONY: install lock tools test test-unit test-reliability-long lint format run kafka-up kafka-down kafka-reset bench clean
 
 install: $(STAMP) tools
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Installs come from uv.lock, the exact set the tests passed on (faust-streaming's and
+# aiokafka's internals matter to streams/runtime). uv itself, pinned, lives in its own small
+# virtualenv under .cache; it never downloads an interpreter, it uses $(PYTHON).
+UV_VERSION := 0.13.8
+UV_HOME := .cache/uv
+UV := $(UV_HOME)/bin/uv
+SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV) sync --locked --quiet --python $(PYTHON)
+
+$(UV):
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra dev
 	@touch $(STAMP)
+
+# After editing pyproject.toml's dependencies, or to move one package: `make lock` (or
+# `make lock UPGRADE=aiohttp`), then `make install` and the whole suite (README, "Dependencies").
+lock: $(UV)
+	UV_PYTHON_DOWNLOADS=never $(UV) lock --python $(PYTHON) $(if $(UPGRADE),--upgrade-package $(UPGRADE))
 
 # promtool checks the Prometheus config and alert rules, and the end-to-end metrics test runs a
 # real Prometheus: both come with Debian's `prometheus` package.
@@ -40,7 +55,7 @@ test-reliability-long: install
 
 # Throughput and latency against same-run baselines; never part of `make test`.
 bench: install
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(SYNC) --extra dev --extra bench
 	@$(MAKE) --no-print-directory kafka-up
 	$(BIN)/python -m bench
 

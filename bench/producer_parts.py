@@ -34,9 +34,9 @@ from producer.app import ProducerApp, _status, create_app
 from producer.envelope import parse_envelope
 from producer.metrics import ProducerMetrics
 from producer.publisher import KafkaPublisher
-from producer.records import RecordHeaders, raw_headers, rfc3339_ms
 from producer.settings import ProducerSettings
 from producer.verify import WebhookVerifier
+from sessionflow.raw_record import RecordHeaders, format_received_at, raw_headers
 from sessionflow.settings import KafkaSettings
 from sessionflow.signing import decode_secret
 from sessionflow.topics import Topics, ensure_topics
@@ -81,7 +81,7 @@ class InstantPublisher:
     async def stop(self) -> None:
         return None
 
-    async def publish_raw(self, key: bytes, body: bytes, headers: RecordHeaders) -> None:
+    async def publish_raw(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
         return None
 
     async def publish_dlq(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
@@ -128,7 +128,7 @@ def in_process(requests: list[Request], repeat: int) -> dict[str, float]:
     out["verify"] = per_call_us(lambda r: verifier.verify(*r), signed, repeat)
     out["envelope_parse"] = per_call_us(parse_envelope, bodies, repeat)
     out["record_headers"] = per_call_us(
-        lambda e: raw_headers(b"msg_x", e.event_type, rfc3339_ms(time.time())), envs, repeat
+        lambda e: raw_headers(b"msg_x", e.event_type, format_received_at(time.time())), envs, repeat
     )
 
     def observe(_: object) -> None:
@@ -152,7 +152,7 @@ def log_line_us(count: int) -> float:
     import logging
     import sys as _sys
 
-    from producer.jsonlog import configure_logging
+    from sessionflow.logs import configure_logging
 
     log = logging.getLogger("producer.requests")
     saved = _sys.stderr
@@ -195,7 +195,7 @@ async def kafka_send_path(
     publisher = make_publisher(client, settings)
     await publisher.start()
     envs = [(parse_envelope(body), body) for _, body in requests]
-    received_at = rfc3339_ms(time.time())
+    received_at = format_received_at(time.time())
     try:
         # Warm-up: connections, metadata, first batches.
         await asyncio.gather(

@@ -34,7 +34,7 @@ from enricher.metrics import EnricherMetrics
 from enricher.progress import PartitionProgress, Remembered, decode_metadata
 from enricher.records import TranscriptRecord, TranscriptStatus, encode_record, session_id_of
 from enricher.settings import EnricherSettings
-from producer.jsonlog import configure_logging
+from sessionflow.logs import configure_logging
 from sessionflow.topics import TopicError, Topics, ensure_topics, max_transcript_record_bytes
 from streams.models import format_ms
 
@@ -501,7 +501,7 @@ def serve(settings: EnricherSettings) -> int:
     """Run until SIGINT/SIGTERM: finish in-flight sessions, commit, leave the group."""
     # `_created` series double every counter's exposition and serve no dashboard or alert.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
-    listener = configure_logging(settings.log_level)
+    listener = configure_logging(settings.log_level, settings.log_format)
 
     async def main() -> int:
         stop = asyncio.Event()

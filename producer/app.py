@@ -21,9 +21,9 @@ from producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from producer.metrics import ProducerMetrics
 from producer.openapi import ADMIN_PATHS, LIVENESS_PATH, WEBHOOK_PATH, render_openapi
 from producer.publisher import KafkaPublisher, Publisher
-from producer.records import dlq_headers, raw_headers, rfc3339_ms
 from producer.settings import ProducerSettings
-from producer.verify import WebhookVerifier
+from producer.verify import WebhookVerifier, signature_header
+from sessionflow.raw_record import dlq_headers, format_received_at, raw_headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -43,12 +43,6 @@ def _is_json(content_type: bytes | None) -> bool:
     if content_type is None:
         return False
     return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
-
-
-def _header(headers: dict[bytes, bytes], name: bytes) -> bytes | None:
-    # svix's mapping: `svix-<name>` wins when present, even empty, else `webhook-<name>`.
-    value = headers.get(b"svix-" + name)
-    return headers.get(b"webhook-" + name) if value is None else value
 
 
 class _Outcome(Exception):
@@ -161,10 +155,10 @@ class ProducerApp:
 
     async def _webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        received_at = rfc3339_ms(time.time())
+        received_at = format_received_at(time.time())
         headers: dict[bytes, bytes] = dict(scope["headers"])
         label = "unknown"
-        msg_id = _header(headers, b"id")
+        msg_id = signature_header(headers, b"id")
         try:
             body = await self._read_body(headers, receive)
             if body is None:
@@ -173,7 +167,10 @@ class ProducerApp:
                 return
             try:
                 msg_id = self._verifier.verify(
-                    body, msg_id, _header(headers, b"timestamp"), _header(headers, b"signature")
+                    body,
+                    msg_id,
+                    signature_header(headers, b"timestamp"),
+                    signature_header(headers, b"signature"),
                 )
             except VerificationError as exc:
                 raise _Outcome(401, "unauthorized", exc.reason, exc.detail) from exc

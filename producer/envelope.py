@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import orjson
 
 from producer.errors import EnvelopeError
-from sessionflow.events import KNOWN_EVENT_TYPES, MESSAGE_ADDED
+from sessionflow.events import KNOWN_EVENT_TYPES
+from sessionflow.raw_record import KeyMissing, key_of
 
 NOT_JSON = "not_json"
 NOT_OBJECT = "not_object"
@@ -18,16 +19,13 @@ NO_KEY = "no_key"
 @dataclass(frozen=True, slots=True)
 class Envelope:
     event_type: str
-    key: bytes
-
-
-def key_field(event_type: str) -> str:
-    """Which field holds the session id, so that every event of a session shares a partition."""
-    return "sessionId" if event_type == MESSAGE_ADDED else "id"
+    # None: an event that names no session (org-level), stored raw without a key.
+    key: bytes | None
 
 
 def parse_envelope(body: bytes) -> Envelope:
-    """Event type and key of a body, or EnvelopeError with a reason code (the DLQ path).
+    """Event type and key of a body (sessionflow/raw_record.py decides the key), or
+    EnvelopeError with a reason code (the DLQ path).
 
     orjson refuses what downstream parsers would choke on: invalid UTF-8, lone surrogates,
     NaN/Infinity, integers beyond 64 bits and nesting deeper than 1024.
@@ -41,12 +39,11 @@ def parse_envelope(body: bytes) -> Envelope:
     event_type = doc.get("eventType")
     if not isinstance(event_type, str) or not event_type:
         raise EnvelopeError(NO_EVENT_TYPE, "eventType is missing or not a non-empty string")
-    field = key_field(event_type)
-    key = doc.get(field)
-    if not isinstance(key, str) or not key:
-        raise EnvelopeError(NO_KEY, f"{field} is missing or not a non-empty string")
-    # orjson never yields lone surrogates, so the key always encodes.
-    return Envelope(event_type, key.encode())
+    try:
+        # orjson never yields lone surrogates, so the key always encodes.
+        return Envelope(event_type, key_of(event_type, doc))
+    except KeyMissing as exc:
+        raise EnvelopeError(NO_KEY, str(exc)) from exc
 
 
 def event_type_label(event_type: str) -> str:

@@ -22,8 +22,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from producer.deadlines import Deadlines
 from producer.errors import PublishUnavailable, RecordTooLarge
-from producer.records import RecordHeaders
 from producer.settings import ProducerSettings
+from sessionflow.raw_record import RecordHeaders
 from sessionflow.topics import STARTUP_TIMEOUT_S, Topics, ensure_topics, max_record_bytes
 
 log = logging.getLogger("producer.publisher")
@@ -71,7 +71,7 @@ class Publisher(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def publish_raw(self, key: bytes, body: bytes, headers: RecordHeaders) -> None: ...
+    async def publish_raw(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None: ...
 
     async def publish_dlq(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None: ...
 
@@ -101,7 +101,6 @@ class KafkaPublisher:
         # outages itself (KIP-360 epoch bumps), which aiokafka could not (its issue 1017).
         self._broken = False
         self._closing: set[asyncio.Task[None]] = set()
-        self.recreations = 0
 
     @property
     def ready(self) -> bool:
@@ -137,7 +136,7 @@ class KafkaPublisher:
             await self._close(producer, poller, self._settings.shutdown_timeout_seconds)
         await self._deadlines.stop()
 
-    async def publish_raw(self, key: bytes, body: bytes, headers: RecordHeaders) -> None:
+    async def publish_raw(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
         await self._publish(self._raw_topic, key, body, headers)
 
     async def publish_dlq(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
@@ -255,7 +254,6 @@ class KafkaPublisher:
         old, old_poller = self._producer, self._poller
         self._producer, self._poller = fresh, poller
         self._broken = False
-        self.recreations += 1
         log.warning("kafka producer re-created in %.0f ms", (time.monotonic() - started) * 1000)
         if old is not None and old_poller is not None:
             # The old client may hang on its dead batches: close it off the request path.

@@ -14,8 +14,8 @@ import prometheus_client
 import uvicorn
 
 from producer.app import create_app
-from producer.jsonlog import configure_logging
 from producer.settings import ProducerSettings
+from sessionflow.logs import configure_logging
 
 log = logging.getLogger("producer")
 
@@ -96,7 +96,7 @@ def serve(settings: ProducerSettings) -> None:
     topics unusable) or a port is taken. With `http_processes` > 1 this process supervises
     that many such servers sharing the public port instead.
     """
-    listener = configure_logging(settings.log_level)
+    listener = configure_logging(settings.log_level, settings.log_format)
     try:
         if settings.http_processes == 1:
             _serve_one(settings, reuse_port=False)
@@ -129,7 +129,7 @@ def _serve_one(settings: ProducerSettings, *, reuse_port: bool) -> None:
 
 def _child(settings: ProducerSettings, index: int) -> None:
     """One of several processes (a fresh interpreter): the public port shared, its own admin."""
-    listener = configure_logging(settings.log_level)
+    listener = configure_logging(settings.log_level, settings.log_format)
     try:
         _serve_one(settings.for_process(index), reuse_port=True)
     finally:

@@ -20,10 +20,11 @@ INVALID_SIGNATURE_FORMAT = "invalid_signature_format"
 NO_MATCHING_SIGNATURE = "no_matching_signature"
 
 
-def pick(headers: Mapping[str, str], name: str) -> str | None:
-    """svix's header mapping: `svix-<name>` wins when present (even empty), else `webhook-<name>`."""
-    value = headers.get(f"svix-{name}")
-    return headers.get(f"webhook-{name}") if value is None else value
+def signature_header(headers: Mapping[bytes, bytes], name: bytes) -> bytes | None:
+    """svix's header mapping over lower-cased names: `svix-<name>` wins when present (even
+    empty), else `webhook-<name>` (the Standard Webhooks family)."""
+    value = headers.get(b"svix-" + name)
+    return headers.get(b"webhook-" + name) if value is None else value
 
 
 class WebhookVerifier:
@@ -90,17 +91,6 @@ class WebhookVerifier:
         raise VerificationError(
             NO_MATCHING_SIGNATURE, "no v1 signature matches a configured secret"
         )
-
-    def verify_headers(
-        self, body: bytes, headers: Mapping[str, str], *, now: datetime | None = None
-    ) -> None:
-        """Verify with str headers (either family), as `svix.webhooks.Webhook.verify` takes them."""
-        lowered = {k.lower(): v for k, v in headers.items()}
-        try:
-            fields = [(pick(lowered, n) or "").encode() for n in ("id", "timestamp", "signature")]
-        except UnicodeEncodeError as exc:
-            raise VerificationError(INVALID_SIGNATURE_FORMAT, "header is not encodable") from exc
-        self.verify(body, fields[0], fields[1], fields[2], now=now)
 
     def _check_timestamp(self, raw: bytes, now: datetime | None) -> datetime:
         try:

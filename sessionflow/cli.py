@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from sessionflow import __version__, dlq, run, send, tail, topic_admin
+from sessionflow import __version__, dlq, inspect, run, send, tail, topic_admin
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -147,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_arguments(tailer)
     tailer.set_defaults(handler=tail.run)
+
+    inspector = commands.add_parser(
+        "inspect",
+        help="one session's story: raw records, dead letters, the table, its output; a verdict",
+        description=(
+            "Read-only: read the session's partition (from its key) of the raw, dead-letter, "
+            "completed and incomplete topics since --since (read_committed, no consumer group, "
+            "stops at the end found at start), ask a worker's GET /sessions/{id} what the table "
+            "holds, and print a verdict: completed, waiting, incomplete, dead_lettered or "
+            "unknown. --json prints one JSON object."
+        ),
+    )
+    inspect.add_arguments(inspector)
+    inspector.set_defaults(handler=inspect.run)
 
     dead = commands.add_parser(
         "dlq",

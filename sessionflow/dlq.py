@@ -22,14 +22,20 @@ from aiokafka.errors import KafkaError
 
 from producer.envelope import parse_envelope
 from producer.errors import EnvelopeError
+from sessionflow.raw_record import (
+    EVENT_TYPE,
+    MESSAGE_ID,
+    REASON,
+    RECEIVED_AT,
+    REPLAYED_FROM,
+)
 from sessionflow.settings import KafkaSettings
 from sessionflow.tail import TailError, partitions_of
 from sessionflow.topics import Topics
 
 GROUP = "sessionflow-dlq-replay"
-REPLAYED_FROM = "replayed-from"
 # What the raw topic's readers use; the DLQ's reason and stage stay behind.
-CARRIED_HEADERS = ("message-id", "event-type", "received-at")
+CARRIED_HEADERS = (MESSAGE_ID, EVENT_TYPE, RECEIVED_AT)
 NO_REASON = "unknown"
 _POLL_MS = 500
 _START_TIMEOUT_S = 30.0
@@ -75,7 +81,7 @@ def header_map(headers: Sequence[tuple[str, bytes]]) -> dict[str, bytes]:
 
 
 def reason_of(headers: Mapping[str, bytes]) -> str:
-    return headers.get("reason", b"").decode("utf-8", "replace") or NO_REASON
+    return headers.get(REASON, b"").decode("utf-8", "replace") or NO_REASON
 
 
 def group_for(settings: KafkaSettings, reasons: frozenset[str]) -> str:
@@ -99,17 +105,17 @@ def replay_record(
     it is keyed as the producer would key it, so both halves of a session share a partition.
     """
     out: Headers = [(name, headers[name]) for name in CARRIED_HEADERS if name in headers]
-    if key is None or "event-type" not in headers:
+    if key is None or EVENT_TYPE not in headers:
         try:
             envelope = parse_envelope(body)
         except EnvelopeError:
             pass  # still unusable: the worker dead-letters it again with its reason
         else:
             key = key if key is not None else envelope.key
-            if "event-type" not in headers:
-                out.append(("event-type", envelope.event_type.encode()))
+            if EVENT_TYPE not in headers:
+                out.append((EVENT_TYPE, envelope.event_type.encode()))
     if key is None:
-        key = headers.get("message-id")
+        key = headers.get(MESSAGE_ID)
     out.append((REPLAYED_FROM, f"{partition}:{offset}".encode()))
     return key, out
 

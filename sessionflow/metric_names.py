@@ -1,139 +1,142 @@
-"""Every Prometheus metric name each sessionflow process exports, for dashboards, rules and tests."""
+"""Every Prometheus metric the processes export, read from their own registries.
+
+Each metric is declared once, where its process records it (producer/metrics.py,
+streams/metrics.py, enricher/metrics.py). This module only reads those registries, for the
+dashboard's and the alert rules' tests and for docs/metrics.md
+(`python -m sessionflow.metric_names` rewrites it). The services never import it.
+"""
 
 from __future__ import annotations
 
-# Names as PromQL sees them: counters with their `_total`, histograms by their base name.
-PRODUCER_COUNTERS: frozenset[str] = frozenset({"sessionflow_webhooks_total"})
-PRODUCER_GAUGES: frozenset[str] = frozenset({"sessionflow_producer_ready"})
-PRODUCER_HISTOGRAMS: frozenset[str] = frozenset(
-    {
-        "sessionflow_webhook_request_seconds",
-        "sessionflow_kafka_publish_seconds",
-        "sessionflow_webhook_body_bytes",
-    }
-)
-PRODUCER: frozenset[str] = PRODUCER_COUNTERS | PRODUCER_GAUGES | PRODUCER_HISTOGRAMS
+import functools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
-WORKER_COUNTERS: frozenset[str] = frozenset(
-    {
-        "sessionflow_events_total",
-        "sessionflow_duplicates_total",
-        "sessionflow_sessions_completed_total",
-        "sessionflow_sessions_incomplete_total",
-        "sessionflow_sentiment_total",
-        "sessionflow_resolution_total",
-        "sessionflow_intent_total",
-        "sessionflow_dead_lettered_total",
-        "sessionflow_half_conflicts_total",
-        "sessionflow_events_held_back_total",
-    }
-)
-WORKER_GAUGES: frozenset[str] = frozenset(
-    {
-        "sessionflow_pending_sessions",
-        "sessionflow_consumer_lag",
-        "sessionflow_partition_stalled_seconds",
-        "sessionflow_processing_guarantee",
-    }
-)
-WORKER_HISTOGRAMS: frozenset[str] = frozenset(
-    {
-        "sessionflow_session_duration_seconds",
-        "sessionflow_pairing_wait_seconds",
-        "sessionflow_end_to_end_seconds",
-    }
-)
-WORKER: frozenset[str] = WORKER_COUNTERS | WORKER_GAUGES | WORKER_HISTOGRAMS
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 
-ENRICHER_COUNTERS: frozenset[str] = frozenset(
-    {
-        "sessionflow_transcript_fetches_total",
-        "sessionflow_transcript_failures_total",
-        "sessionflow_transcript_requests_total",
-        "sessionflow_transcript_retries_total",
-        "sessionflow_enricher_skipped_total",
-        "sessionflow_enricher_auth_failures_total",
-    }
-)
-ENRICHER_GAUGES: frozenset[str] = frozenset(
-    {
-        "sessionflow_enricher_authorized",
-        "sessionflow_enricher_in_flight",
-        "sessionflow_enricher_consumer_lag",
-    }
-)
-ENRICHER_HISTOGRAMS: frozenset[str] = frozenset({"sessionflow_transcript_fetch_seconds"})
-ENRICHER: frozenset[str] = ENRICHER_COUNTERS | ENRICHER_GAUGES | ENRICHER_HISTOGRAMS
-
-ALL: frozenset[str] = PRODUCER | WORKER | ENRICHER
-HISTOGRAMS: frozenset[str] = PRODUCER_HISTOGRAMS | WORKER_HISTOGRAMS | ENRICHER_HISTOGRAMS
-
-# Label names per metric; label sets are bounded (never a session id or a phone number).
-LABELS: dict[str, frozenset[str]] = {
-    "sessionflow_webhooks_total": frozenset({"event_type", "outcome"}),
-    "sessionflow_events_total": frozenset({"event_type"}),
-    "sessionflow_duplicates_total": frozenset({"event_type", "kind"}),
-    "sessionflow_sessions_completed_total": frozenset({"type", "platform", "direction"}),
-    "sessionflow_sessions_incomplete_total": frozenset({"reason"}),
-    "sessionflow_sentiment_total": frozenset({"sentiment"}),
-    "sessionflow_resolution_total": frozenset({"classification"}),
-    "sessionflow_intent_total": frozenset({"intent"}),
-    "sessionflow_dead_lettered_total": frozenset({"reason"}),
-    "sessionflow_half_conflicts_total": frozenset({"field"}),
-    "sessionflow_events_held_back_total": frozenset({"reason"}),
-    "sessionflow_consumer_lag": frozenset({"partition"}),
-    "sessionflow_partition_stalled_seconds": frozenset({"partition"}),
-    "sessionflow_processing_guarantee": frozenset({"guarantee"}),
-    "sessionflow_transcript_fetches_total": frozenset({"outcome", "http_status"}),
-    "sessionflow_transcript_failures_total": frozenset({"reason"}),
-    "sessionflow_transcript_requests_total": frozenset({"http_status"}),
-    "sessionflow_transcript_retries_total": frozenset({"reason"}),
-    "sessionflow_enricher_skipped_total": frozenset({"reason"}),
-    "sessionflow_enricher_auth_failures_total": frozenset({"http_status"}),
-    "sessionflow_enricher_consumer_lag": frozenset({"partition"}),
-}
-
-# The enricher's `outcome` label values (a transcript record's status).
-TRANSCRIPT_OUTCOMES: frozenset[str] = frozenset({"ok", "not_found", "failed"})
-
-# The producer's `outcome` label values: one per way a request can end.
-WEBHOOK_OUTCOMES: frozenset[str] = frozenset(
-    {
-        "accepted",
-        "dead_lettered",
-        "unauthorized",
-        "too_large",
-        "unsupported_media_type",
-        "timeout",
-        "unavailable",
-        "method_not_allowed",
-        "not_found",
-        "bad_request",
-    }
-)
-# The outcomes answered with a 5xx: the sender retries them, operators should look.
-SERVER_ERROR_OUTCOMES: frozenset[str] = frozenset({"timeout", "unavailable"})
-
-HISTOGRAM_SUFFIXES: tuple[str, ...] = ("_bucket", "_sum", "_count")
+HISTOGRAM_SUFFIXES: Final = ("_bucket", "_sum", "_count")
+DOC: Final = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 
 
-def series_names(names: frozenset[str]) -> frozenset[str]:
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One metric as PromQL sees it: counters with their `_total`, histograms by base name."""
+
+    process: str
+    name: str
+    kind: str
+    labels: tuple[str, ...]
+    help: str
+
+
+def _read(process: str, registry: CollectorRegistry) -> list[Metric]:
+    out: list[Metric] = []
+    # prometheus_client has no public way to read a labelled metric's label names before it has
+    # children; the registry's collector map and the wrapper's fields are stable for years.
+    for collector in list(registry._collector_to_names):
+        if isinstance(collector, MetricWrapperBase):
+            kind = str(collector._type)
+            name = collector._name + ("_total" if kind == "counter" else "")
+            labels = tuple(collector._labelnames)
+            out.append(Metric(process, name, kind, labels, str(collector._documentation)))
+        else:
+            # Our own unlabelled collectors (producer.metrics.LoopHistogram): what they yield.
+            for family in collector.collect():
+                suffix = "_total" if family.type == "counter" else ""
+                found = {k for sample in family.samples for k in sample.labels} - {"le"}
+                labels = tuple(sorted(found))
+                out.append(
+                    Metric(process, family.name + suffix, family.type, labels, family.documentation)
+                )
+    return out
+
+
+@functools.cache
+def catalog() -> tuple[Metric, ...]:
+    """Every metric of the producer, the worker and the enricher, in that order."""
+    from enricher.metrics import EnricherMetrics
+    from producer.metrics import ProducerMetrics
+    from streams.metrics import WorkerMetrics
+
+    return (
+        *_read("producer", ProducerMetrics().registry),
+        *_read("worker", WorkerMetrics(max_intents=1).registry),
+        *_read("enricher", EnricherMetrics().registry),
+    )
+
+
+def names(process: str | None = None) -> frozenset[str]:
+    return frozenset(m.name for m in catalog() if process in (None, m.process))
+
+
+def histograms() -> frozenset[str]:
+    return frozenset(m.name for m in catalog() if m.kind == "histogram")
+
+
+def webhook_outcomes() -> frozenset[str]:
+    """The producer's `outcome` label values: one per way a request can end."""
+    from producer.metrics import OUTCOMES
+
+    return frozenset(OUTCOMES)
+
+
+def server_error_outcomes() -> frozenset[str]:
+    """The outcomes answered with a 5xx: the sender retries them, operators should look."""
+    from producer.metrics import SERVER_ERROR_OUTCOMES
+
+    return SERVER_ERROR_OUTCOMES
+
+
+def transcript_outcomes() -> frozenset[str]:
+    """The enricher's `outcome` label values (a transcript record's status)."""
+    from enricher.records import TranscriptStatus
+
+    return frozenset(s.value for s in TranscriptStatus)
+
+
+def series_names(metrics: frozenset[str]) -> frozenset[str]:
     """The sample names a scrape yields for these metrics (histograms split into three series)."""
+    split = histograms()
     out: set[str] = set()
-    for name in names:
-        if name in HISTOGRAMS:
+    for name in metrics:
+        if name in split:
             out.update(name + suffix for suffix in HISTOGRAM_SUFFIXES)
         else:
             out.add(name)
     return frozenset(out)
 
 
-def labels_of(name: str) -> frozenset[str]:
-    """The label names of a sample name (`_bucket` adds `le`); empty for an unlabelled metric."""
+def labels_of(sample: str) -> frozenset[str]:
+    """The label names of a sample name (`_bucket` adds `le`); empty for an unknown metric."""
+    labels = {m.name: frozenset(m.labels) for m in catalog()}
     for suffix in HISTOGRAM_SUFFIXES:
-        base = name.removesuffix(suffix)
-        if base != name and base in HISTOGRAMS:
-            return LABELS.get(base, frozenset()) | (
-                frozenset({"le"}) if suffix == "_bucket" else frozenset()
-            )
-    return LABELS.get(name, frozenset())
+        base = sample.removesuffix(suffix)
+        if base != sample and base in histograms():
+            return labels[base] | (frozenset({"le"}) if suffix == "_bucket" else frozenset())
+    return labels.get(sample, frozenset())
+
+
+def render() -> str:
+    """docs/metrics.md."""
+    lines = [
+        "# Metrics",
+        "",
+        "Generated from the processes' own registries by `python -m sessionflow.metric_names`;",
+        "a unit test fails when this file and the code disagree. Label values are bounded: never a",
+        "session id or a phone number.",
+    ]
+    for process in ("producer", "worker", "enricher"):
+        lines += ["", f"## {process}", "", "| metric | type | labels | what |", "|---|---|---|---|"]
+        for m in catalog():
+            if m.process == process:
+                labels = ", ".join(f"`{label}`" for label in m.labels) or "-"
+                lines.append(f"| `{m.name}` | {m.kind} | {labels} | {m.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    DOC.write_text(render())
+    sys.stdout.write(f"wrote {DOC}\n")

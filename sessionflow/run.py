@@ -20,6 +20,7 @@ from types import FrameType
 from pydantic import Field
 
 from sessionflow import devsecret
+from sessionflow.errors import SessionflowError
 from sessionflow.settings import KafkaSettings
 
 _POLL_S = 0.2
@@ -39,7 +40,7 @@ class RunSettings(KafkaSettings):
     run_stop_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
-class RunError(RuntimeError):
+class RunError(SessionflowError, RuntimeError):
     """A child did not start or died."""
 
 

@@ -1,5 +1,7 @@
 """Settings shared by every sessionflow process: where Kafka is and how topics are laid out."""
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,5 +26,8 @@ class KafkaSettings(BaseSettings):
     # transcripts topic accepts records this large (plus the record's own fields).
     max_transcript_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # JSON lines for a log pipeline (the containers set it), or text for a person at a terminal:
+    # the same fields either way (sessionflow/logs.py).
+    log_format: Literal["json", "text"] = "json"
     # Prefixed to every topic name; empty in production, unique per test so tests share a broker.
     topic_namespace: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")

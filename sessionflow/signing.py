@@ -10,10 +10,12 @@ import secrets as _secrets
 from collections.abc import Sequence
 from enum import StrEnum
 
+from sessionflow.errors import SessionflowError
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 
 
-class SigningError(ValueError):
+class SigningError(SessionflowError, ValueError):
     """A webhook secret is not a base64 key (optionally prefixed with `whsec_`)."""
 
 

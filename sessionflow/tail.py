@@ -14,6 +14,7 @@ from typing import Any, Protocol, TextIO
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from sessionflow.errors import SessionflowError
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics
 
@@ -29,7 +30,7 @@ class Which(StrEnum):
     RAW = "raw"
 
 
-class TailError(RuntimeError):
+class TailError(SessionflowError, RuntimeError):
     """The topic cannot be read (missing, or the broker does not answer)."""
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from sessionflow.errors import SessionflowError
 from sessionflow.settings import KafkaSettings
 
 log = logging.getLogger("sessionflow.topics")
@@ -97,7 +98,7 @@ def max_transcript_record_bytes(settings: KafkaSettings) -> int:
     return settings.max_transcript_bytes + RECORD_OVERHEAD_BYTES
 
 
-class TopicError(RuntimeError):
+class TopicError(SessionflowError, RuntimeError):
     """The project's topics cannot be made as the settings declare."""
 
 

@@ -33,6 +33,8 @@ def create_app(settings: WorkerSettings) -> App:
         broker_heartbeat_interval=settings.consumer_session_timeout_seconds / 10,
         web_host=settings.worker_host,
         web_port=settings.worker_port,
+        # The URL the group's assignment advertises: other workers forward to it.
+        canonical_url=settings.canonical_url,
         web_in_thread=False,
         # An exception escaping the agent stops the worker instead of restarting the agent past
         # the failed record (faust-streaming #527: that record's offset would be acked, lost).

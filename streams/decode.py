@@ -12,11 +12,9 @@ import orjson
 from pydantic import ValidationError
 
 from sessionflow.events import SESSION_CREATED, SESSION_ENDED
+from sessionflow.raw_record import EVENT_TYPE, MESSAGE_ID, RECEIVED_AT
+from streams.errors import StreamsError
 from streams.models import SessionCreated, SessionEnded
-
-HEADER_MESSAGE_ID: Final = "message-id"
-HEADER_EVENT_TYPE: Final = "event-type"
-HEADER_RECEIVED_AT: Final = "received-at"
 
 DIGEST_SIZE: Final = 8
 
@@ -29,7 +27,7 @@ _SESSION_MODELS: Final[dict[str, type[SessionCreated] | type[SessionEnded]]] = {
 }
 
 
-class DecodeError(ValueError):
+class DecodeError(StreamsError, ValueError):
     """A record the worker cannot use; `reason` is a short stable label for the DLQ header."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -60,11 +58,11 @@ def decode(raw: bytes, headers: Mapping[str, bytes], now_ms: int) -> Envelope:
 
     `now_ms` stands in for a missing or unreadable received-at header.
     """
-    message_id = _text_header(headers, HEADER_MESSAGE_ID)
+    message_id = _text_header(headers, MESSAGE_ID)
     if not message_id:
         raise DecodeError("missing_message_id")
-    received_at_ms = _received_at_ms(headers.get(HEADER_RECEIVED_AT), now_ms)
-    header_type = _text_header(headers, HEADER_EVENT_TYPE)
+    received_at_ms = _received_at_ms(headers.get(RECEIVED_AT), now_ms)
+    header_type = _text_header(headers, EVENT_TYPE)
 
     model = _SESSION_MODELS.get(header_type) if header_type else None
     if model is not None:
@@ -94,7 +92,7 @@ def decode(raw: bytes, headers: Mapping[str, bytes], now_ms: int) -> Envelope:
     model = _SESSION_MODELS.get(body_type)
     if model is not None:
         # Only without a header: the producer always writes one.
-        return decode(raw, {**headers, HEADER_EVENT_TYPE: body_type.encode()}, now_ms)
+        return decode(raw, {**headers, EVENT_TYPE: body_type.encode()}, now_ms)
     session_id = parsed.get("id") if body_type.startswith("session.") else None
     return Envelope(
         event_type=body_type,

@@ -17,6 +17,7 @@ from streams.pages import register_pages
 from streams.processor import OutputTopics, SessionProcessor, now_ms
 from streams.runtime.app import App
 from streams.runtime.runner import PartitionProgress, Sources
+from streams.sessions_view import SessionsView, register_sessions_page
 from streams.settings import WorkerSettings
 from tables.sessions import sessions_table
 
@@ -34,10 +35,11 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
     )
     # One co-partitioned pair of source topics: webhooks and the expiry ticks of the same
     # partitions, applied together a partition at a time.
+    table = sessions_table(app, settings.partitions)
     runner = app.serve(
         processor,
         sources=Sources(raw=topics.raw, ticks=topics.ticks),
-        table=sessions_table(app, settings.partitions),
+        table=table,
         partitions=settings.partitions,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         on_held_back=lambda reason, count: metrics.held_back.labels(reason).inc(count),
@@ -87,5 +89,13 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
         metrics.stalled.clear()
 
     register_pages(app, metrics, progress, stall_s=settings.stall_seconds)
+    sessions = SessionsView(
+        app,
+        table,
+        partitions=settings.partitions,
+        ttl_ms=settings.ttl_ms,
+        grace_ms=int(settings.expiry_grace_seconds * 1000),
+    )
+    register_sessions_page(sessions, app)
     del tick, on_assigned  # registered on the app; kept out of the module namespace
     return processor

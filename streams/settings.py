@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,10 @@ class WorkerSettings(KafkaSettings):
     app_id: str = Field(default="sessionflow", pattern=r"^[A-Za-z0-9._-]+$")
     worker_host: str = "0.0.0.0"  # noqa: S104  (the metrics endpoint is scraped from outside)
     worker_port: int = Field(default=6066, ge=1, le=65535)
+    # How the other workers reach this one's web server (they forward GET /sessions/{id} to the
+    # partition's owner): in Kubernetes the pod's address. Unset: this host's name and the port,
+    # or the host itself when it is a specific address.
+    worker_url: str | None = Field(default=None, pattern=r"^https?://[^/]+/?$")
     data_dir: Path = Path("var/worker")
     # "rocksdb" keeps the table on disk under data_dir; "memory" is for tests and trials.
     table_store: Literal["rocksdb", "memory"] = "rocksdb"
@@ -47,6 +52,14 @@ class WorkerSettings(KafkaSettings):
     @property
     def faust_log_level(self) -> str:
         return {"WARNING": "warn", "CRITICAL": "crit"}.get(self.log_level, self.log_level.lower())
+
+    @property
+    def canonical_url(self) -> str:
+        if self.worker_url:
+            return self.worker_url.rstrip("/")
+        wildcard = self.worker_host in {"0.0.0.0", "::", ""}  # noqa: S104  (a comparison)
+        host = socket.gethostname() if wildcard else self.worker_host
+        return f"http://{host}:{self.worker_port}"
 
     @property
     def ttl_ms(self) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import faust
 import prometheus_client
 
+from sessionflow.logs import configure_logging
 from sessionflow.topics import Topics, ensure_topics
 from streams.app import create_app
 from streams.metrics import WorkerMetrics
@@ -21,6 +23,14 @@ def run(settings: WorkerSettings) -> int:
     """Block until SIGTERM/SIGINT; Faust's worker stops the agent, commits and leaves the group."""
     # `_created` series double every counter's exposition and serve no dashboard or alert.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
+    logs = configure_logging(settings.log_level, settings.log_format)
+    try:
+        return _run(settings, logs.handler)
+    finally:
+        logs.stop()
+
+
+def _run(settings: WorkerSettings, log_handler: logging.Handler) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)
@@ -34,6 +44,16 @@ def run(settings: WorkerSettings) -> int:
         app,
         loop=loop,
         loglevel=settings.faust_log_level,
+        # mode sets up the root logger itself: ours is its only handler, so Faust's, mode's and
+        # aiokafka's messages come out in the process's one format.
+        logging_config={
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"sessionflow": {"()": lambda: log_handler}},
+            "root": {"level": settings.log_level, "handlers": ["sessionflow"]},
+        },
+        # The start-up banner is not a log record: JSON lines only on the JSON format.
+        quiet=settings.log_format == "json",
     )
     open_state(settings.data_dir, Path(app.conf.tabledir))
     try:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import load_launcher
+
+if TYPE_CHECKING:  # worker_fixtures and producer_fixtures import free_port from here
+    from tests.integration.producer_fixtures import RunningProducer
+    from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
 
 
 def free_port() -> int:
@@ -50,3 +54,29 @@ def restartable_broker(tmp_path: Path) -> Iterator[RestartableBroker]:
         yield RestartableBroker(broker)
     finally:
         broker.down()
+
+
+@pytest.fixture
+def worker_env(kafka_bootstrap: str, unique: str, tmp_path: Path) -> WorkerEnv:
+    """The settings of one test's workers: its own topic namespace on the shared broker."""
+    from tests.integration.worker_fixtures import WorkerEnv
+
+    return WorkerEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    """The worker processes a test starts (append them): killed at the end, whatever happened."""
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+async def producer() -> AsyncIterator[RunningProducer]:
+    """A producer served in this process on free ports, against the shared broker."""
+    from tests.integration.producer_fixtures import make_settings, run_producer
+
+    async with run_producer(make_settings()) as running:
+        yield running

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -208,3 +209,28 @@ async def consume(
     finally:
         await consumer.stop()
     return records
+
+
+def session_body(event_type: str = "session.created", session_id: str | None = None) -> str:
+    return json.dumps(
+        {
+            "id": session_id or str(uuid.uuid4()),
+            "eventType": event_type,
+            "type": "VOICE",
+            "state": "OPEN" if event_type == "session.created" else "CLOSED",
+            "createdAt": "2026-11-27T03:20:00.000Z",
+            "metadata": {"customerPhoneNumber": "+14155550100", "sessionVariables": {"x": 1}},
+        }
+    )
+
+
+def signed_headers(body: bytes) -> dict[str, str]:
+    """Svix headers for any body: as text when it is UTF-8, else over the raw bytes."""
+    try:
+        return svix_headers(body.decode())
+    except UnicodeDecodeError:
+        return byte_headers(body)
+
+
+def valid_body() -> bytes:
+    return session_body().encode()

@@ -66,7 +66,8 @@ def replayed(stdout: str, verb: str = "replayed") -> int:
 
 async def test_dry_run_filter_and_a_second_run_that_adds_nothing(env: ServiceEnv) -> None:
     bodies = [(f"msg_nj{i}", b"{not json" + str(i).encode(), "not_json") for i in range(2)]
-    bodies += [(f"msg_nk{i}", orjson.dumps({"eventType": "x"}), "no_key") for i in range(3)]
+    no_key = orjson.dumps({"eventType": "session.ended"})  # a session event without its session
+    bodies += [(f"msg_nk{i}", no_key, "no_key") for i in range(3)]
     await write_dlq(env, [(None, body, dead_letter(mid, reason)) for mid, body, reason in bodies])
 
     dry = await asyncio.to_thread(env.run, "dlq", "replay", "--dry-run")

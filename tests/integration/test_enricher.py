@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from enricher.service import run_until_stopped
 from enricher.settings import EnricherSettings
-from producer.jsonlog import JsonFormatter
+from sessionflow.logs import Formatter
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics, ensure_topics
 from tests.conftest import REPO, TIMEOUT_S
@@ -330,7 +330,7 @@ async def test_pages_retries_and_failures_become_one_valid_record_each(
 
     # Every request carried the key, and nothing logged it (DEBUG, every library's logger).
     assert {r.api_key for r in fake.seen} == {API_KEY}
-    formatter = JsonFormatter()
+    formatter = Formatter("json")
     logged = "\n".join(formatter.format(r) for r in caplog.records)
     assert "transcript written" in logged
     assert API_KEY not in logged

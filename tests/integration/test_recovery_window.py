@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import TopicSpec, ensure_topics
 from tests.conftest import TIMEOUT_S
-from tests.reliability.harness import committed_offsets
+from tests.reliability.outputs import committed_offsets
 
 pytestmark = pytest.mark.integration
 

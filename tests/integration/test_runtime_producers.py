@@ -12,7 +12,7 @@ from sessionflow.settings import KafkaSettings
 from sessionflow.topics import TopicSpec, ensure_topics
 from streams.runtime.producers import MAX_BATCH_BYTES, Producers
 from tests.conftest import TIMEOUT_S
-from tests.reliability.harness import committed_offsets
+from tests.reliability.outputs import committed_offsets
 
 pytestmark = pytest.mark.integration
 

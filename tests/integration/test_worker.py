@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -26,19 +24,6 @@ from tests.integration.worker_fixtures import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def env(kafka_bootstrap: str, unique: str, tmp_path: Path) -> WorkerEnv:
-    return WorkerEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
-
-
-@pytest.fixture
-def workers(env: WorkerEnv) -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.kill()
-
-
 def traffic(sessions: int, seed: int, half_only: float = 0.2) -> Plan:
     return plan(
         sessions,
@@ -52,8 +37,8 @@ def traffic(sessions: int, seed: int, half_only: float = 0.2) -> Plan:
     )
 
 
-def start(env: WorkerEnv, workers: list[WorkerProcess], name: str) -> WorkerProcess:
-    worker = WorkerProcess(env, name)
+def start(worker_env: WorkerEnv, workers: list[WorkerProcess], name: str) -> WorkerProcess:
+    worker = WorkerProcess(worker_env, name)
     workers.append(worker)
     worker.start()
     return worker
@@ -69,22 +54,27 @@ def assert_exactly_once(
 
 
 async def test_pairs_dedups_and_expires_with_exact_fields(
-    env: WorkerEnv, workers: list[WorkerProcess]
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
 ) -> None:
-    env.ttl_seconds = 6.0
-    env.grace_seconds = 1.0  # written straight to the raw topic: no producer deadline to wait out
-    await env.make_topics()
+    worker_env.ttl_seconds = 6.0
+    worker_env.grace_seconds = (
+        1.0  # written straight to the raw topic: no producer deadline to wait out
+    )
+    await worker_env.make_topics()
     p = traffic(40, seed=1)
-    worker = start(env, workers, "w1")
+    worker = start(worker_env, workers, "w1")
     await asyncio.to_thread(worker.wait_ready)
-    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries)
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries)
 
     completed = await read_records(
-        env.bootstrap, env.topics.completed, until=len(p.expectations.complete)
+        worker_env.bootstrap, worker_env.topics.completed, until=len(p.expectations.complete)
     )
     assert_exactly_once(completed, p.expectations.complete)
     incomplete = await read_records(
-        env.bootstrap, env.topics.incomplete, until=len(p.expectations.incomplete), settle_s=4.0
+        worker_env.bootstrap,
+        worker_env.topics.incomplete,
+        until=len(p.expectations.incomplete),
+        settle_s=4.0,
     )
     assert_exactly_once(incomplete, set(p.expectations.incomplete))
     assert {str(r["sessionId"]): r["reason"] for r in incomplete} == {
@@ -123,49 +113,52 @@ async def test_pairs_dedups_and_expires_with_exact_fields(
 
 
 async def test_a_restarted_worker_re_emits_nothing_and_drops_late_duplicates(
-    env: WorkerEnv, workers: list[WorkerProcess]
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
 ) -> None:
-    await env.make_topics()
+    await worker_env.make_topics()
     p = traffic(30, seed=2, half_only=0.0)
-    first = start(env, workers, "w1")
+    first = start(worker_env, workers, "w1")
     await asyncio.to_thread(first.wait_ready)
-    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries)
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries)
     completed = await read_records(
-        env.bootstrap, env.topics.completed, until=len(p.expectations.complete)
+        worker_env.bootstrap, worker_env.topics.completed, until=len(p.expectations.complete)
     )
     assert_exactly_once(completed, p.expectations.complete)
 
     assert first.stop() == 0
     second = start(
-        env, workers, "w1"
+        worker_env, workers, "w1"
     )  # same data dir: the table comes back from disk and changelog
     await asyncio.to_thread(second.wait_ready)
     # The sender retries everything once more, after the restart.
-    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries)
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries)
     again = await read_records(
-        env.bootstrap, env.topics.completed, until=len(p.expectations.complete) + 1, timeout_s=15
+        worker_env.bootstrap,
+        worker_env.topics.completed,
+        until=len(p.expectations.complete) + 1,
+        timeout_s=15,
     )
     assert_exactly_once(again, p.expectations.complete)
 
 
 async def test_two_workers_and_a_sigkill_mid_stream_still_emit_each_session_once(
-    env: WorkerEnv, workers: list[WorkerProcess]
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
 ) -> None:
-    await env.make_topics()
+    await worker_env.make_topics()
     p = traffic(400, seed=3, half_only=0.0)
     half = len(p.deliveries) // 2
-    a = start(env, workers, "a")
-    b = start(env, workers, "b")
+    a = start(worker_env, workers, "a")
+    b = start(worker_env, workers, "b")
     await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
-    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries[:half])
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries[:half])
     await asyncio.sleep(1.0)  # mid-stream: some transactions committed, some open
     b.kill()
-    await produce_deliveries(env.bootstrap, env.topics.raw, p.deliveries[half:])
-    b2 = start(env, workers, "b")
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries[half:])
+    b2 = start(worker_env, workers, "b")
     await asyncio.to_thread(b2.wait_ready, 90.0)
     completed = await read_records(
-        env.bootstrap,
-        env.topics.completed,
+        worker_env.bootstrap,
+        worker_env.topics.completed,
         until=len(p.expectations.complete),
         timeout_s=120,
         settle_s=5,
@@ -188,11 +181,11 @@ def _v1_state(session_id: str, half: Delivery | None, marker_of: list[Delivery])
 
 
 async def test_a_table_written_in_state_version_1_restores_and_keeps_pairing(
-    env: WorkerEnv, workers: list[WorkerProcess]
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
 ) -> None:
     # The upgrade: the changelog holds what the previous version wrote; a new worker with an
     # empty data dir restores it, pairs the waiting halves and still drops late duplicates.
-    await env.make_topics()
+    await worker_env.make_topics()
     p = plan(  # complete pairs, each half once, nothing else
         6,
         seed=5,
@@ -208,17 +201,19 @@ async def test_a_table_written_in_state_version_1_restores_and_keeps_pairing(
         by_session.setdefault(d.session_id or "", {}).setdefault(d.event_type, d)
     assert all(set(halves) == {SESSION_CREATED, SESSION_ENDED} for halves in by_session.values())
     waiting, done = sorted(by_session)[:4], sorted(by_session)[4:]
-    changelog = f"{env.namespace}sessionflow-sessions-changelog"
-    await ensure_changelog(env, changelog)
+    changelog = f"{worker_env.namespace}sessionflow-sessions-changelog"
+    await ensure_changelog(worker_env, changelog)
     old_states = {sid: _v1_state(sid, by_session[sid][SESSION_ENDED], []) for sid in waiting}
     old_states |= {sid: _v1_state(sid, None, list(by_session[sid].values())) for sid in done}
-    await produce_table(env, changelog, old_states)
+    await produce_table(worker_env, changelog, old_states)
 
-    worker = start(env, workers, "upgraded")
+    worker = start(worker_env, workers, "upgraded")
     await asyncio.to_thread(worker.wait_ready)
     # The waiting sessions' created halves, and the completed ones' halves once more (a retry).
     late = [by_session[sid][SESSION_CREATED] for sid in waiting]
     late += [d for sid in done for d in by_session[sid].values()]
-    await produce_deliveries(env.bootstrap, env.topics.raw, late)
-    completed = await read_records(env.bootstrap, env.topics.completed, until=len(waiting))
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, late)
+    completed = await read_records(
+        worker_env.bootstrap, worker_env.topics.completed, until=len(waiting)
+    )
     assert_exactly_once(completed, set(waiting))

@@ -1,4 +1,5 @@
-"""Real processes for the fault scenarios: a private broker, producers, workers, topic readers."""
+"""Real processes for the fault scenarios: a private broker, producers, workers, and the
+scenarios' tags and senders. What they read back is in outputs.py, the probe in probe.py."""
 
 from __future__ import annotations
 
@@ -11,21 +12,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
 from sessionflow import traffic
-from sessionflow.send import SendReport, deliver
-from sessionflow.signing import HeaderFamily, Signer
+from sessionflow.delivery import SendReport, deliver
 from tests.conftest import load_launcher
 from tests.integration.conftest import free_port
 from tests.integration.producer_fixtures import SECRET
@@ -187,6 +181,15 @@ class Stack:
         w.start()
         return w
 
+    async def start(self, *workers: str) -> tuple[ProducerProcess, list[WorkerProcess]]:
+        """The topics, one producer and these workers, all ready (the broker is up)."""
+        await self.env.make_topics()
+        producer = self.producer()
+        started = [self.worker(name) for name in workers]
+        await producer.wait_ready()
+        await self.ready_workers(started, RECOVERY_S)
+        return producer, started
+
     async def ready_workers(self, workers: Iterable[WorkerProcess], timeout_s: float) -> None:
         await asyncio.gather(*(asyncio.to_thread(w.wait_ready, timeout_s) for w in workers))
 
@@ -235,165 +238,6 @@ def parse_metrics(text: str) -> list[tuple[str, str, float]]:
         if m:
             out.append((m.group(1), m.group(2) or "", float(m.group(3))))
     return out
-
-
-# -- reading topics ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Rec:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: dict[str, bytes]
-
-
-async def read_all(bootstrap: str, topic: str, timeout_s: float = RECOVERY_S) -> list[Rec]:
-    """Every committed record of a topic, up to its last stable offset now (read_committed)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[Rec] = []
-    try:
-        async with asyncio.timeout(timeout_s):
-            parts = consumer.partitions_for_topic(topic)
-            while not parts:
-                await consumer._client.force_metadata_update()  # first use of the topic
-                parts = consumer.partitions_for_topic(topic)
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            # With read_committed, the end offsets are the last stable offsets.
-            ends = await consumer.end_offsets(tps)
-            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-                batches = await consumer.getmany(timeout_ms=300)
-                for tp, recs in batches.items():
-                    out += [
-                        Rec(
-                            tp.partition,
-                            r.offset,
-                            r.key,
-                            r.value,
-                            {k: bytes(v) for k, v in (r.headers or ())},
-                        )
-                        for r in recs
-                    ]
-    finally:
-        await consumer.stop()
-    return out
-
-
-def session_ids(records: Iterable[Rec]) -> Counter[str]:
-    return Counter(str(orjson.loads(r.value)["sessionId"]) for r in records)
-
-
-@dataclass
-class Expected:
-    """What the topics must hold, from what the sender got a 2xx for (and what went in directly)."""
-
-    delivered_ids: set[str] = field(default_factory=set)
-    complete: set[str] = field(default_factory=set)
-    incomplete: dict[str, str] = field(default_factory=dict)
-    sent: int = 0
-    accepted: int = 0
-
-    def add(self, report: SendReport) -> None:
-        complete, incomplete, _ = report.expected()
-        self.delivered_ids |= report.delivered_message_ids
-        self.sent += report.requests
-        self.accepted += len(report.delivered)
-        self.merge(complete, {k: str(v) for k, v in incomplete.items()})
-
-    def merge(self, complete: set[str], incomplete: dict[str, str]) -> None:
-        for sid, reason in incomplete.items():
-            if sid in self.complete:
-                continue
-            held = self.incomplete.get(sid)
-            if held is not None and held != reason:
-                # One send delivered one half, another the other: a complete session.
-                del self.incomplete[sid]
-                self.complete.add(sid)
-            else:
-                self.incomplete[sid] = reason
-        for sid in complete:
-            self.complete.add(sid)
-            self.incomplete.pop(sid, None)
-
-
-@dataclass
-class Outcome:
-    raw: list[Rec]
-    completed: list[Rec]
-    incomplete: list[Rec]
-    dlq: list[Rec]
-    waited_s: float
-
-
-async def wait_outputs(
-    env: WorkerEnv, expected: Expected, timeout_s: float = RECOVERY_S, settle_s: float = 3.0
-) -> Outcome:
-    """Read the outputs until they hold as many sessions as expected (or the deadline), then once
-    more after `settle_s` so that a late duplicate would show up."""
-    topics = env.topics
-    started = time.monotonic()
-    deadline = started + timeout_s
-    while True:
-        completed = await read_all(env.bootstrap, topics.completed)
-        incomplete = await read_all(env.bootstrap, topics.incomplete)
-        if (
-            len(completed) >= len(expected.complete) and len(incomplete) >= len(expected.incomplete)
-        ) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(1.0)
-    waited = time.monotonic() - started
-    await asyncio.sleep(settle_s)
-    return Outcome(
-        raw=await read_all(env.bootstrap, topics.raw),
-        completed=await read_all(env.bootstrap, topics.completed),
-        incomplete=await read_all(env.bootstrap, topics.incomplete),
-        dlq=await read_all(env.bootstrap, topics.dlq),
-        waited_s=waited,
-    )
-
-
-def assert_invariants(outcome: Outcome, expected: Expected) -> dict[str, int]:
-    """The four invariants of every scenario; returns the counts for the report."""
-    _dump(outcome, expected)
-    raw_ids = {r.headers.get("message-id", b"").decode() for r in outcome.raw}
-    lost = expected.delivered_ids - raw_ids
-    assert not lost, (
-        f"{len(lost)} webhooks answered 2xx are missing from the raw topic: {sorted(lost)[:5]}"
-    )
-    completed = session_ids(outcome.completed)
-    doubled = {s: n for s, n in completed.items() if n > 1}
-    assert not doubled, f"sessions completed more than once: {doubled}"
-    missing = expected.complete - set(completed)
-    assert not missing, f"{len(missing)} complete sessions never completed: {sorted(missing)[:5]}"
-    extra = set(completed) - expected.complete
-    assert not extra, f"completed records for sessions not expected complete: {sorted(extra)[:5]}"
-    incomplete = session_ids(outcome.incomplete)
-    doubled = {s: n for s, n in incomplete.items() if n > 1}
-    assert not doubled, f"sessions reported incomplete more than once: {doubled}"
-    assert set(incomplete) == set(expected.incomplete), (
-        f"incomplete mismatch: missing {sorted(set(expected.incomplete) - set(incomplete))[:5]}, "
-        f"extra {sorted(set(incomplete) - set(expected.incomplete))[:5]}"
-    )
-    reasons = {
-        str(orjson.loads(r.value)["sessionId"]): orjson.loads(r.value)["reason"]
-        for r in outcome.incomplete
-    }
-    assert reasons == expected.incomplete
-    return {
-        "raw records": len(outcome.raw),
-        "completed": len(completed),
-        "incomplete": len(incomplete),
-        "dlq": len(outcome.dlq),
-    }
 
 
 async def send_signed(
@@ -454,156 +298,3 @@ def runs_last(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a test that must see every other test's effects (the conftest moves it last)."""
     fn.runs_last = True  # type: ignore[attr-defined]
     return fn
-
-
-def _dump(outcome: Outcome, expected: Expected) -> None:
-    """Everything a failure needs for its diagnosis, as JSON lines (SESSIONFLOW_RELIABILITY_DUMP)."""
-    target = os.environ.get("SESSIONFLOW_RELIABILITY_DUMP")
-    if not target:
-        return
-    with open(target, "wb") as out:
-        for name in ("raw", "completed", "incomplete", "dlq"):
-            for r in getattr(outcome, name):
-                out.write(
-                    orjson.dumps(
-                        {
-                            "topic": name,
-                            "p": r.partition,
-                            "o": r.offset,
-                            "key": (r.key or b"").decode(errors="replace"),
-                            "h": {k: v.decode(errors="replace") for k, v in r.headers.items()},
-                            "v": r.value.decode(errors="replace")[:300],
-                        }
-                    )
-                    + b"\n"
-                )
-        out.write(
-            orjson.dumps(
-                {
-                    "expected_complete": sorted(expected.complete),
-                    "expected_incomplete": expected.incomplete,
-                }
-            )
-            + b"\n"
-        )
-
-
-# -- a sender that remembers when each answer came ----------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    started: float  # time.monotonic()
-    ended: float
-    status: str
-    message_id: str
-
-
-class Probe:
-    """A small second sender that logs every attempt with its times, so that a scenario can say
-    what the producer answered inside a fault window. Each delivery is retried until a 2xx;
-    after `stop` no new delivery is begun (the ones begun still finish)."""
-
-    def __init__(self, url: str, plan: traffic.Plan, concurrency: int = 4) -> None:
-        self.url, self.plan, self.concurrency = url, plan, concurrency
-        self.attempts: list[Attempt] = []
-        self.report = SendReport(plan=plan, url=url)
-        self.stop = asyncio.Event()
-
-    async def run(self, retry_s: float = 0.3, pause_s: float = 0.05) -> SendReport:
-        signer = Signer([SECRET])
-        queue = list(range(len(self.plan.deliveries)))
-        queue.reverse()
-        timeout = aiohttp.ClientTimeout(total=15.0)
-
-        async def one(session: aiohttp.ClientSession, index: int) -> None:
-            d = self.plan.deliveries[index]
-            while True:
-                headers = signer.headers(HeaderFamily.SVIX, d.message_id, int(time.time()), d.body)
-                headers["content-type"] = "application/json"
-                started = time.monotonic()
-                try:
-                    async with session.post(self.url, data=d.body, headers=headers) as resp:
-                        await resp.read()
-                        status = str(resp.status)
-                except TimeoutError:
-                    status = "timeout"
-                except aiohttp.ClientError:
-                    status = "connection_error"
-                self.attempts.append(Attempt(started, time.monotonic(), status, d.message_id))
-                self.report.requests += 1
-                self.report.status_counts[status] += 1
-                if status.startswith("2"):
-                    self.report.delivered.add(index)
-                    return
-                await asyncio.sleep(retry_s)
-
-        async def loop(session: aiohttp.ClientSession) -> None:
-            while queue and not self.stop.is_set():
-                await one(session, queue.pop())
-                await asyncio.sleep(pause_s)
-
-        started = time.monotonic()
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            await asyncio.gather(*(loop(session) for _ in range(self.concurrency)))
-        self.report.elapsed_s = time.monotonic() - started
-        return self.report
-
-    def within(self, start: float, end: float) -> Counter[str]:
-        """Statuses of the attempts that began and ended inside [start, end]."""
-        return Counter(a.status for a in self.attempts if a.started >= start and a.ended <= end)
-
-    def first_ok_after(self, moment: float) -> float | None:
-        oks = [a.ended for a in self.attempts if a.started >= moment and a.status.startswith("2")]
-        return min(oks) - moment if oks else None
-
-
-# -- what the processes wrote to their logs -----------------------------------------------
-
-# A webhook secret, a signature value (`v1,` and base64 of 32 bytes) and an E.164 number.
-LEAKS = {
-    "webhook secret": re.compile(r"whsec_"),
-    "signature value": re.compile(r"v1,[A-Za-z0-9+/]{40,}={0,2}"),
-    "phone number": re.compile(r"(?<![\w+])\+[1-9]\d{7,14}\b"),
-}
-
-
-def scan_for_leaks(paths: Iterable[Path]) -> tuple[int, int, list[str]]:
-    """(files, lines, findings): every line of the logs that shows a secret, signature or phone."""
-    files = lines = 0
-    findings: list[str] = []
-    for path in paths:
-        files += 1
-        with path.open("rb") as f:
-            for number, raw in enumerate(f, 1):
-                lines += 1
-                line = raw.decode("utf-8", errors="replace")
-                for what, pattern in LEAKS.items():
-                    if pattern.search(line):
-                        findings.append(f"{path}:{number}: {what}: {line.strip()[:200]!r}")
-    return files, lines, findings
-
-
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The consumer group's committed offset of each partition of `topic`."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        while not parts:
-            await consumer._client.force_metadata_update()  # first use of the topic
-            parts = consumer.partitions_for_topic(topic)
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-    finally:
-        await consumer.stop()
-    return {tp.partition: offset for tp, offset in ends.items()}

@@ -12,18 +12,12 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from sessionflow.send import SendReport, deliver
+from sessionflow.delivery import SendReport, deliver
 from sessionflow.signing import sign
 from tests.integration.producer_fixtures import SECRET
 from tests.reliability.conftest import ReportBook
-from tests.reliability.harness import (
-    ProducerProcess,
-    Stack,
-    by_scale,
-    read_all,
-    scenario,
-    traffic_plan,
-)
+from tests.reliability.harness import ProducerProcess, Stack, by_scale, scenario, traffic_plan
+from tests.reliability.outputs import read_all
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -157,9 +151,7 @@ def _ms(report: SendReport, q: float) -> float:
 @scenario("9")
 async def test_hostile_door(stack_on_shared: Stack, report_book: ReportBook) -> None:
     stack = stack_on_shared
-    await stack.env.make_topics()
-    producer = stack.producer()
-    await producer.wait_ready()
+    producer, _ = await stack.start()
 
     sessions = by_scale(500, 5000)
     rate = float(by_scale(150, 300))

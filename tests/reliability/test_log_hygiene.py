@@ -10,7 +10,8 @@ import pytest
 from sessionflow.signing import sign
 from tests.integration.producer_fixtures import SECRET
 from tests.reliability.conftest import ReportBook
-from tests.reliability.harness import LEAKS, runs_last, scan_for_leaks
+from tests.reliability.harness import runs_last
+from tests.reliability.outputs import LEAKS, scan_for_leaks
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 

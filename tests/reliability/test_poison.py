@@ -14,16 +14,12 @@ from aiokafka import AIOKafkaProducer
 from sessionflow import traffic
 from tests.integration.worker_fixtures import produce_deliveries
 from tests.reliability.conftest import ReportBook
-from tests.reliability.harness import (
-    RECOVERY_S,
+from tests.reliability.harness import RECOVERY_S, Stack, by_scale, scenario, traffic_plan
+from tests.reliability.outputs import (
     Expected,
-    Stack,
     assert_invariants,
-    by_scale,
     committed_offsets,
     end_offsets,
-    scenario,
-    traffic_plan,
     wait_outputs,
 )
 

@@ -20,16 +20,8 @@ from sessionflow import traffic
 from streams.runtime.table import partition_for_key
 from tests.integration.worker_fixtures import produce_deliveries
 from tests.reliability.conftest import ReportBook
-from tests.reliability.harness import (
-    RECOVERY_S,
-    Stack,
-    by_scale,
-    committed_offsets,
-    end_offsets,
-    read_all,
-    scenario,
-    session_ids,
-)
+from tests.reliability.harness import RECOVERY_S, Stack, by_scale, scenario
+from tests.reliability.outputs import committed_offsets, end_offsets, read_all, session_ids
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 

@@ -11,16 +11,8 @@ import pytest
 
 from sessionflow import traffic
 from tests.reliability.conftest import TTL_S, ReportBook
-from tests.reliability.harness import (
-    RECOVERY_S,
-    Expected,
-    Stack,
-    assert_invariants,
-    by_scale,
-    scenario,
-    send_signed,
-    wait_outputs,
-)
+from tests.reliability.harness import RECOVERY_S, Stack, by_scale, scenario, send_signed
+from tests.reliability.outputs import Expected, assert_invariants, wait_outputs
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -91,11 +83,7 @@ async def test_duplicated_reordered_far_apart(
     stack_on_shared: Stack, report_book: ReportBook
 ) -> None:
     stack = stack_on_shared
-    await stack.env.make_topics()
-    producer = stack.producer()
-    worker = stack.worker("w1")
-    await producer.wait_ready()
-    await stack.ready_workers([worker], RECOVERY_S)
+    producer, _ = await stack.start("w1")
 
     sessions = by_scale(400, 1500)
     rate = float(by_scale(300, 600))

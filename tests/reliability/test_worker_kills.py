@@ -15,17 +15,20 @@ from tests.integration.worker_fixtures import WorkerProcess, produce_deliveries
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
-    Expected,
     Stack,
-    assert_invariants,
     by_scale,
-    committed_offsets,
-    end_offsets,
     parse_metrics,
     scenario,
     send_signed,
     traffic_plan,
     until,
+)
+from tests.reliability.outputs import (
+    Expected,
+    assert_invariants,
+    committed_offsets,
+    end_offsets,
+    settle,
     wait_outputs,
 )
 
@@ -51,12 +54,8 @@ async def test_three_workers_one_killed_three_rounds(
     stack_on_shared: Stack, report_book: ReportBook
 ) -> None:
     stack = stack_on_shared
-    await stack.env.make_topics()
-    producer = stack.producer()
     names = ["w1", "w2", "w3"]
-    workers = [stack.worker(n) for n in names]
-    await producer.wait_ready()
-    await stack.ready_workers(workers, RECOVERY_S)
+    producer, _ = await stack.start(*names)
 
     rng = random.Random(4)
     sessions = by_scale(1200, 20_000)
@@ -65,12 +64,7 @@ async def test_three_workers_one_killed_three_rounds(
         send_signed(producer.url, plan, rate=200.0, max_attempts=40, retry_cap_s=2.0)
     )
     recoveries = [await _kill_and_restart(stack, rng.choice(names), rng) for _ in range(3)]
-    report = await sending
-    assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
-
-    expected = Expected()
-    expected.add(report)
-    outcome = await wait_outputs(stack.env, expected)
+    report, expected, outcome = await settle(stack.env, sending)
     report_book.record(
         "4",
         "Three workers; kill -9 one at a random moment, restart it; three rounds",
@@ -92,11 +86,7 @@ async def test_one_worker_killed_at_random_points_many_times(
     stack_on_shared: Stack, report_book: ReportBook
 ) -> None:
     stack = stack_on_shared
-    await stack.env.make_topics()
-    producer = stack.producer()
-    stack.worker("w1")
-    await producer.wait_ready()
-    await stack.ready_workers(stack.workers, RECOVERY_S)
+    producer, _ = await stack.start("w1")
 
     rng = random.Random(6)
     kills = by_scale(6, 25)
@@ -107,12 +97,7 @@ async def test_one_worker_killed_at_random_points_many_times(
     )
     # Kills land anywhere in the worker's cycle: between a table write, an output and a commit.
     recoveries = [await _kill_and_restart(stack, "w1", rng) for _ in range(kills)]
-    report = await sending
-    assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
-
-    expected = Expected()
-    expected.add(report)
-    outcome = await wait_outputs(stack.env, expected)
+    report, expected, outcome = await settle(stack.env, sending)
     report_book.record(
         "6",
         "One worker killed with SIGKILL at random points, many times",

@@ -10,15 +10,13 @@ import pytest
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
-    Expected,
     Stack,
-    assert_invariants,
     by_scale,
     scenario,
     send_signed,
     traffic_plan,
-    wait_outputs,
 )
+from tests.reliability.outputs import assert_invariants, settle
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -28,11 +26,7 @@ async def test_rebalance_under_load_one_three_one(
     stack_on_shared: Stack, report_book: ReportBook
 ) -> None:
     stack = stack_on_shared
-    await stack.env.make_topics()
-    producer = stack.producer()
-    first = stack.worker("w1")
-    await producer.wait_ready()
-    await stack.ready_workers([first], RECOVERY_S)
+    producer, (first,) = await stack.start("w1")
 
     sessions = by_scale(1500, 20_000)
     rate = by_scale(250, 600)
@@ -52,12 +46,7 @@ async def test_rebalance_under_load_one_three_one(
         await asyncio.to_thread(w.stop)
     await stack.ready_workers([first], RECOVERY_S)
     down_s = time.monotonic() - t0
-    report = await sending
-    assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
-
-    expected = Expected()
-    expected.add(report)
-    outcome = await wait_outputs(stack.env, expected)
+    report, expected, outcome = await settle(stack.env, sending)
     # Figures first, so that the report shows them also when an invariant fails.
     report_book.record(
         "5",

@@ -35,8 +35,8 @@ REQUIRED_ALERTS = {
 }
 # Each metric's `outcome` label has its own values.
 OUTCOMES = {
-    "sessionflow_webhooks_total": metric_names.WEBHOOK_OUTCOMES,
-    "sessionflow_transcript_fetches_total": metric_names.TRANSCRIPT_OUTCOMES,
+    "sessionflow_webhooks_total": metric_names.webhook_outcomes(),
+    "sessionflow_transcript_fetches_total": metric_names.transcript_outcomes(),
 }
 
 
@@ -128,7 +128,7 @@ def test_every_alert_has_a_for_a_severity_and_its_annotations(alert: dict[str, A
 @pytest.mark.parametrize("rule", rules(), ids=lambda r: r.get("alert") or r["record"])
 def test_every_rule_names_only_exported_metrics_and_their_labels(rule: dict[str, Any]) -> None:
     refs = references(rule["expr"])
-    allowed = metric_names.series_names(metric_names.ALL) | PROMETHEUS_SERIES | recorded_names()
+    allowed = metric_names.series_names(metric_names.names()) | PROMETHEUS_SERIES | recorded_names()
     assert refs.metrics, "a rule that reads no metric"
     assert refs.metrics <= allowed, refs.metrics - allowed
     for metric, label, _op, value in refs.matchers:
@@ -146,7 +146,7 @@ def test_every_rule_names_only_exported_metrics_and_their_labels(rule: dict[str,
 def test_the_5xx_alert_counts_exactly_the_server_error_outcomes() -> None:
     (alert,) = [a for a in alerts() if a["alert"] == "SessionflowWebhookServerErrors"]
     (matcher,) = [m for m in references(alert["expr"]).matchers if m[1] == "outcome"]
-    assert set(matcher[3].split("|")) == metric_names.SERVER_ERROR_OUTCOMES
+    assert set(matcher[3].split("|")) == metric_names.server_error_outcomes()
 
 
 def test_every_alert_is_shown_firing_by_the_rule_unit_tests() -> None:

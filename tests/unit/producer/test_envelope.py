@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from producer.envelope import Envelope, event_type_label, key_field, parse_envelope
+from producer.envelope import Envelope, event_type_label, parse_envelope
 from producer.errors import EnvelopeError
 
 
@@ -23,6 +23,10 @@ from producer.errors import EnvelopeError
         ),
         (b'{"eventType":"usage.updated","id":"u-1"}', Envelope("usage.updated", b"u-1")),
         (b'{"eventType":"brand.new","id":"n-1"}', Envelope("brand.new", b"n-1")),
+        # Org-level and unknown events that name no session: stored raw, without a key.
+        (b'{"eventType":"usage.updated","period":{}}', Envelope("usage.updated", None)),
+        (b'{"eventType":"subscription.updated","id":""}', Envelope("subscription.updated", None)),
+        (b'{"eventType":"brand.new"}', Envelope("brand.new", None)),
         (
             '{"eventType":"session.created","id":"é-ü"}'.encode(),
             Envelope("session.created", "é-ü".encode()),
@@ -64,18 +68,13 @@ def test_routes(body: bytes, expected: Envelope) -> None:
         (b'{"eventType":"session.created","id":42}', "no_key"),
         (b'{"eventType":"session.created","id":{"a":1}}', "no_key"),
         (b'{"eventType":"message.added","id":"msg_1"}', "no_key"),
+        (b'{"eventType":"session.updated","state":"OPEN"}', "no_key"),
     ],
 )
 def test_refusals(body: bytes, reason: str) -> None:
     with pytest.raises(EnvelopeError) as err:
         parse_envelope(body)
     assert err.value.reason == reason
-
-
-def test_key_field() -> None:
-    assert key_field("message.added") == "sessionId"
-    assert key_field("session.created") == "id"
-    assert key_field("knowledge_store.updated") == "id"
 
 
 def test_labels_are_bounded() -> None:

@@ -21,7 +21,17 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("version", "producer", "worker", "send", "run", "tail", "dlq", "topics"):
+    for command in (
+        "version",
+        "producer",
+        "worker",
+        "send",
+        "run",
+        "tail",
+        "inspect",
+        "dlq",
+        "topics",
+    ):
         assert command in out
 
 

@@ -1,86 +1,40 @@
-"""sessionflow.metric_names lists exactly what the producer's and the worker's registries export."""
+"""The metric catalog reads the processes' registries; docs/metrics.md is what it reads."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics import MetricWrapperBase
-
-from enricher.metrics import EnricherMetrics, status_label
-from enricher.records import TranscriptStatus
-from producer.metrics import OUTCOMES, ProducerMetrics
+from enricher.metrics import status_label
 from sessionflow import metric_names
-from streams.metrics import WorkerMetrics
 
 
-def families(registry: CollectorRegistry) -> dict[str, tuple[str, frozenset[str]]]:
-    """Name as PromQL sees it -> (type, label names), for every metric on the registry."""
-    out: dict[str, tuple[str, frozenset[str]]] = {}
-    # prometheus_client has no public way to read a labelled metric's label names before it
-    # has children; the registry's collector map and the wrapper's fields are stable for years.
-    for collector in list(registry._collector_to_names):
-        if isinstance(collector, MetricWrapperBase):
-            kind = str(collector._type)
-            name = collector._name + ("_total" if kind == "counter" else "")
-            out[name] = (kind, frozenset(collector._labelnames))
-        else:
-            # Our own unlabelled collectors (producer.metrics.LoopHistogram): what they yield.
-            for family in collector.collect():
-                suffix = "_total" if family.type == "counter" else ""
-                labels = {k for sample in family.samples for k in sample.labels} - {"le"}
-                out[family.name + suffix] = (family.type, frozenset(labels))
-    return out
-
-
-def kinds_of(
-    counters: frozenset[str], gauges: frozenset[str], histograms: frozenset[str]
-) -> dict[str, str]:
-    return (
-        dict.fromkeys(counters, "counter")
-        | dict.fromkeys(gauges, "gauge")
-        | dict.fromkeys(histograms, "histogram")
+def test_docs_metrics_md_is_generated_from_the_registries() -> None:
+    assert metric_names.DOC.read_text() == metric_names.render(), (
+        "docs/metrics.md is stale: run `python -m sessionflow.metric_names`"
     )
 
 
-def labels_declared(names: frozenset[str]) -> dict[str, frozenset[str]]:
-    return {name: metric_names.LABELS.get(name, frozenset()) for name in names}
+def test_every_metric_is_named_typed_and_labelled_the_project_way() -> None:
+    seen: set[str] = set()
+    for m in metric_names.catalog():
+        assert m.name.startswith("sessionflow_"), m
+        assert m.name not in seen, f"{m.name} is declared twice"
+        seen.add(m.name)
+        assert m.kind in {"counter", "gauge", "histogram"}, m
+        assert m.name.endswith("_total") == (m.kind == "counter"), m
+        assert m.help, m
+        # Bounded label sets: never a session, message or phone as a label.
+        assert not set(m.labels) & {"session_id", "sessionId", "message_id", "phone"}, m
+    for process in ("producer", "worker", "enricher"):
+        assert metric_names.names(process), process
 
 
-def test_the_producer_exports_exactly_the_listed_metrics() -> None:
-    exported = families(ProducerMetrics().registry)
-    expected = kinds_of(
-        metric_names.PRODUCER_COUNTERS,
-        metric_names.PRODUCER_GAUGES,
-        metric_names.PRODUCER_HISTOGRAMS,
-    )
-    assert {n: k for n, (k, _) in exported.items()} == expected
-    assert {n: labels for n, (_, labels) in exported.items()} == labels_declared(
-        metric_names.PRODUCER
-    )
-
-
-def test_the_worker_exports_exactly_the_listed_metrics() -> None:
-    exported = families(WorkerMetrics(max_intents=50).registry)
-    expected = kinds_of(
-        metric_names.WORKER_COUNTERS, metric_names.WORKER_GAUGES, metric_names.WORKER_HISTOGRAMS
-    )
-    assert {n: k for n, (k, _) in exported.items()} == expected
-    assert {n: labels for n, (_, labels) in exported.items()} == labels_declared(
-        metric_names.WORKER
-    )
-
-
-def test_the_enricher_exports_exactly_the_listed_metrics() -> None:
-    exported = families(EnricherMetrics().registry)
-    expected = kinds_of(
-        metric_names.ENRICHER_COUNTERS,
-        metric_names.ENRICHER_GAUGES,
-        metric_names.ENRICHER_HISTOGRAMS,
-    )
-    assert {n: k for n, (k, _) in exported.items()} == expected
-    assert {n: labels for n, (_, labels) in exported.items()} == labels_declared(
-        metric_names.ENRICHER
-    )
-    assert frozenset(s.value for s in TranscriptStatus) == metric_names.TRANSCRIPT_OUTCOMES
+def test_the_catalog_reads_what_each_process_declares() -> None:
+    assert "sessionflow_webhooks_total" in metric_names.names("producer")
+    assert "sessionflow_pairing_wait_seconds" in metric_names.names("worker")
+    assert "sessionflow_transcript_fetch_seconds" in metric_names.names("enricher")
+    # The producer's own collector (LoopHistogram) is read by what it yields.
+    assert "sessionflow_webhook_request_seconds" in metric_names.histograms()
+    assert metric_names.transcript_outcomes() == {"ok", "not_found", "failed"}
+    assert metric_names.server_error_outcomes() < metric_names.webhook_outcomes()
 
 
 def test_the_enricher_labels_http_statuses_from_a_bounded_set() -> None:
@@ -88,11 +42,6 @@ def test_the_enricher_labels_http_statuses_from_a_bounded_set() -> None:
     labels |= {status_label(code) for code in (-1, 0, 99, 600, 999)}
     assert len(labels) <= 30
     assert {"200", "404", "429", "503", "3xx", "4xx", "5xx", "none", "other"} <= labels
-
-
-def test_the_outcomes_are_the_producers() -> None:
-    assert frozenset(OUTCOMES) == metric_names.WEBHOOK_OUTCOMES
-    assert metric_names.SERVER_ERROR_OUTCOMES < metric_names.WEBHOOK_OUTCOMES
 
 
 def test_series_names_split_histograms_and_keep_the_rest() -> None:

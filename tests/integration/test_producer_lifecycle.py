@@ -1,0 +1,280 @@
+"""The producer's life as a process: start, refuse, outage, shutdown, several on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiokafka.partitioner import murmur2
+
+from producer.settings import ProducerSettings
+from sessionflow.topics import Topics
+from tests.integration.producer_fixtures import (
+    SECRET,
+    TIMEOUT_S,
+    RunningProducer,
+    build_request,
+    consume,
+    make_settings,
+    raw_http,
+    run_producer,
+    session_body,
+    signed_headers,
+    valid_body,
+)
+
+pytestmark = pytest.mark.integration
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
+    settings = make_settings()
+    env = {
+        **os.environ,
+        "SESSIONFLOW_WEBHOOK_SECRETS": SECRET,
+        "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
+        "SESSIONFLOW_PARTITIONS": "3",
+        "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
+        "SESSIONFLOW_HTTP_PORT": str(settings.http_port),
+        "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
+        "SESSIONFLOW_ADMIN_PORT": str(settings.admin_port),
+        "SESSIONFLOW_BODY_TIMEOUT_SECONDS": "4",
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+    }
+    code = "from producer.server import serve; from producer.settings import ProducerSettings; serve(ProducerSettings())"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await _wait_ready(settings.admin_port)
+        body = valid_body()
+        request = build_request(body, signed_headers(body))
+        # Half a request in flight, then SIGTERM, then the rest: it must still be stored and answered.
+        in_flight = asyncio.create_task(
+            raw_http(settings.http_port, request, pause_after=len(request) - 20, pause_s=1.0)
+        )
+        await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        resp = await in_flight
+        assert resp.status == 202
+        async with asyncio.timeout(TIMEOUT_S):
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    logs = err.decode()
+    assert proc.returncode == 0, logs
+    [record] = await consume(settings, Topics.for_settings(settings).raw, 1)
+    assert record.value == body
+    lines = [orjson.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    outcomes = [line for line in lines if line.get("logger") == "producer.requests"]
+    assert [o["outcome"] for o in outcomes] == ["accepted"]
+    assert "+14155550100" not in logs
+    assert SECRET[6:] not in logs
+
+
+async def test_refuses_to_start_without_a_secret() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SESSIONFLOW_WEBHOOK_SECRETS"}
+    code = "from producer.server import serve; from producer.settings import ProducerSettings; serve(ProducerSettings())"
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode != 0
+    assert b"webhook_secrets" in proc.stderr
+
+
+async def _wait_ready(port: int) -> None:
+    async with aiohttp.ClientSession() as http, asyncio.timeout(TIMEOUT_S * 2):
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def test_broker_outage_gives_503_then_recovers(restartable_broker: Any) -> None:
+    """Needs the lead's `restartable_broker` fixture: a private broker we may stop and start."""
+    settings: ProducerSettings = make_settings(kafka_bootstrap_servers=restartable_broker.bootstrap)
+    async with run_producer(settings) as producer, aiohttp.ClientSession() as http:
+
+        async def post() -> tuple[int, bytes]:
+            body = valid_body()
+            async with http.post(
+                f"{producer.url}/webhooks/agntix",
+                data=body,
+                headers={**signed_headers(body), "content-type": "application/json"},
+            ) as resp:
+                assert resp.status < 500 or resp.status == 503
+                if resp.status == 503:
+                    assert "Retry-After" in resp.headers
+                return resp.status, body
+
+        async def readyz() -> int:
+            async with http.get(f"{producer.admin_url}/readyz") as resp:
+                return resp.status
+
+        stored = []
+        status, body = await post()
+        assert status == 202
+        stored.append(body)
+        await restartable_broker.stop()
+        async with asyncio.timeout(10):
+            while True:
+                if await readyz() == 503:
+                    break
+                await asyncio.sleep(0.2)
+        for _ in range(5):
+            status, _ = await post()
+            assert status == 503
+        await restartable_broker.start()
+        async with asyncio.timeout(60):
+            while True:
+                if await readyz() == 200:
+                    break
+                await asyncio.sleep(0.5)
+        for _ in range(5):
+            status, body = await post()
+            assert status == 202
+            stored.append(body)
+    records = await consume(
+        settings, Topics.for_settings(settings).raw, len(stored) + 1, timeout_s=5
+    )
+    assert set(stored) <= {r.value for r in records}
+
+
+async def test_a_session_lands_in_the_partition_aiokafka_and_java_would_choose(
+    producer: RunningProducer,
+) -> None:
+    """The worker's table is co-partitioned with the raw topic: murmur2, whichever client wrote."""
+    sessions = [str(uuid.uuid4()) for _ in range(60)]
+    async with aiohttp.ClientSession() as http:
+        for sid in sessions:
+            body = session_body("session.created", sid).encode()
+            async with http.post(
+                f"{producer.url}/webhooks/agntix",
+                data=body,
+                headers={**signed_headers(body), "content-type": "application/json"},
+            ) as resp:
+                assert resp.status == 202
+    records = await consume(
+        producer.settings, Topics.for_settings(producer.settings).raw, len(sessions)
+    )
+    assert len(records) == len(sessions)
+    partitions = producer.settings.partitions
+    for record in records:
+        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % partitions, record.key
+    assert len({r.partition for r in records}) == partitions
+
+
+def free_port_pair() -> int:
+    """A port p with p + 1 free too: process i serves its admin listener on p + i."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two adjacent free ports on loopback")
+
+
+async def test_several_processes_share_the_public_port_each_with_its_own_admin_port() -> None:
+    # Not free_port() alone: the second process's admin port (+1) was once taken by another
+    # test's listener on a busy run, and the supervisor then stopped both.
+    settings = make_settings(admin_port=free_port_pair())
+    admin_ports = [settings.admin_port, settings.admin_port + 1]
+    env = {
+        **os.environ,
+        "SESSIONFLOW_WEBHOOK_SECRETS": SECRET,
+        "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
+        "SESSIONFLOW_PARTITIONS": "3",
+        "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
+        "SESSIONFLOW_HTTP_PORT": str(settings.http_port),
+        "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
+        "SESSIONFLOW_ADMIN_PORT": str(settings.admin_port),
+        "SESSIONFLOW_HTTP_PROCESSES": "2",
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sessionflow.cli",
+        "producer",
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    bodies = [valid_body() for _ in range(40)]
+    try:
+        for port in admin_ports:
+            try:
+                await _wait_ready(port)
+            except TimeoutError:
+                proc.kill()
+                _, err = await proc.communicate()
+                raise AssertionError(
+                    f"admin port {port} never ready:\n{err.decode()[-3000:]}"
+                ) from None
+        # A fresh connection each: the kernel spreads connections, not requests.
+        statuses = [
+            (await raw_http(settings.http_port, build_request(b, signed_headers(b)))).status
+            for b in bodies
+        ]
+        assert set(statuses) == {202}
+        accepted = []
+        async with aiohttp.ClientSession() as http:
+            for port in admin_ports:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    text = await resp.text()
+                (line,) = [
+                    ln
+                    for ln in text.splitlines()
+                    if ln.startswith(
+                        'sessionflow_webhooks_total{event_type="session.created",outcome="accepted"}'
+                    )
+                ]
+                accepted.append(float(line.split()[-1]))
+        assert sum(accepted) == len(bodies)
+        assert min(accepted) > 0, accepted
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT_S):
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    records = await consume(settings, Topics.for_settings(settings).raw, len(bodies))
+    assert sorted(r.value for r in records) == sorted(bodies)
