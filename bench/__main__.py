@@ -81,8 +81,10 @@ EXPERIMENTS = (
     " 71.7. Both kept.",
     "Exactly-once commit interval 0.1 s vs 0.5 s, four alternating B3-style drains each (same"
     " plan, machine shared with a full test run): median 8,284 vs 7,477 events/s, 97 vs 101 us"
-    " of worker CPU per event. No cost seen; the default is 0.1 s (the floor of exactly-once"
-    " latency, B4).",
+    " of worker CPU per event. Again on a quiet machine, three alternating drains each: median"
+    " 8,802 vs 9,209 events/s (0.96), 104 vs 102 us per event; one same-run pair of the full"
+    " bench read 6,197 vs 9,841, within the ±30% that single drains vary here. The default is"
+    " 0.1 s (the floor of exactly-once latency, B4).",
     "Restore a fetch at a time (streams/runtime/restore.py) instead of Faust's per-record"
     " recovery queue: B5 at 1,000,000 sessions, same day and broker, 204.8 s -> 11.4 s from a"
     " fresh worker's start to a completed probe on every partition (12.7 and 19.1 s in two later"
