@@ -8,7 +8,7 @@
 # on_event expires an overdue state first, as of the event's own received-at, exactly as a timer
 # would have done had it run before the event. The timer (on_expiry) is given a stream-time
 # horizon that the caller guarantees every earlier-received record of the partition has passed
-# (streams/expiry.py, `Tick.horizon_ms`), so it never expires a half whose partner is waiting.
+# (streams/expiry.py, `RawProgress.horizon_ms`), so it never expires a half whose partner is waiting.
 # The worker's clock (`now_ms`) only fills the report fields firstSeenAt, expiredAt, completedAt.
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pydantic_core
 
 from sessionflow.events import SESSION_CREATED, SESSION_ENDED
 from streams.decode import Envelope
+from streams.errors import StreamsError
 from streams.models import (
     CompletedSession,
     Direction,
@@ -47,7 +48,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
 
 
-class StateDecodeError(ValueError):
+class StateDecodeError(StreamsError, ValueError):
     """Stored bytes that are not a SessionState written by encode_state."""
 
 
@@ -112,7 +113,6 @@ class Step:
     outputs: tuple[OutputRecord, ...] = ()
     duplicate: DuplicateKind | None = None
     half_conflicts: tuple[str, ...] = ()
-    ignored_event_type: str | None = None
     # +1 a pending session appeared, -1 one was paired or expired (for a pending-sessions gauge).
     pending_delta: int = 0
     # First half to second half, by their received-at; set when a pair completes.
@@ -129,7 +129,7 @@ def deadline_ms(state: SessionState, ttl_ms: int) -> int:
 def on_event(state: SessionState | None, env: Envelope, now_ms: int, ttl_ms: int) -> Step:
     event = env.event
     if event is None or env.session_id is None:
-        return Step(state=state, changed=False, ignored_event_type=env.event_type)
+        return Step(state=state, changed=False)
 
     expired: Step | None = None
     if state is not None and env.received_at_ms >= deadline_ms(state, ttl_ms):

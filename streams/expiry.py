@@ -28,15 +28,17 @@ from dataclasses import dataclass
 
 import orjson
 
+from streams.errors import StreamsError
 
-class TickDecodeError(ValueError):
+
+class TickDecodeError(StreamsError, ValueError):
     """A ticks-topic record that is not a tick."""
 
 
 @dataclass(frozen=True, slots=True)
 class Tick:
     at_ms: int
-    # The raw partition's end offset just after `at_ms`; None on a tick of an older worker.
+    # The raw partition's end offset just after `at_ms`; None when it could not be learnt.
     raw_end: int | None
 
 
@@ -45,13 +47,11 @@ def encode_tick(tick: Tick) -> bytes:
 
 
 def decode_tick(data: bytes) -> Tick:
-    """Read a tick; the bare time that ticks were before they carried `raw_end` still reads."""
+    """Read a tick: [at_ms, raw_end], raw_end null when the worker could not learn it."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise TickDecodeError(f"unreadable tick: {exc}") from exc
-    if _is_int(value):
-        return Tick(at_ms=value, raw_end=None)
     if (
         isinstance(value, list)
         and len(value) == 2

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from sessionflow.raw_record import REASON
+from sessionflow.raw_record import STAGE as HEADER_STAGE
 from streams import core
 from streams.decode import DecodeError, decode
 from streams.expiry import ExpiryIndex, RawProgress, TickDecodeError, decode_tick
@@ -200,9 +202,11 @@ class SessionProcessor:
     ) -> None:
         self._metrics.dead_lettered.labels(reason).inc()
         log.warning("dead-lettered a raw record: %s (partition %d)", reason, unit.partition)
-        kept = [(name, data) for name, data in headers.items() if name not in ("reason", "stage")]
+        kept = [
+            (name, data) for name, data in headers.items() if name not in (REASON, HEADER_STAGE)
+        ]
         unit.send(
-            self._topics.dlq, key, value, [*kept, ("reason", reason.encode()), ("stage", STAGE)]
+            self._topics.dlq, key, value, [*kept, (REASON, reason.encode()), (HEADER_STAGE, STAGE)]
         )
 
     def _rebuild_index(self, unit: Unit) -> None:

@@ -21,11 +21,12 @@ from typing import Any, Final
 import aiohttp
 from faust.types import TP
 
+from sessionflow.raw_record import partition_for_key
 from sessionflow.redaction import redact_body
 from streams import core
 from streams.models import format_ms
 from streams.runtime.app import App
-from streams.runtime.table import partition_for_key, partition_store
+from streams.runtime.table import partition_store
 
 log = logging.getLogger(__name__)
 

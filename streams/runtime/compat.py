@@ -33,6 +33,8 @@ from faust.transport.conductor import Conductor
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import ServiceTask
 
+from streams.errors import StreamsError
+
 log = logging.getLogger(__name__)
 
 VERIFIED: Final = {
@@ -43,7 +45,7 @@ VERIFIED: Final = {
 }
 
 
-class IncompatibleLibraries(RuntimeError):
+class IncompatibleLibraries(StreamsError, RuntimeError):
     """An internal the runtime layer depends on is missing or changed shape."""
 
 

@@ -13,14 +13,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import rocksdict
-from aiokafka.partitioner import murmur2
 from faust.stores.memory import Store as MemoryStore
 from faust.stores.rocksdb import Store as RocksDBStore
 
-
-def partition_for_key(key: bytes, partitions: int) -> int:
-    """The default partitioner's choice (murmur2, as Kafka's Java client and aiokafka do)."""
-    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
+from sessionflow.raw_record import partition_for_key
 
 
 class RocksDBPartition:

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from sessionflow.raw_record import partition_for_key
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics, TopicSpec, ensure_topics
 from sessionflow.traffic import Delivery
-from streams.runtime.table import partition_for_key
 from tests.conftest import TIMEOUT_S
 from tests.integration.conftest import free_port
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pytest
 
 from sessionflow import traffic
-from streams.runtime.table import partition_for_key
+from sessionflow.raw_record import partition_for_key
 from tests.integration.worker_fixtures import produce_deliveries
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import RECOVERY_S, Stack, by_scale, scenario

@@ -61,15 +61,26 @@ def test_rebuild_replaces_one_partition_and_invalidate_forgets_all() -> None:
     assert index.pop_due(0, 10**12) == []
 
 
-def test_ticks_round_trip_and_the_bare_time_of_older_workers_still_reads() -> None:
+def test_ticks_round_trip() -> None:
     tick = Tick(at_ms=1_700_000_000_000, raw_end=42)
     assert decode_tick(encode_tick(tick)) == tick
     assert decode_tick(encode_tick(Tick(5, None))) == Tick(5, None)
-    assert decode_tick(b"1700000000000") == Tick(1_700_000_000_000, None)
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"soon", b"[1]", b"[1,2,3]", b'["1",2]', b"[1,true]", b"true", b"1.5", b"{}"]
+    "data",
+    [
+        b"",
+        b"soon",
+        b"1700000000000",
+        b"[1]",
+        b"[1,2,3]",
+        b'["1",2]',
+        b"[1,true]",
+        b"true",
+        b"1.5",
+        b"{}",
+    ],
 )
 def test_anything_else_on_the_ticks_topic_is_refused(data: bytes) -> None:
     with pytest.raises(TickDecodeError):

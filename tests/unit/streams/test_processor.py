@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
+from sessionflow.raw_record import partition_for_key
 from streams import core
 from streams.expiry import Tick, encode_tick
 from streams.metrics import WorkerMetrics
 from streams.processor import OutputTopics, SessionProcessor, headers_of
-from streams.runtime.table import partition_for_key
 from tests.unit.streams import samples
 
 TOPICS = OutputTopics(completed="completed", incomplete="incomplete", dlq="dlq")

@@ -10,7 +10,8 @@ import pytest
 import rocksdict
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.runtime.table import MemoryPartition, RocksDBPartition, partition_for_key
+from sessionflow.raw_record import partition_for_key
+from streams.runtime.table import MemoryPartition, RocksDBPartition
 
 OFFSET_KEY = b"__faust\0offset__"
 
