@@ -10,13 +10,15 @@ micro benchmark behind the A/B figures of the processor's changes (bench/__main_
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from bench.webhooks import session_plan
 from sessionflow.traffic import Plan
 from streams.metrics import WorkerMetrics
 from streams.processor import OutputTopics, SessionProcessor
+from streams.runtime.table import MemoryPartition
 from streams.runtime.unit import Unit
 from streams.settings import WorkerSettings
 
@@ -30,29 +32,6 @@ class _Record:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
-
-
-class _Partition:
-    """One partition's store, in memory."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        yield from self.data.items()
-
-    def write(self, changes: Mapping[bytes, bytes | None]) -> None:
-        for key, value in changes.items():
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
-
-    def set_persisted_offset(self, offset: int) -> None:
-        del offset
 
 
 def records(plan: Plan) -> list[_Record]:
@@ -85,7 +64,7 @@ def us_per_event(events: list[_Record], ttl_ms: int, repeats: int = REPEATS) -> 
             grace_ms=15_000,
             settle_ms=10_000,
         )
-        store = _Partition()
+        store = MemoryPartition(SimpleNamespace(data={}), 0, 1)  # one partition: all keys
         completed = 0
         started = time.process_time()
         for at in range(0, len(events), BATCH):

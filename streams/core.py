@@ -442,23 +442,40 @@ def _decode_pending_v2(fields: list[Any], body: bytes, session_id: str) -> Pendi
         raise StateDecodeError(f"unknown half {event_type!r}")
     if (event_type == SESSION_ENDED) != (ended_at_us is not None):
         raise StateDecodeError("the fields do not fit the half")
+    fields_ = HalfFields(
+        agent_id,
+        SessionType(type_),
+        Platform(platform),
+        Direction(direction),
+        created_at_us,
+        ended_at_us,
+        last_activity_at_us,
+    )
+    return _pending(
+        session_id, event_type, message_id, digest, received_at_ms, first_seen_ms, body, fields_
+    )
+
+
+def _pending(
+    session_id: str,
+    event_type: HalfType,
+    message_id: str,
+    digest_hex: str,
+    received_at_ms: int,
+    first_seen_ms: int,
+    body: bytes,
+    fields: HalfFields,
+) -> PendingSession:
+    """A stored pending half, as either version's header names it."""
     return PendingSession(
         session_id=session_id,
         event_type=event_type,
         message_id=message_id,
-        digest=bytes.fromhex(digest),
+        digest=bytes.fromhex(digest_hex),
         received_at_ms=received_at_ms,
         first_seen_ms=first_seen_ms,
         body=body,
-        fields=HalfFields(
-            agent_id,
-            SessionType(type_),
-            Platform(platform),
-            Direction(direction),
-            created_at_us,
-            ended_at_us,
-            last_activity_at_us,
-        ),
+        fields=fields,
     )
 
 
@@ -473,15 +490,15 @@ def _decode_v1(fields: list[Any], sep: bytes, body: bytes) -> SessionState:
             event = model.model_validate_json(body)
         except pydantic_core.ValidationError as exc:
             raise StateDecodeError(f"a stored half that is not valid: {exc}") from exc
-        return PendingSession(
-            session_id=session_id,
-            event_type=event_type,
-            message_id=message_id,
-            digest=bytes.fromhex(digest),
-            received_at_ms=received_at_ms,
-            first_seen_ms=first_seen_ms,
-            body=body,
-            fields=fields_of(event),
+        return _pending(
+            session_id,
+            event_type,
+            message_id,
+            digest,
+            received_at_ms,
+            first_seen_ms,
+            body,
+            fields_of(event),
         )
     if kind == _MARKER and not sep:
         closed_at_ms, c_id, c_digest, e_id, e_digest = rest

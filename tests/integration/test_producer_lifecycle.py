@@ -40,9 +40,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
-    settings = make_settings()
-    env = {
+def process_env(settings: ProducerSettings, **extra: str) -> dict[str, str]:
+    """The environment of a `sessionflow producer` process with `settings` (3 partitions)."""
+    return {
         **os.environ,
         "SESSIONFLOW_WEBHOOK_SECRETS": SECRET,
         "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
@@ -51,9 +51,14 @@ async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
         "SESSIONFLOW_HTTP_PORT": str(settings.http_port),
         "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
         "SESSIONFLOW_ADMIN_PORT": str(settings.admin_port),
-        "SESSIONFLOW_BODY_TIMEOUT_SECONDS": "4",
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        **extra,
     }
+
+
+async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
+    settings = make_settings()
+    env = process_env(settings, SESSIONFLOW_BODY_TIMEOUT_SECONDS="4")
     code = "from producer.server import serve; from producer.settings import ProducerSettings; serve(ProducerSettings())"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -214,18 +219,7 @@ async def test_several_processes_share_the_public_port_each_with_its_own_admin_p
     # test's listener on a busy run, and the supervisor then stopped both.
     settings = make_settings(admin_port=free_port_pair())
     admin_ports = [settings.admin_port, settings.admin_port + 1]
-    env = {
-        **os.environ,
-        "SESSIONFLOW_WEBHOOK_SECRETS": SECRET,
-        "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
-        "SESSIONFLOW_PARTITIONS": "3",
-        "SESSIONFLOW_HTTP_HOST": "127.0.0.1",
-        "SESSIONFLOW_HTTP_PORT": str(settings.http_port),
-        "SESSIONFLOW_ADMIN_HOST": "127.0.0.1",
-        "SESSIONFLOW_ADMIN_PORT": str(settings.admin_port),
-        "SESSIONFLOW_HTTP_PROCESSES": "2",
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-    }
+    env = process_env(settings, SESSIONFLOW_HTTP_PROCESSES="2")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
