@@ -14,7 +14,7 @@ from bench.kafka_io import Watcher, preload
 from bench.proc import Service, cpu_seconds, free_port, python_module, rss_mb, wait_http
 from bench.stats import ratio
 from bench.webhooks import session_plan
-from sessionflow.traffic import Plan
+from cli.traffic import Plan
 from streams.settings import WorkerSettings
 
 # "pairs, 25% duplicates, reordered": a quarter of the deliveries again (retries with the same
@@ -67,7 +67,7 @@ async def _worker_run(
     port = free_port()
     worker = Service(
         f"worker-{name}",
-        python_module("sessionflow.cli", "worker"),
+        python_module("cli", "worker"),
         worker_env(ctx, namespace, f"worker-{name}", port, guarantee, **extra),
         ctx.workdir,
     )
@@ -225,7 +225,7 @@ async def _scale_run(ctx: Context, plan: Plan, workers: int) -> dict[str, Any]:
     services = [
         Service(
             f"scale-{workers}w-{i}",
-            python_module("sessionflow.cli", "worker"),
+            python_module("cli", "worker"),
             worker_env(ctx, namespace, f"scale-{workers}w-{i}", port, "exactly_once"),
             ctx.workdir,
         )

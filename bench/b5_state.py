@@ -19,7 +19,7 @@ from bench.kafka_io import Watcher, preload
 from bench.proc import Service, dir_mb, fetch_text, free_port, python_module, rss_mb, wait_http
 from bench.stats import extrapolate
 from bench.webhooks import session_plan
-from sessionflow.traffic import SESSION_CREATED, SESSION_ENDED, Delivery
+from cli.traffic import SESSION_CREATED, SESSION_ENDED, Delivery
 from streams.settings import WorkerSettings
 
 TARGET = 1_000_000
@@ -100,7 +100,7 @@ async def _run(ctx: Context) -> dict[str, Any]:
     port = free_port()
     first = Service(
         "state-worker-a",
-        python_module("sessionflow.cli", "worker"),
+        python_module("cli", "worker"),
         worker_env(ctx, namespace, "state-worker-a", port, GUARANTEE),
         ctx.workdir,
     )
@@ -134,7 +134,7 @@ async def _run(ctx: Context) -> dict[str, Any]:
     port = free_port()
     fresh = Service(
         "state-worker-b",
-        python_module("sessionflow.cli", "worker"),
+        python_module("cli", "worker"),
         worker_env(ctx, namespace, "state-worker-b", port, GUARANTEE),
         ctx.workdir,
     )
@@ -203,7 +203,7 @@ async def _failover(
     workers = [
         Service(
             f"state-{tag}-{i}",
-            python_module("sessionflow.cli", "worker"),
+            python_module("cli", "worker"),
             worker_env(
                 ctx,
                 namespace,

@@ -11,7 +11,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.progress import ProgressGuard
-from sessionflow.traffic import Delivery
+from cli.traffic import Delivery
 
 _CHUNK = 5000
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from bench.webhooks import session_plan
-from sessionflow.traffic import Plan
+from cli.traffic import Plan
 from streams.metrics import WorkerMetrics
 from streams.processor import OutputTopics, SessionProcessor
 from streams.runtime.table import MemoryPartition

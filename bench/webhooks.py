@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sessionflow import traffic
+from cli import traffic
 from sessionflow.signing import HeaderFamily, Signer
 
 PATH = "/webhooks/agntix"

@@ -23,7 +23,7 @@ from tests.integration.conftest import free_port
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sessionflow.cli", *args]
+    return [sys.executable, "-m", "cli", *args]
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = TIMEOUT_S) -> None:

@@ -13,9 +13,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from sessionflow.dlq import ReplayOptions, replay
+from cli.dlq import ReplayOptions, replay
+from cli.traffic import plan
 from sessionflow.topics import ensure_topics
-from sessionflow.traffic import plan
 from tests.integration.cli_fixtures import ServiceEnv, wait_for
 from tests.integration.worker_fixtures import (
     WorkerEnv,

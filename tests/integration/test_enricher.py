@@ -192,7 +192,7 @@ def spawn_enricher(env: dict[str, str], log_path: Path) -> subprocess.Popen[byte
     """`sessionflow enricher` as operators run it, its log appended to a file."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "sessionflow.cli", "enricher"],
+            [sys.executable, "-m", "cli", "enricher"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -223,7 +223,7 @@ async def test_several_processes_share_the_public_port_each_with_its_own_admin_p
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sessionflow.cli",
+        "cli",
         "producer",
         cwd=ROOT,
         env=env,

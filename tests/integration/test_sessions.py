@@ -21,7 +21,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from sessionflow import inspect, raw_record
+from cli import inspect
+from sessionflow import raw_record
 from tests.conftest import TIMEOUT_S
 from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess, read_records
 from tests.unit.streams.samples import session_created, session_ended, to_bytes
@@ -148,7 +149,7 @@ async def test_each_state_from_either_worker_and_inspect_tells_each_story(
     assert "expires at" in inspect.story_verdict(stories[waiting])[1]
 
     # The command itself: one JSON object, and it stops by itself.
-    command = [sys.executable, "-m", "sessionflow.cli", "inspect", waiting, "--json"]
+    command = [sys.executable, "-m", "cli", "inspect", waiting, "--json"]
     out = await asyncio.to_thread(
         subprocess.run,
         [*command, "--since", "5m", "--worker", f"http://127.0.0.1:{b.port}"],

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from sessionflow.tail import TailOptions, Which, tail
+from cli.tail import TailOptions, Which, tail
 from sessionflow.topics import ensure_topics
 from tests.conftest import TIMEOUT_S
 from tests.integration.cli_fixtures import ServiceEnv, cli, wait_for

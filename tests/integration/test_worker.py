@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from sessionflow.traffic import SESSION_CREATED, SESSION_ENDED, Delivery, Plan, plan
+from cli.traffic import SESSION_CREATED, SESSION_ENDED, Delivery, Plan, plan
 from streams.decode import digest_of
 from tests.integration.worker_fixtures import (
     WorkerEnv,

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from cli.traffic import Delivery
 from sessionflow.raw_record import partition_for_key
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics, TopicSpec, ensure_topics
-from sessionflow.traffic import Delivery
 from tests.conftest import TIMEOUT_S
 from tests.integration.conftest import free_port
 
@@ -83,7 +83,7 @@ class WorkerProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sessionflow.cli", "worker"],
+            [sys.executable, "-m", "cli", "worker"],
             env=self.env.environ(self.name, self.port),
             stdout=log,
             stderr=subprocess.STDOUT,

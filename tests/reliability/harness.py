@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sessionflow import traffic
-from sessionflow.delivery import SendReport, deliver
+from cli import traffic
+from cli.delivery import SendReport, deliver
 from tests.conftest import load_launcher
 from tests.integration.conftest import free_port
 from tests.integration.producer_fixtures import SECRET
@@ -100,7 +100,7 @@ class ProducerProcess:
         }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sessionflow.cli", "producer"],
+                [sys.executable, "-m", "cli", "producer"],
                 env=environ,
                 stdout=log,
                 stderr=subprocess.STDOUT,

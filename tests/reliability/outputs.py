@@ -15,7 +15,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from sessionflow.delivery import SendReport
+from cli.delivery import SendReport
 from tests.integration.worker_fixtures import WorkerEnv
 from tests.reliability.harness import RECOVERY_S
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from sessionflow import traffic
-from sessionflow.delivery import SendReport
+from cli import traffic
+from cli.delivery import SendReport
 from sessionflow.signing import HeaderFamily, Signer
 from tests.integration.producer_fixtures import SECRET
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sessionflow import traffic
-from sessionflow.delivery import SendReport, deliver
+from cli import traffic
+from cli.delivery import SendReport, deliver
 from sessionflow.logs import FAULTS_LOGGER
 from tests.integration.producer_fixtures import SECRET
 from tests.reliability.conftest import ReportBook

@@ -12,7 +12,7 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from sessionflow.delivery import SendReport, deliver
+from cli.delivery import SendReport, deliver
 from sessionflow.signing import sign
 from tests.integration.producer_fixtures import SECRET
 from tests.reliability.conftest import ReportBook

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from sessionflow import traffic
+from cli import traffic
 from tests.integration.worker_fixtures import produce_deliveries
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import RECOVERY_S, Stack, by_scale, scenario, traffic_plan

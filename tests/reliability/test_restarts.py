@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sessionflow import traffic
+from cli import traffic
 from sessionflow.raw_record import partition_for_key
 from tests.integration.worker_fixtures import produce_deliveries
 from tests.reliability.conftest import ReportBook

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sessionflow import traffic
+from cli import traffic
 from tests.reliability.conftest import TTL_S, ReportBook
 from tests.reliability.harness import RECOVERY_S, Stack, by_scale, scenario, send_signed
 from tests.reliability.outputs import Expected, assert_invariants, wait_outputs

@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from sessionflow.traffic import Delivery
+from cli.traffic import Delivery
 from tests.integration.worker_fixtures import WorkerProcess, produce_deliveries
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (

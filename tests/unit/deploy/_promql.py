@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sessionflow import metric_names
+from cli import metric_names
 
 # Grafana's interval variables, replaced by a plausible value so that the query parses.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}

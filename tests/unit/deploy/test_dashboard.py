@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sessionflow import metric_names
+from cli import metric_names
 from tests.unit.deploy._promql import PROMETHEUS_SERIES, expand_grafana, known_labels, references
 
 GRAFANA_DIR = Path(__file__).resolve().parents[3] / "deploy" / "grafana"

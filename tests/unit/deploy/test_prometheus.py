@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from cli import metric_names
 from producer.settings import ProducerSettings
-from sessionflow import metric_names
 from sessionflow.events import KNOWN_EVENT_TYPES
 from streams.settings import WorkerSettings
 from tests.unit.deploy._promql import PROMETHEUS_SERIES, known_labels, references

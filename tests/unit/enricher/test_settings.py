@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from cli.main import main
 from enricher.errors import EnricherConfigError
 from enricher.settings import EnricherSettings, load_settings
-from sessionflow import cli
 
 KEY = "pk_live_0123456789abcdef"
 URL = "https://api.agntix.example"
@@ -92,6 +92,6 @@ def test_the_messages_url_quotes_the_session_id() -> None:
 def test_the_command_refuses_to_start_without_configuration(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert cli.main(["enricher"]) == 2
+    assert main(["enricher"]) == 2
     err = capsys.readouterr().err
     assert "sessionflow enricher: refusing to start: AGNTIX_API_URL is required" in err

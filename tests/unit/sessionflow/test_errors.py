@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sessionflow.devsecret import DevSecretError
 from sessionflow.errors import SessionflowError
-from sessionflow.inspect import InspectError
 from sessionflow.raw_record import KeyMissing
-from sessionflow.run import RunError
 from sessionflow.signing import SigningError
-from sessionflow.tail import TailError
 from sessionflow.topics import TopicError
-from sessionflow.traffic import TrafficError
 from streams.decode import DecodeError
 from streams.errors import StreamsError
 
@@ -20,14 +15,9 @@ from streams.errors import StreamsError
 @pytest.mark.parametrize(
     ("error", "builtin"),
     [
-        (DevSecretError, RuntimeError),
-        (InspectError, RuntimeError),
         (KeyMissing, ValueError),
-        (RunError, RuntimeError),
         (SigningError, ValueError),
-        (TailError, RuntimeError),
         (TopicError, RuntimeError),
-        (TrafficError, ValueError),
     ],
 )
 def test_sessionflow_errors_share_one_base(

@@ -93,7 +93,7 @@ def test_the_worker_command_refuses_to_start(tmp_path: Path) -> None:
     script = (
         "import faust.transport.consumer as c\n"
         "del c.Consumer.perform_seek\n"
-        "from sessionflow.cli import main\n"
+        "from cli.main import main\n"
         "raise SystemExit(main(['worker']))\n"
     )
     env = {

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
+from cli.tail import Which, bytes_field, describe, reached, render, topic_for
 from sessionflow.settings import KafkaSettings
-from sessionflow.tail import Which, bytes_field, describe, reached, render, topic_for
 from sessionflow.topics import Topics
 
 

@@ -3,7 +3,7 @@
 Each metric is declared once, where its process records it (producer/metrics.py,
 streams/metrics.py, enricher/metrics.py). This module only reads those registries, for the
 dashboard's and the alert rules' tests and for docs/metrics.md
-(`python -m sessionflow.metric_names` rewrites it). The services never import it.
+(`python -m cli.metric_names` rewrites it). The services never import it.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def render() -> str:
     lines = [
         "# Metrics",
         "",
-        "Generated from the processes' own registries by `python -m sessionflow.metric_names`;",
+        "Generated from the processes' own registries by `python -m cli.metric_names`;",
         "a unit test fails when this file and the code disagree. Label values are bounded: never a",
         "session id or a phone number.",
     ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from sessionflow import progress
-from sessionflow.delivery import Snapshot
+from cli import progress
+from cli.delivery import Snapshot
 
 
 def test_plain_progress_writes_periodic_lines() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sessionflow import devsecret
-from sessionflow.run import (
+from cli import devsecret
+from cli.run import (
     Child,
     RunSettings,
     banner,

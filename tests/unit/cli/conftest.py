@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.unit.sessionflow.webhook_receiver import Behaviour, Receiver, always_ok
+from tests.unit.cli.webhook_receiver import Behaviour, Receiver, always_ok
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from sessionflow import traffic
+from cli import traffic
 from sessionflow.signing import new_secret
 
 # (message id, attempt number for that message id) -> (status, extra response headers)

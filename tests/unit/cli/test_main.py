@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from cli.main import main
 from sessionflow import __version__
-from sessionflow.cli import main
 
 
 def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,7 +46,7 @@ def test_incomplete_or_wrong_commands_are_usage_errors(argv: list[str]) -> None:
 
 
 def test_dlq_replay_options_parse() -> None:
-    from sessionflow.cli import build_parser
+    from cli.main import build_parser
 
     args = build_parser().parse_args(
         ["dlq", "replay", "--reason", "a", "--reason", "b", "--dry-run", "--max", "5"]
@@ -62,7 +62,7 @@ def test_a_command_is_required() -> None:
 
 def test_the_console_script_runs_as_a_module() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sessionflow.cli", "version"],
+        [sys.executable, "-m", "cli", "version"],
         capture_output=True,
         text=True,
         check=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessionflow.topic_admin import TopicInfo, human_ms, rows
+from cli.topic_admin import TopicInfo, human_ms, rows
 from sessionflow.topics import TopicSpec
 
 

@@ -19,8 +19,8 @@ from types import FrameType
 
 from pydantic import Field
 
-from sessionflow import devsecret
-from sessionflow.errors import SessionflowError
+from cli import devsecret
+from cli.errors import CliError
 from sessionflow.settings import KafkaSettings
 
 _POLL_S = 0.2
@@ -40,7 +40,7 @@ class RunSettings(KafkaSettings):
     run_stop_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
-class RunError(SessionflowError, RuntimeError):
+class RunError(CliError, RuntimeError):
     """A child did not start or died."""
 
 
@@ -126,7 +126,7 @@ def _die_with_parent() -> None:
 
 def start_child(name: str, command: str, ready_url: str, env: Mapping[str, str]) -> Child:
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-        [sys.executable, "-m", "sessionflow.cli", command],
+        [sys.executable, "-m", "cli", command],
         env=dict(env),
         # Its own process group: a terminal's Ctrl-C reaches only `run`, which stops the
         # children in order, instead of every process receiving SIGINT at once.

@@ -1,6 +1,6 @@
 """`sessionflow send`: post a signed, realistic traffic plan and retry non-2xx like Svix does.
 
-The delivery is sessionflow/delivery.py, the progress line and the summary sessionflow/progress.py.
+The delivery is cli/delivery.py, the progress line and the summary cli/progress.py.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from sessionflow import devsecret, traffic
-from sessionflow.delivery import DEFAULT_TIMEOUT_S, DEFAULT_URL, HeaderChoice, deliver
-from sessionflow.progress import progress_sink, render_summary
+from cli import devsecret, traffic
+from cli.delivery import DEFAULT_TIMEOUT_S, DEFAULT_URL, HeaderChoice, deliver
+from cli.progress import progress_sink, render_summary
 from sessionflow.signing import SigningError
 
 

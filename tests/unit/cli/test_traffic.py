@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionflow import traffic
-from sessionflow.traffic import DeliveryKind, IncompleteReason, Plan
+from cli import traffic
+from cli.traffic import DeliveryKind, IncompleteReason, Plan
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sessionflow import devsecret, send
-from tests.unit.sessionflow.webhook_receiver import SECRET_NEW, SECRET_OLD, Receiver
+from cli import devsecret, send
+from tests.unit.cli.webhook_receiver import SECRET_NEW, SECRET_OLD, Receiver
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from sessionflow.cli import main
-from sessionflow.inspect import (
+from cli.inspect import (
     InspectError,
     Story,
     dead_letter_entry,
@@ -21,6 +20,7 @@ from sessionflow.inspect import (
     to_json,
     to_text,
 )
+from cli.main import main
 
 NOW = datetime(2026, 12, 3, 5, 0, tzinfo=UTC)
 SID = "3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b"

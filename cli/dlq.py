@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from cli.tail import TailError, partitions_of
 from producer.envelope import parse_envelope
 from producer.errors import EnvelopeError
 from sessionflow.raw_record import (
@@ -30,7 +31,6 @@ from sessionflow.raw_record import (
     REPLAYED_FROM,
 )
 from sessionflow.settings import KafkaSettings
-from sessionflow.tail import TailError, partitions_of
 from sessionflow.topics import Topics
 
 GROUP = "sessionflow-dlq-replay"

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from sessionflow import traffic_data as data
-from sessionflow.errors import SessionflowError
+from cli import traffic_data as data
+from cli.errors import CliError
 
 SESSION_CREATED = "session.created"
 SESSION_ENDED = "session.ended"
@@ -32,7 +32,7 @@ _DUPLICATE_WINDOW = 40
 _BASE62 = string.digits + string.ascii_letters
 
 
-class TrafficError(SessionflowError, ValueError):
+class TrafficError(CliError, ValueError):
     """The plan's parameters are out of range."""
 
 

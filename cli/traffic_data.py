@@ -1,6 +1,6 @@
 """The words of the generated traffic: intents with their summaries, topics, names, campaigns.
 
-Prose data, kept apart from the plan's logic (sessionflow/traffic.py) that draws from it.
+Prose data, kept apart from the plan's logic (cli/traffic.py) that draws from it.
 """
 
 from __future__ import annotations

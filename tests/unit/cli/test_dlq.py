@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from sessionflow.dlq import ReplaySummary, group_for, reason_of, replay_record
+from cli.dlq import ReplaySummary, group_for, reason_of, replay_record
 from sessionflow.settings import KafkaSettings
 
 WORKER_HEADERS = {

@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from sessionflow import __version__, dlq, inspect, run, send, tail, topic_admin
+from cli import dlq, inspect, run, send, tail, topic_admin
+from sessionflow import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 

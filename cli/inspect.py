@@ -24,10 +24,10 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from cli.errors import CliError
+from cli.tail import Record, TailError, partitions_of, reached
 from sessionflow import raw_record
-from sessionflow.errors import SessionflowError
 from sessionflow.settings import KafkaSettings
-from sessionflow.tail import Record, TailError, partitions_of, reached
 from sessionflow.topics import Topics
 
 Verdict: TypeAlias = Literal["completed", "waiting", "incomplete", "dead_lettered", "unknown"]
@@ -40,7 +40,7 @@ _DURATION: Final = re.compile(r"^(\d+)([smhd])$")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-class InspectError(SessionflowError, RuntimeError):
+class InspectError(CliError, RuntimeError):
     """The story cannot be read: a bad argument, a missing topic, no broker."""
 
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from sessionflow import traffic
+from cli import traffic
 from sessionflow.signing import HeaderFamily, Signer
 
 DEFAULT_URL = "http://127.0.0.1:8080/webhooks/agntix"

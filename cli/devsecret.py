@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from sessionflow.errors import SessionflowError
+from cli.errors import CliError
 from sessionflow.signing import SigningError, decode_secret, new_secret
 
 ENV_VAR = "SESSIONFLOW_WEBHOOK_SECRETS"
@@ -15,7 +15,7 @@ ENV_VAR = "SESSIONFLOW_WEBHOOK_SECRETS"
 DEV_SECRETS_FILE = Path(__file__).resolve().parent.parent / ".dev-secrets"
 
 
-class DevSecretError(SessionflowError, RuntimeError):
+class DevSecretError(CliError, RuntimeError):
     """No usable webhook secret: neither the variable nor the dev file provides one."""
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from cli import metric_names
 from enricher.metrics import status_label
-from sessionflow import metric_names
 
 
 def test_docs_metrics_md_is_generated_from_the_registries() -> None:
     assert metric_names.DOC.read_text() == metric_names.render(), (
-        "docs/metrics.md is stale: run `python -m sessionflow.metric_names`"
+        "docs/metrics.md is stale: run `python -m cli.metric_names`"
     )
 
 

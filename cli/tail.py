@@ -14,7 +14,7 @@ from typing import Any, Protocol, TextIO
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sessionflow.errors import SessionflowError
+from cli.errors import CliError
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics
 
@@ -30,7 +30,7 @@ class Which(StrEnum):
     RAW = "raw"
 
 
-class TailError(SessionflowError, RuntimeError):
+class TailError(CliError, RuntimeError):
     """The topic cannot be read (missing, or the broker does not answer)."""
 
 

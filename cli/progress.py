@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from typing import TextIO
 
-from sessionflow.delivery import ProgressSink, SendReport, Snapshot
+from cli.delivery import ProgressSink, SendReport, Snapshot
 
 
 class PlainProgress:

@@ -7,8 +7,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from sessionflow import delivery, traffic
-from tests.unit.sessionflow.webhook_receiver import SECRET_NEW, SECRET_OLD, Receiver, make_plan
+from cli import delivery, traffic
+from tests.unit.cli.webhook_receiver import SECRET_NEW, SECRET_OLD, Receiver, make_plan
 
 
 async def test_every_request_verifies_with_svix_in_both_families_during_rotation(

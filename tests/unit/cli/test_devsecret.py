@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sessionflow import devsecret
+from cli import devsecret
 from sessionflow.signing import decode_secret, new_secret
 
 
