@@ -165,7 +165,7 @@ def run(ctx: Context) -> dict[str, Any]:
     port, admin_port = free_port(), free_port()
     producer = Service(
         "producer",
-        python_module("sessionflow.cli", "producer"),
+        python_module("cli", "producer"),
         ctx.env(namespace, SESSIONFLOW_HTTP_PORT=str(port), SESSIONFLOW_ADMIN_PORT=str(admin_port)),
         workdir,
     )

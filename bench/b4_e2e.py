@@ -33,7 +33,7 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
     http_port, admin_port, worker_port = free_port(), free_port(), free_port()
     producer = Service(
         f"e2e-producer-{name}",
-        python_module("sessionflow.cli", "producer"),
+        python_module("cli", "producer"),
         ctx.env(
             namespace, SESSIONFLOW_HTTP_PORT=str(http_port), SESSIONFLOW_ADMIN_PORT=str(admin_port)
         ),
@@ -41,7 +41,7 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
     )
     worker = Service(
         f"e2e-worker-{name}",
-        python_module("sessionflow.cli", "worker"),
+        python_module("cli", "worker"),
         worker_env(ctx, namespace, f"e2e-worker-{name}", worker_port, guarantee),
         ctx.workdir,
     )

@@ -67,7 +67,7 @@ def run_variant(
         **extra,
     )
     service = Service(
-        f"producer-{name}", python_module("sessionflow.cli", "producer"), env, ctx.workdir, cwd=src
+        f"producer-{name}", python_module("cli", "producer"), env, ctx.workdir, cwd=src
     )
     try:
         wait_http(f"http://127.0.0.1:{admin}/readyz", service.proc, 60, service.log)
