@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol
 
 from sessionflow.raw_record import REASON
 from sessionflow.raw_record import STAGE as HEADER_STAGE
-from streams import core
+from streams import core, state_codec
 from streams.decode import DecodeError, decode
 from streams.expiry import ExpiryIndex, RawProgress, TickDecodeError, decode_tick
 from streams.metrics import WorkerMetrics
@@ -170,7 +170,7 @@ class SessionProcessor:
 
     def _load(self, unit: Unit, table_key: bytes) -> core.SessionState | None:
         stored = unit.get(table_key)
-        return None if stored is None else core.decode_state(stored, table_key.decode())
+        return None if stored is None else state_codec.decode_state(stored, table_key.decode())
 
     def _apply(self, unit: Unit, table_key: bytes, step: core.Step) -> None:
         if step.pending_delta and unit.partition in self._pending:
@@ -187,7 +187,7 @@ class SessionProcessor:
             if step.state is None:
                 unit.put(table_key, None)
             else:
-                unit.put(table_key, core.encode_state(step.state))
+                unit.put(table_key, state_codec.encode_state(step.state))
                 self.index.push(
                     unit.partition, core.deadline_ms(step.state, self._ttl_ms), table_key
                 )
@@ -213,7 +213,9 @@ class SessionProcessor:
         entries: list[tuple[int, bytes]] = []
         pending = 0
         for table_key, stored in unit.items():
-            deadline, is_pending = core.stored_deadline_ms(stored, table_key.decode(), self._ttl_ms)
+            deadline, is_pending = state_codec.stored_deadline_ms(
+                stored, table_key.decode(), self._ttl_ms
+            )
             pending += is_pending
             entries.append((deadline, table_key))
         self.index.rebuild(unit.partition, entries)

@@ -23,7 +23,7 @@ from faust.types import TP
 
 from sessionflow.raw_record import partition_for_key
 from sessionflow.redaction import redact_body
-from streams import core
+from streams import core, state_codec
 from streams.models import format_ms
 from streams.runtime.app import App
 from streams.runtime.table import partition_store
@@ -91,7 +91,7 @@ def view(
             },
         )
     try:
-        state = core.decode_state(stored, session_id)
+        state = state_codec.decode_state(stored, session_id)
     except core.StateDecodeError:
         # What the worker itself would stop on: say so rather than guess.
         return Answer(

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from sessionflow.raw_record import partition_for_key
-from streams import core
+from streams import core, state_codec
 from streams.expiry import Tick, encode_tick
 from streams.metrics import WorkerMetrics
 from streams.processor import OutputTopics, SessionProcessor, headers_of
@@ -123,7 +123,9 @@ def test_a_pair_completes_once_with_one_table_change_per_event(
     assert record["sessionId"] == created["id"]
     assert record["analysis"] == ended["analysis"]
     assert [k for _, k, _, _ in unit.sent] == [key]
-    assert isinstance(core.decode_state(unit.table[key], key.decode()), core.CompletionMarker)
+    assert isinstance(
+        state_codec.decode_state(unit.table[key], key.decode()), core.CompletionMarker
+    )
     assert metrics.duplicates.labels("session.created", "retry")._value.get() == 1
 
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from faust.types import TP
 
 from sessionflow.raw_record import partition_for_key
-from streams import core
+from streams import core, state_codec
 from streams.models import format_ms
 from streams.sessions_view import (
     ROUTED_HEADER,
@@ -51,7 +51,7 @@ def test_nothing_stored_is_404_unknown() -> None:
 
 
 def test_a_pending_half_says_which_half_its_message_id_and_when_it_expires() -> None:
-    stored = core.encode_state(pending("session.ended"))
+    stored = state_codec.encode_state(pending("session.ended"))
     answer = view(SID, 1, stored, ttl_ms=TTL_MS, grace_ms=GRACE_MS)
     assert answer.status == 200
     body = answer.body
@@ -65,7 +65,7 @@ def test_a_pending_half_says_which_half_its_message_id_and_when_it_expires() -> 
 
 
 def test_the_pending_event_is_redacted_unless_full_is_asked_for() -> None:
-    stored = core.encode_state(pending())
+    stored = state_codec.encode_state(pending())
     shown = str(view(SID, 0, stored, ttl_ms=TTL_MS, grace_ms=GRACE_MS).body["event"])
     assert "+14155550123" not in shown
     assert "003Dn00000Qx7ZAIAZ" not in shown
@@ -74,7 +74,7 @@ def test_the_pending_event_is_redacted_unless_full_is_asked_for() -> None:
 
 
 def test_a_completion_marker_names_both_message_ids_and_when_it_is_forgotten() -> None:
-    answer = view(SID, 2, core.encode_state(marker()), ttl_ms=TTL_MS, grace_ms=GRACE_MS)
+    answer = view(SID, 2, state_codec.encode_state(marker()), ttl_ms=TTL_MS, grace_ms=GRACE_MS)
     assert answer.status == 200
     body = answer.body
     assert body["state"] == "completed"
