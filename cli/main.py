@@ -39,7 +39,7 @@ def _worker(_: argparse.Namespace) -> int:
 
 def _enricher(_: argparse.Namespace) -> int:
     from enricher.errors import EnricherConfigError
-    from enricher.service import serve
+    from enricher.server import serve
     from enricher.settings import load_settings
 
     try:

@@ -21,6 +21,10 @@ class TranscriptStatus(StrEnum):
     FAILED = "failed"
 
 
+# Statuses whose record means "done": a duplicate of the session is not fetched again.
+WRITTEN: Final = frozenset({TranscriptStatus.OK, TranscriptStatus.NOT_FOUND})
+
+
 class FailureReason(StrEnum):
     """Why a `failed` record failed: a bounded set (it is a metric label too)."""
 

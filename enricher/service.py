@@ -1,4 +1,4 @@
-"""`sessionflow enricher`: consume completed sessions, fetch each transcript, write it, commit.
+"""The enricher: consume completed sessions, fetch each transcript, write it, commit.
 
 At-least-once: a completed record's offset is committed only after its transcript record is
 acknowledged by Kafka (acks=all). Fetches run concurrently, so each partition commits up to
@@ -11,20 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Iterable
 from typing import Any, Final
 
-import orjson
-import prometheus_client
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import OffsetAndMetadata
-from prometheus_client import generate_latest
 
 from enricher.client import AgntixClient
 from enricher.errors import EnricherCrashed
@@ -32,17 +27,20 @@ from enricher.fetch import Finished, to_record, too_large_record
 from enricher.gate import AuthGate
 from enricher.metrics import EnricherMetrics
 from enricher.progress import PartitionProgress, Remembered, decode_metadata
-from enricher.records import TranscriptRecord, TranscriptStatus, encode_record, session_id_of
+from enricher.readback import read_back
+from enricher.records import (
+    WRITTEN,
+    TranscriptRecord,
+    TranscriptStatus,
+    encode_record,
+    session_id_of,
+)
 from enricher.settings import EnricherSettings
-from sessionflow.logs import configure_logging
-from sessionflow.topics import TopicError, Topics, ensure_topics, max_transcript_record_bytes
+from sessionflow.topics import Topics, ensure_topics, max_transcript_record_bytes
 from streams.models import format_ms
 
 log = logging.getLogger("enricher")
 
-PROMETHEUS_TEXT: Final = "text/plain; version=0.0.4"
-# Statuses whose record means "done": a duplicate of the session is not fetched again.
-WRITTEN: Final = frozenset({TranscriptStatus.OK, TranscriptStatus.NOT_FOUND})
 _POLL_MS: Final = 100
 _READ_BACK_TIMEOUT_S: Final = 30.0
 _WRITE_RETRY_FIRST_S: Final = 0.5
@@ -379,35 +377,15 @@ class Enricher:
             if resume is not None:
                 starts[tp.partition] = resume
         if starts:
-            found_ids = await self._read_back(starts)
+            found_ids = await read_back(
+                self.reader, self.topics.transcripts, starts, _READ_BACK_TIMEOUT_S
+            )
             for session_id in found_ids:
                 self.remembered.add(session_id)
             log.info(
                 "read back transcripts written after the last commit",
                 extra={"fields": {"partitions": sorted(starts), "sessions": len(found_ids)}},
             )
-
-    async def _read_back(self, starts: dict[int, int]) -> list[str]:
-        """Session ids whose transcript (ok or not_found) lies at or past each start offset."""
-        tps = [TopicPartition(self.topics.transcripts, p) for p in starts]
-        self.reader.assign(tps)
-        ends = await self.reader.end_offsets(tps)
-        todo = {tp for tp in tps if ends[tp] > starts[tp.partition]}
-        for tp in todo:
-            self.reader.seek(tp, starts[tp.partition])
-        found: list[str] = []
-        deadline = time.monotonic() + _READ_BACK_TIMEOUT_S
-        while todo and time.monotonic() < deadline:
-            batches = await self.reader.getmany(*todo, timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    if record.key is not None and _written_status(record.headers, record.value):
-                        found.append(record.key.decode("utf-8", "replace"))
-            for tp in list(todo):
-                if await self.reader.position(tp) >= ends[tp]:
-                    todo.discard(tp)
-        self.reader.unsubscribe()
-        return found
 
     def _update_lag(self) -> None:
         for tp, progress in self._progress.items():
@@ -417,108 +395,3 @@ class Enricher:
             position = progress.position()
             if end is not None and position is not None:
                 self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, end - position))
-
-
-def _written_status(headers: Iterable[tuple[str, bytes]], value: bytes | None) -> bool:
-    for name, data in headers:
-        if name == "status":
-            return data.decode("ascii", "replace") in WRITTEN
-    if value is None:
-        return False
-    try:
-        doc = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(doc, dict) and doc.get("status") in WRITTEN
-
-
-# -- the process ------------------------------------------------------------------------------
-
-
-def create_web_app(enricher: Enricher) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(enricher.metrics.registry), content_type=PROMETHEUS_TEXT
-        )
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
-
-    async def readyz(_: web.Request) -> web.Response:
-        if enricher.ready:
-            return web.json_response({"status": "ready"})
-        state = "starting" if not enricher.started else "unauthorized"
-        return web.json_response({"status": state}, status=503)
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
-
-
-async def run_until_stopped(settings: EnricherSettings, stop: asyncio.Event) -> int:
-    metrics = EnricherMetrics()
-    enricher = Enricher(settings, metrics)
-    runner = web.AppRunner(create_web_app(enricher), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.enricher_host, settings.enricher_port).start()
-    origin = settings.agntix_api_url
-    try:
-        starting = asyncio.create_task(enricher.start())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not starting.done():
-            starting.cancel()
-            await asyncio.gather(starting, return_exceptions=True)
-            return 0
-        starting.result()  # a start-up failure (topics, Kafka) ends the process here
-        log.info(
-            "enricher started",
-            extra={
-                "fields": {
-                    "api": origin,
-                    "auth": settings.auth_scheme,
-                    "group": settings.group_id,
-                    "from": enricher.topics.completed,
-                    "to": enricher.topics.transcripts,
-                    "concurrency": settings.enricher_concurrency,
-                    "rate_per_second": settings.enricher_rate_per_second,
-                    "port": settings.enricher_port,
-                }
-            },
-        )
-        await enricher.run(stop)
-        return 0
-    finally:
-        await enricher.stop()
-        await runner.cleanup()
-        log.info("enricher stopped")
-
-
-def serve(settings: EnricherSettings) -> int:
-    """Run until SIGINT/SIGTERM: finish in-flight sessions, commit, leave the group."""
-    # `_created` series double every counter's exposition and serve no dashboard or alert.
-    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
-    listener = configure_logging(settings.log_level, settings.log_format)
-
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            return await run_until_stopped(settings, stop)
-        except EnricherCrashed:
-            log.exception("the enricher stopped after an unexpected failure; a restart resumes")
-        except (TopicError, KafkaError, OSError) as exc:
-            log.error(
-                "the enricher stopped: %s", exc, extra={"fields": {"error": type(exc).__name__}}
-            )
-        return 1
-
-    try:
-        return asyncio.run(main())
-    finally:
-        listener.stop()

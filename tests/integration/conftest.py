@@ -1,4 +1,4 @@
-"""Integration fixtures: a private broker that tests may stop, kill and restart."""
+"""Integration fixtures: a broker to stop and restart, workers, a producer, a fake Agntix API."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import load_launcher
 
-if TYPE_CHECKING:  # worker_fixtures and producer_fixtures import free_port from here
+if TYPE_CHECKING:  # these fixture modules import free_port from here
+    from tests.integration.agntix_fake import FakeAgntix
     from tests.integration.producer_fixtures import RunningProducer
     from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
 
@@ -80,3 +81,19 @@ async def producer() -> AsyncIterator[RunningProducer]:
 
     async with run_producer(make_settings()) as running:
         yield running
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAgntix]:
+    """A real HTTP fake of the Agntix API that accepts the test API key."""
+    from tests.integration.agntix_fake import fake_api
+
+    yield from fake_api()
+
+
+@pytest.fixture
+def token_fake() -> Iterator[FakeAgntix]:
+    """A fake that accepts only a Bearer token."""
+    from tests.integration.agntix_fake import API_TOKEN, fake_api
+
+    yield from fake_api(api_key=None, token=API_TOKEN)

@@ -2,201 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
-from typing import Any
 
-import jsonschema_rs
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from enricher.service import run_until_stopped
-from enricher.settings import EnricherSettings
 from sessionflow.logs import Formatter
-from sessionflow.settings import KafkaSettings
-from sessionflow.topics import Topics, ensure_topics
-from tests.conftest import REPO, TIMEOUT_S
 from tests.integration.agntix_fake import (
     API_KEY,
     API_TOKEN,
     FakeAgntix,
     Reply,
-    fake_api,
     message,
     new_session_id,
     transcript,
 )
-from tests.integration.cli_fixtures import Service, ServiceEnv, cli, pid_alive, wait_for
-from tests.integration.conftest import free_port
+from tests.integration.enricher_fixtures import (
+    enricher,
+    produce_completed,
+    ready,
+    scrape,
+    settings_for,
+    topics_of,
+    transcripts,
+    wait_until,
+)
 from tests.integration.worker_fixtures import read_records
 
 pytestmark = pytest.mark.integration
-
-SCHEMA = json.loads((REPO / "schemas" / "session-transcript.v1.json").read_text())
-VALIDATOR = jsonschema_rs.validator_for(SCHEMA)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAgntix]:
-    yield from fake_api()
-
-
-@pytest.fixture
-def token_fake() -> Iterator[FakeAgntix]:
-    """A fake that accepts only a Bearer token."""
-    yield from fake_api(api_key=None, token=API_TOKEN)
-
-
-def settings_for(
-    bootstrap: str, unique: str, fake: FakeAgntix, **overrides: Any
-) -> EnricherSettings:
-    values: dict[str, Any] = {
-        "AGNTIX_API_URL": fake.url,
-        "AGNTIX_API_KEY": API_KEY,
-        "kafka_bootstrap_servers": bootstrap,
-        "topic_namespace": f"t-{unique}.",
-        "partitions": 2,
-        "enricher_host": "127.0.0.1",
-        "enricher_port": free_port(),
-        "enricher_concurrency": 4,
-        "enricher_rate_per_second": 500,
-        "enricher_request_timeout_seconds": 0.5,
-        "enricher_session_deadline_seconds": 8,
-        "enricher_max_attempts": 4,
-        "enricher_backoff_initial_seconds": 0.05,
-        "enricher_backoff_max_seconds": 0.2,
-        "enricher_auth_retry_seconds": 0.5,
-        "enricher_commit_interval_seconds": 0.2,
-        "max_transcript_bytes": 256 * 1024,
-        "log_level": "DEBUG",
-    }
-    values.update(overrides)
-    return EnricherSettings(**values)
-
-
-def topics_of(settings: KafkaSettings) -> Topics:
-    return Topics.for_settings(settings)
-
-
-async def produce_completed(settings: EnricherSettings, session_ids: list[str]) -> None:
-    """Completed records as the worker writes them: key and sessionId = the session id."""
-    topics = topics_of(settings)
-    await ensure_topics(settings, topics.specs(settings))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for sid in session_ids:
-            value = orjson.dumps({"schemaVersion": 1, "sessionId": sid, "type": "CHAT"})
-            await producer.send(topics.completed, value, key=sid.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-@contextlib.asynccontextmanager
-async def enricher(settings: EnricherSettings) -> AsyncIterator[None]:
-    """`run_until_stopped` in this event loop, stopped (SIGTERM's path) at the end."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_until_stopped(settings, stop))
-    try:
-
-        async def up() -> bool:
-            return task.done() or await ready(settings) is not None
-
-        await wait_until(up, "the enricher up")
-        if task.done():
-            task.result()
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, TIMEOUT_S)
-
-
-async def ready(settings: EnricherSettings) -> int | None:
-    """The /readyz status code, None while nothing answers (asked off the event loop)."""
-    return await asyncio.to_thread(_ready, settings)
-
-
-def _ready(settings: EnricherSettings) -> int | None:
-    url = f"http://127.0.0.1:{settings.enricher_port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return None
-
-
-async def scrape(settings: EnricherSettings) -> dict[str, float]:
-    """The enricher's /metrics as {series: value}, asked off the event loop."""
-    return await asyncio.to_thread(_scrape, settings)
-
-
-def _scrape(settings: EnricherSettings) -> dict[str, float]:
-    url = f"http://127.0.0.1:{settings.enricher_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = bytes(response.read()).decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = TIMEOUT_S
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
-
-
-async def transcripts(
-    settings: EnricherSettings, until: int, settle_s: float = 1.5
-) -> dict[str, dict[str, Any]]:
-    """Every transcript record by session id; fails on a session written twice."""
-    records = await read_records(
-        settings.kafka_bootstrap_servers,
-        topics_of(settings).transcripts,
-        until=until,
-        settle_s=settle_s,
-    )
-    counts = Counter(str(r["sessionId"]) for r in records)
-    assert max(counts.values(), default=1) == 1, counts
-    for record in records:
-        errors = [e.message for e in VALIDATOR.iter_errors(record)]
-        assert not errors, (record, errors)
-    return {str(r["sessionId"]): r for r in records}
-
-
-def spawn_enricher(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`sessionflow enricher` as operators run it, its log appended to a file."""
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli", "enricher"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 # -- the API's answers ------------------------------------------------------------------------
@@ -440,134 +273,3 @@ async def test_a_refused_credential_pauses_everything_and_skips_nothing(
     refusals = [r for r in caplog.records if "refuses the credential:" in r.getMessage()]
     assert len(refusals) == 1
     assert any("accepts the credential again" in r.getMessage() for r in caplog.records)
-
-
-async def test_a_restart_fetches_nothing_again(
-    kafka_bootstrap: str, unique: str, fake: FakeAgntix
-) -> None:
-    settings = settings_for(kafka_bootstrap, unique, fake)
-    sessions = [new_session_id() for _ in range(10)]
-    await produce_completed(settings, sessions)
-    async with enricher(settings):
-        await transcripts(settings, until=len(sessions), settle_s=0.5)
-    assert fake.count() == len(sessions)
-    later = [new_session_id() for _ in range(3)]
-    await produce_completed(settings, later)
-    async with enricher(settings):
-        found = await transcripts(settings, until=len(sessions) + len(later))
-    assert set(found) == set(sessions) | set(later)
-    assert fake.count() == len(sessions) + len(later)
-
-
-async def test_after_a_kill_the_written_sessions_are_not_fetched_again(
-    kafka_bootstrap: str, unique: str, fake: FakeAgntix, tmp_path: Path
-) -> None:
-    # One partition: the first session hangs, so the committed position stays below it while
-    # the sessions behind it are written. A kill -9 then leaves them written, not committed.
-    settings = settings_for(
-        kafka_bootstrap,
-        unique,
-        fake,
-        partitions=1,
-        enricher_session_deadline_seconds=60,
-        enricher_request_timeout_seconds=30,
-    )
-    stuck, *behind = [new_session_id() for _ in range(6)]
-    fake.script(stuck, Reply(body=transcript(1), delay_s=25.0))
-    await produce_completed(settings, [stuck, *behind])
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AGNTIX_")},
-        "AGNTIX_API_URL": fake.url,
-        "AGNTIX_API_KEY": API_KEY,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
-        "SESSIONFLOW_PARTITIONS": "1",
-        "SESSIONFLOW_ENRICHER_HOST": "127.0.0.1",
-        "SESSIONFLOW_ENRICHER_PORT": str(settings.enricher_port),
-        "SESSIONFLOW_ENRICHER_COMMIT_INTERVAL_SECONDS": "0.2",
-        "SESSIONFLOW_ENRICHER_REQUEST_TIMEOUT_SECONDS": "30",
-        "SESSIONFLOW_ENRICHER_SESSION_DEADLINE_SECONDS": "60",
-        "SESSIONFLOW_LOG_LEVEL": "INFO",
-    }
-    log_path = tmp_path / "enricher.log"
-    first = spawn_enricher(env, log_path)
-    try:
-        records = await read_records(
-            settings.kafka_bootstrap_servers,
-            topics_of(settings).transcripts,
-            until=len(behind),
-            settle_s=0.6,
-        )
-        assert {r["sessionId"] for r in records} == set(behind), log_path.read_text()[-3000:]
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=TIMEOUT_S)
-    assert [len(fake.requests_for(sid)) for sid in behind] == [1] * len(behind)
-    fake.script(stuck, Reply(body=transcript(1)))
-    second = spawn_enricher(env, log_path)
-    try:
-        found = await transcripts(settings, until=len(behind) + 1)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=TIMEOUT_S) == 0, log_path.read_text()[-3000:]
-    assert set(found) == {stuck, *behind}
-    # The killed process's transcripts were read back: none of those sessions was fetched again.
-    assert [len(fake.requests_for(sid)) for sid in behind] == [1] * len(behind)
-    assert len(fake.requests_for(stuck)) == 2
-    assert "read back transcripts written after the last commit" in log_path.read_text()
-
-
-# -- end to end -------------------------------------------------------------------------------
-
-
-def test_signed_webhooks_in_one_transcript_per_completed_session_out(
-    kafka_bootstrap: str, unique: str, tmp_path: Path, fake: FakeAgntix
-) -> None:
-    """`sessionflow run` with the API configured: producer, worker and enricher as operators run them."""
-    env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
-    enricher_port = free_port()
-    environ = env.environ(
-        AGNTIX_API_URL=fake.url,
-        AGNTIX_API_KEY=API_KEY,
-        SESSIONFLOW_ENRICHER_HOST="127.0.0.1",
-        SESSIONFLOW_ENRICHER_PORT=str(enricher_port),
-    )
-    service = Service(cli("run"), environ, tmp_path / "run.log")
-    pids: dict[str, int] = {}
-    try:
-        wait_for(lambda: "sessionflow is running" in service.log(), "the run banner")
-        pids = {
-            name: int(pid)
-            for name, pid in re.findall(r"(producer|worker|enricher) \(pid (\d+)\)", service.log())
-        }
-        assert set(pids) == {"producer", "worker", "enricher"}, service.log()
-        assert f"http://127.0.0.1:{enricher_port}/metrics" in service.log()
-
-        summary = env.send(20, "--seed", "11")
-        expected = set(summary["expected"]["complete_session_ids"])
-        assert expected
-        found: list[dict[str, Any]] = []
-
-        def all_enriched() -> bool:
-            found[:] = env.tail("transcripts")
-            return len(found) >= len(expected)
-
-        wait_for(all_enriched, f"{len(expected)} transcripts in `tail transcripts`")
-        counts = Counter(str(r["sessionId"]) for r in found)
-        assert set(counts) == expected
-        assert max(counts.values()) == 1
-        for record in found:
-            assert VALIDATOR.is_valid(record), record
-            assert (record["status"], record["messageCount"]) == ("ok", fake.default_messages)
-        assert {r.session_id for r in fake.seen} == expected
-        assert {r.api_key for r in fake.seen} == {API_KEY}
-
-        service.proc.send_signal(signal.SIGINT)
-        assert service.proc.wait(timeout=TIMEOUT_S) == 0, service.log()[-4000:]
-        assert "enricher exit 0" in service.log()
-        assert API_KEY not in service.log()
-    finally:
-        service.stop(signal.SIGKILL)
-        for pid in pids.values():
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,173 @@
+"""The enricher's integration tests' helpers: settings, input records, probes, the output read back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from enricher.server import run_until_stopped
+from enricher.settings import EnricherSettings
+from sessionflow.settings import KafkaSettings
+from sessionflow.topics import Topics, ensure_topics
+from tests.conftest import REPO, TIMEOUT_S
+from tests.integration.agntix_fake import (
+    API_KEY,
+    FakeAgntix,
+)
+from tests.integration.conftest import free_port
+from tests.integration.worker_fixtures import read_records
+
+SCHEMA = json.loads((REPO / "schemas" / "session-transcript.v1.json").read_text())
+VALIDATOR = jsonschema_rs.validator_for(SCHEMA)
+
+
+def settings_for(
+    bootstrap: str, unique: str, fake: FakeAgntix, **overrides: Any
+) -> EnricherSettings:
+    values: dict[str, Any] = {
+        "AGNTIX_API_URL": fake.url,
+        "AGNTIX_API_KEY": API_KEY,
+        "kafka_bootstrap_servers": bootstrap,
+        "topic_namespace": f"t-{unique}.",
+        "partitions": 2,
+        "enricher_host": "127.0.0.1",
+        "enricher_port": free_port(),
+        "enricher_concurrency": 4,
+        "enricher_rate_per_second": 500,
+        "enricher_request_timeout_seconds": 0.5,
+        "enricher_session_deadline_seconds": 8,
+        "enricher_max_attempts": 4,
+        "enricher_backoff_initial_seconds": 0.05,
+        "enricher_backoff_max_seconds": 0.2,
+        "enricher_auth_retry_seconds": 0.5,
+        "enricher_commit_interval_seconds": 0.2,
+        "max_transcript_bytes": 256 * 1024,
+        "log_level": "DEBUG",
+    }
+    values.update(overrides)
+    return EnricherSettings(**values)
+
+
+def topics_of(settings: KafkaSettings) -> Topics:
+    return Topics.for_settings(settings)
+
+
+async def produce_completed(settings: EnricherSettings, session_ids: list[str]) -> None:
+    """Completed records as the worker writes them: key and sessionId = the session id."""
+    topics = topics_of(settings)
+    await ensure_topics(settings, topics.specs(settings))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for sid in session_ids:
+            value = orjson.dumps({"schemaVersion": 1, "sessionId": sid, "type": "CHAT"})
+            await producer.send(topics.completed, value, key=sid.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def enricher(settings: EnricherSettings) -> AsyncIterator[None]:
+    """`run_until_stopped` in this event loop, stopped (SIGTERM's path) at the end."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_until_stopped(settings, stop))
+    try:
+
+        async def up() -> bool:
+            return task.done() or await ready(settings) is not None
+
+        await wait_until(up, "the enricher up")
+        if task.done():
+            task.result()
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, TIMEOUT_S)
+
+
+async def ready(settings: EnricherSettings) -> int | None:
+    """The /readyz status code, None while nothing answers (asked off the event loop)."""
+    return await asyncio.to_thread(_ready, settings)
+
+
+def _ready(settings: EnricherSettings) -> int | None:
+    url = f"http://127.0.0.1:{settings.enricher_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+async def scrape(settings: EnricherSettings) -> dict[str, float]:
+    """The enricher's /metrics as {series: value}, asked off the event loop."""
+    return await asyncio.to_thread(_scrape, settings)
+
+
+def _scrape(settings: EnricherSettings) -> dict[str, float]:
+    url = f"http://127.0.0.1:{settings.enricher_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = bytes(response.read()).decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = TIMEOUT_S
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+
+
+async def transcripts(
+    settings: EnricherSettings, until: int, settle_s: float = 1.5
+) -> dict[str, dict[str, Any]]:
+    """Every transcript record by session id; fails on a session written twice."""
+    records = await read_records(
+        settings.kafka_bootstrap_servers,
+        topics_of(settings).transcripts,
+        until=until,
+        settle_s=settle_s,
+    )
+    counts = Counter(str(r["sessionId"]) for r in records)
+    assert max(counts.values(), default=1) == 1, counts
+    for record in records:
+        errors = [e.message for e in VALIDATOR.iter_errors(record)]
+        assert not errors, (record, errors)
+    return {str(r["sessionId"]): r for r in records}
+
+
+def spawn_enricher(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`sessionflow enricher` as operators run it, its log appended to a file."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", "enricher"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
