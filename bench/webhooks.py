@@ -30,15 +30,7 @@ def raw_request(delivery: traffic.Delivery, signer: Signer, timestamp: int) -> b
 
 def session_plan(sessions: int, seed: int, **shares: float) -> traffic.Plan:
     """Pairs only (no planned-type events), with the given duplicate and reorder shares."""
-    args = {
-        "retry_share": 0.0,
-        "resend_share": 0.0,
-        "reorder_share": 0.0,
-        "half_only_share": 0.0,
-        "planned_share": 0.0,
-        **shares,
-    }
-    return traffic.plan(sessions, seed=seed, now=datetime.now(tz=UTC), **args)
+    return traffic.plan(sessions, seed=seed, now=datetime.now(tz=UTC), **shares)
 
 
 def ended_requests(count: int, seed: int = 7) -> list[bytes]:

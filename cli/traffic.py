@@ -79,19 +79,20 @@ def plan(
     sessions: int,
     *,
     seed: int,
-    retry_share: float,
-    resend_share: float,
-    reorder_share: float,
-    half_only_share: float,
-    planned_share: float,
     now: datetime,
+    retry_share: float = 0.0,
+    resend_share: float = 0.0,
+    reorder_share: float = 0.0,
+    half_only_share: float = 0.0,
+    planned_share: float = 0.0,
 ) -> Plan:
     """Build the deliveries for `sessions` sessions; the same arguments give the same bytes.
 
     Shares: `half_only_share` of sessions send only one half; `reorder_share` of the complete
     sessions deliver `session.ended` before `session.created`; `planned_share` adds that many
     planned-type events per session event; `retry_share` / `resend_share` of the resulting
-    deliveries get one exact retry / one resend under a new message id.
+    deliveries get one exact retry / one resend under a new message id. Every share is 0 by
+    default: complete pairs, in order, each half sent once.
     """
     if sessions < 0:
         raise TrafficError(f"sessions must be >= 0, got {sessions}")

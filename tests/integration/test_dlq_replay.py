@@ -115,11 +115,6 @@ async def test_replayed_halves_complete_each_session_exactly_once(
     traffic = plan(
         3,
         seed=5,
-        retry_share=0,
-        resend_share=0,
-        reorder_share=0,
-        half_only_share=0,
-        planned_share=0,
         now=datetime.now(UTC),
     )
     created = [d for d in traffic.deliveries if d.event_type == "session.created"]

@@ -64,11 +64,6 @@ async def test_restart_with_a_large_table_while_events_arrive(
         pending,
         seed=10,
         now=datetime.now(UTC),
-        retry_share=0.0,
-        resend_share=0.0,
-        reorder_share=0.0,
-        half_only_share=0.0,
-        planned_share=0.0,
     )
     created = [d for d in plan.deliveries if d.event_type == traffic.SESSION_CREATED]
     ended = {d.session_id: d for d in plan.deliveries if d.event_type == traffic.SESSION_ENDED}

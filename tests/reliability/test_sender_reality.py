@@ -48,11 +48,8 @@ def reality(sessions: int, seed: int) -> tuple[traffic.Plan, traffic.Plan]:
         sessions,
         seed=seed,
         now=datetime.now(UTC),
-        retry_share=0.0,
-        resend_share=0.0,
         reorder_share=0.5,
         half_only_share=0.1,
-        planned_share=0.0,
     )
     rng = random.Random(seed)  # deterministic test traffic
     seen: set[str | None] = set()

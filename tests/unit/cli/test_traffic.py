@@ -300,11 +300,6 @@ def test_naive_now_and_negative_sessions_are_refused() -> None:
         traffic.plan(
             1,
             seed=1,
-            retry_share=0,
-            resend_share=0,
-            reorder_share=0,
-            half_only_share=0,
-            planned_share=0,
             now=datetime(2025, 1, 1),  # noqa: DTZ001 - the naive datetime under test
         )
     with pytest.raises(traffic.TrafficError):
