@@ -90,12 +90,7 @@ async def end_exactly_once(unit: Unit, sender: Sender, changelog_topic: str) -> 
     """Queue the unit's outputs and changelog in the partition's transaction; write the store."""
     for topic, records in unit.outputs.items():
         await sender.send(topic, unit.partition, records)
-    changelog: list[tuple[asyncio.Future[Any], int]] = []
-    if unit.changes:
-        records = [(key, value, ()) for key, value in unit.changes.items()]
-        changelog = await sender.send(changelog_topic, unit.partition, records)
-        unit.store.write(unit.changes)
-    return Ended(changelog)
+    return await _table_step(unit, sender, changelog_topic)
 
 
 async def end_at_least_once(unit: Unit, sender: Sender, changelog_topic: str) -> Ended:
@@ -105,6 +100,11 @@ async def end_at_least_once(unit: Unit, sender: Sender, changelog_topic: str) ->
         sent += await sender.send(topic, unit.partition, records)
     if sent:
         await asyncio.gather(*(future for future, _ in sent))
+    return await _table_step(unit, sender, changelog_topic)
+
+
+async def _table_step(unit: Unit, sender: Sender, changelog_topic: str) -> Ended:
+    """Queue the unit's table changes on the changelog and write them to the local store."""
     changelog: list[tuple[asyncio.Future[Any], int]] = []
     if unit.changes:
         records = [(key, value, ()) for key, value in unit.changes.items()]
