@@ -17,6 +17,7 @@ from bench.b3_worker import worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher, preload
 from bench.proc import Service, dir_mb, fetch_text, free_port, python_module, rss_mb, wait_http
+from bench.progress import ProgressGuard
 from bench.stats import extrapolate
 from bench.webhooks import session_plan
 from cli.traffic import SESSION_CREATED, SESSION_ENDED, Delivery
@@ -97,15 +98,7 @@ async def _run(ctx: Context) -> dict[str, Any]:
     watcher = Watcher(ctx.bootstrap, topics.completed)
     await watcher.start()
     out: dict[str, Any] = {"sessions": n, "guarantee": GUARANTEE, "partitions": parts}
-    port = free_port()
-    first = Service(
-        "state-worker-a",
-        python_module("cli", "worker"),
-        worker_env(ctx, namespace, "state-worker-a", port, GUARANTEE),
-        ctx.workdir,
-    )
-    guard = ctx.guard(namespace, port)
-    await guard.start()
+    first, guard, port = await _guarded_worker(ctx, namespace, "state-worker-a")
     try:
         spawned = time.monotonic()
         await asyncio.to_thread(
@@ -131,15 +124,7 @@ async def _run(ctx: Context) -> dict[str, Any]:
 
     # A fresh worker with an empty data dir: everything comes back from the changelog. One
     # probe per partition completes a pending session, which needs that partition's table.
-    port = free_port()
-    fresh = Service(
-        "state-worker-b",
-        python_module("cli", "worker"),
-        worker_env(ctx, namespace, "state-worker-b", port, GUARANTEE),
-        ctx.workdir,
-    )
-    guard = ctx.guard(namespace, port)
-    await guard.start()
+    fresh, guard, _ = await _guarded_worker(ctx, namespace, "state-worker-b")
     try:
         spawned = time.monotonic()
         await preload(ctx.bootstrap, topics.raw, (bodies.ended(s) for s in pending_probe.values()))
@@ -182,6 +167,22 @@ async def _run(ctx: Context) -> dict[str, Any]:
         },
     }
     return out
+
+
+async def _guarded_worker(
+    ctx: Context, namespace: str, name: str
+) -> tuple[Service, ProgressGuard, int]:
+    """A worker on a free port with the stall guard watching it (stop both after); its port."""
+    port = free_port()
+    worker = Service(
+        name,
+        python_module("cli", "worker"),
+        worker_env(ctx, namespace, name, port, GUARANTEE),
+        ctx.workdir,
+    )
+    guard = ctx.guard(namespace, port)
+    await guard.start()
+    return worker, guard, port
 
 
 async def _failover(

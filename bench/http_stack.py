@@ -23,7 +23,8 @@ from pathlib import Path
 
 BODY = b'{"eventType":"session.created","id":"s","pad":"' + b"x" * 1950 + b'"}'
 
-ASGI_APP = """
+# The head of a raw ASGI app: the lifespan handshake (bench/producer_parts.py uses it too).
+ASGI_LIFESPAN = """
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
@@ -33,7 +34,11 @@ async def app(scope, receive, send):
             else:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    body = b""
+"""
+
+ASGI_APP = (
+    ASGI_LIFESPAN
+    + """    body = b""
     more = True
     while more:
         m = await receive()
@@ -43,6 +48,7 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"15")]})
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 """
+)
 
 AIOHTTP_APP = """
 import sys
@@ -70,23 +76,7 @@ def server_commands(workdir: Path, port: int) -> dict[str, list[str]]:
     (workdir / "bench_aiohttp.py").write_text(AIOHTTP_APP)
     py = sys.executable
     return {
-        "uvicorn+uvloop+httptools (raw ASGI)": [
-            py,
-            "-m",
-            "uvicorn",
-            "bench_asgi:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        "uvicorn+uvloop+httptools (raw ASGI)": uvicorn_command("bench_asgi:app", port),
         "granian ASGI (1 worker)": [
             py,
             "-m",
@@ -106,6 +96,27 @@ def server_commands(workdir: Path, port: int) -> dict[str, list[str]]:
         ],
         "aiohttp web": [py, "bench_aiohttp.py", str(port)],
     }
+
+
+def uvicorn_command(app: str, port: int) -> list[str]:
+    """The producer's server stack (uvicorn on uvloop and httptools, quiet) serving `app`."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
 
 
 def wait_port(port: int, timeout_s: float = 15.0) -> None:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 import orjson
 import uvloop
 
+from bench.http_stack import ASGI_LIFESPAN, uvicorn_command
 from bench.proc import cpu_seconds, free_port, wait_port
 from bench.webhooks import SECRET, ended_requests
 from producer.app import ProducerApp, _status, create_app
@@ -232,17 +232,9 @@ def make_publisher(client: str, settings: ProducerSettings) -> Any:
     return KafkaPublisher(settings)
 
 
-BARE_APP = """
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            m = await receive()
-            if m["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    more = True
+BARE_APP = (
+    ASGI_LIFESPAN
+    + """    more = True
     while more:
         m = await receive()
         more = m.get("more_body", False)
@@ -250,6 +242,7 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"15")]})
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 """
+)
 
 
 def http_cost(raw: list[bytes], seconds: int, connections: int) -> dict[str, float]:
@@ -264,24 +257,7 @@ def http_cost(raw: list[bytes], seconds: int, connections: int) -> dict[str, flo
         script = workdir / "r.lua"
         wrk_script(script, raw)
         port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bare:app",
-                "--port",
-                str(port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            cwd=workdir,
-        )
+        server = subprocess.Popen(uvicorn_command("bare:app", port), cwd=workdir)
         try:
             wait_port(port)
             subprocess.run(
