@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from sessionflow.settings import KafkaSettings
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
+# How long a checker (promtool, hadolint) may take.
 LINT_TIMEOUT_S = 60.0
 S = TypeVar("S", bound=KafkaSettings)
 VALID_SECRET = "whsec_" + base64.b64encode(b"sessionflow-test-key-0123456789").decode()
@@ -76,3 +78,10 @@ def dockerfile_uid() -> int:
 
 def named_ports(workload: dict[str, Any]) -> dict[str, int]:
     return {p["name"]: p["containerPort"] for p in container(workload)["ports"]}
+
+
+def run_tool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a checker (promtool, hadolint) and keep what it printed; the caller judges the code."""
+    return subprocess.run(
+        list(args), cwd=cwd, capture_output=True, text=True, timeout=LINT_TIMEOUT_S, check=False
+    )

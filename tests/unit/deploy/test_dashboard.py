@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,12 @@ import pytest
 import yaml
 
 from cli import metric_names
+from tests.unit.deploy._manifests import run_tool
 from tests.unit.deploy._promql import PROMETHEUS_SERIES, expand_grafana, known_labels, references
 
 GRAFANA_DIR = Path(__file__).resolve().parents[3] / "deploy" / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "sessionflow.json"
 GRID_WIDTH = 24
-PROMTOOL_TIMEOUT_S = 60.0
 
 
 def dashboard() -> dict[str, Any]:
@@ -132,13 +131,7 @@ def test_promtool_parses_every_query(tmp_path: Path) -> None:
     }
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(yaml.safe_dump({"groups": [group]}))
-    result = subprocess.run(
-        [promtool, "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=PROMTOOL_TIMEOUT_S,
-        check=False,
-    )
+    result = run_tool(promtool, "check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

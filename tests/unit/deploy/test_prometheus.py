@@ -15,11 +15,11 @@ from cli import metric_names
 from producer.settings import ProducerSettings
 from sessionflow.events import KNOWN_EVENT_TYPES
 from streams.settings import WorkerSettings
+from tests.unit.deploy._manifests import run_tool
 from tests.unit.deploy._promql import PROMETHEUS_SERIES, known_labels, references
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 CONFIGS = ("prometheus.yml", "prometheus-local.yml")
-PROMTOOL_TIMEOUT_S = 60.0
 JOBS = {"sessionflow-producer", "sessionflow-worker", "sessionflow-enricher"}
 REQUIRED_ALERTS = {
     "SessionflowWebhookServerErrors",
@@ -67,14 +67,7 @@ def promtool() -> str:
 
 
 def run_promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [promtool, *args],
-        cwd=PROMETHEUS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=PROMTOOL_TIMEOUT_S,
-        check=False,
-    )
+    return run_tool(promtool, *args, cwd=PROMETHEUS_DIR)
 
 
 # -- promtool ---------------------------------------------------------------------------------

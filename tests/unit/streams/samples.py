@@ -83,20 +83,27 @@ def analysis() -> dict[str, Any]:
     }
 
 
-def session_created(
-    session_id: str | None = None, *, created_at: datetime = T0, **overrides: Any
+def _session_head(
+    session_id: str | None, event_type: str, state: str, created_at: datetime
 ) -> dict[str, Any]:
-    event: dict[str, Any] = {
+    """The fields both halves carry, in the platform's order."""
+    return {
         "id": session_id or str(uuid.uuid4()),
-        "eventType": "session.created",
+        "eventType": event_type,
         "type": "VOICE",
         "platform": "PHONE",
         "direction": "OUTBOUND",
-        "state": "OPEN",
+        "state": state,
         "agentId": AGENT_ID,
         "createdAt": rfc3339(created_at),
-        "metadata": metadata(),
     }
+
+
+def session_created(
+    session_id: str | None = None, *, created_at: datetime = T0, **overrides: Any
+) -> dict[str, Any]:
+    event = _session_head(session_id, "session.created", "OPEN", created_at)
+    event["metadata"] = metadata()
     event.update(overrides)
     return event
 
@@ -109,15 +116,8 @@ def session_ended(
     **overrides: Any,
 ) -> dict[str, Any]:
     ended_at = created_at + duration
-    event: dict[str, Any] = {
-        "id": session_id or str(uuid.uuid4()),
-        "eventType": "session.ended",
-        "type": "VOICE",
-        "platform": "PHONE",
-        "direction": "OUTBOUND",
-        "state": "CLOSED",
-        "agentId": AGENT_ID,
-        "createdAt": rfc3339(created_at),
+    event = _session_head(session_id, "session.ended", "CLOSED", created_at)
+    event |= {
         "lastActivityAt": rfc3339(ended_at - timedelta(seconds=3)),
         "endedAt": rfc3339(ended_at),
         "metadata": metadata(),

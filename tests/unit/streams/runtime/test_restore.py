@@ -3,8 +3,7 @@ moved as Faust's own loop moves it (the worker's app, its memory store, no broke
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,27 +11,17 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from streams.app import create_app
-from streams.metrics import WorkerMetrics
-from streams.register import register
 from streams.runtime.restore import Restorer
 from streams.settings import WorkerSettings
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Any]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    settings = WorkerSettings(
-        table_store="memory", data_dir=tmp_path, topic_namespace="unit.", partitions=2
+def app(tmp_path: Path, worker_app: Callable[[WorkerSettings], Any]) -> Any:
+    return worker_app(
+        WorkerSettings(
+            table_store="memory", data_dir=tmp_path, topic_namespace="unit.", partitions=2
+        )
     )
-    worker_app = create_app(settings)
-    register(worker_app, settings, WorkerMetrics(max_intents=5))
-    try:
-        yield worker_app
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 def record(offset: int, key: bytes, value: bytes | None) -> Any:

@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streams.app import create_app
-from streams.metrics import WorkerMetrics
-from streams.register import register
 from streams.runtime.store import BudgetedOptions, RocksDBStore
 from streams.runtime.table import partition_store
 from streams.settings import WorkerSettings
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Any]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    settings = WorkerSettings(
-        data_dir=tmp_path, topic_namespace="unit.", partitions=4, rocksdb_memory_mb=16
+def app(tmp_path: Path, worker_app: Callable[[WorkerSettings], Any]) -> Any:
+    return worker_app(
+        WorkerSettings(
+            data_dir=tmp_path, topic_namespace="unit.", partitions=4, rocksdb_memory_mb=16
+        )
     )
-    worker_app = create_app(settings)
-    register(worker_app, settings, WorkerMetrics(max_intents=5))
-    try:
-        yield worker_app
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 def test_every_partition_opens_with_the_apps_one_memory_budget(app: Any) -> None:

@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
+from streams.runtime.table import MemoryPartition
 from streams.runtime.unit import Unit, end_at_least_once, end_exactly_once
 
 
-class DictStore:
+class DictStore(MemoryPartition):
+    """The runtime's in-memory partition (the only one of one), keeping every write it got."""
+
     def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
         self.data = dict(data or {})
+        super().__init__(self, partition=0, partitions=1)
         self.writes: list[dict[bytes, bytes | None]] = []
         self.persisted: int | None = None
 
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter(list(self.data.items()))
-
     def write(self, changes: Mapping[bytes, bytes | None]) -> None:
         self.writes.append(dict(changes))
-        for key, value in changes.items():
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
+        super().write(changes)
 
     def set_persisted_offset(self, offset: int) -> None:
         self.persisted = offset
