@@ -136,23 +136,21 @@ wrk.body = string.rep("x", {len(BODY)})
 """
 
 
-def load_wrk(port: int, seconds: int, connections: int, workdir: Path) -> float:
-    script = workdir / "post.lua"
-    script.write_text(WRK_LUA)
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{port}/webhooks/agntix",
-        ],
+def run_wrk(connections: int, seconds: int, script: Path, url: str) -> str:
+    """One wrk thread with `connections` connections for `seconds`, `script` making the requests:
+    what wrk printed."""
+    return subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+
+
+def load_wrk(port: int, seconds: int, connections: int, workdir: Path) -> float:
+    script = workdir / "post.lua"
+    script.write_text(WRK_LUA)
+    out = run_wrk(connections, seconds, script, f"http://127.0.0.1:{port}/webhooks/agntix")
     for line in out.splitlines():
         if line.startswith("Requests/sec:"):
             return float(line.split()[1])

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import orjson
 import uvloop
 
-from bench.http_stack import ASGI_LIFESPAN, uvicorn_command
+from bench.http_stack import ASGI_LIFESPAN, run_wrk, uvicorn_command
 from bench.proc import cpu_seconds, free_port, wait_port
 from bench.webhooks import SECRET, ended_requests
 from producer.app import ProducerApp, _status, create_app
@@ -260,34 +260,9 @@ def http_cost(raw: list[bytes], seconds: int, connections: int) -> dict[str, flo
         server = subprocess.Popen(uvicorn_command("bare:app", port), cwd=workdir)
         try:
             wait_port(port)
-            subprocess.run(
-                [
-                    "wrk",
-                    "-t1",
-                    f"-c{connections}",
-                    "-d2s",
-                    "-s",
-                    str(script),
-                    f"http://127.0.0.1:{port}/",
-                ],
-                capture_output=True,
-                check=True,
-            )
+            run_wrk(connections, 2, script, f"http://127.0.0.1:{port}/")  # warm-up
             cpu0 = cpu_seconds(server.pid) or 0.0
-            out = subprocess.run(
-                [
-                    "wrk",
-                    "-t1",
-                    f"-c{connections}",
-                    f"-d{seconds}s",
-                    "-s",
-                    str(script),
-                    f"http://127.0.0.1:{port}/",
-                ],
-                capture_output=True,
-                check=True,
-                text=True,
-            ).stdout
+            out = run_wrk(connections, seconds, script, f"http://127.0.0.1:{port}/")
             cpu = (cpu_seconds(server.pid) or 0.0) - cpu0
         finally:
             server.terminate()
