@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from sessionflow.settings import KafkaSettings
 from sessionflow.signing import new_secret
-from sessionflow.topics import Topics
 from tests.conftest import TIMEOUT_S
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, stop_process
+from tests.kafka_helpers import Namespace
+
+RUN_BANNER = "sessionflow is running"
 
 
 def cli(*args: str) -> list[str]:
@@ -36,12 +40,9 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = TIMEOU
 
 
 @dataclass
-class ServiceEnv:
+class ServiceEnv(Namespace):
     """The environment one test's producer, worker and tools share (namespace, ports, secret)."""
 
-    bootstrap: str
-    namespace: str
-    root: Path
     partitions: int = 2
     http_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
@@ -51,18 +52,6 @@ class ServiceEnv:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/webhooks/agntix"
-
-    @property
-    def settings(self) -> KafkaSettings:
-        return KafkaSettings(
-            kafka_bootstrap_servers=self.bootstrap,
-            partitions=self.partitions,
-            topic_namespace=self.namespace,
-        )
-
-    @property
-    def topics(self) -> Topics:
-        return Topics.for_settings(self.settings)
 
     def environ(self, **extra: str) -> dict[str, str]:
         # The enricher starts only when a test configures the Agntix API itself.
@@ -113,6 +102,24 @@ class ServiceEnv:
         parsed: dict[str, Any] = orjson.loads(summary.read_bytes())
         return parsed
 
+    def send_and_tail(self, sessions: int, seed: int, which: str) -> tuple[set[str], list[Any]]:
+        """`send` the sessions, then `tail WHICH` until each complete one shows, exactly once:
+        the complete session ids and the records."""
+        summary = self.send(sessions, "--seed", str(seed))
+        expected = set(summary["expected"]["complete_session_ids"])
+        assert expected
+        found: list[Any] = []
+
+        def all_there() -> bool:
+            found[:] = self.tail(which)
+            return len(found) >= len(expected)
+
+        wait_for(all_there, f"{len(expected)} records in `tail {which}`")
+        counts = Counter(str(r["sessionId"]) for r in found)
+        assert set(counts) == expected
+        assert max(counts.values()) == 1
+        return expected, found
+
     def tail(self, which: str, *extra: str) -> list[Any]:
         """`sessionflow tail WHICH --from-beginning` (non-follow): every record, parsed."""
         done = self.run("tail", which, "--from-beginning", *extra)
@@ -146,13 +153,7 @@ class Service:
         wait_for(ready, f"{url} ready", timeout_s)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = TIMEOUT_S) -> int:
-        if self.alive():
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return stop_process(self.proc, sig, timeout_s)
 
 
 def pid_alive(pid: int) -> bool:
@@ -165,3 +166,29 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+@contextlib.contextmanager
+def running(
+    env: ServiceEnv, children: set[str], **extra: str
+) -> Iterator[tuple[Service, dict[str, int]]]:
+    """`sessionflow run`, waited for until its banner, with its children's pids from its log;
+    it and its children are killed at the end, whatever happened."""
+    service = Service(cli("run"), env.environ(**extra), env.root / "run.log")
+    pids: dict[str, int] = {}
+    try:
+
+        def banner_shown() -> bool:
+            assert service.alive(), f"run exited early:\n{service.log()[-4000:]}"
+            return RUN_BANNER in service.log()
+
+        wait_for(banner_shown, "the run banner")
+        found = re.findall(r"(producer|worker|enricher) \(pid (\d+)\)", service.log())
+        pids.update((name, int(pid)) for name, pid in found)
+        assert set(pids) == children, service.log()
+        yield service, pids
+    finally:
+        service.stop(signal.SIGKILL)
+        for pid in pids.values():
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)

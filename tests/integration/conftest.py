@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import load_launcher
+from tests.conftest import TIMEOUT_S, load_launcher
 
-if TYPE_CHECKING:  # these fixture modules import free_port from here
+if TYPE_CHECKING:  # these fixture modules import free_port and stop_process from here
     from tests.integration.agntix_fake import FakeAgntix
+    from tests.integration.cli_fixtures import ServiceEnv
     from tests.integration.producer_fixtures import RunningProducer
     from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
 
@@ -24,6 +27,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = TIMEOUT_S
+) -> int:
+    """Send `sig` to a child that still runs and wait; SIGKILL it after `timeout_s`. Its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 @dataclass
@@ -55,6 +71,16 @@ def restartable_broker(tmp_path: Path) -> Iterator[RestartableBroker]:
         yield RestartableBroker(broker)
     finally:
         broker.down()
+
+
+@pytest.fixture
+async def env(kafka_bootstrap: str, unique: str, tmp_path: Path) -> ServiceEnv:
+    """One test's producer, worker and tools environment, its topics created."""
+    from tests.integration.cli_fixtures import ServiceEnv
+
+    env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
+    await env.make_topics()
+    return env
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from enricher.server import run_until_stopped
 from enricher.settings import EnricherSettings
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics, ensure_topics
-from tests.conftest import REPO, TIMEOUT_S
+from tests.conftest import REPO, TIMEOUT_S, http_status
 from tests.integration.agntix_fake import (
     API_KEY,
     FakeAgntix,
@@ -102,18 +102,7 @@ async def enricher(settings: EnricherSettings) -> AsyncIterator[None]:
 
 async def ready(settings: EnricherSettings) -> int | None:
     """The /readyz status code, None while nothing answers (asked off the event loop)."""
-    return await asyncio.to_thread(_ready, settings)
-
-
-def _ready(settings: EnricherSettings) -> int | None:
-    url = f"http://127.0.0.1:{settings.enricher_port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return None
+    return await asyncio.to_thread(http_status, f"http://127.0.0.1:{settings.enricher_port}/readyz")
 
 
 async def scrape(settings: EnricherSettings) -> dict[str, float]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import uvicorn
-from aiokafka import AIOKafkaConsumer
 from svix.webhooks import Webhook
 
 from producer.app import ProducerApp
@@ -23,6 +23,7 @@ from producer.server import ProducerServer, listeners, server_config
 from producer.settings import ProducerSettings
 from sessionflow.signing import decode_secret
 from tests.integration.conftest import free_port
+from tests.kafka_helpers import reader
 
 SECRET = "whsec_" + base64.b64encode(b"sessionflow-test-key-24b").decode()
 TIMEOUT_S = 20.0
@@ -189,25 +190,16 @@ async def consume(
     settings: ProducerSettings, topic: str, count: int, *, timeout_s: float = TIMEOUT_S
 ) -> list[Any]:
     """The first `count` records of a topic (all partitions, from the start), within a deadline."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     records: list[Any] = []
-    try:
-        async with asyncio.timeout(timeout_s):
-            while len(records) < count:
-                batch = await consumer.getmany(timeout_ms=500)
-                for recs in batch.values():
-                    records.extend(recs)
-    except TimeoutError:
-        pass
-    finally:
-        await consumer.stop()
+    async with reader(settings.kafka_bootstrap_servers, topic, committed=False) as consumer:
+        try:
+            async with asyncio.timeout(timeout_s):
+                while len(records) < count:
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for recs in batch.values():
+                        records.extend(recs)
+        except TimeoutError:
+            pass
     return records
 
 
@@ -230,6 +222,19 @@ def signed_headers(body: bytes) -> dict[str, str]:
         return svix_headers(body.decode())
     except UnicodeDecodeError:
         return byte_headers(body)
+
+
+@contextlib.asynccontextmanager
+async def post_signed(
+    http: aiohttp.ClientSession, url: str, body: bytes
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """POST a signed JSON body to the producer at `url`; the response while it is open."""
+    async with http.post(
+        f"{url}/webhooks/agntix",
+        data=body,
+        headers={**signed_headers(body), "content-type": "application/json"},
+    ) as resp:
+        yield resp
 
 
 def valid_body() -> bytes:

@@ -15,7 +15,6 @@ from aiokafka import AIOKafkaProducer
 
 from cli.dlq import ReplayOptions, replay
 from cli.traffic import plan
-from sessionflow.topics import ensure_topics
 from tests.integration.cli_fixtures import ServiceEnv, wait_for
 from tests.integration.worker_fixtures import (
     WorkerEnv,
@@ -27,13 +26,6 @@ from tests.integration.worker_fixtures import (
 pytestmark = pytest.mark.integration
 
 RECEIVED = b"2026-01-01T00:00:00.000Z"
-
-
-@pytest.fixture
-async def env(kafka_bootstrap: str, unique: str, tmp_path: Path) -> ServiceEnv:
-    env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
-    await ensure_topics(env.settings, env.topics.specs(env.settings))
-    return env
 
 
 def dead_letter(msg_id: str, reason: str, *, stage: str = "producer") -> list[tuple[str, bytes]]:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,7 +16,7 @@ from tests.integration.agntix_fake import (
     new_session_id,
     transcript,
 )
-from tests.integration.cli_fixtures import Service, ServiceEnv, cli, pid_alive, wait_for
+from tests.integration.cli_fixtures import ServiceEnv, running
 from tests.integration.conftest import free_port
 from tests.integration.enricher_fixtures import (
     VALIDATOR,
@@ -119,36 +116,16 @@ def test_signed_webhooks_in_one_transcript_per_completed_session_out(
     """`sessionflow run` with the API configured: producer, worker and enricher as operators run them."""
     env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
     enricher_port = free_port()
-    environ = env.environ(
-        AGNTIX_API_URL=fake.url,
-        AGNTIX_API_KEY=API_KEY,
-        SESSIONFLOW_ENRICHER_HOST="127.0.0.1",
-        SESSIONFLOW_ENRICHER_PORT=str(enricher_port),
-    )
-    service = Service(cli("run"), environ, tmp_path / "run.log")
-    pids: dict[str, int] = {}
-    try:
-        wait_for(lambda: "sessionflow is running" in service.log(), "the run banner")
-        pids = {
-            name: int(pid)
-            for name, pid in re.findall(r"(producer|worker|enricher) \(pid (\d+)\)", service.log())
-        }
-        assert set(pids) == {"producer", "worker", "enricher"}, service.log()
+    extra = {
+        "AGNTIX_API_URL": fake.url,
+        "AGNTIX_API_KEY": API_KEY,
+        "SESSIONFLOW_ENRICHER_HOST": "127.0.0.1",
+        "SESSIONFLOW_ENRICHER_PORT": str(enricher_port),
+    }
+    with running(env, {"producer", "worker", "enricher"}, **extra) as (service, _):
         assert f"http://127.0.0.1:{enricher_port}/metrics" in service.log()
 
-        summary = env.send(20, "--seed", "11")
-        expected = set(summary["expected"]["complete_session_ids"])
-        assert expected
-        found: list[dict[str, Any]] = []
-
-        def all_enriched() -> bool:
-            found[:] = env.tail("transcripts")
-            return len(found) >= len(expected)
-
-        wait_for(all_enriched, f"{len(expected)} transcripts in `tail transcripts`")
-        counts = Counter(str(r["sessionId"]) for r in found)
-        assert set(counts) == expected
-        assert max(counts.values()) == 1
+        expected, found = env.send_and_tail(20, 11, "transcripts")
         for record in found:
             assert VALIDATOR.is_valid(record), record
             assert (record["status"], record["messageCount"]) == ("ok", fake.default_messages)
@@ -159,8 +136,3 @@ def test_signed_webhooks_in_one_transcript_per_completed_session_out(
         assert service.proc.wait(timeout=TIMEOUT_S) == 0, service.log()[-4000:]
         assert "enricher exit 0" in service.log()
         assert API_KEY not in service.log()
-    finally:
-        service.stop(signal.SIGKILL)
-        for pid in pids.values():
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)

@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from sessionflow.settings import KafkaSettings
-from sessionflow.topics import TopicSpec, ensure_topics
 from tests.conftest import TIMEOUT_S
 from tests.integration.conftest import free_port
+from tests.kafka_helpers import make_topics, reader
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +27,7 @@ async def test_a_real_faust_worker_keeps_a_table_and_sends(
     kafka_bootstrap: str, unique: str, tmp_path: Path
 ) -> None:
     source, sink, app_id = f"t-{unique}.in", f"t-{unique}.out", f"smoke-{unique}"
-    settings = KafkaSettings(kafka_bootstrap_servers=kafka_bootstrap)
-    await ensure_topics(
-        settings, [TopicSpec(source, PARTITIONS, 1, {}), TopicSpec(sink, PARTITIONS, 1, {})]
-    )
+    await make_topics(kafka_bootstrap, source, sink, partitions=PARTITIONS)
     env = {
         **os.environ,
         "SMOKE_APP_ID": app_id,
@@ -92,15 +88,7 @@ async def test_a_real_faust_worker_keeps_a_table_and_sends(
 
 
 async def _read(bootstrap: str, topic: str, expect: int) -> list[tuple[str, str]]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
+    async with reader(bootstrap, topic) as consumer:
         found: list[tuple[str, str]] = []
         async with asyncio.timeout(TIMEOUT_S):
             while len(found) < expect:
@@ -109,5 +97,3 @@ async def _read(bootstrap: str, topic: str, expect: int) -> list[tuple[str, str]
                     (r.key.decode(), r.value.decode()) for recs in batches.values() for r in recs
                 ]
         return found
-    finally:
-        await consumer.stop()

@@ -5,25 +5,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import TopicSpec, ensure_topics
 from tests.conftest import TIMEOUT_S
+from tests.kafka_helpers import make_topics, reader
 
 pytestmark = pytest.mark.integration
 
 
-async def _read_all(bootstrap: str, topic: str, isolation: str, expect: int) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        isolation_level=isolation,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
+async def _read_all(bootstrap: str, topic: str, committed: bool, expect: int) -> list[bytes]:
+    async with reader(bootstrap, topic, committed=committed) as consumer:
         values: list[bytes] = []
         async with asyncio.timeout(TIMEOUT_S):
             while len(values) < expect:
@@ -33,16 +26,13 @@ async def _read_all(bootstrap: str, topic: str, isolation: str, expect: int) -> 
         more = await consumer.getmany(timeout_ms=1000)
         values += [r.value for records in more.values() for r in records]
         return values
-    finally:
-        await consumer.stop()
 
 
 async def test_read_committed_sees_exactly_the_committed_transaction(
     kafka_bootstrap: str, unique: str
 ) -> None:
     topic = f"t-{unique}.tx"
-    settings = KafkaSettings(kafka_bootstrap_servers=kafka_bootstrap)
-    await ensure_topics(settings, [TopicSpec(topic, 3, 1, {})])
+    await make_topics(kafka_bootstrap, topic, partitions=3)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"tx-{unique}")
     await producer.start()
     try:
@@ -56,10 +46,10 @@ async def test_read_committed_sees_exactly_the_committed_transaction(
     finally:
         await producer.stop()
 
-    committed = await _read_all(kafka_bootstrap, topic, "read_committed", expect=5)
+    committed = await _read_all(kafka_bootstrap, topic, committed=True, expect=5)
     assert sorted(committed) == sorted(f"committed-{i}".encode() for i in range(5))
     # read_uncommitted proves the aborted records did reach the log: the broker filtered them.
-    everything = await _read_all(kafka_bootstrap, topic, "read_uncommitted", expect=10)
+    everything = await _read_all(kafka_bootstrap, topic, committed=False, expect=10)
     assert sorted(everything) == sorted(
         [f"committed-{i}".encode() for i in range(5)] + [f"aborted-{i}".encode() for i in range(5)]
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from pathlib import Path
 
 import aiohttp
 import orjson
@@ -16,6 +15,7 @@ from tests.integration.producer_fixtures import (
     RunningProducer,
     build_request,
     consume,
+    post_signed,
     raw_http,
     session_body,
     signed_headers,
@@ -24,10 +24,6 @@ from tests.integration.producer_fixtures import (
 )
 
 pytestmark = pytest.mark.integration
-
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_signed_events_land_byte_identical_in_the_raw_topic(
@@ -98,11 +94,7 @@ async def test_readiness_and_metrics(producer: RunningProducer) -> None:
         async with http.get(f"{producer.admin_url}/healthz") as resp:
             assert resp.status == 200
         body = valid_body()
-        async with http.post(
-            f"{producer.url}/webhooks/agntix",
-            data=body,
-            headers={**signed_headers(body), "content-type": "application/json"},
-        ) as resp:
+        async with post_signed(http, producer.url, body) as resp:
             assert resp.status == 202
         async with http.get(f"{producer.admin_url}/metrics") as resp:
             text = await resp.text()
@@ -156,11 +148,7 @@ async def test_concurrent_load_every_2xx_is_stored(producer: RunningProducer) ->
     async with aiohttp.ClientSession() as http:
 
         async def post(body: bytes) -> int:
-            async with http.post(
-                f"{producer.url}/webhooks/agntix",
-                data=body,
-                headers={**signed_headers(body), "content-type": "application/json"},
-            ) as resp:
+            async with post_signed(http, producer.url, body) as resp:
                 return resp.status
 
         statuses = await asyncio.gather(*(post(b) for b in bodies))

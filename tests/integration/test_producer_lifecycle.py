@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import uuid
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ from aiokafka.partitioner import murmur2
 
 from producer.settings import ProducerSettings
 from sessionflow.topics import Topics
+from tests.conftest import REPO
 from tests.integration.producer_fixtures import (
     SECRET,
     TIMEOUT_S,
@@ -26,6 +28,7 @@ from tests.integration.producer_fixtures import (
     build_request,
     consume,
     make_settings,
+    post_signed,
     raw_http,
     run_producer,
     session_body,
@@ -34,10 +37,6 @@ from tests.integration.producer_fixtures import (
 )
 
 pytestmark = pytest.mark.integration
-
-pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def process_env(settings: ProducerSettings, **extra: str) -> dict[str, str]:
@@ -56,20 +55,37 @@ def process_env(settings: ProducerSettings, **extra: str) -> dict[str, str]:
     }
 
 
-async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
-    settings = make_settings()
-    env = process_env(settings, SESSIONFLOW_BODY_TIMEOUT_SECONDS="4")
-    code = "from producer.server import serve; from producer.settings import ProducerSettings; serve(ProducerSettings())"
+@contextlib.asynccontextmanager
+async def spawned(env: dict[str, str], *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python ARGS` from the repository, its stderr piped; killed at the end if still running."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-c",
-        code,
-        cwd=ROOT,
+        *args,
+        cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+
+
+async def exit_log(proc: asyncio.subprocess.Process) -> str:
+    """The stderr of a process that is stopping, once it exited (within the deadline)."""
+    async with asyncio.timeout(TIMEOUT_S):
+        _, err = await proc.communicate()
+    return str(err.decode())
+
+
+async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
+    settings = make_settings()
+    env = process_env(settings, SESSIONFLOW_BODY_TIMEOUT_SECONDS="4")
+    code = "from producer.server import serve; from producer.settings import ProducerSettings; serve(ProducerSettings())"
+    async with spawned(env, "-c", code) as proc:
         await _wait_ready(settings.admin_port)
         body = valid_body()
         request = build_request(body, signed_headers(body))
@@ -81,13 +97,7 @@ async def test_graceful_shutdown_finishes_in_flight_and_exits_0() -> None:
         proc.send_signal(signal.SIGTERM)
         resp = await in_flight
         assert resp.status == 202
-        async with asyncio.timeout(TIMEOUT_S):
-            _, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.communicate()
-    logs = err.decode()
+        logs = await exit_log(proc)
     assert proc.returncode == 0, logs
     [record] = await consume(settings, Topics.for_settings(settings).raw, 1)
     assert record.value == body
@@ -104,7 +114,7 @@ async def test_refuses_to_start_without_a_secret() -> None:
     proc = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-c", code],
-        cwd=ROOT,
+        cwd=REPO,
         env=env,
         capture_output=True,
         timeout=TIMEOUT_S,
@@ -132,11 +142,7 @@ async def test_broker_outage_gives_503_then_recovers(restartable_broker: Any) ->
 
         async def post() -> tuple[int, bytes]:
             body = valid_body()
-            async with http.post(
-                f"{producer.url}/webhooks/agntix",
-                data=body,
-                headers={**signed_headers(body), "content-type": "application/json"},
-            ) as resp:
+            async with post_signed(http, producer.url, body) as resp:
                 assert resp.status < 500 or resp.status == 503
                 if resp.status == 503:
                     assert "Retry-After" in resp.headers
@@ -146,25 +152,24 @@ async def test_broker_outage_gives_503_then_recovers(restartable_broker: Any) ->
             async with http.get(f"{producer.admin_url}/readyz") as resp:
                 return resp.status
 
+        async def ready_becomes(status: int, within_s: float, poll_s: float) -> None:
+            async with asyncio.timeout(within_s):
+                while True:
+                    if await readyz() == status:
+                        return
+                    await asyncio.sleep(poll_s)
+
         stored = []
         status, body = await post()
         assert status == 202
         stored.append(body)
         await restartable_broker.stop()
-        async with asyncio.timeout(10):
-            while True:
-                if await readyz() == 503:
-                    break
-                await asyncio.sleep(0.2)
+        await ready_becomes(503, within_s=10, poll_s=0.2)
         for _ in range(5):
             status, _ = await post()
             assert status == 503
         await restartable_broker.start()
-        async with asyncio.timeout(60):
-            while True:
-                if await readyz() == 200:
-                    break
-                await asyncio.sleep(0.5)
+        await ready_becomes(200, within_s=60, poll_s=0.5)
         for _ in range(5):
             status, body = await post()
             assert status == 202
@@ -183,11 +188,7 @@ async def test_a_session_lands_in_the_partition_aiokafka_and_java_would_choose(
     async with aiohttp.ClientSession() as http:
         for sid in sessions:
             body = session_body("session.created", sid).encode()
-            async with http.post(
-                f"{producer.url}/webhooks/agntix",
-                data=body,
-                headers={**signed_headers(body), "content-type": "application/json"},
-            ) as resp:
+            async with post_signed(http, producer.url, body) as resp:
                 assert resp.status == 202
     records = await consume(
         producer.settings, Topics.for_settings(producer.settings).raw, len(sessions)
@@ -220,26 +221,16 @@ async def test_several_processes_share_the_public_port_each_with_its_own_admin_p
     settings = make_settings(admin_port=free_port_pair())
     admin_ports = [settings.admin_port, settings.admin_port + 1]
     env = process_env(settings, SESSIONFLOW_HTTP_PROCESSES="2")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli",
-        "producer",
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     bodies = [valid_body() for _ in range(40)]
-    try:
+    async with spawned(env, "-m", "cli", "producer") as proc:
         for port in admin_ports:
             try:
                 await _wait_ready(port)
             except TimeoutError:
                 proc.kill()
-                _, err = await proc.communicate()
+                _, early = await proc.communicate()
                 raise AssertionError(
-                    f"admin port {port} never ready:\n{err.decode()[-3000:]}"
+                    f"admin port {port} never ready:\n{early.decode()[-3000:]}"
                 ) from None
         # A fresh connection each: the kernel spreads connections, not requests.
         statuses = [
@@ -263,12 +254,7 @@ async def test_several_processes_share_the_public_port_each_with_its_own_admin_p
         assert sum(accepted) == len(bodies)
         assert min(accepted) > 0, accepted
         proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(TIMEOUT_S):
-            _, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.communicate()
-    assert proc.returncode == 0, err.decode()[-3000:]
+        logs = await exit_log(proc)
+    assert proc.returncode == 0, logs[-3000:]
     records = await consume(settings, Topics.for_settings(settings).raw, len(bodies))
     assert sorted(r.value for r in records) == sorted(bodies)

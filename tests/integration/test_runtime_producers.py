@@ -8,19 +8,19 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from sessionflow.settings import KafkaSettings
-from sessionflow.topics import TopicSpec, ensure_topics
 from streams.runtime.producers import MAX_BATCH_BYTES, Producers
 from tests.conftest import TIMEOUT_S
+from tests.kafka_helpers import make_topics
 from tests.reliability.outputs import committed_offsets
 
 pytestmark = pytest.mark.integration
 
 
-async def _topic(bootstrap: str, name: str, partitions: int = 2) -> None:
-    await ensure_topics(
-        KafkaSettings(kafka_bootstrap_servers=bootstrap), [TopicSpec(name, partitions, 1, {})]
-    )
+async def _out_and_source(bootstrap: str, unique: str, partitions: int = 2) -> tuple[str, str]:
+    """This test's output topic and the source topic whose offsets it commits, created."""
+    out, source = f"t-{unique}.out", f"t-{unique}.in"
+    await make_topics(bootstrap, out, source, partitions=partitions)
+    return out, source
 
 
 async def _read_committed(
@@ -63,9 +63,7 @@ def _transactional(bootstrap: str, unique: str) -> Producers:
 async def test_a_partitions_records_and_offsets_commit_together(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    out, source = f"t-{unique}.out", f"t-{unique}.in"
-    await _topic(kafka_bootstrap, out)
-    await _topic(kafka_bootstrap, source)
+    out, source = await _out_and_source(kafka_bootstrap, unique)
     producers = _transactional(kafka_bootstrap, unique)
     await producers.open([0, 1])
     try:
@@ -89,9 +87,7 @@ async def test_a_partitions_records_and_offsets_commit_together(
 async def test_what_was_not_committed_when_the_producers_close_is_aborted(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    out, source = f"t-{unique}.out", f"t-{unique}.in"
-    await _topic(kafka_bootstrap, out, 1)
-    await _topic(kafka_bootstrap, source, 1)
+    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
     producers = _transactional(kafka_bootstrap, unique)
     await producers.open([0])
     await producers.send(out, 0, [(b"k", b"never", ())])
@@ -110,9 +106,7 @@ async def test_what_was_not_committed_when_the_producers_close_is_aborted(
 async def test_a_partitions_next_owner_fences_the_previous_one(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    out, source = f"t-{unique}.out", f"t-{unique}.in"
-    await _topic(kafka_bootstrap, out, 1)
-    await _topic(kafka_bootstrap, source, 1)
+    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
     old, new = _transactional(kafka_bootstrap, unique), _transactional(kafka_bootstrap, unique)
     await old.open([0])
     await new.open([0])  # same transactional id: a zombie's records and offsets must not land
@@ -129,7 +123,7 @@ async def test_at_least_once_sends_with_one_idempotent_producer(
     kafka_bootstrap: str, unique: str
 ) -> None:
     out = f"t-{unique}.out"
-    await _topic(kafka_bootstrap, out)
+    await make_topics(kafka_bootstrap, out, partitions=2)
     producers = Producers(bootstrap_servers=kafka_bootstrap, client_id="alo", transactional_id=None)
     try:
         await producers.open([0, 1])  # nothing to open: one producer for all partitions

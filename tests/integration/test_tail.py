@@ -6,25 +6,16 @@ import asyncio
 import base64
 import io
 import subprocess
-from pathlib import Path
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from cli.tail import TailOptions, Which, tail
-from sessionflow.topics import ensure_topics
 from tests.conftest import TIMEOUT_S
 from tests.integration.cli_fixtures import ServiceEnv, cli, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def env(kafka_bootstrap: str, unique: str, tmp_path: Path) -> ServiceEnv:
-    env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{unique}.", root=tmp_path)
-    await ensure_topics(env.settings, env.topics.specs(env.settings))
-    return env
 
 
 def completed(n: int) -> bytes:

@@ -53,6 +53,20 @@ def assert_exactly_once(
     assert set(counts) == set(expected)
 
 
+async def one_worker_completes(
+    worker_env: WorkerEnv, workers: list[WorkerProcess], p: Plan
+) -> tuple[WorkerProcess, list[dict[str, object]]]:
+    """Worker w1 fed the plan's deliveries: it and the completed records, each exactly once."""
+    worker = start(worker_env, workers, "w1")
+    await asyncio.to_thread(worker.wait_ready)
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries)
+    completed = await read_records(
+        worker_env.bootstrap, worker_env.topics.completed, until=len(p.expectations.complete)
+    )
+    assert_exactly_once(completed, p.expectations.complete)
+    return worker, completed
+
+
 async def test_pairs_dedups_and_expires_with_exact_fields(
     worker_env: WorkerEnv, workers: list[WorkerProcess]
 ) -> None:
@@ -62,14 +76,7 @@ async def test_pairs_dedups_and_expires_with_exact_fields(
     )
     await worker_env.make_topics()
     p = traffic(40, seed=1)
-    worker = start(worker_env, workers, "w1")
-    await asyncio.to_thread(worker.wait_ready)
-    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries)
-
-    completed = await read_records(
-        worker_env.bootstrap, worker_env.topics.completed, until=len(p.expectations.complete)
-    )
-    assert_exactly_once(completed, p.expectations.complete)
+    worker, completed = await one_worker_completes(worker_env, workers, p)
     incomplete = await read_records(
         worker_env.bootstrap,
         worker_env.topics.incomplete,
@@ -117,13 +124,7 @@ async def test_a_restarted_worker_re_emits_nothing_and_drops_late_duplicates(
 ) -> None:
     await worker_env.make_topics()
     p = traffic(30, seed=2, half_only=0.0)
-    first = start(worker_env, workers, "w1")
-    await asyncio.to_thread(first.wait_ready)
-    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries)
-    completed = await read_records(
-        worker_env.bootstrap, worker_env.topics.completed, until=len(p.expectations.complete)
-    )
-    assert_exactly_once(completed, p.expectations.complete)
+    first, _ = await one_worker_completes(worker_env, workers, p)
 
     assert first.stop() == 0
     second = start(
@@ -186,16 +187,7 @@ async def test_a_table_written_in_state_version_1_restores_and_keeps_pairing(
     # The upgrade: the changelog holds what the previous version wrote; a new worker with an
     # empty data dir restores it, pairs the waiting halves and still drops late duplicates.
     await worker_env.make_topics()
-    p = plan(  # complete pairs, each half once, nothing else
-        6,
-        seed=5,
-        retry_share=0.0,
-        resend_share=0.0,
-        reorder_share=0.0,
-        half_only_share=0.0,
-        planned_share=0.0,
-        now=datetime.now(UTC),
-    )
+    p = plan(6, seed=5, now=datetime.now(UTC))  # complete pairs, each half once, nothing else
     by_session: dict[str, dict[str, Delivery]] = {}
     for d in p.deliveries:
         by_session.setdefault(d.session_id or "", {}).setdefault(d.event_type, d)

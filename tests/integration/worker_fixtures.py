@@ -11,47 +11,27 @@ import time
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from cli.traffic import Delivery
 from sessionflow.raw_record import partition_for_key
-from sessionflow.settings import KafkaSettings
-from sessionflow.topics import Topics, TopicSpec, ensure_topics
+from sessionflow.topics import TopicSpec, ensure_topics
 from tests.conftest import TIMEOUT_S
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, stop_process
+from tests.kafka_helpers import Namespace, reader
 
 
 @dataclass
-class WorkerEnv:
+class WorkerEnv(Namespace):
     """The settings every worker and helper of one test shares (one topic namespace)."""
 
-    bootstrap: str
-    namespace: str
-    root: Path
-    partitions: int = 4
     ttl_seconds: float = 600.0
     # The producers the reliability suite starts answer within 10 s (body + publish deadlines).
     grace_seconds: float = 10.0
     guarantee: str = "exactly_once"
     extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def settings(self) -> KafkaSettings:
-        return KafkaSettings(
-            kafka_bootstrap_servers=self.bootstrap,
-            partitions=self.partitions,
-            topic_namespace=self.namespace,
-        )
-
-    @property
-    def topics(self) -> Topics:
-        return Topics.for_settings(self.settings)
-
-    async def make_topics(self) -> None:
-        await ensure_topics(self.settings, self.topics.specs(self.settings))
 
     def environ(self, name: str, port: int) -> dict[str, str]:
         return {
@@ -110,14 +90,7 @@ class WorkerProcess:
             return bytes(r.read()).decode()
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = TIMEOUT_S) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return None if self.proc is None else stop_process(self.proc, sig, timeout_s)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -175,16 +148,8 @@ async def read_records(
 ) -> list[dict[str, object]]:
     """All records of a topic as a read_committed consumer sees them: wait for `until` of them,
     then keep reading `settle_s` more so that an extra (duplicate) record would show up."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     found: list[dict[str, object]] = []
-    try:
+    async with reader(bootstrap, topic) as consumer:
         try:
             async with asyncio.timeout(timeout_s):
                 while len(found) < until:
@@ -197,5 +162,3 @@ async def read_records(
             batches = await consumer.getmany(timeout_ms=300)
             found += [orjson.loads(r.value) for recs in batches.values() for r in recs]
         return found
-    finally:
-        await consumer.stop()

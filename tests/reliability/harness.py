@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +18,7 @@ from typing import Any
 
 from cli import traffic
 from cli.delivery import SendReport, deliver
-from tests.conftest import load_launcher
+from tests.conftest import http_status, load_launcher
 from tests.integration.conftest import free_port
 from tests.integration.producer_fixtures import SECRET
 from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
@@ -108,14 +106,7 @@ class ProducerProcess:
 
     def readyz(self) -> int | None:
         """The /readyz status on the admin port, or None when nothing answers."""
-        url = f"http://127.0.0.1:{self.admin_port}/readyz"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                return int(r.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except OSError:
-            return None
+        return http_status(f"http://127.0.0.1:{self.admin_port}/readyz")
 
     async def wait_ready(self, timeout_s: float = RECOVERY_S) -> float:
         started = time.monotonic()
@@ -241,14 +232,20 @@ def parse_metrics(text: str) -> list[tuple[str, str, float]]:
 
 
 async def send_signed(
-    url: str, plan: traffic.Plan, *, rate: float, max_attempts: int = 20, retry_cap_s: float = 1.0
+    url: str,
+    plan: traffic.Plan,
+    *,
+    rate: float,
+    max_attempts: int = 20,
+    retry_cap_s: float = 1.0,
+    concurrency: int = 16,
 ) -> SendReport:
     """The scenarios' sender: signed with the test secret, retrying like Svix (scaled down)."""
     return await deliver(
         plan,
         url,
         [SECRET],
-        concurrency=16,
+        concurrency=concurrency,
         rate=rate,
         max_attempts=max_attempts,
         retry_base_s=0.2,

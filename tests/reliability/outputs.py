@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from cli.delivery import SendReport
 from tests.integration.worker_fixtures import WorkerEnv
+from tests.kafka_helpers import reader
 from tests.reliability.harness import RECOVERY_S
 
 # -- reading topics ----------------------------------------------------------------------
@@ -33,15 +34,8 @@ class Rec:
 
 async def read_all(bootstrap: str, topic: str, timeout_s: float = RECOVERY_S) -> list[Rec]:
     """Every committed record of a topic, up to its last stable offset now (read_committed)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     out: list[Rec] = []
-    try:
+    async with reader(bootstrap) as consumer:
         async with asyncio.timeout(timeout_s):
             parts = consumer.partitions_for_topic(topic)
             while not parts:
@@ -65,8 +59,6 @@ async def read_all(bootstrap: str, topic: str, timeout_s: float = RECOVERY_S) ->
                         )
                         for r in recs
                     ]
-    finally:
-        await consumer.stop()
     return out
 
 

@@ -11,15 +11,17 @@ import orjson
 import pytest
 
 from cli import traffic
-from cli.delivery import SendReport, deliver
+from cli.delivery import SendReport
 from sessionflow.logs import FAULTS_LOGGER
-from tests.integration.producer_fixtures import SECRET
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
+    PrivateBroker,
+    ProducerProcess,
     Stack,
     by_scale,
     scenario,
+    send_signed,
     traffic_plan,
     until,
     with_ttl,
@@ -46,22 +48,16 @@ async def send(
     url: str, sessions: int, seed: int, rate: float, half_only_share: float = 0.05
 ) -> SendReport:
     """Svix-like retries, scaled down: enough attempts to outlast a broker restart."""
-    return await deliver(
-        traffic_plan(sessions, seed, half_only_share=half_only_share),
-        url,
-        [SECRET],
-        concurrency=32,
-        rate=rate,
-        max_attempts=60,
-        retry_base_s=0.2,
-        retry_cap_s=2.0,
-    )
+    plan = traffic_plan(sessions, seed, half_only_share=half_only_share)
+    return await send_signed(url, plan, rate=rate, max_attempts=60, retry_cap_s=2.0, concurrency=32)
 
 
-async def start_stack(stack: Stack) -> None:
+async def start_stack(stack: Stack) -> tuple[PrivateBroker, ProducerProcess]:
+    """The stack's own broker up, then a producer and worker w1: the broker and the producer."""
     assert stack.broker is not None
     await stack.broker.up()
     await stack.start("w1")
+    return stack.broker, stack.producers[0]
 
 
 def planned_only(sessions: int, seed: int) -> traffic.Plan:
@@ -76,9 +72,7 @@ def planned_only(sessions: int, seed: int) -> traffic.Plan:
 @with_ttl(OUTAGE_TTL_S)
 async def test_broker_kill_under_load(stack_with_broker: Stack, report_book: ReportBook) -> None:
     stack = stack_with_broker
-    assert stack.broker is not None
-    await start_stack(stack)
-    producer = stack.producers[0]
+    broker, producer = await start_stack(stack)
     pids = stack.pids()
 
     # About 2.3 webhooks per session (both halves, retries, resends, planned events).
@@ -92,13 +86,13 @@ async def test_broker_kill_under_load(stack_with_broker: Stack, report_book: Rep
     probing = asyncio.create_task(probe.run())
     await asyncio.sleep(by_scale(6, 20))
 
-    await stack.broker.kill()
+    await broker.kill()
     killed = time.monotonic()
     await until(lambda: producer.alive_readyz() == 503, 30, "producer readiness 503")
     unready_s = time.monotonic() - killed
     await asyncio.sleep(by_scale(8, 20))
     restarting = time.monotonic()
-    broker_up_s = await stack.broker.up()
+    broker_up_s = await broker.up()
     ready_s = await producer.wait_ready()
     recovered_s = time.monotonic() - restarting
 
@@ -152,9 +146,7 @@ def _round(value: float | None) -> float | None:
 @with_ttl(OUTAGE_TTL_S)
 async def test_clean_broker_bounces(stack_with_broker: Stack, report_book: ReportBook) -> None:
     stack = stack_with_broker
-    assert stack.broker is not None
-    await start_stack(stack)
-    producer = stack.producers[0]
+    broker, producer = await start_stack(stack)
     pids = stack.pids()
 
     sessions = by_scale(1500, 20_000)
@@ -168,8 +160,8 @@ async def test_clean_broker_bounces(stack_with_broker: Stack, report_book: Repor
         await asyncio.sleep(by_scale(3, 15))
         assert not sending.done(), "the traffic ended before the bounce: raise the count"
         stopping = time.monotonic()
-        await stack.broker.down()
-        await stack.broker.up()
+        await broker.down()
+        await broker.up()
         await producer.wait_ready()
         bounces.append(time.monotonic() - stopping)
     report, expected, outcome = await settle(stack.env, sending)
@@ -287,9 +279,8 @@ async def test_quiet_under_a_broker_outage(
     stack_with_broker: Stack, report_book: ReportBook
 ) -> None:
     stack = stack_with_broker
-    assert stack.broker is not None
-    await start_stack(stack)
-    producer, worker = stack.producers[0], stack.workers[0]
+    broker, producer = await start_stack(stack)
+    worker = stack.workers[0]
     await asyncio.sleep(2)  # past the start-up lines
     processes = {
         "producer": (producer.proc, producer.log_path),
@@ -299,7 +290,7 @@ async def test_quiet_under_a_broker_outage(
         n: (len(json_lines(log)), cpu_seconds(p.pid)) for n, (p, log) in processes.items() if p
     }
 
-    await stack.broker.down()
+    await broker.down()
     stopped = time.monotonic()
     await asyncio.sleep(QUIET_OUTAGE_S)
     during = {
@@ -308,7 +299,7 @@ async def test_quiet_under_a_broker_outage(
         if p
     }
     outage_s = time.monotonic() - stopped
-    await stack.broker.up()
+    await broker.up()
     await producer.wait_ready()
     await stack.ready_workers([worker], RECOVERY_S)
     # Each fault that repeated says once that it ended, after QUIET_S without a repeat.

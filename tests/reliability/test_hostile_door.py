@@ -12,9 +12,10 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from cli.delivery import SendReport, deliver
+from cli.delivery import SendReport
 from sessionflow.signing import sign
 from tests.integration.producer_fixtures import SECRET
+from tests.reliability import harness
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import ProducerProcess, Stack, by_scale, scenario, traffic_plan
 from tests.reliability.outputs import read_all
@@ -130,16 +131,7 @@ class Hostile:
 
 
 async def send_valid(url: str, sessions: int, seed: int, rate: float) -> SendReport:
-    return await deliver(
-        traffic_plan(sessions, seed),
-        url,
-        [SECRET],
-        concurrency=16,
-        rate=rate,
-        max_attempts=5,
-        retry_base_s=0.2,
-        retry_cap_s=1.0,
-    )
+    return await harness.send_signed(url, traffic_plan(sessions, seed), rate=rate, max_attempts=5)
 
 
 def _ms(report: SendReport, q: float) -> float:
