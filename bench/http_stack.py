@@ -5,7 +5,7 @@ process (`wrk` if installed, else a small asyncio keep-alive client): 64 connect
 2 KB POST bodies, a few seconds each. Prints requests/s. Not a test; numbers depend on
 the machine (and on the load generator sharing its cores).
 
-    python bench/http_stack.py [--seconds 5] [--connections 64]
+    python -m bench.http_stack [--seconds 5] [--connections 64]
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.proc import free_port, wait_port
 
 BODY = b'{"eventType":"session.created","id":"s","pad":"' + b"x" * 1950 + b'"}'
 
@@ -62,13 +63,6 @@ app = web.Application()
 app.router.add_post("/webhooks/agntix", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def server_commands(workdir: Path, port: int) -> dict[str, list[str]]:
@@ -117,16 +111,6 @@ def uvicorn_command(app: str, port: int) -> list[str]:
         "--log-level",
         "warning",
     ]
-
-
-def wait_port(port: int, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 WRK_LUA = f"""
