@@ -227,7 +227,8 @@ async def test_several_processes_share_the_public_port_each_with_its_own_admin_p
             try:
                 await _wait_ready(port)
             except TimeoutError:
-                proc.kill()
+                if proc.returncode is None:  # it may have exited already: show why, either way
+                    proc.kill()
                 _, early = await proc.communicate()
                 raise AssertionError(
                     f"admin port {port} never ready:\n{early.decode()[-3000:]}"
