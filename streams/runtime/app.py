@@ -75,6 +75,7 @@ class App(faust.App):
         partitions: int,
         bootstrap_servers: str,
         on_held_back: Callable[[str, int], None],
+        on_commit: Callable[[float, int], None],
     ) -> Runner:
         """Run `processor` over the `sources` topics, with `table` as its state."""
         # Subscribed like an agent's topic: the conductor asks the group for its partitions.
@@ -92,6 +93,7 @@ class App(faust.App):
             group_id=self.conf.id,
             commit_offsets=self._commit_offsets,
             on_held_back=on_held_back,
+            on_commit=on_commit,
         )
         self.runner.serve(processor)
         return self.runner
