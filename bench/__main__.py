@@ -166,16 +166,26 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
             f" interval of {b4['commit_interval_s']} s: exactly-once output waits for the commit,"
             f" so its p99 is {bound}."
         )
+        commits = b4["eos"].get("commits") or {}
+        if commits.get("count"):
+            out.append(
+                f"B4 exactly-once commits, as the worker's sessionflow_commit_seconds saw them:"
+                f" {commits['count']:.0f} commits, mean {commits['mean_ms']} ms, p50/p99"
+                f" {commits['p50_ms']}/{commits['p99_ms']} ms (read from the histogram's"
+                " buckets). Each ends one transaction per partition that changed: a record's"
+                " exactly-once latency is the wait for the next commit plus the commit itself."
+            )
     b1p = (b1.get("producer_profile") or {}).get("packages")
     if b1p:
         out.append(
             "Producer profile: one process, one core, and it is CPU-bound at saturation (see the"
             " cores above). Its time splits between the event loop and socket I/O (uvloop, shown as"
-            " stdlib/Runner.run), uvicorn's HTTP parsing and response writes, aiokafka's per-record"
-            " send path (partitioner, accumulator) and our handler (HMAC verify, orjson envelope"
+            " stdlib/Runner.run), uvicorn's HTTP parsing and response writes, the hand-over to"
+            " librdkafka and its delivery reports, and our handler (HMAC verify, orjson envelope"
             " parse, the response). No single frame dominates: beyond ~10k/s per process the lever"
-            " is more producer processes (SO_REUSEPORT / uvicorn workers), which this 2-core"
-            " machine cannot give while it also runs the broker."
+            " is more producer processes (SESSIONFLOW_HTTP_PROCESSES), which this 2-core"
+            " machine cannot give while it also runs the broker (bench/results/"
+            "producer-experiments.md)."
         )
     if b3.get("eos_ab"):
         f = results
