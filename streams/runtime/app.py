@@ -26,6 +26,7 @@ RAW: dict[str, Any] = {
 
 
 DEFAULT_ROCKSDB_MEMORY_BYTES = 64 * 1024**2
+DEFAULT_FETCH_MAX_WAIT_MS = 20
 
 
 class App(faust.App):
@@ -42,12 +43,15 @@ class App(faust.App):
         id: str,
         *,
         rocksdb_memory_bytes: int = DEFAULT_ROCKSDB_MEMORY_BYTES,
+        fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
         **options: Any,
     ) -> None:
         # Faust's own settings for the classes of its tables and table manager: ours keep every
         # RocksDB partition under one memory budget and restore a fetched batch at a time.
         super().__init__(id, Table=Table, TableManager=TableManager, **options)
         self.rocksdb_memory = SharedMemory(rocksdb_memory_bytes)
+        # The consumer fetches with it (streams/runtime/consumer.py, 8).
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
     def _new_transport(self) -> TransportT:
         # Faust picks a transport by URL scheme only; building it here keeps the choice in code,
