@@ -85,6 +85,13 @@ EXPERIMENTS = (
     " 8,802 vs 9,209 events/s (0.96), 104 vs 102 us per event; one same-run pair of the full"
     " bench read 6,197 vs 9,841, within the ±30% that single drains vary here. The default is"
     " 0.1 s (the floor of exactly-once latency, B4).",
+    "Worker fetch wait at the broker, Faust's fixed 1.5 s vs 20 ms (SESSIONFLOW_FETCH_MAX_WAIT_MS;"
+    " streams/runtime/consumer.py, 8). Seen first as B4 p99 of 1.7-2.5 s in both guarantees;"
+    " instrumented, the worker's fetches returned nothing after a full second, then ~660 records"
+    " at once: aiokafka's one fetch in flight asked only for the partitions with nothing new."
+    " B4, four alternating runs (load average 4-6 from other work): exactly-once p50/p99"
+    " 131/432 and 104/200 ms at 20 ms vs 369/2,368 and 1,074/2,117 ms at 1.5 s; at-least-once"
+    " p99 346/103 vs 220/897 ms. 20 ms is the default.",
     "Restore a fetch at a time (streams/runtime/restore.py) instead of Faust's per-record"
     " recovery queue: B5 at 1,000,000 sessions, same day and broker, 204.8 s -> 11.4 s from a"
     " fresh worker's start to a completed probe on every partition (12.7 and 19.1 s in two later"
@@ -166,16 +173,26 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
             f" interval of {b4['commit_interval_s']} s: exactly-once output waits for the commit,"
             f" so its p99 is {bound}."
         )
+        commits = b4["eos"].get("commits") or {}
+        if commits.get("count"):
+            out.append(
+                f"B4 exactly-once commits, as the worker's sessionflow_commit_seconds saw them:"
+                f" {commits['count']:.0f} commits, mean {commits['mean_ms']} ms, p50/p99"
+                f" {commits['p50_ms']}/{commits['p99_ms']} ms (read from the histogram's"
+                " buckets). Each ends one transaction per partition that changed: a record's"
+                " exactly-once latency is the wait for the next commit plus the commit itself."
+            )
     b1p = (b1.get("producer_profile") or {}).get("packages")
     if b1p:
         out.append(
             "Producer profile: one process, one core, and it is CPU-bound at saturation (see the"
             " cores above). Its time splits between the event loop and socket I/O (uvloop, shown as"
-            " stdlib/Runner.run), uvicorn's HTTP parsing and response writes, aiokafka's per-record"
-            " send path (partitioner, accumulator) and our handler (HMAC verify, orjson envelope"
+            " stdlib/Runner.run), uvicorn's HTTP parsing and response writes, the hand-over to"
+            " librdkafka and its delivery reports, and our handler (HMAC verify, orjson envelope"
             " parse, the response). No single frame dominates: beyond ~10k/s per process the lever"
-            " is more producer processes (SO_REUSEPORT / uvicorn workers), which this 2-core"
-            " machine cannot give while it also runs the broker."
+            " is more producer processes (SESSIONFLOW_HTTP_PROCESSES), which this 2-core"
+            " machine cannot give while it also runs the broker (bench/results/"
+            "producer-experiments.md)."
         )
     if b3.get("eos_ab"):
         f = results

@@ -7,12 +7,14 @@ import asyncio
 import time
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench import httpload
 from bench.b3_worker import worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher
-from bench.proc import Service, free_port, python_module, wait_http
-from bench.stats import latency_summary
+from bench.proc import Service, fetch_text, free_port, python_module, wait_http
+from bench.stats import bucket_quantile, latency_summary
 from bench.webhooks import session_plan, sign_all
 from streams.settings import WorkerSettings
 
@@ -79,6 +81,9 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
         sent = await send
         complete = {s for s, n in halves.items() if n == 2}
         await watcher.until(len(complete) + 1, 60, guard)
+        commits = commit_summary(
+            await asyncio.to_thread(fetch_text, f"http://127.0.0.1:{worker_port}/metrics")
+        )
     finally:
         worker.stop()
         producer.stop()
@@ -103,6 +108,34 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
         "http": {k: sent[k] for k in ("ok", "non2xx", "errors", "ok_rps", "p50_ms", "p99_ms")},
         "missing": len(complete - set(watcher.seen)),
         **latency_summary(latencies),
+        "commits": commits,
+    }
+
+
+def commit_summary(metrics_text: str) -> dict[str, float | None]:
+    """The worker's own account of its commits (sessionflow_commit_seconds), whole run: how many,
+    their mean, and p50/p99 read from the histogram's buckets as PromQL would."""
+    buckets: list[tuple[float, float]] = []
+    count = total = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "sessionflow_commit_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets.append((float(sample.labels["le"]), sample.value))
+            elif sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+
+    def ms(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds * 1000, 1)
+
+    return {
+        "count": count,
+        "mean_ms": ms(total / count) if count else None,
+        "p50_ms": ms(bucket_quantile(0.5, buckets)),
+        "p99_ms": ms(bucket_quantile(0.99, buckets)),
     }
 
 
@@ -118,6 +151,9 @@ async def _run(ctx: Context) -> dict[str, Any]:
         "e2e_p99_ms_alo": out["alo"]["p99_ms"],
         "e2e_p50_ms_eos": out["eos"]["p50_ms"],
         "e2e_p99_ms_eos": out["eos"]["p99_ms"],
+        "e2e_commit_p50_ms_eos": out["eos"]["commits"]["p50_ms"],
+        "e2e_commit_p99_ms_eos": out["eos"]["commits"]["p99_ms"],
+        "e2e_commit_mean_ms_eos": out["eos"]["commits"]["mean_ms"],
         "e2e_commit_interval_s": out["commit_interval_s"],
     }
     return out

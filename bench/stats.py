@@ -36,6 +36,28 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """The q-quantile (0..1) of a Prometheus histogram from its cumulative (le, count) buckets, as
+    PromQL's histogram_quantile reads them (linear within a bucket; the last finite bound when
+    it falls in +Inf); None when empty."""
+    ordered = sorted(buckets)
+    if not ordered or ordered[-1][1] <= 0:
+        return None
+    rank = q * ordered[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in ordered:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
 def ratio(value: float | None, baseline: float | None) -> float | None:
     """value / baseline rounded to 3 places; None when either is missing or the baseline is 0."""
     if value is None or baseline is None or baseline <= 0:

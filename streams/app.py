@@ -22,6 +22,7 @@ def create_app(settings: WorkerSettings) -> App:
         store=store,
         datadir=str(settings.data_dir),
         rocksdb_memory_bytes=settings.rocksdb_memory_mb * 1024**2,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         processing_guarantee=settings.processing_guarantee,
         table_standby_replicas=settings.standby_replicas,
         topic_partitions=settings.partitions,

@@ -17,6 +17,8 @@ OTHER: Final = "other"
 NONE: Final = "none"
 
 _SECONDS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# A commit is a few broker round trips; exactly-once latency is the interval plus this.
+_COMMIT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5)
 _LONG_BUCKETS: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 
 
@@ -128,6 +130,12 @@ class WorkerMetrics:
             ["partition"],
             registry=r,
         )
+        self.commit = Histogram(
+            "sessionflow_commit_seconds",
+            "How long a commit took (exactly-once: every changed partition's transaction ends)",
+            buckets=_COMMIT_BUCKETS,
+            registry=r,
+        )
         self._max_intents = max_intents
         self._intents: set[str] = set()
         # The per-event counters are added up here and applied once per batch (`flush`): each
@@ -144,6 +152,10 @@ class WorkerMetrics:
         tally, self._tally = self._tally, {}
         for (metric, labels), count in tally.items():
             metric.labels(*labels).inc(count)
+
+    def observe_commit(self, seconds: float, partitions: int) -> None:
+        del partitions  # the time is what operators watch; a transaction per partition is why
+        self.commit.observe(seconds)
 
     def observe(self, event_type: str, step: Step, now_ms: int, received_at_ms: int) -> None:
         """Count one processed raw record and what the core made of it."""

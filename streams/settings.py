@@ -41,6 +41,9 @@ class WorkerSettings(KafkaSettings):
     # How long the group waits for a silent worker (killed, frozen) before its partitions move:
     # the fail-over time after a kill -9. Faust's default is 60 s.
     consumer_session_timeout_seconds: float = Field(default=6.0, ge=6.0, le=300.0)
+    # How long a fetch may wait at the broker for records (streams/runtime/consumer.py, 8): what a
+    # raw record can wait behind a fetch of partitions with nothing new. Faust's is 1.5 s.
+    fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
     max_intents: int = Field(default=50, ge=1)
     # The most records one fetch hands the processor (all partitions together): a batch, applied
     # a partition at a time, with its outputs and changelog sent as record batches.

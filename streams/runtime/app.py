@@ -26,6 +26,7 @@ RAW: dict[str, Any] = {
 
 
 DEFAULT_ROCKSDB_MEMORY_BYTES = 64 * 1024**2
+DEFAULT_FETCH_MAX_WAIT_MS = 20
 
 
 class App(faust.App):
@@ -42,12 +43,15 @@ class App(faust.App):
         id: str,
         *,
         rocksdb_memory_bytes: int = DEFAULT_ROCKSDB_MEMORY_BYTES,
+        fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
         **options: Any,
     ) -> None:
         # Faust's own settings for the classes of its tables and table manager: ours keep every
         # RocksDB partition under one memory budget and restore a fetched batch at a time.
         super().__init__(id, Table=Table, TableManager=TableManager, **options)
         self.rocksdb_memory = SharedMemory(rocksdb_memory_bytes)
+        # The consumer fetches with it (streams/runtime/consumer.py, 8).
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
     def _new_transport(self) -> TransportT:
         # Faust picks a transport by URL scheme only; building it here keeps the choice in code,
@@ -75,6 +79,7 @@ class App(faust.App):
         partitions: int,
         bootstrap_servers: str,
         on_held_back: Callable[[str, int], None],
+        on_commit: Callable[[float, int], None],
     ) -> Runner:
         """Run `processor` over the `sources` topics, with `table` as its state."""
         # Subscribed like an agent's topic: the conductor asks the group for its partitions.
@@ -92,6 +97,7 @@ class App(faust.App):
             group_id=self.conf.id,
             commit_offsets=self._commit_offsets,
             on_held_back=on_held_back,
+            on_commit=on_commit,
         )
         self.runner.serve(processor)
         return self.runner

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import faust
 import rocksdict
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
 from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -300,6 +300,19 @@ REQUIREMENTS: Final = (
             faust_consumer.TransactionManager.transactional_id_format
             == "{group_id}-{tpg.group}-{tpg.partition}"
             and _live(app, lambda a: a.assignor.group_for_topic)
+        ),
+    ),
+    Requirement(
+        "faust AIOKafkaConsumerThread._create_worker_consumer(self, transport); aiokafka"
+        " AIOKafkaConsumer._fetch_max_wait_ms, handed by start() to its Fetcher",
+        "the worker's fetches wait fetch_max_wait_ms at the broker, not Faust's fixed 1.5 s,"
+        " which held raw records back for a second at a time (consumer.py, 8)",
+        lambda app: (
+            _method(_THREAD, "_create_worker_consumer", "transport")
+            and _source_says(AIOKafkaConsumer.start, "fetch_max_wait_ms=self._fetch_max_wait_ms")
+            and _source_says(
+                AIOKafkaConsumer.__init__, "self._fetch_max_wait_ms = fetch_max_wait_ms"
+            )
         ),
     ),
     Requirement(

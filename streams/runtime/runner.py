@@ -99,6 +99,7 @@ class Runner:
         group_id: str,
         commit_offsets: Callable[[Mapping[TopicPartition, int]], Any],
         on_held_back: Callable[[str, int], None],
+        on_commit: Callable[[float, int], None] = lambda seconds, partitions: None,
     ) -> None:
         self.sources = sources
         self.gate = CommitGate()
@@ -108,6 +109,7 @@ class Runner:
         self._group_id = group_id
         self._commit_offsets = commit_offsets  # at-least-once: the consumer's own commit
         self._on_held_back = on_held_back
+        self._on_commit = on_commit  # (seconds it took, partitions committed)
         self._processor: Processor | None = None
         self._ready_generation: int | None = None
         self._processed: dict[TopicPartition, int] = {}
@@ -177,6 +179,7 @@ class Runner:
         }
         if not offsets:
             return {}
+        started = time.perf_counter()
         by_partition: dict[int, dict[TopicPartition, int]] = {}
         for tp, offset in offsets.items():
             by_partition.setdefault(tp.partition, {})[tp] = offset
@@ -188,6 +191,7 @@ class Runner:
                 return {}
         self._committed.update(offsets)
         self._persist_changelog_offsets(by_partition)
+        self._on_commit(time.perf_counter() - started, len(by_partition))
         return offsets
 
     def revoke(self, generation: int) -> None:

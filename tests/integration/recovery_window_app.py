@@ -120,6 +120,7 @@ if isinstance(app, RuntimeApp):
         partitions=1,
         bootstrap_servers=os.environ["WINDOW_BOOTSTRAP"],
         on_held_back=lambda reason, count: None,
+        on_commit=lambda seconds, partitions: None,
     )
 else:
     RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes}

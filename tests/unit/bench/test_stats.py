@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stats import GOALS, Goal, extrapolate, latency_summary, percentile, ratio
+from bench.stats import (
+    GOALS,
+    Goal,
+    bucket_quantile,
+    extrapolate,
+    latency_summary,
+    percentile,
+    ratio,
+)
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -46,3 +54,15 @@ def test_goals_check_the_limit_and_the_baseline_share() -> None:
     assert below.met({"p99": 24.9}) is True
     assert below.met({"p99": 25}) is False
     assert {g.key for g in GOALS} >= {"producer_rps", "worker_eps_eos", "state_restore_s_1m"}
+
+
+def test_bucket_quantile_reads_cumulative_buckets_as_promql_does() -> None:
+    inf = float("inf")
+    buckets = [(0.05, 50.0), (0.1, 90.0), (0.25, 100.0), (inf, 100.0)]
+    assert bucket_quantile(0.5, buckets) == 0.05
+    assert bucket_quantile(0.7, buckets) == pytest.approx(
+        0.075
+    )  # halfway between 50 and 90 in (0.05, 0.1]
+    assert bucket_quantile(0.99, buckets) == pytest.approx(0.235)
+    assert bucket_quantile(0.99, [(0.1, 0.0), (inf, 4.0)]) == 0.1  # in +Inf: the last bound
+    assert bucket_quantile(0.5, [(0.1, 0.0), (inf, 0.0)]) is None

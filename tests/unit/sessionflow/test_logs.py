@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import queue
 import sys
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sessionflow.logs import FaultGate, Formatter, handler, scrub
+from sessionflow.logs import _SECRETS, FaultGate, Formatter, Writer, _mask, handler, scrub
 
 
 def record(
@@ -73,6 +77,17 @@ def test_scrub_leaves_ordinary_text_alone() -> None:
     assert scrub(text) == text
 
 
+# Text made of the pieces secrets, signatures and phone numbers are made of, and their edges.
+_PIECES = st.sampled_from(
+    ["whsec_", "v1,", "+", "+1", "4155550123", "MfKQ9r8GKYqrTwjUPD8IL", "=", " ", ",", "a", "Z9/"]
+)
+
+
+@given(st.lists(_PIECES, max_size=12).map("".join))
+def test_scrub_skips_only_text_the_full_scan_would_leave_alone(text: str) -> None:
+    assert scrub(text) == _SECRETS.sub(_mask, text)
+
+
 def test_the_first_fault_of_a_kind_is_written_its_repeats_counted() -> None:
     gate = FaultGate(summary_s=10, quiet_s=10)
     template = "Unable connect to node with id %s: %s"
@@ -130,3 +145,29 @@ def test_the_handler_gates_warnings_only_and_writes_every_info(
     lines = [orjson.loads(x) for x in capsys.readouterr().err.splitlines()]
     assert [d["msg"] for d in lines if d["level"] == "ERROR"] == ["kafka unreachable: attempt 0"]
     assert [d["partition"] for d in lines if d["level"] == "INFO"] == [0, 1, 2, 3, 4]
+
+
+class _Writes(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def write(self, text: str) -> int:
+        self.calls += 1
+        return super().write(text)
+
+
+def test_the_writer_writes_what_queued_up_in_one_write_and_everything_before_it_stops() -> None:
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    stream = _Writes()
+    target = logging.StreamHandler(stream)
+    target.setFormatter(Formatter("json"))
+    writer = Writer(records, target)
+    for i in range(100):
+        records.put(record("request %d", i))
+    writer.start()
+    writer.stop()
+    assert [orjson.loads(x)["msg"] for x in stream.getvalue().splitlines()] == [
+        f"request {i}" for i in range(100)
+    ]
+    assert stream.calls == 1

@@ -61,6 +61,11 @@ def test_the_installed_libraries_are_the_verified_ones() -> None:
         (faust_consumer.Consumer, "_drain_messages", "Consumer._drain_messages"),
         (faust_consumer.Consumer, "stop_flow", "stop_flow"),
         (faust_aiokafka.AIOKafkaConsumerThread, "_highwaters", "_highwaters"),
+        (
+            faust_aiokafka.AIOKafkaConsumerThread,
+            "_create_worker_consumer",
+            "_create_worker_consumer",
+        ),
         (faust.App, "_new_transport", "App._new_transport"),
         (AIOKafkaFetcher, "fetched_records", "Fetcher.fetched_records"),
         (AIOKafkaProducer, "send_batch", "send_batch"),
@@ -136,3 +141,17 @@ def test_the_guarantee_is_in_effect_whenever_it_is_read(
         worker_app.consumer._thread.thread_loop.close()
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def test_the_worker_consumer_fetches_with_the_configured_wait(app: Any) -> None:
+    # Faust builds it with a fixed 1.5 s (streams/runtime/consumer.py, 8).
+    thread = app.consumer._thread
+
+    async def fetch_wait() -> int:
+        consumer = thread._create_worker_consumer(app.transport)
+        await consumer.stop()  # never started: nothing to close but the object
+        wait: int = consumer._fetch_max_wait_ms
+        return wait
+
+    assert asyncio.get_event_loop().run_until_complete(fetch_wait()) == 20
+    assert WorkerSettings().fetch_max_wait_ms == 20

@@ -88,6 +88,7 @@ class Parts:
     stores: dict[int, DictStore]
     held_back: list[tuple[str, int]]
     consumer_commits: list[dict[TopicPartition, int]]
+    commit_sizes: list[int]
 
 
 def _parts(transactional: bool) -> Parts:
@@ -95,6 +96,7 @@ def _parts(transactional: bool) -> Parts:
     stores: dict[int, DictStore] = {}
     held_back: list[tuple[str, int]] = []
     consumer_commits: list[dict[TopicPartition, int]] = []
+    commit_sizes: list[int] = []
 
     async def commit_offsets(offsets: Mapping[TopicPartition, int]) -> bool:
         consumer_commits.append(dict(offsets))
@@ -108,10 +110,11 @@ def _parts(transactional: bool) -> Parts:
         group_id="group",
         commit_offsets=commit_offsets,
         on_held_back=lambda reason, n: held_back.append((reason, n)),
+        on_commit=lambda seconds, partitions: commit_sizes.append(partitions),
     )
     processor = EchoProcessor()
     runner.serve(processor)
-    return Parts(runner, producers, processor, stores, held_back, consumer_commits)
+    return Parts(runner, producers, processor, stores, held_back, consumer_commits, commit_sizes)
 
 
 RAW0, TICKS0, RAW1 = TopicPartition("raw", 0), TopicPartition("ticks", 0), TopicPartition("raw", 1)
@@ -162,6 +165,7 @@ async def test_a_fetch_is_applied_per_partition_raw_and_ticks_together(parts: Pa
     assert parts.stores[0].persisted == 103
     assert parts.stores[1].persisted == 105
     assert not await runner.commit(begin=True)  # nothing new
+    assert parts.commit_sizes == [2]  # one commit, of two partitions; the empty one is not one
 
 
 async def test_work_of_an_older_or_revoked_generation_is_refused(parts: Parts) -> None:
