@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import base64
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TextIO
@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from cli.errors import CliError
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics
+from streams.runtime.runner import Record as FetchedRecord
 
 _POLL_MS = 500
 _START_TIMEOUT_S = 30.0
@@ -34,23 +35,15 @@ class TailError(CliError, RuntimeError):
     """The topic cannot be read (missing, or the broker does not answer)."""
 
 
-class Record(Protocol):
-    """What tail reads of an aiokafka ConsumerRecord."""
+class Record(FetchedRecord, Protocol):
+    """What tail reads of an aiokafka ConsumerRecord: what the worker reads, and where it is."""
 
     @property
     def topic(self) -> str: ...
     @property
     def partition(self) -> int: ...
     @property
-    def offset(self) -> int: ...
-    @property
     def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 def topic_for(which: Which, topics: Topics) -> str:

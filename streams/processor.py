@@ -33,6 +33,7 @@ from streams.decode import DecodeError, decode
 from streams.expiry import ExpiryIndex, RawProgress, TickDecodeError, decode_tick
 from streams.metrics import WorkerMetrics
 from streams.models import CompletedSession, encode_output
+from streams.runtime.runner import Record
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +51,6 @@ class Unit(Protocol):
         self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
     ) -> None: ...
     def items(self) -> Iterable[tuple[bytes, bytes]]: ...
-
-
-class Record(Protocol):
-    """A fetched record (aiokafka's ConsumerRecord fits)."""
-
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
