@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
 from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.producer.sender import Sender as AIOKafkaSender
 from faust.stores.memory import Store as MemoryStore
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.base import Collection as FaustCollection
@@ -345,6 +346,18 @@ REQUIREMENTS: Final = (
             and _method(AIOKafkaProducer, "commit_transaction")
             and _method(BatchBuilder, "append", "timestamp", "key", "value", "headers")
             and _method(BatchBuilder, "record_count")
+        ),
+    ),
+    Requirement(
+        "aiokafka AIOKafkaProducer._sender; Sender._find_coordinator(self, coordinator_type,"
+        " coordinator_key), called by its transactional requests, .client and ._retry_backoff",
+        "a coordinator lookup that loses its connection is tried again instead of stopping the"
+        " producer's sender (producers.py, aiokafka #1151)",
+        lambda app: (
+            _source_says(AIOKafkaProducer.__init__, "self._sender = Sender(")
+            and _method(AIOKafkaSender, "_find_coordinator", "coordinator_type", "coordinator_key")
+            and _source_says(AIOKafkaSender._do_txn_offset_commit, "self._find_coordinator(")
+            and _source_says(AIOKafkaSender.__init__, "self.client = client", "self._retry_backoff")
         ),
     ),
     Requirement(

@@ -10,6 +10,13 @@ partitions commit concurrently. Faust's own transaction manager is replaced
 
 At-least-once: one idempotent producer with acks=all for every partition.
 
+A coordinator lookup that loses its connection is tried again. aiokafka 0.14 retries a lookup
+that finds no coordinator or a node not ready, but turns a connection closed under it (a broker
+stopping, even cleanly) into a fatal error of the producer's sender: every later send and commit
+fails and the worker stops (aiokafka #1151; reliability scenario 2 saw it once in a clean broker
+bounce). `retry_lost_lookups` makes such a lookup wait and try again, as the not-ready case does,
+for up to `LOOKUP_RETRY_S`; the transaction itself is untouched.
+
 Records go out as record batches (aiokafka's BatchBuilder): one await per topic and partition of
 a unit, not one per record. Any failure to send or commit stops the worker: an exactly-once
 transaction then aborts and its records are processed again by the partition's next owner.
@@ -23,10 +30,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
+# How long a coordinator lookup keeps trying after lost connections: the broker's default
+# transaction timeout, after which the open transaction is aborted anyway.
+LOOKUP_RETRY_S = 60.0
 # A record batch holds this much; our records are a few kB (a webhook body at most 1 MiB, which
 # goes alone in its batch).
 MAX_BATCH_BYTES = 1024 * 1024
@@ -150,4 +161,33 @@ class Producers:
         return self._shared
 
     def _new(self, transactional_id: str | None) -> AIOKafkaProducer:
-        return AIOKafkaProducer(**self._settings, transactional_id=transactional_id)
+        producer = AIOKafkaProducer(**self._settings, transactional_id=transactional_id)
+        retry_lost_lookups(producer._sender)
+        return producer
+
+
+def retry_lost_lookups(sender: Any, retry_s: float = LOOKUP_RETRY_S) -> None:
+    """Make `sender`'s coordinator lookups try again when their connection was lost (see the
+    module's docstring); any other failure, and one that outlasts `retry_s`, still raises."""
+    lookup = sender._find_coordinator
+
+    async def find_coordinator(coordinator_type: Any, coordinator_key: str) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + retry_s
+        while True:
+            try:
+                node_id: int = await lookup(coordinator_type, coordinator_key)
+                return node_id
+            except KafkaError as err:
+                lost = isinstance(err, KafkaConnectionError) or isinstance(
+                    err.__cause__, KafkaConnectionError
+                )
+                if not lost or loop.time() >= deadline:
+                    raise
+                log.warning("coordinator lookup lost its connection; trying again: %r", err)
+            await sender.client.force_metadata_update()
+            await asyncio.sleep(sender._retry_backoff)
+
+    # An instance attribute: the sender calls self._find_coordinator from every transactional
+    # request (streams/runtime/compat.py checks the method and what it raises).
+    sender._find_coordinator = find_coordinator

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.client import AIOKafkaClient, CoordinationType
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streams.runtime.producers import MAX_BATCH_BYTES, Producers
 from tests.conftest import TIMEOUT_S
@@ -133,3 +134,33 @@ async def test_at_least_once_sends_with_one_idempotent_producer(
         assert await _read_committed(kafka_bootstrap, out) == [(1, b"a"), (1, b"b")]
     finally:
         await producers.close()
+
+
+async def test_a_coordinator_lookup_that_loses_its_connection_is_tried_again(
+    kafka_bootstrap: str, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broker stopping closes the connection under a lookup; aiokafka 0.14 then stopped the
+    # producer's sender for good (aiokafka #1151, seen in reliability scenario 2).
+    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
+    group = f"g-{unique}"
+    lookup = AIOKafkaClient.coordinator_lookup
+    lost: list[str] = []
+
+    async def closed_once(client: AIOKafkaClient, kind: CoordinationType, key: str) -> int:
+        if kind == CoordinationType.GROUP and not lost:
+            lost.append(key)
+            raise KafkaConnectionError("Connection at the coordinator closed")
+        node: int = await lookup(client, kind, key)
+        return node
+
+    monkeypatch.setattr(AIOKafkaClient, "coordinator_lookup", closed_once)
+    producers = _transactional(kafka_bootstrap, unique)
+    await producers.open([0])
+    try:
+        await producers.send(out, 0, [(b"k", b"kept", ())])
+        await producers.commit({0: {TopicPartition(source, 0): 1}}, group, begin=False)
+    finally:
+        await producers.close()
+    assert lost == [group]  # the offsets' lookup lost its connection once, and went on
+    assert await _read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
+    assert await committed_offsets(kafka_bootstrap, group, source) == {0: 1}

@@ -14,6 +14,7 @@ import faust
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
+from aiokafka.producer.sender import Sender as AIOKafkaSender
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -69,6 +70,7 @@ def test_the_installed_libraries_are_the_verified_ones() -> None:
         (faust.App, "_new_transport", "App._new_transport"),
         (AIOKafkaFetcher, "fetched_records", "Fetcher.fetched_records"),
         (AIOKafkaProducer, "send_batch", "send_batch"),
+        (AIOKafkaSender, "_find_coordinator", "_find_coordinator"),
         (RocksDBStore, "_db_for_partition", "_db_for_partition"),
     ],
 )
