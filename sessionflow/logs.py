@@ -233,9 +233,10 @@ class Writer:
                     batch.append(records.get_nowait())
                 except queue.Empty:
                     break
-            lines = []
+            lines, stopping = [], False
             for record in batch:
                 if record is self._STOP:
+                    stopping = True
                     continue
                 try:
                     lines.append(self._target.format(record))
@@ -243,7 +244,7 @@ class Writer:
                     self._target.handleError(record)
             if lines:
                 self._write("\n".join(lines) + self._target.terminator)
-            if any(record is self._STOP for record in batch):
+            if stopping:
                 return
 
     def _write(self, text: str) -> None:
