@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
 
 from cli import dlq, inspect, run, send, tail, topic_admin
 from sessionflow import __version__
@@ -50,23 +52,22 @@ def _enricher(_: argparse.Namespace) -> int:
     return serve(settings)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sessionflow",
-        description=(
-            "Agntix session webhooks (via Svix) into exactly-once Kafka streams: "
-            "a verifying HTTP producer, Faust workers that pair session.created/session.ended, "
-            "and tools to drive and inspect them."
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"sessionflow {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: its line in `sessionflow --help`, its own --help, and what runs it."""
 
-    version = commands.add_parser("version", help="print the version and exit")
-    version.set_defaults(handler=_version)
+    name: str
+    help: str
+    description: str | None = None
+    # None for a command whose actions set their own handler (`dlq replay`).
+    handler: Handler | None = None
+    # Adds the command's options and actions; None for a command without any.
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
-    producer = commands.add_parser(
+
+COMMANDS: Final = (
+    Command("version", help="print the version and exit", handler=_version),
+    Command(
         "producer",
         help=(
             "run the webhook intake (HTTP on SESSIONFLOW_HTTP_PORT, default 8080; admin on "
@@ -79,10 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
             "/openapi.json are on the admin port (SESSIONFLOW_ADMIN_PORT), which must not face "
             "the internet. Settings: SESSIONFLOW_* variables."
         ),
-    )
-    producer.set_defaults(handler=_producer)
-
-    worker = commands.add_parser(
+        handler=_producer,
+    ),
+    Command(
         "worker",
         help="run one Faust worker (metrics on SESSIONFLOW_WORKER_PORT, default 6066)",
         description=(
@@ -90,10 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
             "into agntix.sessions.completed (exactly once), report unpaired halves after the TTL on "
             "agntix.sessions.incomplete. Run more workers with the same settings to share partitions."
         ),
-    )
-    worker.set_defaults(handler=_worker)
-
-    enricher = commands.add_parser(
+        handler=_worker,
+    ),
+    Command(
         "enricher",
         help="fetch each completed session's transcript from the Agntix API (metrics on 6067)",
         description=(
@@ -104,10 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
             "committed after Kafka acknowledged the record. /metrics, /healthz, /readyz on "
             "SESSIONFLOW_ENRICHER_PORT. Refuses to start without AGNTIX_API_URL and a credential."
         ),
-    )
-    enricher.set_defaults(handler=_enricher)
-
-    sender = commands.add_parser(
+        handler=_enricher,
+    ),
+    Command(
         "send",
         help="post realistic signed webhook traffic to a producer (a load generator)",
         description=(
@@ -116,11 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Svix with every secret of SESSIONFLOW_WEBHOOK_SECRETS (or the development secret file); "
             "post them, retrying non-2xx like Svix does. Exits non-zero if any event never got a 2xx."
         ),
-    )
-    send.add_arguments(sender)
-    sender.set_defaults(handler=send.run)
-
-    runner = commands.add_parser(
+        handler=send.run,
+        arguments=send.add_arguments,
+    ),
+    Command(
         "run",
         help="run the producer and one worker (and the enricher when configured): `make run`",
         description=(
@@ -132,10 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
             "(SIGTERM, then SIGKILL after SESSIONFLOW_RUN_STOP_TIMEOUT_SECONDS); if one dies, "
             "the other is stopped and the exit code is 1."
         ),
-    )
-    runner.set_defaults(handler=run.run)
-
-    tailer = commands.add_parser(
+        handler=run.run,
+    ),
+    Command(
         "tail",
         help="print a topic's records as JSON lines (completed, incomplete, transcripts, dlq, raw)",
         description=(
@@ -145,11 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
             "headers (reason, stage, message-id...) and the body as text, or as base64 when it "
             "is not UTF-8. Without --follow it stops at the end it found at start."
         ),
-    )
-    tail.add_arguments(tailer)
-    tailer.set_defaults(handler=tail.run)
-
-    inspector = commands.add_parser(
+        handler=tail.run,
+        arguments=tail.add_arguments,
+    ),
+    Command(
         "inspect",
         help="one session's story: raw records, dead letters, the table, its output; a verdict",
         description=(
@@ -159,18 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
             "holds, and print a verdict: completed, waiting, incomplete, dead_lettered or "
             "unknown. --json prints one JSON object."
         ),
-    )
-    inspect.add_arguments(inspector)
-    inspector.set_defaults(handler=inspect.run)
-
-    dead = commands.add_parser(
+        handler=inspect.run,
+        arguments=inspect.add_arguments,
+    ),
+    Command(
         "dlq",
         help="dead-letter tools: `dlq replay` re-publishes dead letters after a fix",
         description="Work with the dead-letter topic agntix.webhooks.dlq.",
-    )
-    dlq.add_arguments(dead)
-
-    topics = commands.add_parser(
+        arguments=dlq.add_arguments,
+    ),
+    Command(
         "topics",
         help="create the project's topics and describe them (partitions, replication, retention)",
         description=(
@@ -180,9 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
             "a table. --describe creates nothing. Exits 1 if a topic is missing or its partition "
             "count differs from the settings."
         ),
+        handler=topic_admin.run,
+        arguments=topic_admin.add_arguments,
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessionflow",
+        description=(
+            "Agntix session webhooks (via Svix) into exactly-once Kafka streams: "
+            "a verifying HTTP producer, Faust workers that pair session.created/session.ended, "
+            "and tools to drive and inspect them."
+        ),
     )
-    topic_admin.add_arguments(topics)
-    topics.set_defaults(handler=topic_admin.run)
+    parser.add_argument("--version", action="version", version=f"sessionflow {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.description)
+        if command.arguments is not None:
+            command.arguments(sub)
+        if command.handler is not None:
+            sub.set_defaults(handler=command.handler)
     return parser
 
 
