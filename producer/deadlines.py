@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import Callable
+
+from producer.tasks import cancel_and_wait
 
 
 class Deadline:
@@ -52,11 +53,8 @@ class Deadlines:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="deadlines")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
 
     def sweep(self, now: float) -> int:
         """Fire what is due at `now`; drop disarmed entries at the front. How many fired."""

@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from producer.deadlines import Deadlines
 from producer.errors import PublishUnavailable, RecordTooLarge
 from producer.settings import ProducerSettings
+from producer.tasks import cancel_and_wait
 from sessionflow.raw_record import RecordHeaders
 from sessionflow.topics import STARTUP_TIMEOUT_S, Topics, ensure_topics, max_record_bytes
 
@@ -122,11 +123,8 @@ class KafkaPublisher:
         self._monitor = asyncio.create_task(self._watch(), name="producer-readiness")
 
     async def stop(self) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-            self._monitor = None
+        await cancel_and_wait(self._monitor)
+        self._monitor = None
         if self._closing:
             await asyncio.gather(*self._closing)
         producer, self._producer = self._producer, None
