@@ -203,7 +203,12 @@ def _request(
     )
 
 
-def _finished(state: FetchState, status: TranscriptStatus) -> Finished:
+def _finished(
+    state: FetchState,
+    status: TranscriptStatus,
+    error: FailureReason | None = None,
+    detail: str | None = None,
+) -> Finished:
     messages = in_time_order(state.messages) if status is TranscriptStatus.OK else None
     return Finished(
         status=status,
@@ -211,21 +216,14 @@ def _finished(state: FetchState, status: TranscriptStatus) -> Finished:
         attempts=state.attempts,
         pages=state.pages,
         http_status=state.last_status,
+        error=error,
+        detail=detail,
         retries=state.retries,
     )
 
 
 def _failed(state: FetchState, reason: FailureReason, detail: str) -> Finished:
-    return Finished(
-        status=TranscriptStatus.FAILED,
-        messages=None,
-        attempts=state.attempts,
-        pages=state.pages,
-        http_status=state.last_status,
-        error=reason,
-        detail=detail,
-        retries=state.retries,
-    )
+    return _finished(state, TranscriptStatus.FAILED, reason, detail)
 
 
 def _what(state: FetchState, reason: FailureReason) -> str:
