@@ -109,6 +109,16 @@ def _unit_for(table: dict[bytes, bytes], event: dict[str, object]) -> DictUnit:
     return DictUnit(table, partition_for_key(str(event["id"]).encode(), PARTITIONS))
 
 
+def _waiting_half(
+    processor: SessionProcessor, table: dict[bytes, bytes] | None = None
+) -> tuple[dict[str, object], DictUnit]:
+    """A session.created read into its partition's unit: a half that waits for its pair."""
+    created = samples.session_created()
+    unit = _unit_for({} if table is None else table, created)
+    processor.process(unit, [_rec(0, created, "msg_c")], ())
+    return created, unit
+
+
 def test_a_pair_completes_once_with_one_table_change_per_event(
     processor: SessionProcessor, metrics: WorkerMetrics, clock: list[int]
 ) -> None:
@@ -181,10 +191,8 @@ def test_other_event_types_are_counted_and_leave_no_state(
 def test_ticks_expire_due_halves_once_and_only_on_their_partition(
     processor: SessionProcessor, metrics: WorkerMetrics, clock: list[int]
 ) -> None:
-    created = samples.session_created()
     table: dict[bytes, bytes] = {}
-    unit = _unit_for(table, created)
-    processor.process(unit, [_rec(0, created, "msg_1")], ())
+    created, unit = _waiting_half(processor, table)
     # Due once the tick, less the grace, reaches received-at + TTL.
     due = RECEIVED_AT_MS + TTL_MS + GRACE_MS
     other = DictUnit(table, (unit.partition + 1) % PARTITIONS)
@@ -204,10 +212,8 @@ def test_a_tick_read_before_its_backlog_expires_nothing(
     processor: SessionProcessor, clock: list[int]
 ) -> None:
     # The stall defect: a tick made after the partner arrived, read before the partner.
-    created = samples.session_created()
+    created, unit = _waiting_half(processor)
     ended = samples.session_ended(session_id=str(created["id"]))
-    unit = _unit_for({}, created)
-    processor.process(unit, [_rec(0, created, "msg_c")], ())
     late = RECEIVED_AT_MS + 10 * TTL_MS
     processor.process(unit, (), [_tick(0, late, 2)])
     clock[0] += SETTLE_MS - 1  # the end (2) and the position (1) stand, but not for long
@@ -241,9 +247,7 @@ def test_offsets_without_records_count_as_processed_once_they_stand_still(
     processor: SessionProcessor, clock: list[int]
 ) -> None:
     # A transaction's commit marker takes an offset no record is read from.
-    created = samples.session_created()
-    unit = _unit_for({}, created)
-    processor.process(unit, [_rec(0, created, "msg_c")], ())
+    created, unit = _waiting_half(processor)
     due = RECEIVED_AT_MS + TTL_MS + GRACE_MS
     processor.process(unit, (), [_tick(0, due, 2)])
     clock[0] += SETTLE_MS
@@ -260,9 +264,7 @@ def test_offsets_without_records_count_as_processed_once_they_stand_still(
 def test_ticks_without_an_end_or_unreadable_expire_nothing(
     processor: SessionProcessor, clock: list[int]
 ) -> None:
-    created = samples.session_created()
-    unit = _unit_for({}, created)
-    processor.process(unit, [_rec(0, created, "msg_c")], ())
+    _, unit = _waiting_half(processor)
     far = RECEIVED_AT_MS + 100 * TTL_MS
     for value in (str(far).encode(), b"not a tick", None, encode_tick(Tick(far, None))):
         processor.process(unit, (), [Rec(0, None, value, [])])
