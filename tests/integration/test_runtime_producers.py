@@ -47,9 +47,10 @@ async def _read_committed(
 
 
 async def _send_and_commit(
-    producers: Producers, out: str, source: TopicPartition, group: str
+    producers: Producers, out: str, source: TopicPartition, group: str, value: bytes
 ) -> None:
-    await producers.send(out, 0, [(b"k", b"zombie", ())])
+    """One record to partition 0 of `out`, committed with source offset 1, in one transaction."""
+    await producers.send(out, 0, [(b"k", value, ())])
     await producers.commit({0: {source: 1}}, group, begin=False)
 
 
@@ -61,12 +62,18 @@ def _transactional(bootstrap: str, unique: str) -> Producers:
     )
 
 
+async def _opened(bootstrap: str, unique: str, partitions: list[int]) -> Producers:
+    """Transactional producers with the partitions' transactions open (a same id fences)."""
+    producers = _transactional(bootstrap, unique)
+    await producers.open(partitions)
+    return producers
+
+
 async def test_a_partitions_records_and_offsets_commit_together(
     kafka_bootstrap: str, unique: str
 ) -> None:
     out, source = await _out_and_source(kafka_bootstrap, unique)
-    producers = _transactional(kafka_bootstrap, unique)
-    await producers.open([0, 1])
+    producers = await _opened(kafka_bootstrap, unique, [0, 1])
     try:
         # Three records of 600 kB: more than one record batch, one await per batch.
         big = [(None, bytes([i]) * (600 * 1024), ()) for i in range(3)]
@@ -89,16 +96,13 @@ async def test_what_was_not_committed_when_the_producers_close_is_aborted(
     kafka_bootstrap: str, unique: str
 ) -> None:
     out, source = await _out_and_source(kafka_bootstrap, unique, 1)
-    producers = _transactional(kafka_bootstrap, unique)
-    await producers.open([0])
+    producers = await _opened(kafka_bootstrap, unique, [0])
     await producers.send(out, 0, [(b"k", b"never", ())])
     await producers.close_partitions()
     # The next owner's producer, with the same id, aborts the open transaction and goes on.
-    successor = _transactional(kafka_bootstrap, unique)
-    await successor.open([0])
+    successor = await _opened(kafka_bootstrap, unique, [0])
     try:
-        await successor.send(out, 0, [(b"k", b"kept", ())])
-        await successor.commit({0: {TopicPartition(source, 0): 1}}, f"g-{unique}", begin=False)
+        await _send_and_commit(successor, out, TopicPartition(source, 0), f"g-{unique}", b"kept")
         assert await _read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
     finally:
         await successor.close()
@@ -108,12 +112,12 @@ async def test_a_partitions_next_owner_fences_the_previous_one(
     kafka_bootstrap: str, unique: str
 ) -> None:
     out, source = await _out_and_source(kafka_bootstrap, unique, 1)
-    old, new = _transactional(kafka_bootstrap, unique), _transactional(kafka_bootstrap, unique)
-    await old.open([0])
-    await new.open([0])  # same transactional id: a zombie's records and offsets must not land
+    old = await _opened(kafka_bootstrap, unique, [0])
+    # The same transactional id: a zombie's records and offsets must not land.
+    new = await _opened(kafka_bootstrap, unique, [0])
     try:
         with pytest.raises(KafkaError):  # at the send or at the commit, whichever notices first
-            await _send_and_commit(old, out, TopicPartition(source, 0), f"g-{unique}")
+            await _send_and_commit(old, out, TopicPartition(source, 0), f"g-{unique}", b"zombie")
     finally:
         await old.close()
         await new.close()
@@ -154,11 +158,9 @@ async def test_a_coordinator_lookup_that_loses_its_connection_is_tried_again(
         return node
 
     monkeypatch.setattr(AIOKafkaClient, "coordinator_lookup", closed_once)
-    producers = _transactional(kafka_bootstrap, unique)
-    await producers.open([0])
+    producers = await _opened(kafka_bootstrap, unique, [0])
     try:
-        await producers.send(out, 0, [(b"k", b"kept", ())])
-        await producers.commit({0: {TopicPartition(source, 0): 1}}, group, begin=False)
+        await _send_and_commit(producers, out, TopicPartition(source, 0), group, b"kept")
     finally:
         await producers.close()
     assert lost == [group]  # the offsets' lookup lost its connection once, and went on
