@@ -1,0 +1,365 @@
+"""The internals of faust-streaming and aiokafka that streams.runtime relies on, one entry each.
+
+Each `Requirement` names what the runtime overrides or reads, why, and how to tell that the
+installed library still has it (its method, its signature, the calls in its source, or the live
+app's objects). streams/runtime/compat.py checks every entry before the worker starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import faust
+import rocksdict
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
+from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.producer.sender import Sender as AIOKafkaSender
+from faust.stores.memory import Store as MemoryStore
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables.base import Collection as FaustCollection
+from faust.tables.manager import TableManager as FaustTableManager
+from faust.tables.recovery import Recovery
+from faust.transport import consumer as faust_consumer
+from faust.transport.conductor import Conductor
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.services import ServiceTask
+
+
+@dataclass(frozen=True)
+class Requirement:
+    what: str
+    why: str
+    holds: Callable[[Any], bool]  # given the live app
+
+
+def _method(owner: type[Any], name: str, *params: str) -> bool:
+    """`owner` itself implements `name` (a base class's stub does not count), taking (at least)
+    `params`."""
+    fn = vars(owner).get(name)
+    if not callable(fn):
+        return False
+    names = inspect.signature(fn).parameters
+    return all(p in names for p in params)
+
+
+def _source_says(fn: Callable[..., Any] | None, *needles: str) -> bool:
+    """The source of `fn` contains `needles` in this order: it still calls what we hook."""
+    if fn is None:
+        return False
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return False
+    at = 0
+    for needle in needles:
+        at = source.find(needle, at)
+        if at < 0:
+            return False
+    return True
+
+
+def _live(app: Any, get: Callable[[Any], Any]) -> bool:
+    """`get(app)` finds what it looks for on the live objects."""
+    try:
+        return get(app) is not None
+    except (AttributeError, KeyError, TypeError):
+        return False
+
+
+_CONSUMER = faust_consumer.Consumer
+_THREAD = faust_aiokafka.AIOKafkaConsumerThread
+
+REQUIREMENTS: Final = (
+    Requirement(
+        "faust App._new_transport(self), used by App.transport",
+        "streams/runtime/app.py builds the worker's transport (our consumer, our transaction"
+        " manager) there",
+        lambda app: (
+            _method(faust.App, "_new_transport")
+            and _source_says(
+                getattr(inspect.getattr_static(faust.App, "transport", None), "fget", None),
+                "_new_transport",
+            )
+        ),
+    ),
+    Requirement(
+        "faust aiokafka Transport.Consumer, Transport.TransactionManager and"
+        " Consumer._new_consumer_thread(self)",
+        "where the runtime's consumer, transaction manager and consumer thread plug in",
+        lambda app: (
+            isinstance(vars(faust_aiokafka.Transport).get("Consumer"), type)
+            and isinstance(
+                inspect.getattr_static(faust_aiokafka.Transport, "TransactionManager"), type
+            )
+            and _method(faust_aiokafka.Consumer, "_new_consumer_thread")
+        ),
+    ),
+    Requirement(
+        "faust Consumer._drain_messages(self, fetcher), run by Fetcher._fetcher",
+        "the runtime's drain loop hands fetched batches to the runner (consumer.py, 1 and 2)",
+        lambda app: (
+            _method(_CONSUMER, "_drain_messages", "fetcher")
+            and _source_says(faust_consumer.Fetcher, "async def _fetcher", "_drain_messages(self)")
+        ),
+    ),
+    Requirement(
+        "faust Consumer flow control (flow_active, can_resume_flow, stop_flow) and"
+        " _get_active_partitions",
+        "the drain loop fetches only while the flow runs, and only the active partitions",
+        lambda app: (
+            _method(_CONSUMER, "stop_flow")
+            and _method(_CONSUMER, "_get_active_partitions")
+            and _live(app, lambda a: a.consumer.can_resume_flow)
+            and isinstance(getattr(app.consumer, "flow_active", None), bool)
+        ),
+    ),
+    Requirement(
+        "faust app setting TableManager, TableManager.recovery (a property building Recovery"
+        " into _recovery)",
+        "the worker's table manager builds the runtime's recovery service (restore.py)",
+        lambda app: (
+            isinstance(inspect.getattr_static(FaustTableManager, "recovery"), property)
+            and _source_says(
+                inspect.getattr_static(FaustTableManager, "recovery").fget,
+                "self._recovery",
+                "Recovery(",
+            )
+            and _live(app, lambda a: a.conf.TableManager)
+            and type(app.tables.recovery).__name__ == "Restorer"
+        ),
+    ),
+    Requirement(
+        "faust app setting Table, Collection._new_store_by_url(self, url) (used by _new_store);"
+        " RocksDB Store(url, app, table, options=...) with options, use_rocksdict and"
+        " rocksdb_options (opened by _open_for_partition); rocksdict Cache, WriteBufferManager"
+        " .new_write_buffer_manager_with_cache, Options.set_write_buffer_manager,"
+        " BlockBasedOptions.set_cache_index_and_filter_blocks",
+        "every RocksDB partition opens under the app's one memory budget (store.py)",
+        lambda app: (
+            _method(FaustCollection, "_new_store_by_url", "url")
+            and _source_says(FaustCollection._new_store, "_new_store_by_url(")
+            and _source_says(RocksDBStore.__init__, "self.options", "self.rocksdb_options =")
+            and _source_says(RocksDBStore._open_for_partition, "self.rocksdb_options.open(")
+            and callable(
+                getattr(rocksdict.WriteBufferManager, "new_write_buffer_manager_with_cache", None)
+            )
+            and callable(getattr(rocksdict.Options, "set_write_buffer_manager", None))
+            and callable(
+                getattr(rocksdict.BlockBasedOptions, "set_cache_index_and_filter_blocks", None)
+            )
+            and app.conf.Table.__module__ == "streams.runtime.store"
+        ),
+    ),
+    Requirement(
+        "faust Recovery: active_tps, standby_tps, active_offsets, standby_offsets, tp_to_table,"
+        " in_recovery, need_recovery(self), standby_remaining_total(self),"
+        " _set_recovery_started(self), _set_recovery_ended(self), signal_recovery_end (awaited"
+        " by _restart_recovery), the _slurp_changelogs task; tables.standbys_ready and"
+        " on_standbys_ready(self)",
+        "changelog records are applied by the runtime and recovery's bookkeeping moved as"
+        " Faust's own loop moves it (restore.py)",
+        lambda app: (
+            _method(Recovery, "need_recovery")
+            and _method(Recovery, "standby_remaining_total")
+            and _method(Recovery, "_set_recovery_started")
+            and _method(Recovery, "_set_recovery_ended")
+            and _source_says(
+                getattr(vars(Recovery).get("_restart_recovery"), "fun", None),
+                "_set_recovery_started()",
+                "signal_recovery_end.wait()",
+            )
+            and isinstance(vars(Recovery).get("_slurp_changelogs"), ServiceTask)
+            and _method(FaustTableManager, "on_standbys_ready")
+            and _live(
+                app,
+                lambda a: (
+                    a.tables.recovery.active_tps,
+                    a.tables.recovery.standby_tps,
+                    a.tables.recovery.active_offsets,
+                    a.tables.recovery.standby_offsets,
+                    a.tables.recovery.tp_to_table,
+                    a.tables.recovery.signal_recovery_end.set,
+                ),
+            )
+            and isinstance(app.tables.recovery.in_recovery, bool)
+            and isinstance(app.tables.standbys_ready, bool)
+        ),
+    ),
+    Requirement(
+        "faust Consumer.perform_seek(self), called by Recovery.on_recovery_completed before"
+        " app.flow_control.resume()",
+        "the seek at the end of recovery loses records unless the runtime stops the flow and"
+        " seeks partitions without a committed offset (consumer.py, 3)",
+        lambda app: (
+            _method(_CONSUMER, "perform_seek")
+            and _source_says(
+                Recovery.on_recovery_completed, "perform_seek()", "flow_control.resume()"
+            )
+        ),
+    ),
+    Requirement(
+        "faust Consumer._commit_handler, a mode Service task that awaits self.commit(); mode"
+        " runs a service's tasks by attribute name",
+        "the worker's own commit timer replaces Faust's, so that commits start at a fixed rate"
+        " and Faust's timer does not commit as well (consumer.py, 9; cadence.py)",
+        lambda app: (
+            _source_says(
+                getattr(vars(_CONSUMER).get("_commit_handler"), "fun", None), "self.commit()"
+            )
+            and [
+                task.fun.__module__
+                for task in app.consumer._get_tasks()
+                if task.fun.__name__ == "_commit_handler"
+            ]
+            == ["streams.runtime.consumer"]
+        ),
+    ),
+    Requirement(
+        "the live consumer's _committed_offset mapping, _is_changelog_tp(self, tp),"
+        " ThreadDelegateConsumer.assignment(self), ensure_aiokafka_TPset",
+        "which partitions have no committed offset after the seek",
+        lambda app: (
+            _live(app, lambda a: a.consumer._committed_offset.get)
+            and _method(_CONSUMER, "_is_changelog_tp", "tp")
+            and _method(faust_consumer.ThreadDelegateConsumer, "assignment")
+            and callable(getattr(faust_aiokafka, "ensure_aiokafka_TPset", None))
+        ),
+    ),
+    Requirement(
+        "faust AIOKafkaConsumerThread call_thread, seek_wait(self, partitions),"
+        " seek_to_beginning(self, *partitions), position(self, tp), _highwaters(self, partitions)"
+        " (used by highwaters) and verify_event_path(self, now, tp)",
+        "fetch on the consumer's thread, move partitions back or to their beginning, read"
+        " changelog ends from the broker (consumer.py, 4), no livelock warnings (6)",
+        lambda app: (
+            callable(getattr(_THREAD, "call_thread", None))
+            and _method(_THREAD, "seek_wait", "partitions")
+            and _method(_THREAD, "seek_to_beginning", "partitions")
+            and _method(_THREAD, "position", "tp")
+            and _method(_THREAD, "_highwaters", "partitions")
+            and _source_says(_THREAD.highwaters, "self._highwaters")
+            and _method(_THREAD, "verify_event_path", "now", "tp")
+        ),
+    ),
+    Requirement(
+        "aiokafka consumer _fetcher (Fetcher.fetched_records(self, partitions, timeout,"
+        " max_records), _closed), _subscriptions.fetch_context(), subscription.assignment"
+        " .state_value(tp) with has_valid_position and position",
+        "the runtime fetches a copy of the active partitions and reads each one's position"
+        " after the fetch (consumer.py, 2; runner.py)",
+        lambda app: (
+            _method(AIOKafkaFetcher, "fetched_records", "partitions", "timeout", "max_records")
+            and _method(SubscriptionState, "fetch_context")
+            and isinstance(
+                inspect.getattr_static(TopicPartitionState, "has_valid_position"), property
+            )
+            and isinstance(inspect.getattr_static(TopicPartitionState, "position"), property)
+        ),
+    ),
+    Requirement(
+        "faust Consumer.commit(self, topics, start_new_transaction) (run by its commit timer"
+        " and at stop), on_partitions_revoked(self, revoked), _commit(self, offsets)",
+        "commits are the runner's, between units; a revocation commits first; at-least-once"
+        " offsets are committed by the consumer (consumer.py, 5)",
+        lambda app: (
+            _method(_CONSUMER, "commit", "topics", "start_new_transaction")
+            and _source_says(_CONSUMER.commit_and_end_transactions, "self.commit(")
+            and _method(_CONSUMER, "on_partitions_revoked", "revoked")
+            and _method(faust_consumer.ThreadDelegateConsumer, "_commit", "offsets")
+        ),
+    ),
+    Requirement(
+        "faust TransactionManager.on_rebalance(self, assigned, revoked, newly_assigned) and"
+        " on_partitions_revoked(self, revoked), called by App._on_partitions_assigned/_revoked",
+        "the runtime's producers replace Faust's transactional producers (transport.py)",
+        lambda app: (
+            _method(
+                faust_consumer.TransactionManager,
+                "on_rebalance",
+                "assigned",
+                "revoked",
+                "newly_assigned",
+            )
+            and _method(faust_consumer.TransactionManager, "on_partitions_revoked", "revoked")
+            and _source_says(faust.App._on_partitions_assigned, "transactions.on_rebalance")
+        ),
+    ),
+    Requirement(
+        "faust TransactionManager.transactional_id_format"
+        " '{group_id}-{tpg.group}-{tpg.partition}' and assignor.group_for_topic(topic)",
+        "the runtime's transactional ids are the ones Faust used: an upgraded worker fences an"
+        " older one that still runs (app.py)",
+        lambda app: (
+            faust_consumer.TransactionManager.transactional_id_format
+            == "{group_id}-{tpg.group}-{tpg.partition}"
+            and _live(app, lambda a: a.assignor.group_for_topic)
+        ),
+    ),
+    Requirement(
+        "faust AIOKafkaConsumerThread._create_worker_consumer(self, transport); aiokafka"
+        " AIOKafkaConsumer._fetch_max_wait_ms, handed by start() to its Fetcher",
+        "the worker's fetches wait fetch_max_wait_ms at the broker, not Faust's fixed 1.5 s,"
+        " which held raw records back for a second at a time (consumer.py, 8)",
+        lambda app: (
+            _method(_THREAD, "_create_worker_consumer", "transport")
+            and _source_says(AIOKafkaConsumer.start, "fetch_max_wait_ms=self._fetch_max_wait_ms")
+            and _source_says(
+                AIOKafkaConsumer.__init__, "self._fetch_max_wait_ms = fetch_max_wait_ms"
+            )
+        ),
+    ),
+    Requirement(
+        "faust Conductor.add(self, topic)",
+        "the source topics are subscribed like an agent's (app.py)",
+        lambda app: _method(Conductor, "add", "topic"),
+    ),
+    Requirement(
+        "faust RocksDB Store._db_for_partition(self, partition) and offset_key; memory Store"
+        " .data; rocksdict WriteBatch(raw_mode=True)",
+        "units read and write the table's store a partition at a time, in write batches (table.py)",
+        lambda app: (
+            _method(RocksDBStore, "_db_for_partition", "partition")
+            and isinstance(getattr(RocksDBStore, "offset_key", None), bytes)
+            and _source_says(MemoryStore.__post_init__, "self.data")
+            and callable(getattr(rocksdict, "WriteBatch", None))
+        ),
+    ),
+    Requirement(
+        "aiokafka AIOKafkaProducer create_batch(self), send_batch(self, batch, topic, partition),"
+        " send_offsets_to_transaction(self, offsets, group_id), begin_transaction,"
+        " commit_transaction; BatchBuilder.append(timestamp, key, value, headers), record_count",
+        "units send record batches, and commits send offsets into the partitions' transactions"
+        " (producers.py)",
+        lambda app: (
+            _method(AIOKafkaProducer, "create_batch")
+            and _method(AIOKafkaProducer, "send_batch", "batch", "topic", "partition")
+            and _method(AIOKafkaProducer, "send_offsets_to_transaction", "offsets", "group_id")
+            and _method(AIOKafkaProducer, "begin_transaction")
+            and _method(AIOKafkaProducer, "commit_transaction")
+            and _method(BatchBuilder, "append", "timestamp", "key", "value", "headers")
+            and _method(BatchBuilder, "record_count")
+        ),
+    ),
+    Requirement(
+        "aiokafka AIOKafkaProducer._sender; Sender._find_coordinator(self, coordinator_type,"
+        " coordinator_key), called by its transactional requests, .client and ._retry_backoff",
+        "a coordinator lookup that loses its connection is tried again instead of stopping the"
+        " producer's sender (producers.py, aiokafka #1151)",
+        lambda app: (
+            _source_says(AIOKafkaProducer.__init__, "self._sender = Sender(")
+            and _method(AIOKafkaSender, "_find_coordinator", "coordinator_type", "coordinator_key")
+            and _source_says(AIOKafkaSender._do_txn_offset_commit, "self._find_coordinator(")
+            and _source_says(AIOKafkaSender.__init__, "self.client = client", "self._retry_backoff")
+        ),
+    ),
+    Requirement(
+        "the live app.tables.recovery.completed event",
+        "the worker is ready only after its first restore (/readyz)",
+        lambda app: _live(app, lambda a: a.tables.recovery.completed.is_set),
+    ),
+)
