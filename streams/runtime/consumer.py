@@ -37,9 +37,6 @@ start-up that every method overridden or read here is still the one Faust has.
    hard-codes that wait at 1.5 s; B4 then saw fetches of nothing lasting a second, followed by
    ~660 records at once, and latencies of 1-2 s in both guarantees. The wait is the app's
    `fetch_max_wait_ms` (SESSIONFLOW_FETCH_MAX_WAIT_MS) instead.
-9. Commits start at a fixed rate. Faust's commit timer sleeps its interval after each commit, so
-   an exactly-once output could wait a commit, an interval and its own commit; the worker's timer
-   starts commits every interval instead (streams/runtime/cadence.py).
 """
 
 from __future__ import annotations
@@ -47,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -57,9 +53,8 @@ from aiokafka.errors import ConsumerStoppedError, IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.transports import TPorTopicSet
-from mode import Service, ServiceT
+from mode import ServiceT
 
-from streams.runtime.cadence import next_commit_at
 from streams.runtime.restore import Restorer
 from streams.runtime.runner import Record, Runner
 
@@ -229,18 +224,6 @@ class Consumer(faust_aiokafka.Consumer):
             committed = await runner.commit(begin=start_new_transaction)
         self._committed_offset.update(committed)  # Faust's view, read by perform_seek
         return bool(committed)
-
-    @Service.task
-    async def _commit_handler(self) -> None:  # (9): replaces Faust's task of the same name
-        interval = self.commit_interval
-        at = time.monotonic() + interval
-        while not self.should_stop:
-            await self.sleep(max(0.0, at - time.monotonic()))
-            if self.should_stop:
-                return
-            started = time.monotonic()
-            await self.commit()
-            at = next_commit_at(started, time.monotonic(), interval)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:  # (5)
         runner = self.runner

@@ -203,23 +203,6 @@ REQUIREMENTS: Final = (
         ),
     ),
     Requirement(
-        "faust Consumer._commit_handler, a mode Service task that awaits self.commit(); mode"
-        " runs a service's tasks by attribute name",
-        "the worker's own commit timer replaces Faust's, so that commits start at a fixed rate"
-        " and Faust's timer does not commit as well (consumer.py, 9; cadence.py)",
-        lambda app: (
-            _source_says(
-                getattr(vars(_CONSUMER).get("_commit_handler"), "fun", None), "self.commit()"
-            )
-            and [
-                task.fun.__module__
-                for task in app.consumer._get_tasks()
-                if task.fun.__name__ == "_commit_handler"
-            ]
-            == ["streams.runtime.consumer"]
-        ),
-    ),
-    Requirement(
         "the live consumer's _committed_offset mapping, _is_changelog_tp(self, tp),"
         " ThreadDelegateConsumer.assignment(self), ensure_aiokafka_TPset",
         "which partitions have no committed offset after the seek",

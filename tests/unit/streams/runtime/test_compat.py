@@ -61,7 +61,6 @@ def test_the_installed_libraries_are_the_verified_ones() -> None:
         (faust_consumer.Consumer, "perform_seek", "Consumer.perform_seek"),
         (faust_consumer.Consumer, "_drain_messages", "Consumer._drain_messages"),
         (faust_consumer.Consumer, "stop_flow", "stop_flow"),
-        (faust_consumer.Consumer, "_commit_handler", "Consumer._commit_handler"),
         (faust_aiokafka.AIOKafkaConsumerThread, "_highwaters", "_highwaters"),
         (
             faust_aiokafka.AIOKafkaConsumerThread,
