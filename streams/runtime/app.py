@@ -88,6 +88,7 @@ class App(faust.App):
             bootstrap_servers=bootstrap_servers,
             client_id=f"{self.conf.broker_client_id}-runner",
             transactional_id=self._transactional_id(sources.raw) if self.in_transaction else None,
+            group_id=self.conf.id,
         )
         self.runner = Runner(
             sources=sources,

@@ -19,6 +19,9 @@ from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
 from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.producer.sender import Sender as AIOKafkaSender
+from aiokafka.producer.transaction_manager import (
+    TransactionManager as AIOKafkaTransactionManager,
+)
 from faust.stores.memory import Store as MemoryStore
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.base import Collection as FaustCollection
@@ -338,6 +341,26 @@ REQUIREMENTS: Final = (
             and _method(AIOKafkaSender, "_find_coordinator", "coordinator_type", "coordinator_key")
             and _source_says(AIOKafkaSender._do_txn_offset_commit, "self._find_coordinator(")
             and _source_says(AIOKafkaSender.__init__, "self.client = client", "self._retry_backoff")
+        ),
+    ),
+    Requirement(
+        "aiokafka AIOKafkaProducer._txn_manager; TransactionManager consumer_group_to_add(self),"
+        " asked by Sender._maybe_do_transactional_request after partitions_to_add(),"
+        " _txn_consumer_group, txn_partitions, is_in_transaction(self)",
+        "a transaction takes the group's offsets partition once it holds data, not at the"
+        " commit: one round trip less for every commit (producers.py, add_offsets_early)",
+        lambda app: (
+            _source_says(AIOKafkaProducer.__init__, "self._txn_manager = TransactionManager(")
+            and _method(AIOKafkaTransactionManager, "consumer_group_to_add")
+            and _method(AIOKafkaTransactionManager, "is_in_transaction")
+            and isinstance(vars(AIOKafkaTransactionManager).get("txn_partitions"), property)
+            and _source_says(AIOKafkaTransactionManager.__init__, "self._txn_consumer_group = None")
+            and _source_says(
+                AIOKafkaSender._maybe_do_transactional_request,
+                "txn_manager.partitions_to_add()",
+                "txn_manager.consumer_group_to_add()",
+                "self._do_add_offsets_to_txn(group_id)",
+            )
         ),
     ),
     Requirement(

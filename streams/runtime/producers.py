@@ -17,6 +17,14 @@ fails and the worker stops (aiokafka #1151; reliability scenario 2 saw it once i
 bounce). `retry_lost_lookups` makes such a lookup wait and try again, as the not-ready case does,
 for up to `LOOKUP_RETRY_S`; the transaction itself is untouched.
 
+A transaction takes the consumer group's offsets partition as soon as it holds data. aiokafka
+adds it (AddOffsetsToTxn) only when the offsets are sent, at the commit, which is then three
+round trips to the broker in a row (AddOffsetsToTxn, TxnOffsetCommit, EndTxn), for every
+partition's transaction at once. `add_offsets_early` has the sender add it right after the
+transaction's first data partitions, while the transaction is still open, leaving two round trips
+for the commit. A transaction that never holds data never takes it: the broker would abort an open
+transaction that nobody commits when it times out, and fence its producer.
+
 Records go out as record batches (aiokafka's BatchBuilder): one await per topic and partition of
 a unit, not one per record. Any failure to send or commit stops the worker: an exactly-once
 transaction then aborts and its records are processed again by the partition's next owner.
@@ -52,6 +60,7 @@ class Producers:
         bootstrap_servers: str,
         client_id: str,
         transactional_id: Callable[[int], str] | None,
+        group_id: str | None = None,
         linger_ms: int = 0,
     ) -> None:
         self._settings: dict[str, Any] = {
@@ -64,6 +73,8 @@ class Producers:
             "max_request_size": 4 * MAX_BATCH_BYTES,
         }
         self._transactional_id = transactional_id
+        # Exactly-once: the group whose offsets every transaction carries (add_offsets_early).
+        self._group_id = group_id
         self._by_partition: dict[int, AIOKafkaProducer] = {}
         self._shared: AIOKafkaProducer | None = None
         self._shared_lock = asyncio.Lock()
@@ -163,7 +174,30 @@ class Producers:
     def _new(self, transactional_id: str | None) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(**self._settings, transactional_id=transactional_id)
         retry_lost_lookups(producer._sender)
+        if transactional_id is not None and self._group_id is not None:
+            add_offsets_early(producer._txn_manager, self._group_id)
         return producer
+
+
+def add_offsets_early(txn_manager: Any, group_id: str) -> None:
+    """Have the sender of `txn_manager` (aiokafka's TransactionManager) add `group_id`'s offsets
+    partition to each transaction once the transaction holds data (see the module's docstring)."""
+    to_add = txn_manager.consumer_group_to_add
+
+    def consumer_group_to_add() -> str | None:
+        group: str | None = to_add()  # offsets already sent: aiokafka's own path
+        if (
+            group is None
+            and txn_manager._txn_consumer_group is None
+            and txn_manager.txn_partitions
+            and txn_manager.is_in_transaction()
+        ):
+            return group_id
+        return group
+
+    # An instance attribute: the sender asks txn_manager.consumer_group_to_add() before every
+    # transactional request, after the partitions to add (streams/runtime/internals.py checks).
+    txn_manager.consumer_group_to_add = consumer_group_to_add
 
 
 def retry_lost_lookups(sender: Any, retry_s: float = LOOKUP_RETRY_S) -> None:

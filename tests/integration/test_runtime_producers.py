@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -59,6 +60,7 @@ def _transactional(bootstrap: str, unique: str) -> Producers:
         bootstrap_servers=bootstrap,
         client_id=f"t-{unique}",
         transactional_id=lambda partition: f"t-{unique}-{partition}",
+        group_id=f"g-{unique}",
     )
 
 
@@ -88,6 +90,45 @@ async def test_a_partitions_records_and_offsets_commit_together(
         assert [(p, len(v)) for p, v in values] == [(0, 600 * 1024)] * 3 + [(1, 5)]
         assert await committed_offsets(kafka_bootstrap, group, source) == {0: 7, 1: 3}
         assert MAX_BATCH_BYTES < 2 * 600 * 1024
+    finally:
+        await producers.close()
+
+
+async def _takes_offsets(txn: Any, group: str) -> None:
+    """Wait until the sender added `group`'s offsets partition to `txn`'s open transaction."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_S
+    while loop.time() < deadline:
+        if txn._txn_consumer_group == group:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the transaction never took the offsets of {group}")
+
+
+async def test_a_transaction_takes_the_groups_offsets_once_it_holds_data(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    out, source = await _out_and_source(kafka_bootstrap, unique, 2)
+    group = f"g-{unique}"
+    producers = await _opened(kafka_bootstrap, unique, [0, 1])
+    try:
+        await producers.send(out, 0, [(b"k", b"v", ())])
+        # Partition 0's transaction adds the offsets partition before any commit; partition 1's,
+        # which holds nothing, does not (the broker would abort it when it times out).
+        txn = {p: producers._by_partition[p]._txn_manager for p in (0, 1)}
+        await _takes_offsets(txn[0], group)
+        assert txn[1]._txn_consumer_group is None
+        # A partition whose records sent nothing commits its offsets the way aiokafka does.
+        offsets = {0: {TopicPartition(source, 0): 4}, 1: {TopicPartition(source, 1): 9}}
+        await producers.commit(offsets, group, begin=True)
+        assert await committed_offsets(kafka_bootstrap, group, source) == {0: 4, 1: 9}
+        assert await _read_committed(kafka_bootstrap, out) == [(0, b"v")]
+        # The next transaction starts without it, and takes it again with its first data.
+        assert txn[0]._txn_consumer_group is None
+        await producers.send(out, 1, [(b"k", b"w", ())])
+        await _takes_offsets(txn[1], group)
+        await producers.commit({1: {TopicPartition(source, 1): 10}}, group, begin=False)
+        assert await committed_offsets(kafka_bootstrap, group, source) == {0: 4, 1: 10}
     finally:
         await producers.close()
 

@@ -1,13 +1,16 @@
-"""streams.runtime.producers: a coordinator lookup that loses its connection is tried again."""
+"""streams.runtime.producers: a coordinator lookup that loses its connection is tried again; a
+transaction takes the group's offsets partition once it holds data."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, KafkaError
+from aiokafka.producer.transaction_manager import TransactionManager
 
-from streams.runtime.producers import retry_lost_lookups
+from streams.runtime.producers import add_offsets_early, retry_lost_lookups
 
 
 class FakeClient:
@@ -65,3 +68,56 @@ async def test_a_connection_lost_for_longer_than_the_retry_time_raises() -> None
     with pytest.raises(KafkaError):
         await sender._find_coordinator(1, "group")
     assert 2 <= sender.lookups < 100
+
+
+def _in_transaction() -> TransactionManager:
+    """aiokafka's own transaction manager, with its producer id, in an open transaction."""
+    txn = TransactionManager("t-0", 60_000)
+    add_offsets_early(txn, "group")
+    txn.set_pid_and_epoch(1, 0)
+    txn.begin_transaction()
+    return txn
+
+
+def _holds_data(txn: TransactionManager) -> None:
+    tp = TopicPartition("out", 0)
+    txn.maybe_add_partition_to_txn(tp)
+    txn.partition_added(tp)
+
+
+async def test_an_open_transaction_without_data_takes_no_offsets_partition() -> None:
+    assert _in_transaction().consumer_group_to_add() is None
+
+
+async def test_a_transaction_takes_it_after_its_first_data_partition_once() -> None:
+    txn = _in_transaction()
+    _holds_data(txn)
+    assert txn.consumer_group_to_add() == "group"
+    txn.consumer_group_added("group")
+    assert txn.consumer_group_to_add() is None
+    assert txn.offsets_to_commit() is None  # nothing to commit before the offsets are sent
+
+
+async def test_offsets_sent_first_take_aiokafkas_own_path() -> None:
+    txn = _in_transaction()
+    txn.add_offsets_to_txn({TopicPartition("in", 0): 5}, "group")
+    assert txn.consumer_group_to_add() == "group"
+
+
+async def test_a_committing_transaction_takes_nothing_more() -> None:
+    txn = _in_transaction()
+    _holds_data(txn)
+    txn.committing_transaction()
+    assert txn.consumer_group_to_add() is None
+
+
+async def test_the_next_transaction_starts_without_it() -> None:
+    txn = _in_transaction()
+    _holds_data(txn)
+    txn.consumer_group_added("group")
+    txn.committing_transaction()
+    txn.complete_transaction()
+    txn.begin_transaction()
+    assert txn.consumer_group_to_add() is None
+    _holds_data(txn)
+    assert txn.consumer_group_to_add() == "group"
