@@ -100,6 +100,23 @@ EXPERIMENTS = (
     " alternating drains (10,000 sessions): medians 7,734 vs 8,749 events/s (0.88), 121 vs 114"
     " us CPU per event. The full bench's single pair on the same machine read 4,566 vs 9,257"
     " (0.49) with the bare endpoint at 16.5k/s instead of the quiet 46k: the host was busy.",
+    "Exactly-once commits at a fixed rate (each starts one interval after the last one started)"
+    " instead of Faust's timer, which sleeps the interval after each commit ends: in theory an"
+    " output then waits at most the interval plus its own commit, not a commit, the interval and"
+    " its commit. B4, seven alternating rounds (var/repro/b4ab.sh, 15 s and 30 s runs, load 2-5):"
+    " exactly-once p99 with Faust's timer 406, 268, 281, 284 ms in the 30 s runs vs 705, 373,"
+    " 515, 433 ms at a fixed rate; commit means 34-44 vs 36-68 ms. About 22% more commits (12"
+    " transactions each) on two cores shared with the broker cost more than the shorter wait"
+    " saved. Not kept (reverted).",
+    "Exactly-once: a transaction takes the group's offsets partition (AddOffsetsToTxn) as soon as"
+    " it holds data instead of at the commit, which leaves TxnOffsetCommit and EndTxn on the"
+    " commit's path (streams/runtime/producers.py, add_offsets_early). Commits of 12 partitions"
+    " against the local broker, one record each every 100 ms, 4 alternating rounds of 100"
+    " (var/repro/commit_ab.py): mean 20.9 -> 17.0 ms, p50 19.8 -> 15.8, p90 24.8 -> 21.1, p99"
+    " 50.6 -> 47.2; lower p50 in every round. Under B4 load, four alternating rounds: commit"
+    " mean 44, 35, 43, 38 ms -> 42, 34, 28, 30 ms; end-to-end p99 417, 281, 285, 263 -> 551,"
+    " 328, 310, 280 ms, within this host's round-to-round spread (at-least-once p99, which has"
+    " no commit to wait for, ranged 50-273 ms in the same runs). Kept.",
     "Restore a fetch at a time (streams/runtime/restore.py) instead of Faust's per-record"
     " recovery queue: B5 at 1,000,000 sessions, same day and broker, 204.8 s -> 11.4 s from a"
     " fresh worker's start to a completed probe on every partition (12.7 and 19.1 s in two later"

@@ -223,5 +223,5 @@ def retry_lost_lookups(sender: Any, retry_s: float = LOOKUP_RETRY_S) -> None:
             await asyncio.sleep(sender._retry_backoff)
 
     # An instance attribute: the sender calls self._find_coordinator from every transactional
-    # request (streams/runtime/compat.py checks the method and what it raises).
+    # request (streams/runtime/internals.py lists the method and what it raises).
     sender._find_coordinator = find_coordinator
