@@ -95,7 +95,6 @@ class App(faust.App):
             changelog_topic=table.changelog_topic.get_topic_name(),
             stores=lambda partition: partition_store(table, partition, partitions),
             producers=producers,
-            group_id=self.conf.id,
             commit_offsets=self._commit_offsets,
             on_held_back=on_held_back,
             on_commit=on_commit,

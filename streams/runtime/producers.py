@@ -73,7 +73,10 @@ class Producers:
             "max_request_size": 4 * MAX_BATCH_BYTES,
         }
         self._transactional_id = transactional_id
-        # Exactly-once: the group whose offsets every transaction carries (add_offsets_early).
+        if transactional_id is not None and group_id is None:
+            raise ValueError("transactional producers commit a consumer group's offsets: group_id")
+        # Exactly-once: the group whose offsets every transaction carries, added early
+        # (add_offsets_early) and committed by `commit`.
         self._group_id = group_id
         self._by_partition: dict[int, AIOKafkaProducer] = {}
         self._shared: AIOKafkaProducer | None = None
@@ -138,9 +141,12 @@ class Producers:
         return sent
 
     async def commit(
-        self, offsets: Mapping[int, Mapping[TopicPartition, int]], group_id: str, *, begin: bool
+        self, offsets: Mapping[int, Mapping[TopicPartition, int]], *, begin: bool
     ) -> None:
         """Exactly-once: per partition, its offsets into its transaction, then commit it."""
+        group_id = self._group_id
+        if group_id is None:
+            raise RuntimeError("only transactional producers commit offsets")
 
         async def one(partition: int, partition_offsets: Mapping[TopicPartition, int]) -> None:
             producer = self._by_partition[partition]

@@ -58,7 +58,7 @@ class Producers(Sender, Protocol):
     def transactional(self) -> bool: ...
     async def open(self, partitions: Iterable[int]) -> None: ...
     async def commit(
-        self, offsets: Mapping[int, Mapping[TopicPartition, int]], group_id: str, *, begin: bool
+        self, offsets: Mapping[int, Mapping[TopicPartition, int]], *, begin: bool
     ) -> None: ...
     async def flush(self) -> None: ...
     async def close_partitions(self) -> None: ...
@@ -96,7 +96,6 @@ class Runner:
         changelog_topic: str,
         stores: Callable[[int], PartitionStore],
         producers: Producers,
-        group_id: str,
         commit_offsets: Callable[[Mapping[TopicPartition, int]], Any],
         on_held_back: Callable[[str, int], None],
         on_commit: Callable[[float, int], None] = lambda seconds, partitions: None,
@@ -106,7 +105,6 @@ class Runner:
         self.producers = producers
         self._changelog_topic = changelog_topic
         self._stores = stores
-        self._group_id = group_id
         self._commit_offsets = commit_offsets  # at-least-once: the consumer's own commit
         self._on_held_back = on_held_back
         self._on_commit = on_commit  # (seconds it took, partitions committed)
@@ -184,7 +182,7 @@ class Runner:
         for tp, offset in offsets.items():
             by_partition.setdefault(tp.partition, {})[tp] = offset
         if self.producers.transactional:
-            await self.producers.commit(by_partition, self._group_id, begin=begin)
+            await self.producers.commit(by_partition, begin=begin)
         else:
             await self.producers.flush()
             if not await self._commit_offsets(offsets):

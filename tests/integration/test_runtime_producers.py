@@ -48,11 +48,11 @@ async def _read_committed(
 
 
 async def _send_and_commit(
-    producers: Producers, out: str, source: TopicPartition, group: str, value: bytes
+    producers: Producers, out: str, source: TopicPartition, value: bytes
 ) -> None:
     """One record to partition 0 of `out`, committed with source offset 1, in one transaction."""
     await producers.send(out, 0, [(b"k", value, ())])
-    await producers.commit({0: {source: 1}}, group, begin=False)
+    await producers.commit({0: {source: 1}}, begin=False)
 
 
 def _transactional(bootstrap: str, unique: str) -> Producers:
@@ -85,7 +85,7 @@ async def test_a_partitions_records_and_offsets_commit_together(
         await producers.send(out, 1, [(b"k", b"small", ())])
         group = f"g-{unique}"
         offsets = {0: {TopicPartition(source, 0): 7}, 1: {TopicPartition(source, 1): 3}}
-        await producers.commit(offsets, group, begin=True)
+        await producers.commit(offsets, begin=True)
         values = await _read_committed(kafka_bootstrap, out)
         assert [(p, len(v)) for p, v in values] == [(0, 600 * 1024)] * 3 + [(1, 5)]
         assert await committed_offsets(kafka_bootstrap, group, source) == {0: 7, 1: 3}
@@ -120,14 +120,14 @@ async def test_a_transaction_takes_the_groups_offsets_once_it_holds_data(
         assert txn[1]._txn_consumer_group is None
         # A partition whose records sent nothing commits its offsets the way aiokafka does.
         offsets = {0: {TopicPartition(source, 0): 4}, 1: {TopicPartition(source, 1): 9}}
-        await producers.commit(offsets, group, begin=True)
+        await producers.commit(offsets, begin=True)
         assert await committed_offsets(kafka_bootstrap, group, source) == {0: 4, 1: 9}
         assert await _read_committed(kafka_bootstrap, out) == [(0, b"v")]
         # The next transaction starts without it, and takes it again with its first data.
         assert txn[0]._txn_consumer_group is None
         await producers.send(out, 1, [(b"k", b"w", ())])
         await _takes_offsets(txn[1], group)
-        await producers.commit({1: {TopicPartition(source, 1): 10}}, group, begin=False)
+        await producers.commit({1: {TopicPartition(source, 1): 10}}, begin=False)
         assert await committed_offsets(kafka_bootstrap, group, source) == {0: 4, 1: 10}
     finally:
         await producers.close()
@@ -143,7 +143,7 @@ async def test_what_was_not_committed_when_the_producers_close_is_aborted(
     # The next owner's producer, with the same id, aborts the open transaction and goes on.
     successor = await _opened(kafka_bootstrap, unique, [0])
     try:
-        await _send_and_commit(successor, out, TopicPartition(source, 0), f"g-{unique}", b"kept")
+        await _send_and_commit(successor, out, TopicPartition(source, 0), b"kept")
         assert await _read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
     finally:
         await successor.close()
@@ -158,7 +158,7 @@ async def test_a_partitions_next_owner_fences_the_previous_one(
     new = await _opened(kafka_bootstrap, unique, [0])
     try:
         with pytest.raises(KafkaError):  # at the send or at the commit, whichever notices first
-            await _send_and_commit(old, out, TopicPartition(source, 0), f"g-{unique}", b"zombie")
+            await _send_and_commit(old, out, TopicPartition(source, 0), b"zombie")
     finally:
         await old.close()
         await new.close()
@@ -201,7 +201,7 @@ async def test_a_coordinator_lookup_that_loses_its_connection_is_tried_again(
     monkeypatch.setattr(AIOKafkaClient, "coordinator_lookup", closed_once)
     producers = await _opened(kafka_bootstrap, unique, [0])
     try:
-        await _send_and_commit(producers, out, TopicPartition(source, 0), group, b"kept")
+        await _send_and_commit(producers, out, TopicPartition(source, 0), b"kept")
     finally:
         await producers.close()
     assert lost == [group]  # the offsets' lookup lost its connection once, and went on

@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, KafkaError
 from aiokafka.producer.transaction_manager import TransactionManager
 
-from streams.runtime.producers import add_offsets_early, retry_lost_lookups
+from streams.runtime.producers import Producers, add_offsets_early, retry_lost_lookups
 
 
 class FakeClient:
@@ -121,3 +121,8 @@ async def test_the_next_transaction_starts_without_it() -> None:
     assert txn.consumer_group_to_add() is None
     _holds_data(txn)
     assert txn.consumer_group_to_add() == "group"
+
+
+def test_transactional_producers_need_the_group_whose_offsets_they_commit() -> None:
+    with pytest.raises(ValueError, match="group_id"):
+        Producers(bootstrap_servers="127.0.0.1:9", client_id="c", transactional_id=str)

@@ -49,7 +49,7 @@ class FakeProducers:
         return [(future, len(records))]
 
     async def commit(
-        self, offsets: Mapping[int, Mapping[TopicPartition, int]], group_id: str, *, begin: bool
+        self, offsets: Mapping[int, Mapping[TopicPartition, int]], *, begin: bool
     ) -> None:
         self.commits.append(({p: dict(o) for p, o in offsets.items()}, begin))
 
@@ -107,7 +107,6 @@ def _parts(transactional: bool) -> Parts:
         changelog_topic="changelog",
         stores=lambda p: stores.setdefault(p, DictStore()),
         producers=producers,
-        group_id="group",
         commit_offsets=commit_offsets,
         on_held_back=lambda reason, n: held_back.append((reason, n)),
         on_commit=lambda seconds, partitions: commit_sizes.append(partitions),
