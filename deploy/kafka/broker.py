@@ -38,6 +38,8 @@ class Broker:
     port: int
     controller_port: int
     cache: Path = REPO / ".cache" / "kafka"
+    # The port clients are told to use (a proxy in front of the broker, in tests); 0: its own.
+    advertised_port: int = 0
 
     @property
     def bootstrap(self) -> str:
@@ -102,7 +104,7 @@ class Broker:
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=PLAINTEXT",
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
