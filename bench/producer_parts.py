@@ -20,8 +20,9 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import orjson
@@ -74,6 +75,7 @@ class InstantPublisher:
     """Acks at once: the handler's own cost without Kafka."""
 
     ready = True
+    clients_replaced: Mapping[str, int] = MappingProxyType({})
 
     async def start(self) -> None:
         return None

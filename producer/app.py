@@ -77,6 +77,7 @@ class ProducerApp:
         self.publisher: Publisher = publisher if publisher is not None else KafkaPublisher(settings)
         self.metrics = metrics if metrics is not None else ProducerMetrics()
         self.metrics.track_readiness(lambda: self.publisher.ready)
+        self.metrics.clients_replaced.track(lambda: self.publisher.clients_replaced)
         self._verifier = WebhookVerifier(
             settings.webhook_keys(), tolerance_seconds=settings.timestamp_tolerance_seconds
         )

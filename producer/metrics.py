@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
+from producer.publisher import REPLACE_REASONS
 from sessionflow.events import KNOWN_EVENT_TYPES
 
 OUTCOMES = (
@@ -69,6 +70,29 @@ class LoopHistogram:
         )
 
 
+class ClientsReplaced:
+    """How often the Kafka client was replaced, by reason: the publisher counts, a scrape reads."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        # Every reason's series exists from the start, at zero until a publisher is tracked.
+        self._read: Callable[[], Mapping[str, int]] = lambda: dict.fromkeys(REPLACE_REASONS, 0)
+        registry.register(self)
+
+    def track(self, read: Callable[[], Mapping[str, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "sessionflow_producer_kafka_clients_replaced",
+            "Kafka clients replaced by a fresh one: after a fatal error, or after Kafka stayed "
+            "unreachable (librdkafka can lose every broker for good).",
+            labels=("reason",),
+        )
+        for reason, count in sorted(self._read().items()):
+            family.add_metric((reason,), float(count))
+        yield family
+
+
 class ProducerMetrics:
     """Counters and histograms with label children resolved once, not per request."""
 
@@ -103,6 +127,7 @@ class ProducerMetrics:
             "1 while Kafka is reachable and the producer works (what /readyz answers), else 0.",
             registry=self.registry,
         )
+        self.clients_replaced = ClientsReplaced(self.registry)
         # Every series exists from the start, so dashboards see zeros rather than gaps.
         self._webhooks = {
             (et, oc): webhooks.labels(event_type=et, outcome=oc)

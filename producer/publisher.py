@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -34,6 +35,14 @@ _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SI
 # and logs only).
 _BUSY_POLL_S = 0.0005
 _IDLE_POLL_S = 0.1
+
+# How long past its own limit a probe may take before the wait for it is abandoned, and how
+# long a fresh client is given to reach the cluster.
+_PROBE_SLACK_S = 5.0
+_FRESH_PROBE_S = 5.0
+
+ReplaceReason: TypeAlias = Literal["fatal", "unreachable"]
+REPLACE_REASONS: tuple[ReplaceReason, ...] = ("fatal", "unreachable")
 
 # What a future settles to when our deadline passes first (a KafkaError stands for itself).
 _TIMED_OUT = KafkaError(KafkaError._TIMED_OUT)
@@ -62,11 +71,23 @@ def producer_config(settings: ProducerSettings) -> dict[str, Any]:
     }
 
 
+def fresh_client_due(
+    unreachable_since: float | None, last_tried: float, now: float, after_s: float
+) -> bool:
+    """Whether to try a fresh client: Kafka unreachable for `after_s`, and no try since."""
+    if unreachable_since is None:
+        return False
+    return now - max(unreachable_since, last_tried) >= after_s
+
+
 class Publisher(Protocol):
     """What the HTTP app needs from the Kafka side; tests substitute an in-memory one."""
 
     @property
     def ready(self) -> bool: ...
+
+    @property
+    def clients_replaced(self) -> Mapping[str, int]: ...
 
     async def start(self) -> None: ...
 
@@ -83,6 +104,14 @@ class KafkaPublisher:
     A background task probes the cluster every `readiness_interval_seconds` (a metadata
     request through the producer's own client): that is the readiness signal, and while it
     fails publishes are refused at once with PublishUnavailable rather than queued.
+
+    The client is replaced by a fresh one after a fatal error, and also once Kafka has been
+    unreachable for `kafka_fresh_client_after_seconds`: librdkafka (2.13 to 2.16 at least) can
+    be left with no broker to connect to at all. A broker shutting down cleanly answers
+    Metadata requests listing no live broker; librdkafka drops the brokers it knew, and when
+    its re-bootstrap does not follow, it never tries to connect again (librdkafka issue 5301;
+    here about one clean bounce in 80, with readiness stuck at 503 after the broker was back).
+    The fresh client is kept only once it has reached the cluster itself.
     """
 
     def __init__(self, settings: ProducerSettings) -> None:
@@ -98,6 +127,10 @@ class KafkaPublisher:
         self._monitor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._reachable = False
+        # When Kafka last became unreachable, and when a fresh client was last tried.
+        self._unreachable_since: float | None = None
+        self._fresh_tried = 0.0
+        self.clients_replaced: dict[str, int] = dict.fromkeys(REPLACE_REASONS, 0)
         # Set by a fatal error only: librdkafka recovers its idempotent state from timeouts and
         # outages itself (KIP-360 epoch bumps), which aiokafka could not (its issue 1017).
         self._broken = False
@@ -201,13 +234,26 @@ class KafkaPublisher:
             self._broken = True
             self._wake.set()
         elif error.code() == KafkaError._ALL_BROKERS_DOWN and self._reachable:
-            log.warning("kafka unreachable: %s", error.name())
-            self._reachable = False
+            self._lost(error.name())
             self._wake.set()
 
+    def _lost(self, reason: str) -> None:
+        if self._reachable:
+            log.warning("kafka unreachable: %s", reason)
+            self._unreachable_since = time.monotonic()
+        self._reachable = False
+
+    def _found(self) -> None:
+        if not self._reachable:
+            log.info("kafka reachable again")
+        self._reachable = True
+        self._unreachable_since = None
+
     async def _probe(self, producer: Producer, limit_s: float) -> None:
-        # A metadata request for our topic: answered only while a broker is up.
-        await asyncio.to_thread(producer.list_topics, self._raw_topic, limit_s)
+        # A metadata request for our topic: answered only while a broker is up. librdkafka
+        # bounds the call by limit_s; the wait is bounded too, should the call ever hang.
+        call = asyncio.to_thread(producer.list_topics, self._raw_topic, limit_s)
+        await asyncio.wait_for(call, limit_s + _PROBE_SLACK_S)
 
     async def _close(self, producer: Producer, poller: _Poller, limit_s: float) -> None:
         try:
@@ -225,34 +271,51 @@ class KafkaPublisher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
-            producer = self._producer
             try:
-                if self._broken:
-                    # A fatal error leaves the idempotent producer unusable: start afresh.
-                    await self._replace(probe_timeout)
-                elif producer is not None:
-                    await self._probe(producer, probe_timeout)
+                await self._check(probe_timeout)
             except KafkaException as exc:
-                if self._reachable:
-                    log.warning("kafka unreachable: %s", exc.args[0].name())
-                self._reachable = False
+                self._lost(exc.args[0].name())
+            except TimeoutError:
+                self._lost("no answer to the probe")
             else:
-                if not self._reachable:
-                    log.info("kafka reachable again")
-                self._reachable = True
+                self._found()
 
-    async def _replace(self, limit_s: float) -> None:
+    async def _check(self, limit_s: float) -> None:
+        """Probe the cluster, through a fresh client when the current one cannot be trusted."""
+        now = time.monotonic()
+        if self._broken:
+            # A fatal error leaves the idempotent producer unusable: start afresh.
+            await self._replace(limit_s, "fatal")
+        elif fresh_client_due(
+            self._unreachable_since,
+            self._fresh_tried,
+            now,
+            self._settings.kafka_fresh_client_after_seconds,
+        ):
+            self._fresh_tried = now
+            await self._replace(limit_s, "unreachable")
+        elif self._producer is not None:
+            await self._probe(self._producer, limit_s)
+
+    async def _replace(self, limit_s: float, reason: ReplaceReason) -> None:
         started = time.monotonic()
         fresh, poller = self._new_producer()
         try:
-            await self._probe(fresh, max(limit_s, 5.0))
-        except BaseException:
+            await self._probe(fresh, max(limit_s, _FRESH_PROBE_S))
+        except BaseException as exc:
+            if reason == "unreachable" and isinstance(exc, KafkaException | TimeoutError):
+                log.warning("a fresh kafka client did not reach the cluster either")
             await self._close(fresh, poller, 1.0)
             raise
         old, old_poller = self._producer, self._poller
         self._producer, self._poller = fresh, poller
         self._broken = False
-        log.warning("kafka producer re-created in %.0f ms", (time.monotonic() - started) * 1000)
+        self.clients_replaced[reason] += 1
+        log.warning(
+            "kafka producer re-created (%s) in %.0f ms",
+            reason,
+            (time.monotonic() - started) * 1000,
+        )
         if old is not None and old_poller is not None:
             # The old client may hang on its dead batches: close it off the request path.
             task = asyncio.create_task(self._close(old, old_poller, 5.0))

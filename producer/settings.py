@@ -52,6 +52,8 @@ class ProducerSettings(KafkaSettings):
     timestamp_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
     readiness_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Kafka unreachable this long: try a fresh client (librdkafka can lose its brokers for good).
+    kafka_fresh_client_after_seconds: float = Field(default=10.0, gt=0, le=600)
     shutdown_timeout_seconds: int = Field(default=20, ge=1, le=300)
 
     @field_validator("webhook_secrets", mode="before")

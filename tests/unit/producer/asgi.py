@@ -22,6 +22,7 @@ BODY = b'{"eventType":"session.created","id":"7b0c5a4e-0000-4000-8000-0000000000
 class FakePublisher:
     def __init__(self) -> None:
         self.ready = True
+        self.clients_replaced: dict[str, int] = {}
         self.raw: list[tuple[bytes | None, bytes, RecordHeaders]] = []
         self.dlq: list[tuple[bytes | None, bytes, RecordHeaders]] = []
         self.error: Exception | None = None

@@ -1,4 +1,5 @@
-"""The loop histogram exposes exactly what prometheus_client's Histogram would."""
+"""The loop histogram exposes exactly what prometheus_client's Histogram would; the client
+replacement counter reads the publisher's counts at each scrape."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from producer.metrics import LoopHistogram
+from producer.metrics import ClientsReplaced, LoopHistogram
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 1, 2.5, 10)
 
@@ -27,3 +28,20 @@ def test_the_same_observations_give_the_same_exposition(amounts: list[float]) ->
     # The server disables `_created` series; the library may still have them on here.
     expected = [ln for ln in generate_latest(theirs).splitlines() if b"_created" not in ln]
     assert generate_latest(ours).splitlines() == expected
+
+
+def test_replaced_clients_are_a_counter_read_at_each_scrape() -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    replaced = ClientsReplaced(registry)
+    samples = [ln for ln in generate_latest(registry).splitlines() if not ln.startswith(b"#")]
+    assert samples == [
+        b'sessionflow_producer_kafka_clients_replaced_total{reason="fatal"} 0.0',
+        b'sessionflow_producer_kafka_clients_replaced_total{reason="unreachable"} 0.0',
+    ], "every series from the start, before a publisher is tracked"
+    counts = {"fatal": 0, "unreachable": 0}
+    replaced.track(lambda: counts)
+    counts["unreachable"] += 2
+    lines = generate_latest(registry).decode().splitlines()
+    assert "# TYPE sessionflow_producer_kafka_clients_replaced_total counter" in lines
+    assert 'sessionflow_producer_kafka_clients_replaced_total{reason="fatal"} 0.0' in lines
+    assert 'sessionflow_producer_kafka_clients_replaced_total{reason="unreachable"} 2.0' in lines

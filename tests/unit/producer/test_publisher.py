@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from producer.errors import PublishUnavailable, RecordTooLarge
-from producer.publisher import KafkaPublisher, _Poller, producer_config
+from producer.publisher import KafkaPublisher, _Poller, fresh_client_due, producer_config
 from producer.settings import ProducerSettings
 from sessionflow.topics import max_record_bytes
 
@@ -70,3 +70,32 @@ async def test_delivery_reports_settle_their_futures_and_a_late_one_is_ignored()
     for future, error in zip(acked, [None, failure, KafkaError(KafkaError._FATAL)], strict=True):
         poller.callback(future)(error, None)
     assert [f.result() for f in acked] == [None, failure, None]
+
+
+def test_a_fresh_client_is_due_only_after_kafka_stayed_unreachable_that_long() -> None:
+    after = 10.0
+    assert not fresh_client_due(None, 0.0, 1000.0, after), "reachable: the client stays"
+    assert not fresh_client_due(100.0, 0.0, 109.9, after)
+    assert fresh_client_due(100.0, 0.0, 110.0, after)
+    # A fresh client tried at 110 that did not reach the cluster: the next try after as long.
+    assert not fresh_client_due(100.0, 110.0, 119.9, after)
+    assert fresh_client_due(100.0, 110.0, 120.0, after)
+    # Unreachable again after a try in an earlier outage: counted from the new outage.
+    assert not fresh_client_due(500.0, 120.0, 505.0, after)
+    assert fresh_client_due(500.0, 120.0, 510.0, after)
+
+
+def test_losing_kafka_is_noted_once_and_finding_it_clears_the_outage(
+    settings: ProducerSettings,
+) -> None:
+    publisher = KafkaPublisher(settings)
+    publisher._found()
+    assert publisher._unreachable_since is None
+    publisher._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    since = publisher._unreachable_since
+    assert since is not None
+    publisher._lost("_TRANSPORT")  # the probe failing afterwards keeps the outage's start
+    assert publisher._unreachable_since == since
+    publisher._found()
+    assert publisher._unreachable_since is None
+    assert publisher.clients_replaced == {"fatal": 0, "unreachable": 0}
