@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections.abc import Callable
 from types import TracebackType
 
 _METADATA = 3
@@ -92,9 +93,27 @@ class MetadataProxy:
             return
         self._writers.add(broker_w)
         versions: dict[int, int] = {}  # correlation id -> version, of Metadata requests
+
+        def request(frame: bytes) -> tuple[bytes, bool]:
+            api_key, version, correlation = struct.unpack_from(">hhi", frame)
+            if api_key == _METADATA:
+                versions[correlation] = version
+            return frame, False
+
+        def answer(frame: bytes) -> tuple[bytes, bool]:
+            (correlation,) = struct.unpack_from(">i", frame)
+            version = versions.pop(correlation, None)
+            if version is None or not self._fencing:
+                return frame, False
+            # The close follows this answer at once, and nothing answers any more.
+            self._fencing = False
+            self._down = asyncio.create_task(self.__aexit__(None, None, None))
+            self._went_down.set()
+            return frame[:4] + _without_brokers(version, frame[4:]), True
+
         pumps = (
-            asyncio.create_task(self._requests(client_r, broker_w, versions)),
-            asyncio.create_task(self._answers(broker_r, client_w, versions)),
+            asyncio.create_task(_pump(client_r, broker_w, request)),
+            asyncio.create_task(_pump(broker_r, client_w, answer)),
         )
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -105,36 +124,20 @@ class MetadataProxy:
             broker_w.close()
             self._writers.discard(broker_w)
 
-    async def _requests(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, versions: dict[int, int]
-    ) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                frame = await _frame(reader)
-                api_key, version, correlation = struct.unpack_from(">hhi", frame)
-                if api_key == _METADATA:
-                    versions[correlation] = version
-                writer.write(struct.pack(">i", len(frame)) + frame)
-                await writer.drain()
 
-    async def _answers(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, versions: dict[int, int]
-    ) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                frame = await _frame(reader)
-                (correlation,) = struct.unpack_from(">i", frame)
-                version = versions.pop(correlation, None)
-                if version is not None and self._fencing:
-                    frame = frame[:4] + _without_brokers(version, frame[4:])
-                    writer.write(struct.pack(">i", len(frame)) + frame)
-                    # The close follows the answer at once, and nothing answers any more.
-                    self._fencing = False
-                    self._down = asyncio.create_task(self.__aexit__(None, None, None))
-                    self._went_down.set()
-                    return
-                writer.write(struct.pack(">i", len(frame)) + frame)
-                await writer.drain()
+async def _pump(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    handle: Callable[[bytes], tuple[bytes, bool]],
+) -> None:
+    """Frames from reader to writer, each as `handle` makes it, until it says that was the last."""
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+        while True:
+            frame, last = handle(await _frame(reader))
+            writer.write(struct.pack(">i", len(frame)) + frame)
+            if last:
+                return
+            await writer.drain()
 
 
 async def _frame(reader: asyncio.StreamReader) -> bytes:
