@@ -22,6 +22,14 @@ if TYPE_CHECKING:  # these fixture modules import free_port and stop_process fro
     from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
 
 
+@pytest.fixture(autouse=True)
+def _session_broker(kafka_bootstrap: str) -> str:
+    """The session's broker is up for every integration test, named or not: several reach it
+    through the settings' default address, and run alone after one that has its own private
+    broker they found none."""
+    return kafka_bootstrap
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
