@@ -126,9 +126,9 @@ class KafkaPublisher:
         self._poller: _Poller | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._reachable = False
-        # When Kafka last became unreachable, and when a fresh client was last tried.
-        self._unreachable_since: float | None = None
+        # Since when Kafka has been unreachable (None: reachable; not reached before start),
+        # and when a fresh client was last tried.
+        self._unreachable_since: float | None = 0.0
         self._fresh_tried = 0.0
         self.clients_replaced: dict[str, int] = dict.fromkeys(REPLACE_REASONS, 0)
         # Set by a fatal error only: librdkafka recovers its idempotent state from timeouts and
@@ -152,7 +152,7 @@ class KafkaPublisher:
         )
         self._producer, self._poller = self._new_producer()
         await self._probe(self._producer, request_timeout)
-        self._reachable = True
+        self._unreachable_since = None
         self._monitor = asyncio.create_task(self._watch(), name="producer-readiness")
 
     async def stop(self) -> None:
@@ -237,16 +237,18 @@ class KafkaPublisher:
             self._lost(error.name())
             self._wake.set()
 
+    @property
+    def _reachable(self) -> bool:
+        return self._unreachable_since is None
+
     def _lost(self, reason: str) -> None:
         if self._reachable:
             log.warning("kafka unreachable: %s", reason)
             self._unreachable_since = time.monotonic()
-        self._reachable = False
 
     def _found(self) -> None:
         if not self._reachable:
             log.info("kafka reachable again")
-        self._reachable = True
         self._unreachable_since = None
 
     async def _probe(self, producer: Producer, limit_s: float) -> None:
