@@ -237,5 +237,17 @@ async def post_signed(
         yield resp
 
 
+async def readyz_becomes(
+    http: aiohttp.ClientSession, admin_url: str, status: int, *, within_s: float, poll_s: float
+) -> None:
+    """Poll the producer's /readyz until it answers `status`; TimeoutError after `within_s`."""
+    async with asyncio.timeout(within_s):
+        while True:
+            async with http.get(f"{admin_url}/readyz") as resp:
+                if resp.status == status:
+                    return
+            await asyncio.sleep(poll_s)
+
+
 def valid_body() -> bytes:
     return session_body().encode()

@@ -23,6 +23,7 @@ from tests.integration.producer_fixtures import (
     consume,
     make_settings,
     post_signed,
+    readyz_becomes,
     run_producer,
     valid_body,
 )
@@ -71,25 +72,17 @@ async def test_a_client_left_without_brokers_gives_way_to_a_fresh_one(
                 assert resp.status == 202
             stored.append(body)
 
-        async def ready_becomes(status: int, within_s: float) -> float:
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            async with asyncio.timeout(within_s):
-                while True:
-                    async with http.get(f"{producer.admin_url}/readyz") as resp:
-                        if resp.status == status:
-                            return loop.time() - started
-                    await asyncio.sleep(0.05)
-
         for _ in range(SHUTDOWNS):
             await accepted()
             proxy.fence()
             await proxy.fenced()
-            await ready_becomes(503, within_s=5)
+            await readyz_becomes(http, producer.admin_url, 503, within_s=5, poll_s=0.05)
             await asyncio.sleep(0.5)
             await proxy.restore()
             # A stuck client is given FRESH_CLIENT_AFTER_S, its successor up to 5 s to connect.
-            await ready_becomes(200, within_s=FRESH_CLIENT_AFTER_S + 10)
+            await readyz_becomes(
+                http, producer.admin_url, 200, within_s=FRESH_CLIENT_AFTER_S + 10, poll_s=0.05
+            )
             await accepted()
 
         replaced = producer.app.publisher.clients_replaced

@@ -30,6 +30,7 @@ from tests.integration.producer_fixtures import (
     make_settings,
     post_signed,
     raw_http,
+    readyz_becomes,
     run_producer,
     session_body,
     signed_headers,
@@ -148,28 +149,17 @@ async def test_broker_outage_gives_503_then_recovers(restartable_broker: Any) ->
                     assert "Retry-After" in resp.headers
                 return resp.status, body
 
-        async def readyz() -> int:
-            async with http.get(f"{producer.admin_url}/readyz") as resp:
-                return resp.status
-
-        async def ready_becomes(status: int, within_s: float, poll_s: float) -> None:
-            async with asyncio.timeout(within_s):
-                while True:
-                    if await readyz() == status:
-                        return
-                    await asyncio.sleep(poll_s)
-
         stored = []
         status, body = await post()
         assert status == 202
         stored.append(body)
         await restartable_broker.stop()
-        await ready_becomes(503, within_s=10, poll_s=0.2)
+        await readyz_becomes(http, producer.admin_url, 503, within_s=10, poll_s=0.2)
         for _ in range(5):
             status, _ = await post()
             assert status == 503
         await restartable_broker.start()
-        await ready_becomes(200, within_s=60, poll_s=0.5)
+        await readyz_becomes(http, producer.admin_url, 200, within_s=60, poll_s=0.5)
         for _ in range(5):
             status, body = await post()
             assert status == 202
