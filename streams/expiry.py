@@ -15,15 +15,15 @@ Offsets below `raw_end` that hold no record (a transaction's commit marker, writ
 when ticks keep being read for `settle_ms` while its processed position and its end stand still.
 
 The deadline index: the table is the truth (changelog-backed); the index only says where to
-look. A partition's index is rebuilt from its table at its first tick after a rebalance, and an
-entry may be stale (the state moved on, or is gone): the caller re-reads the state and asks the
-core, which decides from the state alone.
+look. After a rebalance a partition's index is rebuilt from its table a slice at a time, one
+slice per unit of work (streams/processor.py), and expires nothing until it is complete. An entry
+may be stale (the state moved on, or is gone): the caller re-reads the state and asks the core,
+which decides from the state alone.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -124,12 +124,15 @@ class ExpiryIndex:
         """False until `partition`'s index was rebuilt from its table since the last rebalance."""
         return partition in self._built
 
-    def rebuild(self, partition: int, entries: Iterable[tuple[int, bytes]]) -> None:
-        """Replace `partition`'s index with (deadline_ms, key) entries read from its table."""
+    def reset(self, partition: int) -> None:
+        """Empty `partition`'s index before it is rebuilt from its table (not built until
+        `mark_built`); what is pushed from now on stays in it."""
         self._slots[partition] = {}
         self._heaps[partition] = []
-        for deadline_ms, key in entries:
-            self.push(partition, deadline_ms, key)
+        self._built.discard(partition)
+
+    def mark_built(self, partition: int) -> None:
+        """`partition`'s index holds every key of its table: its due keys may be popped."""
         self._built.add(partition)
 
     def invalidate(self) -> None:

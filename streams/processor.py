@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Final, Protocol
 
 from sessionflow.raw_record import REASON
@@ -38,6 +39,10 @@ from streams.runtime.runner import Record
 log = logging.getLogger(__name__)
 
 STAGE: Final = b"streams"
+# Table entries read into a partition's expiry index per unit while the index is rebuilt after a
+# rebalance (about 4 us each): a unit stalls the worker for tens of milliseconds, where reading a
+# partition of 83k sessions at once took 0.3 s, and a takeover of several took seconds.
+INDEX_SCAN_SLICE: Final = 10_000
 
 
 class Unit(Protocol):
@@ -50,7 +55,7 @@ class Unit(Protocol):
     def send(
         self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
     ) -> None: ...
-    def items(self) -> Iterable[tuple[bytes, bytes]]: ...
+    def scan(self) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,18 +80,26 @@ class SessionProcessor:
         ttl_ms: int,
         grace_ms: int,
         settle_ms: int,
+        scan_slice: int = INDEX_SCAN_SLICE,
     ) -> None:
         self._topics = topics
         self._metrics = metrics
         self._ttl_ms = ttl_ms
+        self._scan_slice = scan_slice
         self.index = ExpiryIndex()
         self.progress = RawProgress(grace_ms=grace_ms, settle_ms=settle_ms)
-        # Pending halves per partition, counted from its table when its index is rebuilt.
+        # Per partition whose index is being rebuilt: the rest of its table, still to be read.
+        self._scans: dict[int, _IndexScan] = {}
+        # Pending halves per partition: counted from its table as its index is rebuilt, and
+        # changed by every step since the rebuild began.
         self._pending: dict[int, int] = {}
 
     def process(self, unit: Unit, raw: Sequence[Record], ticks: Sequence[Record]) -> None:
-        """One partition's webhooks, then its ticks (so a tick sees the webhooks before it)."""
+        """One partition's webhooks, then its ticks (so a tick sees the webhooks before it);
+        first, while the partition's index is being rebuilt, the next slice of its table."""
         try:
+            if not self.index.built(unit.partition):
+                self._rebuild_index(unit)
             for record in raw:
                 self.on_raw(
                     unit, record.key, record.value, headers_of(record.headers), record.offset
@@ -136,10 +149,8 @@ class SessionProcessor:
             return
         now = now_ms()
         horizon = self.progress.horizon_ms(partition, tick, now)
-        if horizon is None:
-            return
-        if not self.index.built(partition):
-            self._rebuild_index(unit)
+        if horizon is None or not self.index.built(partition):
+            return  # a later tick expires what this one would have
         for table_key in self.index.pop_due(partition, horizon):
             state = self._load(unit, table_key)
             if state is None:
@@ -153,6 +164,7 @@ class SessionProcessor:
         """The partitions moved: the index and positions are rebuilt as their records come."""
         self.index.invalidate()
         self.progress.reset()
+        self._scans.clear()
         self._pending.clear()
         self._metrics.pending.set(0)
 
@@ -198,23 +210,52 @@ class SessionProcessor:
         )
 
     def _rebuild_index(self, unit: Unit) -> None:
-        entries: list[tuple[int, bytes]] = []
-        pending = 0
-        for table_key, stored in unit.items():
+        """Read the next slice of the partition's table into its index.
+
+        The scan reads the table as it stood when the rebuild began, before the unit changed
+        anything: every key changed since is pushed by `_apply` with its new deadline, and its
+        pending delta counted, so the index and the count are whole once the scan ends.
+        """
+        partition = unit.partition
+        scan = self._scans.get(partition)
+        if scan is None:
+            scan = self._scans[partition] = _IndexScan(unit.scan(), time.monotonic())
+            self.index.reset(partition)
+            self._pending[partition] = 0
+        read = pending = 0
+        for table_key, stored in islice(scan.entries, self._scan_slice):
             deadline, is_pending = state_codec.stored_deadline_ms(
                 stored, table_key.decode(), self._ttl_ms
             )
+            self.index.push(partition, deadline, table_key)
             pending += is_pending
-            entries.append((deadline, table_key))
-        self.index.rebuild(unit.partition, entries)
-        self._pending[unit.partition] = pending
-        self._metrics.pending.set(sum(self._pending.values()))
-        log.info(
-            "expiry index of partition %d rebuilt: %d sessions, %d pending",
-            unit.partition,
-            len(entries),
-            pending,
-        )
+            read += 1
+        scan.read += read
+        scan.units += 1
+        self._pending[partition] += pending
+        self._metrics.pending.inc(pending)
+        if read < self._scan_slice:
+            del self._scans[partition]
+            self.index.mark_built(partition)
+            log.info(
+                "expiry index of partition %d rebuilt: %d sessions, %d pending now,"
+                " in %d units over %.1f s",
+                partition,
+                scan.read,
+                self._pending[partition],
+                scan.units,
+                time.monotonic() - scan.started,
+            )
+
+
+@dataclass(slots=True)
+class _IndexScan:
+    """A partition's table as it stood when its index rebuild began, read a slice per unit."""
+
+    entries: Iterator[tuple[bytes, bytes]]
+    started: float  # time.monotonic()
+    read: int = 0
+    units: int = 0
 
 
 def headers_of(raw: Any) -> dict[str, bytes]:

@@ -31,6 +31,8 @@ class RocksDBPartition:
         return value
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every entry, read lazily from the snapshot the database iterator pins when it is
+        created (RocksDB: an iterator sees the database as it was then)."""
         offset_key = self._offset_key
         for key, value in self._db.items():
             if key != offset_key:  # where Faust keeps the changelog offset the store holds
@@ -72,6 +74,7 @@ class MemoryPartition:
         return self._data.get(key)
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every entry of this partition, from a copy taken when the first is read."""
         for key, value in list(self._data.items()):
             if partition_for_key(key, self._partitions) == self._partition:
                 yield key, value

@@ -68,15 +68,11 @@ class Unit:
         """Send a record to `topic`, on this unit's partition, when the unit ends."""
         self.outputs.setdefault(topic, []).append((key, value, headers))
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        """The partition's whole table, this unit's own changes included."""
-        changes = self.changes
-        for key, value in self.store.items():
-            if key not in changes:
-                yield key, value
-        for key, changed in changes.items():
-            if changed is not None:
-                yield key, changed
+    def scan(self) -> Iterator[tuple[bytes, bytes]]:
+        """The partition's whole table as the store holds it when the first entry is read (a
+        snapshot: neither this unit's changes nor later units' are in it). It may be read on
+        across later units of the partition, until the partitions move."""
+        return self.store.items()
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,12 +46,16 @@ def test_resolution_must_be_positive() -> None:
         ExpiryIndex(resolution_ms=0)
 
 
-def test_rebuild_replaces_one_partition_and_invalidate_forgets_all() -> None:
+def test_reset_empties_one_partition_until_marked_built_and_invalidate_forgets_all() -> None:
     index = ExpiryIndex(resolution_ms=1)
     assert not index.built(0)
     index.push(0, 1, b"stale")
     index.push(2, 5, b"y")
-    index.rebuild(0, [(10, b"x"), (3, b"z")])
+    index.reset(0)
+    index.push(0, 10, b"x")
+    assert not index.built(0)
+    index.push(0, 3, b"z")
+    index.mark_built(0)
     assert index.built(0)
     assert not index.built(2)  # each partition is rebuilt from its own table
     assert index.pop_due(0, 100) == [b"z", b"x"]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sessionflow.raw_record import partition_for_key
 from streams import core, state_codec
@@ -57,6 +60,9 @@ class DictUnit:
             for k, v in self.table.items()
             if partition_for_key(k, PARTITIONS) == self.partition
         ]
+
+    def scan(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self.items())  # a snapshot, as the runtime's stores give
 
     def on(self, topic: str) -> list[dict[str, object]]:
         # The stdlib reads integers of any size exactly (the samples carry a 20-digit one).
@@ -286,11 +292,12 @@ def test_after_the_partitions_move_each_index_is_rebuilt_from_its_table(
     units = {p: DictUnit(table, p) for p in owned}
     early = _tick(0, RECEIVED_AT_MS, len(created))
     for unit in units.values():
-        # Nothing read since: the position is unknown until the end stands still.
+        # The index is rebuilt at the partition's first unit; nothing read since, so the position
+        # is unknown until the end stands still.
         processor.process(unit, (), [early])
     clock[0] += SETTLE_MS
     for unit in units.values():
-        processor.process(unit, (), [early])  # now the index is rebuilt; nothing is due yet
+        processor.process(unit, (), [early])  # nothing is due yet
     assert all(u.sent == [] for u in units.values())
     # Each index rebuilt from its partition's table counts its pending halves.
     assert metrics.pending._value.get() == sum(len(u.items()) for u in units.values())
@@ -305,6 +312,109 @@ def test_after_the_partitions_move_each_index_is_rebuilt_from_its_table(
     assert {str(r["sessionId"]) for u in units.values() for r in u.on("incomplete")} == expected
     assert metrics.pending._value.get() == 0
     assert len(table) == len(created) - len(expected)
+
+
+def _sessions_on(partition: int, count: int) -> list[dict[str, object]]:
+    """`count` session.created events whose sessions live on `partition`."""
+    found: list[dict[str, object]] = []
+    while len(found) < count:
+        event = samples.session_created()
+        if partition_for_key(str(event["id"]).encode(), PARTITIONS) == partition:
+            found.append(event)
+    return found
+
+
+def _pending_in(unit: DictUnit) -> set[str]:
+    """The sessions whose stored state is a half waiting for its pair."""
+    return {
+        key.decode()
+        for key, stored in unit.items()
+        if state_codec.stored_deadline_ms(stored, key.decode(), TTL_MS)[1]
+    }
+
+
+def test_a_large_partitions_index_is_rebuilt_a_slice_per_unit_and_expires_nothing_before(
+    metrics: WorkerMetrics, clock: list[int]
+) -> None:
+    processor = SessionProcessor(
+        TOPICS, metrics, ttl_ms=TTL_MS, grace_ms=GRACE_MS, settle_ms=SETTLE_MS, scan_slice=3
+    )
+    created = _sessions_on(0, 9)  # three slices of three, then an empty one ends the scan
+    unit = DictUnit({}, 0)
+    processor.process(unit, [_rec(i, e, f"c{i}") for i, e in enumerate(created)], ())
+    processor.forget()
+    due = RECEIVED_AT_MS + TTL_MS + GRACE_MS
+    last = created[-1]  # the scan reads it last: it pairs before its slice is read
+    newcomer = _sessions_on(0, 1)[0]
+    units = [
+        [_rec(9, samples.session_ended(session_id=str(last["id"])), "e")],
+        [_rec(10, newcomer, "n")],
+        [],
+    ]
+    for offset, raw in enumerate(units):
+        processor.process(unit, raw, [_tick(offset, due, 11)])
+        assert not processor.index.built(0)
+        assert unit.on("incomplete") == []  # the index is not whole: nothing expires yet
+    assert [r["sessionId"] for r in unit.on("completed")] == [last["id"]]
+    processor.process(unit, (), [_tick(3, due, 11)])  # the fourth slice is short: built
+    assert processor.index.built(0)
+    waiting = {str(e["id"]) for e in [*created[:-1], newcomer]}
+    assert metrics.pending._value.get() == 0
+    assert {str(r["sessionId"]) for r in unit.on("incomplete")} == waiting
+    assert _pending_in(unit) == set()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_an_index_rebuilt_while_its_table_changes_counts_and_expires_exactly_the_pending(
+    clock: list[int], data: st.DataObject
+) -> None:
+    clock[0] = 1_700_000_000_000
+    metrics = WorkerMetrics(max_intents=5)
+    slice_size = data.draw(st.integers(1, 4), label="slice")
+    processor = SessionProcessor(
+        TOPICS,
+        metrics,
+        ttl_ms=TTL_MS,
+        grace_ms=GRACE_MS,
+        settle_ms=SETTLE_MS,
+        scan_slice=slice_size,
+    )
+    created = _SESSION_POOL
+    halves = [
+        *((e, f"c-{e['id']}") for e in created),
+        *((samples.session_ended(session_id=str(e["id"])), f"e-{e['id']}") for e in created),
+    ]
+    picks = st.lists(st.sampled_from(halves), max_size=3)
+    unit = DictUnit({}, 0)
+    offset = 0
+
+    def apply(raw: list[tuple[dict[str, object], str]]) -> None:
+        nonlocal offset
+        processor.process(unit, [_rec(offset + i, e, m) for i, (e, m) in enumerate(raw)], ())
+        offset += len(raw)
+
+    apply(data.draw(st.lists(st.sampled_from(halves), max_size=10), label="before"))
+    processor.forget()
+    for raw in data.draw(st.lists(picks, max_size=6), label="during the rebuild"):
+        apply(raw)
+    while not processor.index.built(0):
+        apply([])
+    waiting = _pending_in(unit)
+    assert metrics.pending._value.get() == len(waiting)
+    unit.sent.clear()
+    far = RECEIVED_AT_MS + 10 * TTL_MS
+    processor.process(unit, (), [_tick(0, far, offset)])
+    clock[0] += SETTLE_MS
+    processor.process(unit, (), [_tick(1, far, offset)])  # when no record was read after forget
+    assert sorted(str(r["sessionId"]) for r in unit.on("incomplete")) == sorted(waiting)
+    assert metrics.pending._value.get() == 0
+    assert unit.items() == []  # the markers expired too
+
+
+_SESSION_POOL: Final = _sessions_on(0, 4)
 
 
 def test_headers_of_accepts_kafka_lists_mappings_and_none() -> None:

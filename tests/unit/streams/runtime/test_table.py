@@ -44,6 +44,20 @@ def test_rocksdb_partition_writes_a_batch_and_hides_faust_offset_key(
     assert dict(rocks.items()) == {b"b": b"2", b"c": b"3"}
 
 
+def test_rocksdb_items_read_the_database_as_it_was_at_the_first_read(
+    rocks: RocksDBPartition,
+) -> None:
+    # The expiry index is rebuilt from this scan across units that write to the store meanwhile.
+    rocks.write({f"k{i:04}".encode(): b"old" for i in range(2000)})
+    scan = rocks.items()
+    assert next(scan) == (b"k0000", b"old")
+    rocks.write({b"k0001": None, b"k1500": b"new", b"k9999": b"added"})
+    rocks.set_persisted_offset(7)
+    rest = dict(scan)
+    assert len(rest) == 1999
+    assert set(rest.values()) == {b"old"}
+
+
 def test_memory_partition_sees_only_its_partitions_keys() -> None:
     data: dict[bytes, bytes] = {}
     store = SimpleNamespace(data=data)

@@ -51,15 +51,18 @@ class RecordingSender:
         return [(future, len(records))]
 
 
-def test_reads_see_the_units_own_changes_and_items_merge_them() -> None:
+def test_reads_see_the_units_own_changes_and_a_scan_sees_the_store_as_it_was() -> None:
     store = DictStore({b"a": b"1", b"b": b"2"})
     unit = Unit(3, store)
+    scan = unit.scan()
+    assert next(scan) == (b"a", b"1")  # the snapshot is taken at the first read
     unit.put(b"a", b"10")
     unit.put(b"b", None)
     unit.put(b"c", b"3")
     assert (unit.get(b"a"), unit.get(b"b"), unit.get(b"c")) == (b"10", None, b"3")
-    assert dict(unit.items()) == {b"a": b"10", b"c": b"3"}
-    assert store.data == {b"a": b"1", b"b": b"2"}  # nothing written before the unit ends
+    store.write({b"d": b"4"})  # as a later unit's end would
+    assert list(scan) == [(b"b", b"2")]
+    assert store.data == {b"a": b"1", b"b": b"2", b"d": b"4"}  # the unit has not ended
 
 
 async def test_exactly_once_sends_one_batch_per_topic_and_one_changelog_record_per_key() -> None:
