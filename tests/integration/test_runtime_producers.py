@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -47,14 +48,6 @@ async def _read_committed(
         await consumer.stop()
 
 
-async def _send_and_commit(
-    producers: Producers, out: str, source: TopicPartition, value: bytes
-) -> None:
-    """One record to partition 0 of `out`, committed with source offset 1, in one transaction."""
-    await producers.send(out, 0, [(b"k", value, ())])
-    await producers.commit({0: {source: 1}}, begin=False)
-
-
 def _transactional(bootstrap: str, unique: str) -> Producers:
     return Producers(
         bootstrap_servers=bootstrap,
@@ -69,6 +62,35 @@ async def _opened(bootstrap: str, unique: str, partitions: list[int]) -> Produce
     producers = _transactional(bootstrap, unique)
     await producers.open(partitions)
     return producers
+
+
+@dataclass(frozen=True)
+class OnePartition:
+    """A one-partition output topic and the source partition whose offsets go with its records."""
+
+    bootstrap: str
+    unique: str
+    out: str
+    source: TopicPartition
+
+    async def owner(self) -> Producers:
+        """Producers that own partition 0 (the same transactional id each time: a later owner
+        fences an earlier one)."""
+        return await _opened(self.bootstrap, self.unique, [0])
+
+    async def send_and_commit(self, producers: Producers, value: bytes) -> None:
+        """One record to partition 0, committed with source offset 1, in one transaction."""
+        await producers.send(self.out, 0, [(b"k", value, ())])
+        await producers.commit({0: {self.source: 1}}, begin=False)
+
+    async def committed_records(self) -> list[tuple[int, bytes]]:
+        return await _read_committed(self.bootstrap, self.out, 1)
+
+
+@pytest.fixture
+async def one_partition(kafka_bootstrap: str, unique: str) -> OnePartition:
+    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
+    return OnePartition(kafka_bootstrap, unique, out, TopicPartition(source, 0))
 
 
 async def test_a_partitions_records_and_offsets_commit_together(
@@ -134,35 +156,33 @@ async def test_a_transaction_takes_the_groups_offsets_once_it_holds_data(
 
 
 async def test_what_was_not_committed_when_the_producers_close_is_aborted(
-    kafka_bootstrap: str, unique: str
+    one_partition: OnePartition,
 ) -> None:
-    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
-    producers = await _opened(kafka_bootstrap, unique, [0])
-    await producers.send(out, 0, [(b"k", b"never", ())])
+    producers = await one_partition.owner()
+    await producers.send(one_partition.out, 0, [(b"k", b"never", ())])
     await producers.close_partitions()
     # The next owner's producer, with the same id, aborts the open transaction and goes on.
-    successor = await _opened(kafka_bootstrap, unique, [0])
+    successor = await one_partition.owner()
     try:
-        await _send_and_commit(successor, out, TopicPartition(source, 0), b"kept")
-        assert await _read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
+        await one_partition.send_and_commit(successor, b"kept")
+        assert await one_partition.committed_records() == [(0, b"kept")]
     finally:
         await successor.close()
 
 
 async def test_a_partitions_next_owner_fences_the_previous_one(
-    kafka_bootstrap: str, unique: str
+    one_partition: OnePartition,
 ) -> None:
-    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
-    old = await _opened(kafka_bootstrap, unique, [0])
+    old = await one_partition.owner()
     # The same transactional id: a zombie's records and offsets must not land.
-    new = await _opened(kafka_bootstrap, unique, [0])
+    new = await one_partition.owner()
     try:
         with pytest.raises(KafkaError):  # at the send or at the commit, whichever notices first
-            await _send_and_commit(old, out, TopicPartition(source, 0), b"zombie")
+            await one_partition.send_and_commit(old, b"zombie")
     finally:
         await old.close()
         await new.close()
-    assert await _read_committed(kafka_bootstrap, out, 1) == []
+    assert await one_partition.committed_records() == []
 
 
 async def test_at_least_once_sends_with_one_idempotent_producer(
@@ -182,11 +202,10 @@ async def test_at_least_once_sends_with_one_idempotent_producer(
 
 
 async def test_a_coordinator_lookup_that_loses_its_connection_is_tried_again(
-    kafka_bootstrap: str, unique: str, monkeypatch: pytest.MonkeyPatch
+    one_partition: OnePartition, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A broker stopping closes the connection under a lookup; aiokafka 0.14 then stopped the
     # producer's sender for good (aiokafka #1151, seen in reliability scenario 2).
-    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
     group = f"g-{unique}"
     lookup = AIOKafkaClient.coordinator_lookup
     lost: list[str] = []
@@ -199,11 +218,12 @@ async def test_a_coordinator_lookup_that_loses_its_connection_is_tried_again(
         return node
 
     monkeypatch.setattr(AIOKafkaClient, "coordinator_lookup", closed_once)
-    producers = await _opened(kafka_bootstrap, unique, [0])
+    producers = await one_partition.owner()
     try:
-        await _send_and_commit(producers, out, TopicPartition(source, 0), b"kept")
+        await one_partition.send_and_commit(producers, b"kept")
     finally:
         await producers.close()
     assert lost == [group]  # the offsets' lookup lost its connection once, and went on
-    assert await _read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
-    assert await committed_offsets(kafka_bootstrap, group, source) == {0: 1}
+    assert await one_partition.committed_records() == [(0, b"kept")]
+    source = one_partition.source.topic
+    assert await committed_offsets(one_partition.bootstrap, group, source) == {0: 1}
