@@ -7,11 +7,10 @@ import contextlib
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from tests.integration.agntix_fake import (
 )
 from tests.integration.conftest import free_port
 from tests.integration.worker_fixtures import read_records
+from tests.polling import wait_until
 
 SCHEMA = json.loads((REPO / "schemas" / "session-transcript.v1.json").read_text())
 VALIDATOR = jsonschema_rs.validator_for(SCHEMA)
@@ -120,17 +120,6 @@ def _scrape(settings: EnricherSettings) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
     return samples
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = TIMEOUT_S
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
 
 
 async def transcripts(

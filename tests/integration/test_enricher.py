@@ -25,9 +25,9 @@ from tests.integration.enricher_fixtures import (
     settings_for,
     topics_of,
     transcripts,
-    wait_until,
 )
 from tests.integration.worker_fixtures import read_records
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 

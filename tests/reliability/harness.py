@@ -22,6 +22,7 @@ from tests.conftest import http_status, load_launcher
 from tests.integration.conftest import free_port
 from tests.integration.producer_fixtures import SECRET
 from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
+from tests.polling import wait_until
 
 SCALE = os.environ.get("SESSIONFLOW_RELIABILITY_SCALE", "ci")
 LONG = SCALE == "long"
@@ -110,7 +111,7 @@ class ProducerProcess:
 
     async def wait_ready(self, timeout_s: float = RECOVERY_S) -> float:
         started = time.monotonic()
-        await until(lambda: self.alive_readyz() == 200, timeout_s, f"{self.name} ready")
+        await wait_until(lambda: self.alive_readyz() == 200, f"{self.name} ready", timeout_s)
         return time.monotonic() - started
 
     def alive_readyz(self) -> int | None:
@@ -139,16 +140,6 @@ def tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
-
-
-async def until(check: Callable[[], Any], timeout_s: float, what: str) -> None:
-    """Poll `check` (run off the loop) until it is truthy, or fail after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(check):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for: {what}")
 
 
 @dataclass

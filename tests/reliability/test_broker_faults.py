@@ -13,6 +13,7 @@ import pytest
 from cli import traffic
 from cli.delivery import SendReport
 from sessionflow.logs import FAULTS_LOGGER
+from tests.polling import wait_until
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
@@ -23,7 +24,6 @@ from tests.reliability.harness import (
     scenario,
     send_signed,
     traffic_plan,
-    until,
     with_ttl,
 )
 from tests.reliability.outputs import (
@@ -88,7 +88,7 @@ async def test_broker_kill_under_load(stack_with_broker: Stack, report_book: Rep
 
     await broker.kill()
     killed = time.monotonic()
-    await until(lambda: producer.alive_readyz() == 503, 30, "producer readiness 503")
+    await wait_until(lambda: producer.alive_readyz() == 503, "producer readiness 503", 30)
     unready_s = time.monotonic() - killed
     await asyncio.sleep(by_scale(8, 20))
     restarting = time.monotonic()
@@ -303,7 +303,7 @@ async def test_quiet_under_a_broker_outage(
     await producer.wait_ready()
     await stack.ready_workers([worker], RECOVERY_S)
     # Each fault that repeated says once that it ended, after QUIET_S without a repeat.
-    await until(
+    await wait_until(
         lambda: all(
             any(
                 d["logger"] == FAULTS_LOGGER and "ended after" in str(d["msg"])
@@ -311,8 +311,8 @@ async def test_quiet_under_a_broker_outage(
             )
             for _, log in processes.values()
         ),
-        RECOVERY_S,
         "a fault's end logged by each process",
+        RECOVERY_S,
     )
 
     figures: dict[str, object] = {"broker stopped (s)": round(outage_s, 1)}

@@ -12,6 +12,7 @@ import pytest
 
 from cli.traffic import Delivery
 from tests.integration.worker_fixtures import WorkerProcess, produce_deliveries
+from tests.polling import wait_until
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
@@ -21,7 +22,6 @@ from tests.reliability.harness import (
     scenario,
     send_signed,
     traffic_plan,
-    until,
 )
 from tests.reliability.outputs import (
     Expected,
@@ -142,7 +142,7 @@ async def test_a_worker_killed_in_the_middle_of_a_batch(
         await produce_deliveries(env.bootstrap, env.topics.raw, chunk)
         victim = stack.worker("w1")  # same data dir each time: its RocksDB survives the kill
         await stack.ready_workers([victim], RECOVERY_S)
-        await until(partial(_started, victim), RECOVERY_S, "the victim to start applying")
+        await wait_until(partial(_started, victim), "the victim to start applying", RECOVERY_S)
         await asyncio.sleep(rng.uniform(0.0, 0.2))
         ends = await end_offsets(env.bootstrap, env.topics.raw)
         committed = await committed_offsets(env.bootstrap, group, env.topics.raw)
