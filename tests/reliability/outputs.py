@@ -170,6 +170,15 @@ def assert_invariants(outcome: Outcome, expected: Expected) -> dict[str, int]:
     }
 
 
+def outcome_rows(outcome: Outcome, expected: Expected) -> dict[str, object]:
+    """The report's rows that set the records found against the sessions expected."""
+    return {
+        "expected completed / incomplete": f"{len(expected.complete)} / {len(expected.incomplete)}",
+        "completed records": len(outcome.completed),
+        "incomplete records": len(outcome.incomplete),
+    }
+
+
 def _dump(outcome: Outcome, expected: Expected) -> None:
     """Everything a failure needs for its diagnosis, as JSON lines (SESSIONFLOW_RELIABILITY_DUMP)."""
     target = os.environ.get("SESSIONFLOW_RELIABILITY_DUMP")

@@ -20,6 +20,7 @@ from tests.reliability.outputs import (
     assert_invariants,
     committed_offsets,
     end_offsets,
+    outcome_rows,
     wait_outputs,
 )
 
@@ -137,9 +138,7 @@ async def test_poison_records_reach_the_dlq(
             "raw records": len(outcome.raw),
             "DLQ records": len(outcome.dlq),
             "DLQ reasons": dict(sorted(Counter(reasons.values()).items())),
-            "expected completed / incomplete": f"{len(expected.complete)} / {len(expected.incomplete)}",
-            "completed records": len(outcome.completed),
-            "incomplete records": len(outcome.incomplete),
+            **outcome_rows(outcome, expected),
             "raw offsets committed / end": f"{sum(committed.values())} / {sum(ends.values())}",
             "all outputs after (s)": round(time.monotonic() - started, 1),
         },

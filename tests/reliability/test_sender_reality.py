@@ -12,7 +12,7 @@ import pytest
 from cli import traffic
 from tests.reliability.conftest import TTL_S, ReportBook
 from tests.reliability.harness import RECOVERY_S, Stack, by_scale, scenario, send_signed
-from tests.reliability.outputs import Expected, assert_invariants, wait_outputs
+from tests.reliability.outputs import Expected, assert_invariants, outcome_rows, wait_outputs
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -126,9 +126,7 @@ async def test_duplicated_reordered_far_apart(
             "first to last send (s), TTL (s)": f"{spread_s:.1f}, {TTL_S:.0f}",
             "raw session-event records / distinct halves": f"{len(halves)} / {len(distinct)}",
             "duplicates dropped (worker metric)": dropped,
-            "expected completed / incomplete": f"{len(expected.complete)} / {len(expected.incomplete)}",
-            "completed records": len(outcome.completed),
-            "incomplete records": len(outcome.incomplete),
+            **outcome_rows(outcome, expected),
         },
         "The pairing core's own tests drive a controlled clock (tests/unit/streams); here the "
         "clock is real and the halves arrive as late as the TTL allows.",
