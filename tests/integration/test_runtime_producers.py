@@ -170,9 +170,7 @@ async def test_what_was_not_committed_when_the_producers_close_is_aborted(
         await successor.close()
 
 
-async def test_a_partitions_next_owner_fences_the_previous_one(
-    one_partition: OnePartition,
-) -> None:
+async def test_a_partitions_next_owner_fences_the_previous_one(one_partition: OnePartition) -> None:
     old = await one_partition.owner()
     # The same transactional id: a zombie's records and offsets must not land.
     new = await one_partition.owner()
