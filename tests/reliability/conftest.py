@@ -165,10 +165,11 @@ def make_env(book: ReportBook, bootstrap: str, name: str, ttl_s: float) -> Worke
 
 
 @pytest.fixture
-async def stack_on_shared(
+async def stack(
     request: pytest.FixtureRequest, report_book: ReportBook, shared_broker: PrivateBroker
 ) -> AsyncIterator[Stack]:
-    """A stack of processes in a namespace of its own on the shared private broker."""
+    """A stack of processes in a namespace of its own on the shared private broker (the broker
+    faults' module overrides it with `stack_with_broker`)."""
     env = make_env(report_book, shared_broker.bootstrap, request.node.name, ttl_s=TTL_S)
     stack = Stack(env)
     try:

@@ -53,6 +53,12 @@ async def send(
     return await send_signed(url, plan, rate=rate, max_attempts=60, retry_cap_s=2.0, concurrency=32)
 
 
+@pytest.fixture
+def stack(stack_with_broker: Stack) -> Stack:
+    """Every scenario here faults the broker, so each stack has a broker of its own."""
+    return stack_with_broker
+
+
 async def start_stack(stack: Stack) -> tuple[PrivateBroker, ProducerProcess]:
     """The stack's own broker up, then a producer and worker w1: the broker and the producer."""
     assert stack.broker is not None
@@ -71,8 +77,7 @@ def planned_only(sessions: int, seed: int) -> traffic.Plan:
 
 @scenario("1")
 @with_ttl(OUTAGE_TTL_S)
-async def test_broker_kill_under_load(stack_with_broker: Stack, report_book: ReportBook) -> None:
-    stack = stack_with_broker
+async def test_broker_kill_under_load(stack: Stack, report_book: ReportBook) -> None:
     broker, producer = await start_stack(stack)
     pids = stack.pids()
 
@@ -143,8 +148,7 @@ def _round(value: float | None) -> float | None:
 
 @scenario("2")
 @with_ttl(OUTAGE_TTL_S)
-async def test_clean_broker_bounces(stack_with_broker: Stack, report_book: ReportBook) -> None:
-    stack = stack_with_broker
+async def test_clean_broker_bounces(stack: Stack, report_book: ReportBook) -> None:
     broker, producer = await start_stack(stack)
     pids = stack.pids()
 
@@ -184,10 +188,7 @@ async def test_clean_broker_bounces(stack_with_broker: Stack, report_book: Repor
 
 
 @scenario("3")
-async def test_start_with_the_broker_down(
-    stack_with_broker: Stack, report_book: ReportBook
-) -> None:
-    stack = stack_with_broker
+async def test_start_with_the_broker_down(stack: Stack, report_book: ReportBook) -> None:
     assert stack.broker is not None
     # Producer and worker first: each creates the topics itself once the broker answers.
     producer = stack.producer()
@@ -270,10 +271,7 @@ def json_lines(path: Path) -> list[dict[str, object]]:
 
 
 @scenario("12")
-async def test_quiet_under_a_broker_outage(
-    stack_with_broker: Stack, report_book: ReportBook
-) -> None:
-    stack = stack_with_broker
+async def test_quiet_under_a_broker_outage(stack: Stack, report_book: ReportBook) -> None:
     broker, producer = await start_stack(stack)
     worker = stack.workers[0]
     await asyncio.sleep(2)  # past the start-up lines

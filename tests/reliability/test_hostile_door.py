@@ -141,8 +141,7 @@ def _ms(report: SendReport, q: float) -> float:
 
 
 @scenario("9")
-async def test_hostile_door(stack_on_shared: Stack, report_book: ReportBook) -> None:
-    stack = stack_on_shared
+async def test_hostile_door(stack: Stack, report_book: ReportBook) -> None:
     producer, _ = await stack.start()
 
     sessions = by_scale(500, 5000)

@@ -89,10 +89,7 @@ async def write_poison(bootstrap: str, topic: str, items: list[Poison]) -> None:
 
 
 @scenario("7")
-async def test_poison_records_reach_the_dlq(
-    stack_on_shared: Stack, report_book: ReportBook
-) -> None:
-    stack = stack_on_shared
+async def test_poison_records_reach_the_dlq(stack: Stack, report_book: ReportBook) -> None:
     env = stack.env
     await env.make_topics()
     worker = stack.worker("w1")

@@ -51,9 +51,8 @@ async def _wait_caught_up(stack: Stack, what: str) -> float:
 
 @scenario("10")
 async def test_restart_with_a_large_table_while_events_arrive(
-    stack_on_shared: Stack, report_book: ReportBook
+    stack: Stack, report_book: ReportBook
 ) -> None:
-    stack = stack_on_shared
     env = stack.env
     env.partitions = PARTITIONS
     await env.make_topics()

@@ -76,10 +76,7 @@ def _plan(deliveries: list[traffic.Delivery]) -> traffic.Plan:
 
 
 @scenario("8")
-async def test_duplicated_reordered_far_apart(
-    stack_on_shared: Stack, report_book: ReportBook
-) -> None:
-    stack = stack_on_shared
+async def test_duplicated_reordered_far_apart(stack: Stack, report_book: ReportBook) -> None:
     producer, _ = await stack.start("w1")
 
     sessions = by_scale(400, 1500)

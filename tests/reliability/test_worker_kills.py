@@ -50,10 +50,7 @@ async def _kill_and_restart(stack: Stack, name: str, rng: random.Random) -> floa
 
 
 @scenario("4")
-async def test_three_workers_one_killed_three_rounds(
-    stack_on_shared: Stack, report_book: ReportBook
-) -> None:
-    stack = stack_on_shared
+async def test_three_workers_one_killed_three_rounds(stack: Stack, report_book: ReportBook) -> None:
     names = ["w1", "w2", "w3"]
     producer, _ = await stack.start(*names)
 
@@ -83,9 +80,8 @@ async def test_three_workers_one_killed_three_rounds(
 
 @scenario("6")
 async def test_one_worker_killed_at_random_points_many_times(
-    stack_on_shared: Stack, report_book: ReportBook
+    stack: Stack, report_book: ReportBook
 ) -> None:
-    stack = stack_on_shared
     producer, _ = await stack.start("w1")
 
     rng = random.Random(6)
@@ -116,11 +112,10 @@ async def test_one_worker_killed_at_random_points_many_times(
 
 @scenario("11")
 async def test_a_worker_killed_in_the_middle_of_a_batch(
-    stack_on_shared: Stack, report_book: ReportBook
+    stack: Stack, report_book: ReportBook
 ) -> None:
     """A backlog keeps the worker busy, so every kill lands inside a batch: between a unit's
     sends, its store writes and the commit of its offsets."""
-    stack = stack_on_shared
     env = stack.env
     await env.make_topics()
     rng = random.Random(11)

@@ -22,10 +22,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 
 @scenario("5")
-async def test_rebalance_under_load_one_three_one(
-    stack_on_shared: Stack, report_book: ReportBook
-) -> None:
-    stack = stack_on_shared
+async def test_rebalance_under_load_one_three_one(stack: Stack, report_book: ReportBook) -> None:
     producer, (first,) = await stack.start("w1")
 
     sessions = by_scale(1500, 20_000)
