@@ -67,6 +67,20 @@ async def start_stack(stack: Stack) -> tuple[PrivateBroker, ProducerProcess]:
     return stack.broker, stack.producers[0]
 
 
+async def start_under_load(
+    stack: Stack, sessions: int, seed: int, rate: float
+) -> tuple[PrivateBroker, ProducerProcess, list[int], asyncio.Task[SendReport]]:
+    """start_stack, the pids of its processes, and the sender at work on its producer. No
+    half-only sessions: their incomplete records would come OUTAGE_TTL_S later (scenarios 3,
+    7 and 8 send them)."""
+    broker, producer = await start_stack(stack)
+    pids = stack.pids()
+    sending = asyncio.create_task(
+        send(producer.url, sessions, seed=seed, rate=rate, half_only_share=0)
+    )
+    return broker, producer, pids, sending
+
+
 def planned_only(sessions: int, seed: int) -> traffic.Plan:
     """Planned-type events only: stored raw and counted, never paired, so the probe that sends
     them leaves no half-open session behind when it stops."""
@@ -78,15 +92,10 @@ def planned_only(sessions: int, seed: int) -> traffic.Plan:
 @scenario("1")
 @with_ttl(OUTAGE_TTL_S)
 async def test_broker_kill_under_load(stack: Stack, report_book: ReportBook) -> None:
-    broker, producer = await start_stack(stack)
-    pids = stack.pids()
-
     # About 2.3 webhooks per session (both halves, retries, resends, planned events).
     sessions = by_scale(4400, 44_000)
-    rate = by_scale(450, 1200)
-    # No half-only sessions here: their incomplete records would come OUTAGE_TTL_S later.
-    sending = asyncio.create_task(
-        send(producer.url, sessions, seed=1, rate=rate, half_only_share=0)
+    broker, producer, pids, sending = await start_under_load(
+        stack, sessions, seed=1, rate=by_scale(450, 1200)
     )
     probe = Probe(producer.url, planned_only(by_scale(600, 3000), seed=101))
     probing = asyncio.create_task(probe.run())
@@ -149,14 +158,9 @@ def _round(value: float | None) -> float | None:
 @scenario("2")
 @with_ttl(OUTAGE_TTL_S)
 async def test_clean_broker_bounces(stack: Stack, report_book: ReportBook) -> None:
-    broker, producer = await start_stack(stack)
-    pids = stack.pids()
-
     sessions = by_scale(1500, 20_000)
-    rate = by_scale(120, 500)
-    # Half-only sessions are left to scenarios 3, 7 and 8: here they would take OUTAGE_TTL_S.
-    sending = asyncio.create_task(
-        send(producer.url, sessions, seed=2, rate=rate, half_only_share=0)
+    broker, producer, pids, sending = await start_under_load(
+        stack, sessions, seed=2, rate=by_scale(120, 500)
     )
     bounces: list[float] = []  # seconds from the broker's stop to the producer's readiness
     for _ in range(3):
