@@ -23,6 +23,9 @@ async def wait_until(
             done = await check()
         else:
             done = await asyncio.to_thread(check)
+            if inspect.iscoroutine(done):  # a lambda around a coroutine: truthy, never awaited
+                done.close()
+                raise TypeError(f"{what}: pass the async function itself, not a lambda calling it")
         if done:
             return
         await asyncio.sleep(0.1)
