@@ -13,12 +13,13 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import index_rebuild
 from bench.b3_worker import worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher, preload
 from bench.proc import Service, dir_mb, fetch_text, free_port, python_module, rss_mb, wait_http
 from bench.progress import ProgressGuard
-from bench.stats import extrapolate
+from bench.stats import extrapolate, ratio
 from bench.webhooks import session_plan
 from cli.traffic import SESSION_CREATED, SESSION_ENDED, Delivery
 from streams.settings import WorkerSettings
@@ -145,6 +146,8 @@ async def _run(ctx: Context) -> dict[str, Any]:
             ctx, namespace, bodies, session_timeout_s
         )
     failover = out[f"failover_session_{FAILOVER_SESSION_TIMEOUTS[0]:g}s"]
+    # One partition's share of the table taken over (in-process, real RocksDB, no broker).
+    out["index_rebuild"] = rebuild = index_rebuild.run(max(1, n // parts))
 
     extrapolated = n != TARGET
     out["figures"] = {
@@ -161,6 +164,13 @@ async def _run(ctx: Context) -> dict[str, Any]:
         # Not extrapolated: with standby replicas, what a smaller table changes is small.
         "state_failover_s": failover["first_s"],
         "state_failover_session_timeout_s": FAILOVER_SESSION_TIMEOUTS[0],
+        # The longest unit of work while a taken-over partition's expiry index is rebuilt, against
+        # the whole partition read in one unit (the baseline, as it was before).
+        "state_index_rebuild_unit_ms": rebuild["sliced_longest_unit_ms"],
+        "state_index_rebuild_whole_ms": rebuild["whole_unit_ms"],
+        "state_index_rebuild_ratio": ratio(
+            rebuild["sliced_longest_unit_ms"], rebuild["whole_unit_ms"]
+        ),
         **{
             f"state_failover_s_session_{t:g}s": out[f"failover_session_{t:g}s"]["first_s"]
             for t in FAILOVER_SESSION_TIMEOUTS[1:]
