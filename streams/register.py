@@ -9,9 +9,9 @@ import time
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
+from sessionflow.heap import heap_trimmer
 from sessionflow.topics import Topics
 from streams.expiry import Tick, encode_tick
-from streams.heap import heap_trimmer
 from streams.metrics import WorkerMetrics
 from streams.pages import register_pages
 from streams.processor import OutputTopics, SessionProcessor, now_ms

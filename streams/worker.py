@@ -9,6 +9,7 @@ from pathlib import Path
 import faust
 import prometheus_client
 
+from sessionflow.heap import freeze_startup_objects
 from sessionflow.logs import configure_logging
 from sessionflow.topics import Topics, ensure_topics
 from streams.app import create_app
@@ -56,6 +57,7 @@ def _run(settings: WorkerSettings, log_handler: logging.Handler) -> int:
         quiet=settings.log_format == "json",
     )
     open_state(settings.data_dir, Path(app.conf.tabledir))
+    freeze_startup_objects()  # modules, classes and the app: full collections skip them
     try:
         worker.execute_from_commandline()
     finally:
