@@ -25,6 +25,13 @@ transaction's first data partitions, while the transaction is still open, leavin
 for the commit. A transaction that never holds data never takes it: the broker would abort an open
 transaction that nobody commits when it times out, and fence its producer.
 
+Transactional requests the broker refuses for a moment are tried again after
+`TXN_RETRY_BACKOFF_MS` (20 ms) where aiokafka waits 100 ms. On Kafka 4 a TxnOffsetCommit is
+verified against the transaction (KIP-890), and a verification that meets the transaction busy
+is answered COORDINATOR_NOT_AVAILABLE; in B4 that was about one commit in thirty, and each took
+the 100 ms backoff on top (commit p99 120-140 ms; 50-65 ms with 20 ms; bench/results/pauses.md).
+The Java client waits 20 ms for the same kind of refusal of AddPartitionsToTxn (KAFKA-5477).
+
 Records go out as record batches (aiokafka's BatchBuilder): one await per topic and partition of
 a unit, not one per record. Any failure to send or commit stops the worker: an exactly-once
 transaction then aborts and its records are processed again by the partition's next owner.
@@ -46,6 +53,9 @@ Headers = Sequence[tuple[str, bytes]]
 # How long a coordinator lookup keeps trying after lost connections: the broker's default
 # transaction timeout, after which the open transaction is aborted anyway.
 LOOKUP_RETRY_S = 60.0
+# Transactional requests the broker refuses for a moment are tried again after this long
+# (aiokafka's default is 100 ms; see the module's docstring).
+TXN_RETRY_BACKOFF_MS = 20
 # A record batch holds this much; our records are a few kB (a webhook body at most 1 MiB, which
 # goes alone in its batch).
 MAX_BATCH_BYTES = 1024 * 1024
@@ -178,7 +188,8 @@ class Producers:
         return self._shared
 
     def _new(self, transactional_id: str | None) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(**self._settings, transactional_id=transactional_id)
+        backoff = {} if transactional_id is None else {"retry_backoff_ms": TXN_RETRY_BACKOFF_MS}
+        producer = AIOKafkaProducer(**self._settings, **backoff, transactional_id=transactional_id)
         retry_lost_lookups(producer._sender)
         if transactional_id is not None and self._group_id is not None:
             add_offsets_early(producer._txn_manager, self._group_id)

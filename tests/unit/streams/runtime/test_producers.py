@@ -1,5 +1,6 @@
 """streams.runtime.producers: a coordinator lookup that loses its connection is tried again; a
-transaction takes the group's offsets partition once it holds data."""
+transaction takes the group's offsets partition once it holds data; transactional requests are
+tried again sooner than aiokafka's default."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from aiokafka import TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, KafkaError
 from aiokafka.producer.transaction_manager import TransactionManager
 
-from streams.runtime.producers import Producers, add_offsets_early, retry_lost_lookups
+from streams.runtime.producers import (
+    TXN_RETRY_BACKOFF_MS,
+    Producers,
+    add_offsets_early,
+    retry_lost_lookups,
+)
 
 
 class FakeClient:
@@ -126,3 +132,20 @@ async def test_the_next_transaction_starts_without_it() -> None:
 def test_transactional_producers_need_the_group_whose_offsets_they_commit() -> None:
     with pytest.raises(ValueError, match="group_id"):
         Producers(bootstrap_servers="127.0.0.1:9", client_id="c", transactional_id=str)
+
+
+async def test_transactional_producers_retry_after_the_short_backoff_the_shared_one_not() -> None:
+    producers = Producers(
+        bootstrap_servers="127.0.0.1:9",
+        client_id="w",
+        transactional_id=lambda partition: f"app-group-{partition}",
+        group_id="g",
+    )
+    transactional = producers._new("app-group-0")
+    shared = producers._new(None)
+    try:
+        assert transactional._sender._retry_backoff == TXN_RETRY_BACKOFF_MS / 1000
+        assert shared._sender._retry_backoff == 0.1  # aiokafka's default, for everything else
+    finally:
+        await transactional.stop()
+        await shared.stop()
