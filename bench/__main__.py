@@ -207,6 +207,22 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
                 " buckets). Each ends one transaction per partition that changed: a record's"
                 " exactly-once latency is the wait for the next commit plus the commit itself."
             )
+        split = [
+            b4[m].get(part) or {}
+            for m in ("alo", "eos")
+            for part in ("before_append", "after_append")
+        ]
+        if all(part.get("p99_ms") is not None for part in split):
+            alo_before, alo_after, eos_before, eos_after = split
+            out.append(
+                "B4 split where the worker appended the completed record (its Kafka timestamp),"
+                f" p50/p99: before it {alo_before['p50_ms']}/{alo_before['p99_ms']} ms at-least-once,"
+                f" {eos_before['p50_ms']}/{eos_before['p99_ms']} ms exactly-once (the producer, the"
+                " fetch, units waiting while a commit holds the gate); after it"
+                f" {alo_after['p50_ms']}/{alo_after['p99_ms']} ms at-least-once,"
+                f" {eos_after['p50_ms']}/{eos_after['p99_ms']} ms exactly-once (the wait for the"
+                " commit and the commit)."
+            )
     b1p = (b1.get("producer_profile") or {}).get("packages")
     if b1p:
         out.append(

@@ -62,6 +62,9 @@ class Watcher:
     topic: str
     key_field: str = "sessionId"
     seen: dict[str, float] = field(default_factory=dict)  # first sighting, time.time()
+    # The first sighting's record timestamp (the worker's producer sets it when the worker
+    # appends the record), in seconds: what came before the worker sent it, and what after.
+    appended: dict[str, float] = field(default_factory=dict)
     records: int = 0
     first_at: float | None = None
     last_at: float | None = None
@@ -94,6 +97,7 @@ class Watcher:
                 key = orjson.loads(r.value).get(self.key_field)
                 if isinstance(key, str) and key not in self.seen:
                     self.seen[key] = now
+                    self.appended[key] = r.timestamp / 1000
                 if self.first_at is None:
                     self.first_at = now
                 self.last_at = now
