@@ -23,10 +23,9 @@ from typing import Any
 
 import rocksdict
 
-from bench.processor import records
+from bench.processor import new_processor, records
 from bench.webhooks import session_plan
-from streams.metrics import WorkerMetrics
-from streams.processor import INDEX_SCAN_SLICE, OutputTopics, SessionProcessor
+from streams.processor import INDEX_SCAN_SLICE
 from streams.runtime.table import MemoryPartition, RocksDBPartition
 from streams.runtime.unit import Unit
 from streams.settings import WorkerSettings
@@ -36,17 +35,6 @@ _TTL_MS = int(WorkerSettings.model_fields["session_ttl_seconds"].default * 1000)
 _WRITE_BATCH = 10_000
 
 
-def _processor(scan_slice: int) -> SessionProcessor:
-    return SessionProcessor(
-        OutputTopics(completed="completed", incomplete="incomplete", dlq="dlq"),
-        WorkerMetrics(max_intents=50),
-        ttl_ms=_TTL_MS,
-        grace_ms=15_000,
-        settle_ms=10_000,
-        scan_slice=scan_slice,
-    )
-
-
 def _pending_state() -> bytes:
     """What the table stores for a realistic session.created waiting for its pair."""
     created = [
@@ -54,7 +42,7 @@ def _pending_state() -> bytes:
     ]
     store = MemoryPartition(SimpleNamespace(data={}), 0, 1)
     unit = Unit(0, store)
-    _processor(INDEX_SCAN_SLICE).process(unit, created[:1], ())
+    new_processor(_TTL_MS).process(unit, created[:1], ())
     [stored] = [v for v in unit.changes.values() if v is not None]
     return stored
 
@@ -69,7 +57,7 @@ def _fill(db: rocksdict.Rdict, sessions: int, stored: bytes) -> None:
 
 def _take_over(partition: RocksDBPartition, scan_slice: int, sessions: int) -> dict[str, float]:
     """Units of the taken-over partition until its index is whole: the longest and the sum."""
-    processor = _processor(scan_slice)
+    processor = new_processor(_TTL_MS, scan_slice)
     units: list[float] = []
     while not processor.index.built(0):
         started = time.perf_counter()

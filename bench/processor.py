@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from bench.webhooks import session_plan
 from cli.traffic import Plan
 from streams.metrics import WorkerMetrics
-from streams.processor import OutputTopics, SessionProcessor
+from streams.processor import INDEX_SCAN_SLICE, OutputTopics, SessionProcessor
 from streams.runtime.table import MemoryPartition
 from streams.runtime.unit import Unit
 from streams.settings import WorkerSettings
@@ -51,19 +51,25 @@ def records(plan: Plan) -> list[_Record]:
     ]
 
 
+def new_processor(ttl_ms: int, scan_slice: int = INDEX_SCAN_SLICE) -> SessionProcessor:
+    """A processor as the worker builds it, its outputs going to plain topic names."""
+    return SessionProcessor(
+        OutputTopics(completed="completed", incomplete="incomplete", dlq="dlq"),
+        WorkerMetrics(max_intents=50),
+        ttl_ms=ttl_ms,
+        grace_ms=15_000,
+        settle_ms=10_000,
+        scan_slice=scan_slice,
+    )
+
+
 def us_per_event(events: list[_Record], ttl_ms: int, repeats: int = REPEATS) -> tuple[float, int]:
     """Process CPU microseconds per event, best of `repeats` runs over a fresh table each; and
     the completed records one run emitted."""
     best: float | None = None
     completed = 0
     for _ in range(repeats):
-        processor = SessionProcessor(
-            OutputTopics(completed="completed", incomplete="incomplete", dlq="dlq"),
-            WorkerMetrics(max_intents=50),
-            ttl_ms=ttl_ms,
-            grace_ms=15_000,
-            settle_ms=10_000,
-        )
+        processor = new_processor(ttl_ms)
         store = MemoryPartition(SimpleNamespace(data={}), 0, 1)  # one partition: all keys
         completed = 0
         started = time.process_time()

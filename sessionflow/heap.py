@@ -2,8 +2,8 @@
 
 Start-up objects. A full (generation 2) collection walks every object the collector tracks, and
 most of them are what start-up built and what lives as long as the process: modules, classes,
-schemas, the app. In the worker each full collection held the event loop for 20-70 ms, every few
-seconds under load (bench B4). `freeze_startup_objects` moves them out of the collector's view
+schemas, the app. Each full collection held the event loop for 55-77 ms in the worker and 26-60
+ms in the producer, every few seconds under load (bench/results/worker-waits.md). `freeze_startup_objects` moves them out of the collector's view
 once start-up is done, so a full collection walks only what came after.
 
 Freed memory. glibc's malloc keeps memory a process freed, in the arenas of the threads that

@@ -29,7 +29,8 @@ Transactional requests the broker refuses for a moment are tried again after
 `TXN_RETRY_BACKOFF_MS` (20 ms) where aiokafka waits 100 ms. On Kafka 4 a TxnOffsetCommit is
 verified against the transaction (KIP-890), and a verification that meets the transaction busy
 is answered COORDINATOR_NOT_AVAILABLE; in B4 that was about one commit in thirty, and each took
-the 100 ms backoff on top (commit p99 120-140 ms; 50-65 ms with 20 ms; bench/results/worker-waits.md).
+the 100 ms backoff on top (commit p99 120-140 ms; 50-65 ms with 20 ms;
+bench/results/worker-waits.md).
 The Java client waits 20 ms for the same kind of refusal of AddPartitionsToTxn (KAFKA-5477).
 
 Records go out as record batches (aiokafka's BatchBuilder): one await per topic and partition of
