@@ -14,12 +14,12 @@ from bench.kafka_io import Watcher, preload
 from bench.proc import Service, cpu_seconds, free_port, python_module, rss_mb, wait_http
 from bench.stats import ratio
 from bench.webhooks import session_plan
-from cli.traffic import Plan
+from cli.traffic import Mix, Plan
 from streams.settings import WorkerSettings
 
 # "pairs, 25% duplicates, reordered": a quarter of the deliveries again (retries with the same
 # message id, resends with a new one), and 30% of sessions deliver ended before created.
-SHARES = {"retry_share": 0.125, "resend_share": 0.125, "reorder_share": 0.3}
+MIX = Mix(retry_share=0.125, resend_share=0.125, reorder_share=0.3)
 TIMEOUT_S = 300.0
 DEFAULT_COMMIT_INTERVAL_S: float = WorkerSettings.model_fields["commit_interval_seconds"].default
 # Exactly-once at this commit interval too, in the same run: the default's cost in throughput.
@@ -267,7 +267,7 @@ async def _scale_run(ctx: Context, plan: Plan, workers: int) -> dict[str, Any]:
 
 
 async def _run(ctx: Context) -> dict[str, Any]:
-    plan = session_plan(ctx.worker_sessions, seed=11, **SHARES)
+    plan = session_plan(ctx.worker_sessions, seed=11, mix=MIX)
     out: dict[str, Any] = {
         "sessions": ctx.worker_sessions,
         "events": len(plan.deliveries),
@@ -276,7 +276,7 @@ async def _run(ctx: Context) -> dict[str, Any]:
         ),
         "partitions": ctx.partitions,
     }
-    out["processor"] = processor.run(ctx.worker_sessions, SHARES)
+    out["processor"] = processor.run(ctx.worker_sessions, MIX)
     out["baseline"] = await _baseline_run(ctx, plan)
     out["eos"] = await _worker_run(ctx, plan, "exactly_once")
     out["alo"] = await _worker_run(ctx, plan, "at_least_once")
@@ -284,7 +284,7 @@ async def _run(ctx: Context) -> dict[str, Any]:
     out["faust_floor_alo"] = await _floor_run(ctx, plan, "at_least_once")
     out["eos_ab"] = await _worker_run(ctx, plan, "exactly_once", AB_COMMIT_INTERVAL_S)
     wide = replace(ctx, partitions=SCALE_PARTITIONS)
-    scale_plan = session_plan(2 * ctx.worker_sessions, seed=12, **SHARES)
+    scale_plan = session_plan(2 * ctx.worker_sessions, seed=12, mix=MIX)
     out["scale_1w"] = await _scale_run(wide, scale_plan, 1)
     out["scale_2w"] = await _scale_run(wide, scale_plan, 2)
     base = out["baseline"]["eps"]

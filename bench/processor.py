@@ -10,12 +10,11 @@ micro benchmark behind the A/B figures of the processor's changes (bench/__main_
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 from bench.webhooks import session_plan
-from cli.traffic import Plan
+from cli.traffic import Mix, Plan
 from streams.metrics import WorkerMetrics
 from streams.processor import INDEX_SCAN_SLICE, OutputTopics, SessionProcessor
 from streams.runtime.table import MemoryPartition
@@ -84,8 +83,8 @@ def us_per_event(events: list[_Record], ttl_ms: int, repeats: int = REPEATS) -> 
     return round(best / len(events) * 1e6, 1), completed
 
 
-def run(sessions: int, shares: Mapping[str, float], repeats: int = REPEATS) -> dict[str, float]:
-    plan = session_plan(sessions, seed=11, **shares)
+def run(sessions: int, mix: Mix, repeats: int = REPEATS) -> dict[str, float]:
+    plan = session_plan(sessions, seed=11, mix=mix)
     ttl_ms = int(WorkerSettings.model_fields["session_ttl_seconds"].default * 1000)
     us, completed = us_per_event(records(plan), ttl_ms, repeats)
     if completed != len(plan.expectations.complete):

@@ -14,6 +14,8 @@ from sessionflow.signing import HeaderFamily, Signer
 PATH = "/webhooks/agntix"
 # A fixed, valid bench-only key: the producer under test is started with it.
 SECRET = "whsec_" + base64.b64encode(b"sessionflow-bench-key-32-bytes!!").decode()
+# Every share 0: complete pairs, in order, each half sent once.
+_IN_ORDER = traffic.Mix()
 
 
 def raw_request(delivery: traffic.Delivery, signer: Signer, timestamp: int) -> bytes:
@@ -28,9 +30,9 @@ def raw_request(delivery: traffic.Delivery, signer: Signer, timestamp: int) -> b
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + delivery.body
 
 
-def session_plan(sessions: int, seed: int, **shares: float) -> traffic.Plan:
-    """Pairs only (no planned-type events), with the given duplicate and reorder shares."""
-    return traffic.plan(sessions, seed=seed, now=datetime.now(tz=UTC), **shares)
+def session_plan(sessions: int, seed: int, mix: traffic.Mix = _IN_ORDER) -> traffic.Plan:
+    """Pairs only (no planned-type events), with the mix's duplicate and reorder shares."""
+    return traffic.plan(sessions, seed=seed, now=datetime.now(tz=UTC), mix=mix)
 
 
 def ended_requests(count: int, seed: int = 7) -> list[bytes]:

@@ -11,7 +11,7 @@ import random
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -19,6 +19,15 @@ from cli import devsecret, traffic
 from cli.delivery import DEFAULT_TIMEOUT_S, DEFAULT_URL, HeaderChoice, deliver
 from cli.progress import progress_sink, render_summary
 from sessionflow.signing import SigningError
+
+# An option per traffic.Mix field (--retry-share sets retry_share): its default and its help.
+_MIX_OPTIONS: Final = {
+    "retry_share": (0.05, "share of deliveries sent twice with the same message id"),
+    "resend_share": (0.02, "share of deliveries sent again under a new message id"),
+    "reorder_share": (0.1, "share of complete sessions whose session.ended comes first"),
+    "half_only_share": (0.02, "share of sessions that send only one half"),
+    "planned_share": (0.05, "planned-type events per session event"),
+}
 
 
 def _share(value: str) -> float:
@@ -76,31 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="traffic seed (default: random); the same seed gives the same bodies",
     )
-    add(
-        "--retry-share",
-        type=_share,
-        default=0.05,
-        help="share of deliveries sent twice with the same message id",
-    )
-    add(
-        "--resend-share",
-        type=_share,
-        default=0.02,
-        help="share of deliveries sent again under a new message id",
-    )
-    add(
-        "--reorder-share",
-        type=_share,
-        default=0.1,
-        help="share of complete sessions whose session.ended comes first",
-    )
-    add(
-        "--half-only-share",
-        type=_share,
-        default=0.02,
-        help="share of sessions that send only one half",
-    )
-    add("--planned-share", type=_share, default=0.05, help="planned-type events per session event")
+    for name, (default, help_text) in _MIX_OPTIONS.items():
+        add(f"--{name.replace('_', '-')}", type=_share, default=default, help=help_text)
     add(
         "--header-family",
         choices=[c.value for c in HeaderChoice],
@@ -145,16 +131,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     try:
-        the_plan = traffic.plan(
-            args.sessions,
-            seed=seed,
-            retry_share=args.retry_share,
-            resend_share=args.resend_share,
-            reorder_share=args.reorder_share,
-            half_only_share=args.half_only_share,
-            planned_share=args.planned_share,
-            now=datetime.now(UTC),
-        )
+        mix = traffic.Mix(**{name: getattr(args, name) for name in _MIX_OPTIONS})
+        the_plan = traffic.plan(args.sessions, seed=seed, now=datetime.now(UTC), mix=mix)
     except traffic.TrafficError as exc:
         sys.stderr.write(f"sessionflow send: {exc}\n")
         return 2

@@ -7,7 +7,7 @@ import random
 import string
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -75,46 +75,39 @@ class Plan:
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
-def plan(
-    sessions: int,
-    *,
-    seed: int,
-    now: datetime,
-    retry_share: float = 0.0,
-    resend_share: float = 0.0,
-    reorder_share: float = 0.0,
-    half_only_share: float = 0.0,
-    planned_share: float = 0.0,
-) -> Plan:
-    """Build the deliveries for `sessions` sessions; the same arguments give the same bytes.
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """How far a plan strays from complete pairs, in order, each half sent once (every share 0).
 
-    Shares: `half_only_share` of sessions send only one half; `reorder_share` of the complete
-    sessions deliver `session.ended` before `session.created`; `planned_share` adds that many
-    planned-type events per session event; `retry_share` / `resend_share` of the resulting
-    deliveries get one exact retry / one resend under a new message id. Every share is 0 by
-    default: complete pairs, in order, each half sent once.
+    Each share is within [0, 1]. Retries and resends are drawn from the deliveries that the
+    other three give. The names are those of `sessionflow send`'s options.
     """
+
+    retry_share: float = 0.0  # of the deliveries: sent once more, same message id
+    resend_share: float = 0.0  # of the deliveries: sent once more, new message id
+    reorder_share: float = 0.0  # of the complete sessions: session.ended before session.created
+    half_only_share: float = 0.0  # of the sessions: only one half sent
+    planned_share: float = 0.0  # planned-type events added per session event
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not 0.0 <= value <= 1.0 or math.isnan(value):
+                raise TrafficError(f"{name} must be within [0, 1], got {value}")
+
+
+def plan(sessions: int, *, seed: int, now: datetime, mix: Mix = Mix()) -> Plan:
+    """Build the deliveries for `sessions` sessions; the same arguments give the same bytes."""
     if sessions < 0:
         raise TrafficError(f"sessions must be >= 0, got {sessions}")
-    shares = {
-        "retry_share": retry_share,
-        "resend_share": resend_share,
-        "reorder_share": reorder_share,
-        "half_only_share": half_only_share,
-        "planned_share": planned_share,
-    }
-    for name, value in shares.items():
-        if not 0.0 <= value <= 1.0 or math.isnan(value):
-            raise TrafficError(f"{name} must be within [0, 1], got {value}")
     if now.tzinfo is None:
         raise TrafficError("now must be timezone-aware")
     now = now.astimezone(UTC)
     # Deterministic test traffic, not security: a seeded PRNG is the point.
     rng = random.Random(seed)  # noqa: S311
 
-    half_only = set(rng.sample(range(sessions), round(half_only_share * sessions)))
+    half_only = set(rng.sample(range(sessions), round(mix.half_only_share * sessions)))
     complete_idx = [i for i in range(sessions) if i not in half_only]
-    reordered = set(rng.sample(complete_idx, round(reorder_share * len(complete_idx))))
+    reordered = set(rng.sample(complete_idx, round(mix.reorder_share * len(complete_idx))))
 
     timeline: list[tuple[float, int, Delivery]] = []
     complete: set[str] = set()
@@ -144,7 +137,7 @@ def plan(
             timeline.append((created_at, len(timeline), created))
             timeline.append((ended_at, len(timeline), ended))
 
-    n_planned = round(planned_share * len(timeline))
+    n_planned = round(mix.planned_share * len(timeline))
     span = (min((t for t, _, _ in timeline), default=-3600.0), 0.0)
     for _ in range(n_planned):
         event_type, session_id, body = _planned_event(rng, now, chat_sessions, all_sessions)
@@ -156,11 +149,11 @@ def plan(
     timeline.sort(key=lambda item: (item[0], item[1]))
     base = [d for _, _, d in timeline]
     ordered: list[tuple[float, int, Delivery]] = [(float(i), 0, d) for i, d in enumerate(base)]
-    for pos in rng.sample(range(len(base)), round(retry_share * len(base))):
+    for pos in rng.sample(range(len(base)), round(mix.retry_share * len(base))):
         d = base[pos]
         retry = Delivery(d.message_id, d.event_type, d.body, d.session_id, DeliveryKind.RETRY)
         ordered.append((pos + rng.uniform(0.5, _DUPLICATE_WINDOW), len(ordered), retry))
-    for pos in rng.sample(range(len(base)), round(resend_share * len(base))):
+    for pos in rng.sample(range(len(base)), round(mix.resend_share * len(base))):
         d = base[pos]
         resend = Delivery(_message_id(rng), d.event_type, d.body, d.session_id, DeliveryKind.RESEND)
         ordered.append((pos + rng.uniform(0.5, _DUPLICATE_WINDOW), len(ordered), resend))
@@ -175,7 +168,7 @@ def plan(
             planned_events=n_planned,
             planned_deliveries=sum(1 for d in deliveries if d.event_type in PLANNED_EVENT_TYPES),
         ),
-        parameters={"sessions": sessions, "seed": seed, "now": _rfc3339(now), **shares},
+        parameters={"sessions": sessions, "seed": seed, "now": _rfc3339(now), **asdict(mix)},
     )
 
 

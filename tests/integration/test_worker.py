@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from cli.traffic import SESSION_CREATED, SESSION_ENDED, Delivery, Plan, plan
+from cli.traffic import SESSION_CREATED, SESSION_ENDED, Delivery, Mix, Plan, plan
 from streams.decode import digest_of
 from tests.integration.worker_fixtures import (
     WorkerEnv,
@@ -28,12 +28,14 @@ def traffic(sessions: int, seed: int, half_only: float = 0.2) -> Plan:
     return plan(
         sessions,
         seed=seed,
-        retry_share=0.3,
-        resend_share=0.2,
-        reorder_share=0.5,
-        half_only_share=half_only,
-        planned_share=0.1,
         now=datetime.now(UTC),
+        mix=Mix(
+            retry_share=0.3,
+            resend_share=0.2,
+            reorder_share=0.5,
+            half_only_share=half_only,
+            planned_share=0.1,
+        ),
     )
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -244,16 +244,14 @@ async def send_signed(
     )
 
 
+# The scenarios' traffic, unless one says otherwise.
+MIX = traffic.Mix(
+    retry_share=0.1, resend_share=0.05, reorder_share=0.3, half_only_share=0.05, planned_share=0.02
+)
+
+
 def traffic_plan(sessions: int, seed: int, **shares: float) -> traffic.Plan:
-    values = {
-        "retry_share": 0.1,
-        "resend_share": 0.05,
-        "reorder_share": 0.3,
-        "half_only_share": 0.05,
-        "planned_share": 0.02,
-    }
-    values.update(shares)
-    return traffic.plan(sessions, seed=seed, now=datetime.now(UTC), **values)
+    return traffic.plan(sessions, seed=seed, now=datetime.now(UTC), mix=replace(MIX, **shares))
 
 
 async def timed(coro: Awaitable[Any]) -> tuple[Any, float]:

@@ -48,8 +48,7 @@ def reality(sessions: int, seed: int) -> tuple[traffic.Plan, traffic.Plan]:
         sessions,
         seed=seed,
         now=datetime.now(UTC),
-        reorder_share=0.5,
-        half_only_share=0.1,
+        mix=traffic.Mix(reorder_share=0.5, half_only_share=0.1),
     )
     rng = random.Random(seed)  # deterministic test traffic
     seen: set[str | None] = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,15 +37,14 @@ KNOWN_INTENTS = {
 }
 
 
+# The mix a test here starts from.
+MIX = traffic.Mix(
+    retry_share=0.1, resend_share=0.05, reorder_share=0.2, half_only_share=0.1, planned_share=0.1
+)
+
+
 def make(sessions: int = 200, *, seed: int = 7, **shares: float) -> Plan:
-    defaults = {
-        "retry_share": 0.1,
-        "resend_share": 0.05,
-        "reorder_share": 0.2,
-        "half_only_share": 0.1,
-        "planned_share": 0.1,
-    }
-    return traffic.plan(sessions, seed=seed, now=NOW, **{**defaults, **shares})
+    return traffic.plan(sessions, seed=seed, now=NOW, mix=replace(MIX, **shares))
 
 
 def consume(p: Plan) -> tuple[set[str], dict[str, IncompleteReason], int]:
@@ -117,12 +117,14 @@ def test_a_correct_consumer_gets_exactly_the_expectations(
     p = traffic.plan(
         sessions,
         seed=seed,
-        retry_share=retry,
-        resend_share=resend,
-        reorder_share=reorder,
-        half_only_share=half,
-        planned_share=planned,
         now=NOW,
+        mix=traffic.Mix(
+            retry_share=retry,
+            resend_share=resend,
+            reorder_share=reorder,
+            half_only_share=half,
+            planned_share=planned,
+        ),
     )
     complete, incomplete, n_planned = consume(p)
     assert complete == p.expectations.complete

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -97,11 +98,5 @@ class Receiver:
 
 
 def make_plan(sessions: int = 20, **shares: float) -> traffic.Plan:
-    defaults = {
-        "retry_share": 0.0,
-        "resend_share": 0.0,
-        "reorder_share": 0.2,
-        "half_only_share": 0.0,
-        "planned_share": 0.0,
-    }
-    return traffic.plan(sessions, seed=11, now=datetime.now(UTC), **{**defaults, **shares})
+    mix = replace(traffic.Mix(reorder_share=0.2), **shares)
+    return traffic.plan(sessions, seed=11, now=datetime.now(UTC), mix=mix)
