@@ -260,21 +260,18 @@ async def timed(coro: Awaitable[Any]) -> tuple[Any, float]:
     return result, time.monotonic() - started
 
 
-def scenario(item: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Tag a test with the issue's item number; the report writer files its outcome under it."""
+def scenario(
+    item: str, *, ttl_s: float | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Tag a test with the issue's item number; the report writer files its outcome under it.
+
+    `ttl_s` gives the scenario's workers another TTL than the suite's (the stack fixtures read it).
+    """
 
     def tag(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.scenario = item  # type: ignore[attr-defined]
-        return fn
-
-    return tag
-
-
-def with_ttl(seconds: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a scenario's workers another TTL than the suite's (the stack fixtures read it)."""
-
-    def tag(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.ttl_s = seconds  # type: ignore[attr-defined]
+        if ttl_s is not None:
+            fn.ttl_s = ttl_s  # type: ignore[attr-defined]
         return fn
 
     return tag

@@ -24,7 +24,6 @@ from tests.reliability.harness import (
     scenario,
     send_signed,
     traffic_plan,
-    with_ttl,
 )
 from tests.reliability.outputs import (
     Expected,
@@ -89,8 +88,7 @@ def planned_only(sessions: int, seed: int) -> traffic.Plan:
     return traffic.Plan(deliveries=kept, expectations=full.expectations)
 
 
-@scenario("1")
-@with_ttl(OUTAGE_TTL_S)
+@scenario("1", ttl_s=OUTAGE_TTL_S)
 async def test_broker_kill_under_load(stack: Stack, report_book: ReportBook) -> None:
     # About 2.3 webhooks per session (both halves, retries, resends, planned events).
     sessions = by_scale(4400, 44_000)
@@ -155,8 +153,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-@scenario("2")
-@with_ttl(OUTAGE_TTL_S)
+@scenario("2", ttl_s=OUTAGE_TTL_S)
 async def test_clean_broker_bounces(stack: Stack, report_book: ReportBook) -> None:
     sessions = by_scale(1500, 20_000)
     broker, producer, pids, sending = await start_under_load(
