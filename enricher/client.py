@@ -16,17 +16,7 @@ from typing import Final
 
 import aiohttp
 
-from enricher.fetch import (
-    Answer,
-    Failure,
-    Finished,
-    Observation,
-    Policy,
-    Request,
-    Unauthorized,
-    begin,
-    step,
-)
+from enricher import fetch
 from enricher.metrics import EnricherMetrics, status_label
 from enricher.ratelimit import RateLimiter
 from enricher.records import FailureReason
@@ -39,8 +29,8 @@ log = logging.getLogger("enricher.client")
 _CHUNK: Final = 64 * 1024
 
 
-def policy_of(settings: EnricherSettings) -> Policy:
-    return Policy(
+def policy_of(settings: EnricherSettings) -> fetch.Policy:
+    return fetch.Policy(
         max_attempts=settings.enricher_max_attempts,
         deadline_s=settings.enricher_session_deadline_seconds,
         request_timeout_s=settings.enricher_request_timeout_seconds,
@@ -88,27 +78,27 @@ class AgntixClient:
             await self._session.close()
             self._session = None
 
-    async def fetch(self, session_id: str) -> Finished | Unauthorized:
+    async def fetch_transcript(self, session_id: str) -> fetch.Finished | fetch.Unauthorized:
         """Every page of one session's messages, with retries, within the session's deadline."""
         started = time.monotonic()
-        state, first = begin(self.settings.messages_url(session_id), started, self.policy)
-        action: Request | Finished | Unauthorized = first
-        while isinstance(action, Request):
+        state, first = fetch.begin(self.settings.messages_url(session_id), started, self.policy)
+        action: fetch.Action = first
+        while isinstance(action, fetch.Request):
             if action.delay_s > 0:
                 await asyncio.sleep(action.delay_s)
             await self.limiter.acquire()
             seen = await self._send(action)
             retries = state.retries
-            state, action = step(
+            state, action = fetch.step(
                 state, seen, time.monotonic(), time.time(), self._random.random(), self.policy
             )
             if state.retries > retries:
                 self._count_retry(seen)
-        if isinstance(action, Finished):
+        if isinstance(action, fetch.Finished):
             self.metrics.fetch_seconds.observe(time.monotonic() - started)
         return action
 
-    async def _send(self, request: Request) -> Observation:
+    async def _send(self, request: fetch.Request) -> fetch.Observation:
         assert self._session is not None, "start() first"  # noqa: S101 - a programming error
         try:
             async with self._session.get(
@@ -117,7 +107,7 @@ class AgntixClient:
                 timeout=aiohttp.ClientTimeout(total=request.timeout_s),
             ) as response:
                 body, truncated = await _read_capped(response, request.budget)
-                answer = Answer(
+                answer = fetch.Answer(
                     status=response.status,
                     body=body,
                     retry_after=response.headers.get("Retry-After"),
@@ -125,12 +115,12 @@ class AgntixClient:
                 )
         except TimeoutError:
             self.metrics.request("timeout")
-            return Failure("timeout")
+            return fetch.Failure("timeout")
         except (aiohttp.ClientError, OSError) as exc:
             # The exception's text may quote the request; only its type is logged.
             log.debug("request failed: %s", type(exc).__name__)
             self.metrics.request("connection_error")
-            return Failure("connection_error")
+            return fetch.Failure("connection_error")
         self.metrics.request(status_label(answer.status))
         if answer.status == 429:
             # The limit is the whole client's, not one session's: every request waits.
@@ -139,8 +129,8 @@ class AgntixClient:
                 self.limiter.defer(min(asked, self.policy.deadline_s))
         return answer
 
-    def _count_retry(self, seen: Observation) -> None:
-        if isinstance(seen, Failure):
+    def _count_retry(self, seen: fetch.Observation) -> None:
+        if isinstance(seen, fetch.Failure):
             reason = (
                 FailureReason.TIMEOUT if seen.kind == "timeout" else FailureReason.CONNECTION_ERROR
             )

@@ -229,7 +229,7 @@ class Enricher:
     async def _fetch(self, session_id: str) -> Finished:
         while True:
             await self.gate.wait()
-            result = await self.client.fetch(session_id)
+            result = await self.client.fetch_transcript(session_id)
             if isinstance(result, Finished):
                 if self.gate.accepted():
                     self.metrics.authorized.set(1)
