@@ -21,7 +21,8 @@ from bench.proc import Service, dir_mb, fetch_text, free_port, python_module, rs
 from bench.progress import ProgressGuard
 from bench.stats import extrapolate, ratio
 from bench.webhooks import session_plan
-from cli.traffic import SESSION_CREATED, SESSION_ENDED, Delivery
+from cli.traffic import Delivery
+from sessionflow.events import SESSION_CREATED, SESSION_ENDED
 from streams.settings import WorkerSettings
 
 TARGET = 1_000_000

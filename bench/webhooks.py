@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cli import traffic
+from sessionflow.events import SESSION_ENDED
 from sessionflow.signing import HeaderFamily, Signer
 
 PATH = "/webhooks/agntix"
@@ -40,11 +41,7 @@ def ended_requests(count: int, seed: int = 7) -> list[bytes]:
     plan = session_plan(count, seed)
     signer = Signer([SECRET])
     now = int(time.time())
-    return [
-        raw_request(d, signer, now)
-        for d in plan.deliveries
-        if d.event_type == traffic.SESSION_ENDED
-    ]
+    return [raw_request(d, signer, now) for d in plan.deliveries if d.event_type == SESSION_ENDED]
 
 
 def sign_all(deliveries: Iterable[traffic.Delivery]) -> list[bytes]:

@@ -16,7 +16,9 @@ from typing import Any, Protocol
 import aiohttp
 
 from cli import traffic
+from sessionflow.events import PLANNED_EVENT_TYPES, SESSION_CREATED, SESSION_ENDED
 from sessionflow.signing import HeaderFamily, Signer
+from streams.models import IncompleteReason
 
 DEFAULT_URL = "http://127.0.0.1:8080/webhooks/agntix"
 # Svix gives up on an attempt after 15 s and counts it as a failure.
@@ -82,7 +84,7 @@ class SendReport:
         rank = max(math.ceil(quantile * len(ordered)), 1)
         return ordered[rank - 1]
 
-    def expected(self) -> tuple[set[str], dict[str, traffic.IncompleteReason], int]:
+    def expected(self) -> tuple[set[str], dict[str, IncompleteReason], int]:
         """Completed sessions, incomplete sessions and planned events, given what got a 2xx.
 
         Equal to the plan's expectations when every delivery succeeded; otherwise a session
@@ -92,20 +94,20 @@ class SendReport:
         planned: set[bytes] = set()
         for i in self.delivered:
             d = self.plan.deliveries[i]
-            if d.event_type in (traffic.SESSION_CREATED, traffic.SESSION_ENDED):
+            if d.event_type in (SESSION_CREATED, SESSION_ENDED):
                 assert d.session_id is not None  # noqa: S101 - session events always carry one
                 halves.setdefault(d.session_id, set()).add(d.event_type)
-            elif d.event_type in traffic.PLANNED_EVENT_TYPES:
+            elif d.event_type in PLANNED_EVENT_TYPES:
                 planned.add(d.body)  # a resend has the same bytes: the same event
         complete: set[str] = set()
-        incomplete: dict[str, traffic.IncompleteReason] = {}
+        incomplete: dict[str, IncompleteReason] = {}
         for session_id, seen in halves.items():
             if len(seen) == 2:
                 complete.add(session_id)
-            elif traffic.SESSION_CREATED in seen:
-                incomplete[session_id] = traffic.IncompleteReason.CREATED_WITHOUT_ENDED
+            elif SESSION_CREATED in seen:
+                incomplete[session_id] = IncompleteReason.CREATED_WITHOUT_ENDED
             else:
-                incomplete[session_id] = traffic.IncompleteReason.ENDED_WITHOUT_CREATED
+                incomplete[session_id] = IncompleteReason.ENDED_WITHOUT_CREATED
         return complete, incomplete, len(planned)
 
     def summary(self) -> dict[str, Any]:

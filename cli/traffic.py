@@ -16,16 +16,17 @@ import orjson
 
 from cli import traffic_data as data
 from cli.errors import CliError
-
-SESSION_CREATED = "session.created"
-SESSION_ENDED = "session.ended"
-PLANNED_EVENT_TYPES = (
-    "session.updated",
-    "message.added",
-    "usage.updated",
-    "subscription.updated",
-    "knowledge_store.updated",
+from sessionflow.events import (
+    MESSAGE_ADDED,
+    PLANNED_EVENT_TYPES,
+    SESSION_CREATED,
+    SESSION_ENDED,
+    SESSION_UPDATED,
+    SUBSCRIPTION_UPDATED,
+    USAGE_UPDATED,
 )
+from streams.models import IncompleteReason
+
 # How far (in base deliveries) a retry or resend lands after its original: near, like a
 # sender's first retries, yet far enough that other sessions' events come in between.
 _DUPLICATE_WINDOW = 40
@@ -40,11 +41,6 @@ class DeliveryKind(StrEnum):
     ORIGINAL = "original"
     RETRY = "retry"  # same message id, same bytes: the sender retrying one message
     RESEND = "resend"  # new message id, same bytes: the event replayed as a new message
-
-
-class IncompleteReason(StrEnum):
-    CREATED_WITHOUT_ENDED = "created_without_ended"
-    ENDED_WITHOUT_CREATED = "ended_without_created"
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,12 +305,12 @@ def _planned_event(
     rng: random.Random, now: datetime, chat_sessions: list[str], all_sessions: list[str]
 ) -> tuple[str, str | None, bytes]:
     event_type = rng.choice(PLANNED_EVENT_TYPES)
-    if event_type == "session.updated" and not chat_sessions:
-        event_type = "message.added"  # session.updated is chat-only
+    if event_type == SESSION_UPDATED and not chat_sessions:
+        event_type = MESSAGE_ADDED  # session.updated is chat-only
     at = _rfc3339(now - timedelta(seconds=rng.uniform(0.0, 3600.0)))
     body: dict[str, Any]
     session_id: str | None = None
-    if event_type == "session.updated":
+    if event_type == SESSION_UPDATED:
         session_id = rng.choice(chat_sessions)
         body = {
             "id": session_id,
@@ -323,7 +319,7 @@ def _planned_event(
             "state": rng.choice(("OPEN", "OPEN", "CLOSED", "EXPIRED")),
             "updatedAt": at,
         }
-    elif event_type == "message.added":
+    elif event_type == MESSAGE_ADDED:
         session_id = rng.choice(all_sessions) if all_sessions else _uuid(rng)
         role = rng.choice(("USER", "ASSISTANT", "ASSISTANT", "TOOL", "SYSTEM"))
         body = {
@@ -337,7 +333,7 @@ def _planned_event(
         if role == "TOOL":
             body["toolName"] = "check_availability"
             body["toolCallId"] = f"call_{rng.getrandbits(48):012x}"
-    elif event_type == "usage.updated":
+    elif event_type == USAGE_UPDATED:
         end = now - timedelta(seconds=rng.randrange(0, 3600))
         body = {
             "id": _uuid(rng),
@@ -349,7 +345,7 @@ def _planned_event(
                 "knowledge_chunks": rng.randrange(0, 5_000),
             },
         }
-    elif event_type == "subscription.updated":
+    elif event_type == SUBSCRIPTION_UPDATED:
         body = {
             "id": _uuid(rng),
             "eventType": event_type,

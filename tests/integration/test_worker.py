@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from cli.traffic import SESSION_CREATED, SESSION_ENDED, Delivery, Mix, Plan, plan
+from cli.traffic import Delivery, Mix, Plan, plan
+from sessionflow.events import SESSION_CREATED, SESSION_ENDED
 from streams.decode import digest_of
 from tests.integration.worker_fixtures import (
     WorkerEnv,

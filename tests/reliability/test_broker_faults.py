@@ -12,6 +12,7 @@ import pytest
 
 from cli import traffic
 from cli.delivery import SendReport
+from sessionflow.events import PLANNED_EVENT_TYPES
 from sessionflow.logs import FAULTS_LOGGER
 from tests.polling import wait_until
 from tests.reliability.conftest import ReportBook
@@ -84,7 +85,7 @@ def planned_only(sessions: int, seed: int) -> traffic.Plan:
     """Planned-type events only: stored raw and counted, never paired, so the probe that sends
     them leaves no half-open session behind when it stops."""
     full = traffic_plan(sessions, seed, planned_share=1.0, retry_share=0.0, resend_share=0.0)
-    kept = tuple(d for d in full.deliveries if d.event_type in traffic.PLANNED_EVENT_TYPES)
+    kept = tuple(d for d in full.deliveries if d.event_type in PLANNED_EVENT_TYPES)
     return traffic.Plan(deliveries=kept, expectations=full.expectations)
 
 

@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from cli import traffic
+from sessionflow.events import SESSION_CREATED
 from tests.integration.worker_fixtures import produce_deliveries
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import RECOVERY_S, Stack, by_scale, scenario, traffic_plan
@@ -39,7 +40,7 @@ class Poison:
 
 def poisons(valid: traffic.Plan) -> list[Poison]:
     """One of each kind, keyed by real sessions so that they share partitions with valid traffic."""
-    created = next(d for d in valid.deliveries if d.event_type == traffic.SESSION_CREATED)
+    created = next(d for d in valid.deliveries if d.event_type == SESSION_CREATED)
     keys = [d.session_id.encode() for d in valid.deliveries if d.session_id][:20]
     body = orjson.loads(created.body)
     bad_enum = orjson.dumps({**body, "id": "6f1c0b8e-poison-enum", "type": "FAX"})

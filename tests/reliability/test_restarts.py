@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cli import traffic
+from sessionflow.events import SESSION_CREATED, SESSION_ENDED
 from sessionflow.raw_record import partition_for_key
 from tests.integration.worker_fixtures import produce_deliveries
 from tests.reliability.conftest import ReportBook
@@ -64,8 +65,8 @@ async def test_restart_with_a_large_table_while_events_arrive(
         seed=10,
         now=datetime.now(UTC),
     )
-    created = [d for d in plan.deliveries if d.event_type == traffic.SESSION_CREATED]
-    ended = {d.session_id: d for d in plan.deliveries if d.event_type == traffic.SESSION_ENDED}
+    created = [d for d in plan.deliveries if d.event_type == SESSION_CREATED]
+    ended = {d.session_id: d for d in plan.deliveries if d.event_type == SESSION_ENDED}
     # The table fills with pending created halves; their ended halves are the probes, one per
     # partition per round.
     probes: dict[int, list[str]] = {}

@@ -7,7 +7,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from cli import delivery, traffic
+from cli import delivery
+from sessionflow.events import SESSION_ENDED
+from streams.models import IncompleteReason
 from tests.unit.cli.webhook_receiver import SECRET_NEW, SECRET_OLD, Receiver, make_plan
 
 
@@ -71,7 +73,7 @@ async def test_non_2xx_is_retried_under_the_same_message_id(serve: Callable[...,
 
 async def test_an_event_that_never_gets_a_2xx_is_a_failure(serve: Callable[..., Receiver]) -> None:
     plan = make_plan(10, retry_share=0.2)
-    victim = next(d for d in plan.deliveries if d.event_type == traffic.SESSION_ENDED)
+    victim = next(d for d in plan.deliveries if d.event_type == SESSION_ENDED)
     assert victim.session_id is not None
 
     def refuse_victim(msg_id: str, _attempt: int) -> tuple[int, dict[str, str]]:
@@ -87,7 +89,7 @@ async def test_an_event_that_never_gets_a_2xx_is_a_failure(serve: Callable[..., 
     assert report.failed_message_ids == {victim.message_id}
     complete, incomplete, _ = report.expected()
     assert complete == plan.expectations.complete - {victim.session_id}
-    assert incomplete == {victim.session_id: traffic.IncompleteReason.CREATED_WITHOUT_ENDED}
+    assert incomplete == {victim.session_id: IncompleteReason.CREATED_WITHOUT_ENDED}
     summary = report.summary()
     assert summary["ok"] is False
     assert summary["failures"] == 1

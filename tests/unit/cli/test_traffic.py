@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cli import traffic
-from cli.traffic import DeliveryKind, IncompleteReason, Plan
+from cli.traffic import DeliveryKind, Plan
+from sessionflow.events import PLANNED_EVENT_TYPES, SESSION_CREATED, SESSION_ENDED
+from streams.models import IncompleteReason
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -63,7 +65,7 @@ def consume(p: Plan) -> tuple[set[str], dict[str, IncompleteReason], int]:
             continue
         seen_messages.add(d.message_id)
         event = orjson.loads(d.body)
-        if event["eventType"] in (traffic.SESSION_CREATED, traffic.SESSION_ENDED):
+        if event["eventType"] in (SESSION_CREATED, SESSION_ENDED):
             key = (event["eventType"], event["id"])
             if key not in seen_events:
                 seen_events.add(key)
@@ -74,7 +76,7 @@ def consume(p: Plan) -> tuple[set[str], dict[str, IncompleteReason], int]:
     complete = {s for s, h in halves.items() if len(h) == 2}
     incomplete = {
         s: IncompleteReason.CREATED_WITHOUT_ENDED
-        if traffic.SESSION_CREATED in h
+        if SESSION_CREATED in h
         else IncompleteReason.ENDED_WITHOUT_CREATED
         for s, h in halves.items()
         if len(h) == 1
@@ -100,7 +102,7 @@ def test_expected_counts_follow_the_shares() -> None:
     assert kinds[DeliveryKind.RETRY] == round(0.1 * base)
     assert kinds[DeliveryKind.RESEND] == round(0.05 * base)
     assert exp.planned_deliveries == sum(
-        1 for d in p.deliveries if d.event_type in traffic.PLANNED_EVENT_TYPES
+        1 for d in p.deliveries if d.event_type in PLANNED_EVENT_TYPES
     )
 
 
@@ -165,11 +167,11 @@ def test_reorder_puts_ended_before_created(share: float, expected_first: int) ->
     first: dict[str, str] = {}
     for d in p.deliveries:
         if d.session_id is not None and d.event_type in (
-            traffic.SESSION_CREATED,
-            traffic.SESSION_ENDED,
+            SESSION_CREATED,
+            SESSION_ENDED,
         ):
             first.setdefault(d.session_id, d.event_type)
-    ended_first = sum(1 for s in p.expectations.complete if first[s] == traffic.SESSION_ENDED)
+    ended_first = sum(1 for s in p.expectations.complete if first[s] == SESSION_ENDED)
     assert ended_first == expected_first
 
 
@@ -177,10 +179,10 @@ def test_reorder_share_is_exact() -> None:
     p = make(100, reorder_share=0.3, half_only_share=0.0, retry_share=0.0, resend_share=0.0)
     first: dict[str, str] = {}
     for d in p.deliveries:
-        if d.event_type in (traffic.SESSION_CREATED, traffic.SESSION_ENDED):
+        if d.event_type in (SESSION_CREATED, SESSION_ENDED):
             assert d.session_id is not None
             first.setdefault(d.session_id, d.event_type)
-    assert sum(1 for s in p.expectations.complete if first[s] == traffic.SESSION_ENDED) == 30
+    assert sum(1 for s in p.expectations.complete if first[s] == SESSION_ENDED) == 30
 
 
 def _events(p: Plan, event_type: str) -> list[dict[str, Any]]:
@@ -194,8 +196,8 @@ def _ts(value: str) -> datetime:
 
 def test_session_events_follow_the_contract() -> None:
     p = make(150)
-    created = {e["id"]: e for e in _events(p, traffic.SESSION_CREATED)}
-    ended = {e["id"]: e for e in _events(p, traffic.SESSION_ENDED)}
+    created = {e["id"]: e for e in _events(p, SESSION_CREATED)}
+    ended = {e["id"]: e for e in _events(p, SESSION_ENDED)}
     assert created
     assert ended
     for e in created.values():
@@ -248,7 +250,7 @@ def test_bodies_are_compact_json_and_ended_is_about_2_kb() -> None:
     p = make(200)
     for d in p.deliveries:
         assert orjson.dumps(orjson.loads(d.body)) == d.body
-    sizes = [len(d.body) for d in p.deliveries if d.event_type == traffic.SESSION_ENDED]
+    sizes = [len(d.body) for d in p.deliveries if d.event_type == SESSION_ENDED]
     mean = sum(sizes) / len(sizes)
     assert 1500 <= mean <= 2600, mean
 
@@ -257,11 +259,11 @@ def test_planned_events_have_their_key_fields() -> None:
     p = make(300, planned_share=1.0)
     chat = {
         e["id"]
-        for e in _events(p, traffic.SESSION_CREATED) + _events(p, traffic.SESSION_ENDED)
+        for e in _events(p, SESSION_CREATED) + _events(p, SESSION_ENDED)
         if e["type"] == "CHAT"
     }
-    types = {d.event_type for d in p.deliveries if d.event_type in traffic.PLANNED_EVENT_TYPES}
-    assert types == set(traffic.PLANNED_EVENT_TYPES)
+    types = {d.event_type for d in p.deliveries if d.event_type in PLANNED_EVENT_TYPES}
+    assert types == set(PLANNED_EVENT_TYPES)
     for e in _events(p, "session.updated"):
         assert e["id"] in chat
         assert e["changed"]
