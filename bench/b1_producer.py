@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import resource
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,22 @@ import orjson
 from bench import profile
 from bench.context import Context
 from bench.http_stack import server_commands
-from bench.proc import Service, broker_pid, cpu_seconds, free_port, python_module, wait_http
-from bench.stats import ratio
+from bench.proc import (
+    Service,
+    broker_pid,
+    cpu_seconds,
+    fetch_text,
+    free_port,
+    python_module,
+    wait_http,
+)
+from bench.stats import ScrapedHistogram, ratio
 from bench.webhooks import PATH, ended_requests, write_requests, wrk_script
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 _BASELINE = "uvicorn+uvloop+httptools (raw ASGI)"
+_REQUEST_SECONDS = "sessionflow_webhook_request_seconds"
+_PUBLISH_SECONDS = "sessionflow_kafka_publish_seconds"
 
 
 def _ms(text: str) -> float:
@@ -143,22 +155,42 @@ def _measured(
     return result
 
 
-def run(ctx: Context) -> dict[str, Any]:
-    workdir = ctx.workdir
-    load = Load(workdir, ended_requests(2000))
-    out: dict[str, Any] = {"loadgen": "wrk -t1" if load.wrk else "asyncio raw sockets (ours)"}
-    out["body_bytes_mean"] = load.body_bytes_mean
-
-    # Baseline: the same server stack, a bare endpoint that reads the body and answers 200.
+@contextlib.contextmanager
+def _bare_endpoint(workdir: Path, load: Load) -> Iterator[tuple[Service, int]]:
+    """The baseline: the same server stack, a bare endpoint that reads the body and answers 200."""
     port = free_port()
     cmd = server_commands(workdir, port)[_BASELINE]  # writes the bare ASGI module into workdir
     baseline = Service("baseline-http", cmd, os.environ, workdir, cwd=workdir)
     try:
         wait_http(f"http://127.0.0.1:{port}/", baseline.proc, 30, baseline.log)
         load.closed(port, 64, 2)  # warm-up
-        out["baseline"] = [_measured(load, baseline, port, c, ctx.seconds) for c in ctx.concurrency]
+        yield baseline, port
     finally:
         baseline.stop()
+
+
+def _paced_with_own_view(
+    load: Load, port: int, metrics_url: str, seconds: float, rate: float
+) -> dict[str, Any]:
+    """A paced point, with the producer's own histograms of it: the request as the server timed
+    it, and the publish from the send to the broker's acknowledgement."""
+    before = fetch_text(metrics_url)
+    point = load.paced(port, 64, seconds, rate)
+    after = fetch_text(metrics_url)
+    for key, name in (("server", _REQUEST_SECONDS), ("publish", _PUBLISH_SECONDS)):
+        seen = ScrapedHistogram.read(after, name).since(ScrapedHistogram.read(before, name))
+        point[key] = seen.summary_ms()
+    return point
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    workdir = ctx.workdir
+    load = Load(workdir, ended_requests(2000))
+    out: dict[str, Any] = {"loadgen": "wrk -t1" if load.wrk else "asyncio raw sockets (ours)"}
+    out["body_bytes_mean"] = load.body_bytes_mean
+
+    with _bare_endpoint(workdir, load) as (baseline, port):
+        out["baseline"] = [_measured(load, baseline, port, c, ctx.seconds) for c in ctx.concurrency]
 
     namespace = ctx.namespace("producer")
     asyncio.run(ctx.make_topics(namespace))
@@ -185,16 +217,22 @@ def run(ctx: Context) -> dict[str, Any]:
         out["producer"] = points
         best = max(p["ok_rps"] for p in points)
         sweep = []
+        metrics_url = f"http://127.0.0.1:{admin_port}/metrics"
         for share in (0.25, 0.5, 0.75):
-            point = load.paced(port, 64, ctx.seconds, max(50.0, share * best))
+            rate = max(50.0, share * best)
+            point = _paced_with_own_view(load, port, metrics_url, ctx.seconds, rate)
             point["share_of_max"] = share
             sweep.append(point)
         out["paced"] = sweep
     finally:
         producer.stop()
 
-    base_best = max(p["rps"] for p in out["baseline"])
     half = out["paced"][1]
+    # The floor of the half-load latency: the load generator and the bare stack, at the same rate.
+    with _bare_endpoint(workdir, load) as (_, port):
+        out["baseline_half_load"] = load.paced(port, 64, ctx.seconds, half["target_rps"])
+
+    base_best = max(p["rps"] for p in out["baseline"])
     out["figures"] = {
         "producer_rps": best,
         "producer_baseline_rps": base_best,
@@ -202,6 +240,9 @@ def run(ctx: Context) -> dict[str, Any]:
         "producer_p50_ms_half_load": half.get("p50_ms"),
         "producer_p99_ms_half_load": half.get("p99_ms"),
         "producer_p999_ms_half_load": half.get("p999_ms"),
+        "producer_baseline_p99_ms_half_load": out["baseline_half_load"].get("p99_ms"),
+        "producer_server_p99_ms_half_load": half["server"]["p99_ms"],
+        "producer_publish_p99_ms_half_load": half["publish"]["p99_ms"],
         "producer_half_load_rps": half.get("ok_rps"),
     }
     return out

@@ -7,14 +7,12 @@ import asyncio
 import time
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from bench import httpload
 from bench.b3_worker import worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher
 from bench.proc import Service, fetch_text, free_port, python_module, wait_http
-from bench.stats import bucket_quantile, latency_summary
+from bench.stats import ScrapedHistogram, latency_summary
 from bench.webhooks import session_plan, sign_all
 from streams.settings import WorkerSettings
 
@@ -117,30 +115,8 @@ async def _mode(ctx: Context, guarantee: str, seed: int) -> dict[str, Any]:
 
 
 def commit_summary(metrics_text: str) -> dict[str, float | None]:
-    """The worker's own account of its commits (sessionflow_commit_seconds), whole run: how many,
-    their mean, and p50/p99 read from the histogram's buckets as PromQL would."""
-    buckets: list[tuple[float, float]] = []
-    count = total = 0.0
-    for family in text_string_to_metric_families(metrics_text):
-        if family.name != "sessionflow_commit_seconds":
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_bucket"):
-                buckets.append((float(sample.labels["le"]), sample.value))
-            elif sample.name.endswith("_count"):
-                count = sample.value
-            elif sample.name.endswith("_sum"):
-                total = sample.value
-
-    def ms(seconds: float | None) -> float | None:
-        return None if seconds is None else round(seconds * 1000, 1)
-
-    return {
-        "count": count,
-        "mean_ms": ms(total / count) if count else None,
-        "p50_ms": ms(bucket_quantile(0.5, buckets)),
-        "p99_ms": ms(bucket_quantile(0.99, buckets)),
-    }
+    """The worker's own account of its commits (sessionflow_commit_seconds), whole run."""
+    return ScrapedHistogram.read(metrics_text, "sessionflow_commit_seconds").summary_ms()
 
 
 async def _run(ctx: Context) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prometheus_client.parser import text_string_to_metric_families
+
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (0..100) by linear interpolation between closest ranks; None if empty."""
@@ -56,6 +58,54 @@ def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float |
             )
         lower_bound, lower_count = bound, count
     return lower_bound
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapedHistogram:
+    """One Prometheus histogram as a scrape showed it: cumulative (le, count) buckets, count, sum."""
+
+    buckets: tuple[tuple[float, float], ...]
+    count: float
+    total: float
+
+    @classmethod
+    def read(cls, metrics_text: str, name: str) -> ScrapedHistogram:
+        """The histogram `name` (its unlabelled series) from an exposition; empty if absent."""
+        buckets: list[tuple[float, float]] = []
+        count = total = 0.0
+        for family in text_string_to_metric_families(metrics_text):
+            if family.name != name:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    buckets.append((float(sample.labels["le"]), sample.value))
+                elif sample.name.endswith("_count"):
+                    count = sample.value
+                elif sample.name.endswith("_sum"):
+                    total = sample.value
+        return cls(tuple(sorted(buckets)), count, total)
+
+    def since(self, earlier: ScrapedHistogram) -> ScrapedHistogram:
+        """What was observed between `earlier`'s scrape and this one."""
+        before = dict(earlier.buckets)
+        return ScrapedHistogram(
+            tuple((le, n - before.get(le, 0.0)) for le, n in self.buckets),
+            self.count - earlier.count,
+            self.total - earlier.total,
+        )
+
+    def summary_ms(self) -> dict[str, float | None]:
+        """How many, their mean, and p50/p99 read from the buckets as PromQL would, in ms."""
+
+        def ms(seconds: float | None) -> float | None:
+            return None if seconds is None else round(seconds * 1000, 1)
+
+        return {
+            "count": self.count,
+            "mean_ms": ms(self.total / self.count) if self.count else None,
+            "p50_ms": ms(bucket_quantile(0.5, self.buckets)),
+            "p99_ms": ms(bucket_quantile(0.99, self.buckets)),
+        }
 
 
 def ratio(value: float | None, baseline: float | None) -> float | None:

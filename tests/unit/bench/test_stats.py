@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from bench.stats import (
     GOALS,
     Goal,
+    ScrapedHistogram,
     bucket_quantile,
     extrapolate,
     latency_summary,
@@ -66,3 +68,29 @@ def test_bucket_quantile_reads_cumulative_buckets_as_promql_does() -> None:
     assert bucket_quantile(0.99, buckets) == pytest.approx(0.235)
     assert bucket_quantile(0.99, [(0.1, 0.0), (inf, 4.0)]) == 0.1  # in +Inf: the last bound
     assert bucket_quantile(0.5, [(0.1, 0.0), (inf, 0.0)]) is None
+
+
+def test_a_scraped_histogram_is_read_and_differenced_between_two_scrapes() -> None:
+    inf = float("inf")
+    registry = CollectorRegistry()
+    seconds = Histogram("op_seconds", "An operation", buckets=(0.01, 0.1, 1.0), registry=registry)
+    other = Histogram("other_seconds", "Another", buckets=(1.0,), registry=registry)
+    for value in (0.005, 0.05):
+        seconds.observe(value)
+    other.observe(0.5)
+    before = ScrapedHistogram.read(generate_latest(registry).decode(), "op_seconds")
+    for value in (0.05, 0.05, 0.5, 5.0):
+        seconds.observe(value)
+    after = ScrapedHistogram.read(generate_latest(registry).decode(), "op_seconds")
+
+    assert before.buckets == ((0.01, 1.0), (0.1, 2.0), (1.0, 2.0), (inf, 2.0))
+    assert (before.count, before.total) == (2.0, pytest.approx(0.055))
+    between = after.since(before)
+    assert between.buckets == ((0.01, 0.0), (0.1, 2.0), (1.0, 3.0), (inf, 4.0))
+    assert between.summary_ms() == {
+        "count": 4.0,
+        "mean_ms": pytest.approx(1400.0),
+        "p50_ms": 100.0,  # the 2nd of 4 ends the (0.01, 0.1] bucket
+        "p99_ms": 1000.0,  # in +Inf: the last finite bound
+    }
+    assert ScrapedHistogram.read("", "op_seconds").summary_ms()["p99_ms"] is None
