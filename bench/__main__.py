@@ -144,6 +144,18 @@ EXPERIMENTS = (
 )
 
 
+def _half_load_view(figures: dict[str, Any]) -> str:
+    """The producer's own view of the half-load p99, and the floor the same rate has."""
+    server, publish, floor = (
+        figures.get(f"producer_{k}_p99_ms_half_load") for k in ("server", "publish", "baseline")
+    )
+    return (
+        f"Of its p99 the producer timed {server} ms itself, {publish} ms of it the broker's"
+        f" acknowledgement; the bare endpoint paced at the same rate had {floor} ms"
+        " (bench/results/producer-experiments.md, section 8)."
+    )
+
+
 def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
     """What the figures say, from the figures: bottlenecks, ratios, the honest caveats."""
     out: list[str] = []
@@ -164,15 +176,9 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
     paced = b1.get("paced") or []
     if paced:
         pts = ", ".join(f"{p['ok_rps']:,.0f}/s → p99 {p['p99_ms']} ms" for p in paced)
-        half = paced[1] if len(paced) > 1 else paced[0]
-        floor = (b1.get("baseline_half_load") or {}).get("p99_ms")
         out.append(
             f"B2 (open loop, latency counted from each request's due time): {pts}. The half-load"
-            f" point is `producer_p99_ms_half_load`. Of its p99, the producer timed"
-            f" {(half.get('server') or {}).get('p99_ms')} ms itself (request start to response),"
-            f" {(half.get('publish') or {}).get('p99_ms')} ms of it waiting for the broker's"
-            f" acknowledgement (both read from its histograms' buckets); the bare endpoint paced"
-            f" at the same rate had p99 {floor} ms (the load generator and the HTTP stack)."
+            f" point is `producer_p99_ms_half_load`. {_half_load_view(b1.get('figures') or {})}"
         )
     b3 = details.get("b3") or {}
     if b3.get("eos"):
