@@ -82,6 +82,9 @@ class Sources:
 
 @dataclass(frozen=True, slots=True)
 class PartitionProgress:
+    """One raw partition as operators see it: its committed offset against its end, and how long
+    it has stood still with records behind it (the stall gauge and readiness read it)."""
+
     partition: int
     committed: int
     end: int
