@@ -10,13 +10,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from bench.proc import REPO
 from bench.progress import ProgressGuard
 from bench.webhooks import SECRET
 from sessionflow.settings import KafkaSettings
-from sessionflow.topics import Topics, ensure_topics
+from sessionflow.topics import Topics, delete_topics, ensure_topics
 
 
 def _env_int(name: str, default: int) -> int:
@@ -107,15 +105,7 @@ class Context:
 
     async def delete_own_topics(self) -> int:
         """Delete this run's topics (and only those: they all carry the run's prefix)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            mine = [t for t in await admin.list_topics() if t.startswith(self.prefix)]
-            if mine:
-                await admin.delete_topics(mine)
-            return len(mine)
-        finally:
-            await admin.close()
+        return len(await delete_topics(self.bootstrap, lambda name: name.startswith(self.prefix)))
 
     def cleanup(self) -> None:
         """Drop the run's RocksDB folders (they can be large); logs stay for reading."""

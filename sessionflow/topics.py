@@ -1,11 +1,12 @@
-"""The project's topics: names, partitions and configs, and their creation at start."""
+"""The project's topics: names, partitions and configs, and their creation at start (and the
+deletion of a test or benchmark run's own topics)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -187,3 +188,17 @@ async def _partition_counts(
             if all(counts.get(name, 0) > 0 for name in names):
                 return counts
             await asyncio.sleep(0.1)
+
+
+async def delete_topics(bootstrap: str, chosen: Callable[[str], bool]) -> list[str]:
+    """Delete the broker's topics that `chosen` picks (a test session's or a benchmark run's own:
+    a broker that keeps every run's partitions answers later runs slower); their names."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if chosen(t)]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()

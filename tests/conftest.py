@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import logging
 import os
 import shutil
 import subprocess
@@ -15,6 +17,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from aiokafka.errors import KafkaError
+
+from sessionflow.topics import delete_topics
 
 REPO = Path(__file__).resolve().parent.parent
 # One deadline for every wait on the broker or a process in the integration tests.
@@ -65,6 +70,7 @@ def kafka_bootstrap() -> Iterator[str]:
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield external
+        _delete_session_topics(external)
         return
     if os.environ.get("SESSIONFLOW_TEST_DOCKER") == "1" and _docker_answers():
         from testcontainers.kafka import KafkaContainer
@@ -78,12 +84,36 @@ def kafka_bootstrap() -> Iterator[str]:
     broker.up()
     try:
         yield broker.bootstrap
+        _delete_session_topics(broker.bootstrap)
     finally:
         if started_here:
             broker.down()
 
 
+# Every suffix `unique` gave out in this session: the topics named with one are deleted at its end.
+_UNIQUES: set[str] = set()
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique suffix for topic, group and transactional-id names."""
-    return uuid.uuid4().hex[:10]
+    value = uuid.uuid4().hex[:10]
+    _UNIQUES.add(value)
+    return value
+
+
+def _delete_session_topics(bootstrap: str) -> None:
+    """Delete the topics this session named with a `unique` suffix, and no others (another
+    session may share the broker). A developer's broker kept them all otherwise: about 1,500
+    partitions after a day, which made the benchmarks run next measure a slower broker
+    (bench/results/producer-experiments.md, section 8)."""
+    if not _UNIQUES:
+        return
+
+    def ours(name: str) -> bool:
+        return any(suffix in name for suffix in _UNIQUES)
+
+    try:
+        asyncio.run(asyncio.wait_for(delete_topics(bootstrap, ours), TIMEOUT_S))
+    except (KafkaError, OSError, TimeoutError) as err:
+        logging.getLogger(__name__).warning("could not delete this session's topics: %r", err)

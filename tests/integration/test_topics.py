@@ -1,0 +1,37 @@
+"""sessionflow.topics against the broker: deleting a run's own topics, and only those."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from sessionflow.topics import delete_topics
+from tests.kafka_helpers import make_topics
+from tests.polling import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+async def _listed(bootstrap: str, unique: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t for t in await admin.list_topics() if unique in t}
+    finally:
+        await admin.close()
+
+
+async def test_only_the_chosen_topics_are_deleted(kafka_bootstrap: str, unique: str) -> None:
+    mine = [f"t-{unique}.run-a.raw", f"t-{unique}.run-a.dlq"]
+    other = f"t-{unique}.run-b.raw"
+    await make_topics(kafka_bootstrap, *mine, other, partitions=1)
+
+    deleted = await delete_topics(kafka_bootstrap, lambda name: f"{unique}.run-a." in name)
+
+    assert sorted(deleted) == sorted(mine)
+
+    async def only_the_other_left() -> bool:
+        return await _listed(kafka_bootstrap, unique) == {other}
+
+    await wait_until(only_the_other_left, "only the unchosen topic left")
+    assert await delete_topics(kafka_bootstrap, lambda name: f"{unique}.run-a." in name) == []
