@@ -139,6 +139,14 @@ class Load:
         return result
 
 
+def cpu_s_per_1k(cores: float | None, per_second: float) -> float | None:
+    """CPU seconds a thousand requests took, from the cores a process used at a rate (its
+    threads included: librdkafka's for the producer)."""
+    if cores is None or per_second <= 0:
+        return None
+    return round(cores / per_second * 1000, 3)
+
+
 def _measured(
     load: Load, service: Service, port: int, connections: int, seconds: float
 ) -> dict[str, Any]:
@@ -232,11 +240,15 @@ def run(ctx: Context) -> dict[str, Any]:
     with _bare_endpoint(workdir, load) as (_, port):
         out["baseline_half_load"] = load.paced(port, 64, ctx.seconds, half["target_rps"])
 
-    base_best = max(p["rps"] for p in out["baseline"])
+    top = max(out["producer"], key=lambda p: p["ok_rps"])
+    base_top = max(out["baseline"], key=lambda p: p["rps"])
+    base_best = base_top["rps"]
     out["figures"] = {
         "producer_rps": best,
         "producer_baseline_rps": base_best,
         "producer_ratio": ratio(best, base_best),
+        "producer_cpu_s_per_1k": cpu_s_per_1k(top.get("server_cpu_cores"), best),
+        "producer_baseline_cpu_s_per_1k": cpu_s_per_1k(base_top.get("server_cpu_cores"), base_best),
         "producer_p50_ms_half_load": half.get("p50_ms"),
         "producer_p99_ms_half_load": half.get("p99_ms"),
         "producer_p999_ms_half_load": half.get("p999_ms"),

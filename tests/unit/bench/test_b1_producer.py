@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.b1_producer import parse_wrk
+from bench.b1_producer import cpu_s_per_1k, parse_wrk
 
 WRK = """Running 8s test @ http://127.0.0.1:4000/webhooks/agntix
   1 threads and 64 connections
@@ -35,3 +35,9 @@ def test_parse_wrk() -> None:
 def test_parse_wrk_refuses_other_output() -> None:
     with pytest.raises(ValueError, match="unexpected"):
         parse_wrk("connection refused")
+
+
+def test_cpu_per_thousand_requests() -> None:
+    assert cpu_s_per_1k(0.9, 6000.0) == 0.15
+    assert cpu_s_per_1k(None, 6000.0) is None
+    assert cpu_s_per_1k(0.9, 0.0) is None
