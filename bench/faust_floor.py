@@ -21,7 +21,8 @@ import faust
 def main(argv: list[str]) -> None:
     bootstrap, raw, partitions, events, guarantee, data_dir = argv
     app = faust.App(
-        f"bench-faust-floor-{uuid.uuid4().hex[:8]}",
+        # Named under the raw topic's run prefix: the run's clean-up deletes Faust's own topics.
+        f"{raw}.faust-floor-{uuid.uuid4().hex[:8]}",
         broker=f"kafka://{bootstrap}",
         store="memory://",
         datadir=data_dir,

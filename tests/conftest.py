@@ -94,12 +94,18 @@ def kafka_bootstrap() -> Iterator[str]:
 _UNIQUES: set[str] = set()
 
 
-@pytest.fixture
-def unique() -> str:
-    """A short unique suffix for topic, group and transactional-id names."""
+def new_unique() -> str:
+    """A short unique suffix for topic, group and transactional-id names, remembered so that the
+    session's topics named with it are deleted at its end."""
     value = uuid.uuid4().hex[:10]
     _UNIQUES.add(value)
     return value
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for topic, group and transactional-id names."""
+    return new_unique()
 
 
 def _delete_session_topics(bootstrap: str) -> None:

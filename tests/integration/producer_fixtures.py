@@ -22,6 +22,7 @@ from producer.app import ProducerApp
 from producer.server import ProducerServer, listeners, server_config
 from producer.settings import ProducerSettings
 from sessionflow.signing import decode_secret
+from tests.conftest import new_unique
 from tests.integration.conftest import free_port
 from tests.kafka_helpers import reader
 
@@ -32,7 +33,7 @@ TIMEOUT_S = 20.0
 def make_settings(**overrides: Any) -> ProducerSettings:
     values: dict[str, Any] = {
         "webhook_secrets": SECRET,
-        "topic_namespace": f"t-{uuid.uuid4().hex[:12]}.",
+        "topic_namespace": f"t-{new_unique()}.",
         "partitions": 3,
         "http_host": "127.0.0.1",
         "http_port": free_port(),

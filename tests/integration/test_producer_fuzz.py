@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from sessionflow.signing import HeaderFamily, Signer
+from tests.conftest import new_unique
 from tests.integration.cli_fixtures import Service, ServiceEnv, cli
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ def producer_env(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceEnv]:
     root: Path = tmp_path_factory.mktemp("fuzz")
-    env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{uuid.uuid4().hex[:10]}.", root=root)
+    env = ServiceEnv(bootstrap=kafka_bootstrap, namespace=f"t-{new_unique()}.", root=root)
     service = Service(cli("producer"), env.environ(), root / "producer.log")
     try:
         service.wait_ready(f"http://127.0.0.1:{env.admin_port}/readyz")
