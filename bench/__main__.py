@@ -12,6 +12,7 @@ A benchmark that fails is reported in `errors`, and a run in which a benchmark c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -26,6 +27,11 @@ from bench import b1_producer, b3_worker, b4_e2e, b5_state, report
 from bench.context import Context
 from bench.proc import machine
 from bench.stats import ratio
+from sessionflow.topics import partition_count
+
+# A fresh broker holds its 24 internal partitions; one that kept about 1,500 of earlier runs
+# answered B1 four times slower (bench/results/producer-experiments.md, section 8).
+CROWDED_BROKER_PARTITIONS = 500
 
 REQUIRED = (
     "producer_rps",
@@ -336,6 +342,13 @@ def main() -> int:
     details: dict[str, Any] = {}
     errors: dict[str, str] = {}
     print(f"bench: run {ctx.prefix} against {ctx.bootstrap}; scratch {ctx.workdir}")
+    held = asyncio.run(partition_count(ctx.bootstrap))
+    results["machine"]["broker_partitions_at_start"] = held
+    if held > CROWDED_BROKER_PARTITIONS:
+        print(
+            f"bench: the broker holds {held} partitions before this run; a broker crowded with"
+            " other runs' topics answers slower (make kafka-reset for a fresh one)"
+        )
     try:
         for name, bench in BENCHES.items():
             if name not in only:

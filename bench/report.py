@@ -97,7 +97,8 @@ def markdown(results: dict[str, Any], details: dict[str, Any], notes: list[str])
         f"# sessionflow bench — {results.get('run_at', '')}",
         "",
         f"{m.get('cores')} cores ({m.get('cpu')}), Python {m.get('python')}, Kafka {m.get('kafka')},"
-        f" broker on the same machine; load average at start {m.get('loadavg_at_start')}."
+        f" broker on the same machine (holding {m.get('broker_partitions_at_start')} partitions at"
+        f" start); load average at start {m.get('loadavg_at_start')}."
         f" Run took {_fmt(results.get('bench_duration_s'))} s. Every figure has a same-run baseline.",
         "",
         "## Goals",

@@ -190,6 +190,18 @@ async def _partition_counts(
             await asyncio.sleep(0.1)
 
 
+async def partition_count(bootstrap: str) -> int:
+    """How many partitions the broker holds, internal topics included."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = list(await admin.list_topics())
+        described = await admin.describe_topics(names) if names else []
+        return sum(len(d["partitions"]) for d in described)
+    finally:
+        await admin.close()
+
+
 async def delete_topics(bootstrap: str, chosen: Callable[[str], bool]) -> list[str]:
     """Delete the broker's topics that `chosen` picks (a test session's or a benchmark run's own:
     a broker that keeps every run's partitions answers later runs slower); their names."""

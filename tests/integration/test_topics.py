@@ -1,11 +1,12 @@
-"""sessionflow.topics against the broker: deleting a run's own topics, and only those."""
+"""sessionflow.topics against the broker: counting its partitions, deleting a run's own topics
+and only those."""
 
 from __future__ import annotations
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from sessionflow.topics import delete_topics
+from sessionflow.topics import delete_topics, partition_count
 from tests.kafka_helpers import make_topics
 from tests.polling import wait_until
 
@@ -35,3 +36,9 @@ async def test_only_the_chosen_topics_are_deleted(kafka_bootstrap: str, unique: 
 
     await wait_until(only_the_other_left, "only the unchosen topic left")
     assert await delete_topics(kafka_bootstrap, lambda name: f"{unique}.run-a." in name) == []
+
+
+async def test_the_broker_partitions_are_counted(kafka_bootstrap: str, unique: str) -> None:
+    before = await partition_count(kafka_bootstrap)
+    await make_topics(kafka_bootstrap, f"t-{unique}.one", f"t-{unique}.two", partitions=3)
+    assert await partition_count(kafka_bootstrap) == before + 6
