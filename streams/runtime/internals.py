@@ -333,14 +333,14 @@ REQUIREMENTS: Final = (
     ),
     Requirement(
         "aiokafka AIOKafkaProducer._sender; Sender._find_coordinator(self, coordinator_type,"
-        " coordinator_key), called by its transactional requests, .client and ._retry_backoff",
+        " coordinator_key), called by its transactional requests, and .client",
         "a coordinator lookup that loses its connection is tried again instead of stopping the"
         " producer's sender (producers.py, aiokafka #1151)",
         lambda app: (
             _source_says(AIOKafkaProducer.__init__, "self._sender = Sender(")
             and _method(AIOKafkaSender, "_find_coordinator", "coordinator_type", "coordinator_key")
             and _source_says(AIOKafkaSender._do_txn_offset_commit, "self._find_coordinator(")
-            and _source_says(AIOKafkaSender.__init__, "self.client = client", "self._retry_backoff")
+            and _source_says(AIOKafkaSender.__init__, "self.client = client")
         ),
     ),
     Requirement(

@@ -53,7 +53,7 @@ def _lost() -> KafkaError:
 
 async def test_lost_connections_are_tried_again_until_the_lookup_answers() -> None:
     sender = FakeSender(_lost(), KafkaConnectionError("closed"), _lost())
-    retry_lost_lookups(sender)
+    retry_lost_lookups(sender, backoff_s=0.0)
     assert await sender._find_coordinator(1, "group") == 1
     assert sender.lookups == 4
     assert sender.client.refreshed == 3
@@ -69,8 +69,7 @@ async def test_any_other_failure_still_raises_at_once() -> None:
 
 async def test_a_connection_lost_for_longer_than_the_retry_time_raises() -> None:
     sender = FakeSender(*(_lost() for _ in range(10_000)))
-    sender._retry_backoff = 0.01
-    retry_lost_lookups(sender, retry_s=0.05)
+    retry_lost_lookups(sender, retry_s=0.05, backoff_s=0.01)
     with pytest.raises(KafkaError):
         await sender._find_coordinator(1, "group")
     assert 2 <= sender.lookups < 100
