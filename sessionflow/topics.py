@@ -4,9 +4,10 @@ deletion of a test or benchmark run's own topics)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -190,27 +191,36 @@ async def _partition_counts(
             await asyncio.sleep(0.1)
 
 
-async def partition_count(bootstrap: str) -> int:
-    """How many partitions the broker holds, internal topics included."""
+@contextlib.asynccontextmanager
+async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client of `bootstrap`, closed on the way out."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def topic_names(bootstrap: str) -> set[str]:
+    """Every topic the broker holds, internal ones included."""
+    async with admin_client(bootstrap) as admin:
+        return set(await admin.list_topics())
+
+
+async def partition_count(bootstrap: str) -> int:
+    """How many partitions the broker holds, internal topics included."""
+    async with admin_client(bootstrap) as admin:
         names = list(await admin.list_topics())
         described = await admin.describe_topics(names) if names else []
         return sum(len(d["partitions"]) for d in described)
-    finally:
-        await admin.close()
 
 
 async def delete_topics(bootstrap: str, chosen: Callable[[str], bool]) -> list[str]:
     """Delete the broker's topics that `chosen` picks (a test session's or a benchmark run's own:
     a broker that keeps every run's partitions answers later runs slower); their names."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         names = [t for t in await admin.list_topics() if chosen(t)]
         if names:
             await admin.delete_topics(names)
         return names
-    finally:
-        await admin.close()

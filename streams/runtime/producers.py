@@ -14,8 +14,8 @@ A coordinator lookup that loses its connection is tried again. aiokafka 0.14 ret
 that finds no coordinator or a node not ready, but turns a connection closed under it (a broker
 stopping, even cleanly) into a fatal error of the producer's sender: every later send and commit
 fails and the worker stops (aiokafka #1151; reliability scenario 2 saw it once in a clean broker
-bounce). `retry_lost_lookups` makes such a lookup wait and try again, as the not-ready case does,
-for up to `LOOKUP_RETRY_S`; the transaction itself is untouched.
+bounce). `retry_lost_lookups` makes such a lookup wait `LOST_LOOKUP_BACKOFF_S` and try again, as
+the not-ready case does, for up to `LOOKUP_RETRY_S`; the transaction itself is untouched.
 
 A transaction takes the consumer group's offsets partition as soon as it holds data. aiokafka
 adds it (AddOffsetsToTxn) only when the offsets are sent, at the commit, which is then three

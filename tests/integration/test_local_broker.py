@@ -5,23 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from sessionflow.settings import KafkaSettings
-from sessionflow.topics import TopicSpec, ensure_topics
+from sessionflow.topics import TopicSpec, ensure_topics, topic_names
 from tests.conftest import load_launcher
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
-
-
-async def _topics(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return list(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 async def test_up_down_up_keeps_data_and_leaves_no_process(tmp_path: Path) -> None:
@@ -45,11 +35,11 @@ async def test_up_down_up_keeps_data_and_leaves_no_process(tmp_path: Path) -> No
         assert broker.down() is False  # nothing left to stop
 
         broker.up()
-        assert "kept" in await _topics(broker.bootstrap)
+        assert "kept" in await topic_names(broker.bootstrap)
 
         broker.reset()
         assert broker.pid() is None
         broker.up()
-        assert "kept" not in await _topics(broker.bootstrap)
+        assert "kept" not in await topic_names(broker.bootstrap)
     finally:
         broker.down()

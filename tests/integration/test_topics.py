@@ -4,22 +4,12 @@ and only those."""
 from __future__ import annotations
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
-from sessionflow.topics import delete_topics, partition_count
+from sessionflow.topics import delete_topics, partition_count, topic_names
 from tests.kafka_helpers import make_topics
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-async def _listed(bootstrap: str, unique: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return {t for t in await admin.list_topics() if unique in t}
-    finally:
-        await admin.close()
 
 
 async def test_only_the_chosen_topics_are_deleted(kafka_bootstrap: str, unique: str) -> None:
@@ -32,7 +22,7 @@ async def test_only_the_chosen_topics_are_deleted(kafka_bootstrap: str, unique: 
     assert sorted(deleted) == sorted(mine)
 
     async def only_the_other_left() -> bool:
-        return await _listed(kafka_bootstrap, unique) == {other}
+        return {t for t in await topic_names(kafka_bootstrap) if unique in t} == {other}
 
     await wait_until(only_the_other_left, "only the unchosen topic left")
     assert await delete_topics(kafka_bootstrap, lambda name: f"{unique}.run-a." in name) == []
