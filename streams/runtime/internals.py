@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import faust
 import rocksdict
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
 from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -332,15 +332,26 @@ REQUIREMENTS: Final = (
         ),
     ),
     Requirement(
-        "aiokafka AIOKafkaProducer._sender; Sender._find_coordinator(self, coordinator_type,"
-        " coordinator_key), called by its transactional requests, and .client",
-        "a coordinator lookup that loses its connection is tried again instead of stopping the"
-        " producer's sender (producers.py, aiokafka #1151)",
+        "aiokafka AIOKafkaClient.coordinator_lookup(self, coordinator_type, coordinator_key) of"
+        " the producer's own client, called by Sender._find_coordinator, which tries"
+        " NodeNotReadyError again after a metadata update",
+        "coordinator lookups after failures are paced, and one that loses its connection is"
+        " tried again instead of stopping the producer's sender (producers.py, aiokafka #1151)",
         lambda app: (
-            _source_says(AIOKafkaProducer.__init__, "self._sender = Sender(")
-            and _method(AIOKafkaSender, "_find_coordinator", "coordinator_type", "coordinator_key")
-            and _source_says(AIOKafkaSender._do_txn_offset_commit, "self._find_coordinator(")
-            and _source_says(AIOKafkaSender.__init__, "self.client = client")
+            _method(AIOKafkaClient, "coordinator_lookup", "coordinator_type", "coordinator_key")
+            and _source_says(
+                AIOKafkaProducer.__init__,
+                "self.client = AIOKafkaClient(",
+                "self._sender = Sender(",
+                "self.client,",
+            )
+            and _source_says(
+                AIOKafkaSender._find_coordinator,
+                "await self.client.coordinator_lookup(",
+                "Errors.NodeNotReadyError",
+                "await self.client.force_metadata_update()",
+                "continue",
+            )
         ),
     ),
     Requirement(

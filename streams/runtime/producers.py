@@ -10,12 +10,17 @@ partitions commit concurrently. Faust's own transaction manager is replaced
 
 At-least-once: one idempotent producer with acks=all for every partition.
 
-A coordinator lookup that loses its connection is tried again. aiokafka 0.14 retries a lookup
-that finds no coordinator or a node not ready, but turns a connection closed under it (a broker
-stopping, even cleanly) into a fatal error of the producer's sender: every later send and commit
-fails and the worker stops (aiokafka #1151; reliability scenario 2 saw it once in a clean broker
-bounce). `retry_lost_lookups` makes such a lookup wait `LOST_LOOKUP_BACKOFF_S` and try again, as
-the not-ready case does, for up to `LOOKUP_RETRY_S`; the transaction itself is untouched.
+A coordinator lookup that fails is tried again, at a pace. aiokafka 0.14 tries a lookup again
+that finds no coordinator or a node not ready (the broker is down) every `retry_backoff_ms`,
+which is 20 ms for our transactional producers: a commit caught by a broker outage looked the
+coordinator up about 45 times a second, each with a metadata update and two connection attempts
+(6% of a core per partition; reliability scenario 12 saw 2.3 s of CPU in a 24 s outage). It turns
+a connection closed under a lookup (a broker stopping, even cleanly) into a fatal error of the
+producer's sender instead: every later send and commit fails and the worker stops (aiokafka
+#1151; reliability scenario 2 saw it once in a clean broker bounce). `pace_coordinator_lookups`
+makes a lookup that follows failed ones wait `lookup_wait` (20 ms doubling to
+`LOOKUP_BACKOFF_MAX_S`), and has a lost connection tried again like a node not ready, for up to
+`LOOKUP_RETRY_S`; the transaction itself is untouched.
 
 A transaction takes the consumer group's offsets partition as soon as it holds data. aiokafka
 adds it (AddOffsetsToTxn) only when the offsets are sent, at the commit, which is then three
@@ -46,7 +51,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    CoordinatorNotAvailableError,
+    KafkaConnectionError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +64,8 @@ Headers = Sequence[tuple[str, bytes]]
 # How long a coordinator lookup keeps trying after lost connections: the broker's default
 # transaction timeout, after which the open transaction is aborted anyway.
 LOOKUP_RETRY_S = 60.0
-# A lookup that lost its connection waits this long before the next: the broker is away, and at
-# the transactional producers' 20 ms backoff four producers spun 400 connects a second through a
-# 24 s outage (2.3 s of CPU; reliability scenario 12 bounds an outage at 10% of a core).
-LOST_LOOKUP_BACKOFF_S = 0.5
+# The longest wait between two failed coordinator lookups (they start at TXN_RETRY_BACKOFF_MS).
+LOOKUP_BACKOFF_MAX_S = 0.5
 # Transactional requests the broker refuses for a moment are tried again after this long
 # (aiokafka's default is 100 ms; see the module's docstring).
 TXN_RETRY_BACKOFF_MS = 20
@@ -195,7 +203,7 @@ class Producers:
     def _new(self, transactional_id: str | None) -> AIOKafkaProducer:
         backoff = {} if transactional_id is None else {"retry_backoff_ms": TXN_RETRY_BACKOFF_MS}
         producer = AIOKafkaProducer(**self._settings, **backoff, transactional_id=transactional_id)
-        retry_lost_lookups(producer._sender)
+        pace_coordinator_lookups(producer.client)
         if transactional_id is not None and self._group_id is not None:
             add_offsets_early(producer._txn_manager, self._group_id)
         return producer
@@ -222,30 +230,50 @@ def add_offsets_early(txn_manager: Any, group_id: str) -> None:
     txn_manager.consumer_group_to_add = consumer_group_to_add
 
 
-def retry_lost_lookups(
-    sender: Any, retry_s: float = LOOKUP_RETRY_S, backoff_s: float = LOST_LOOKUP_BACKOFF_S
+def lookup_wait(failures: int, first_s: float, most_s: float) -> float:
+    """The wait before a coordinator lookup that follows `failures` failed ones in a row."""
+    if failures <= 0:
+        return 0.0
+    return float(min(most_s, first_s * 2 ** min(failures - 1, 30)))
+
+
+def pace_coordinator_lookups(
+    client: Any,
+    retry_s: float = LOOKUP_RETRY_S,
+    first_s: float = TXN_RETRY_BACKOFF_MS / 1000,
+    most_s: float = LOOKUP_BACKOFF_MAX_S,
 ) -> None:
-    """Make `sender`'s coordinator lookups try again when their connection was lost (see the
-    module's docstring); any other failure, and one that outlasts `retry_s`, still raises."""
-    lookup = sender._find_coordinator
+    """Pace the coordinator lookups of `client` (a producer's own AIOKafkaClient) after failures,
+    and have one that lost its connection tried again for up to `retry_s` (see the module's
+    docstring); any other failure, and a lost connection that outlasts `retry_s`, still raises."""
+    lookup = client.coordinator_lookup
+    failures = 0
+    failing_since = 0.0
 
-    async def find_coordinator(coordinator_type: Any, coordinator_key: str) -> int:
+    async def coordinator_lookup(coordinator_type: Any, coordinator_key: str) -> int:
+        nonlocal failures, failing_since
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + retry_s
-        while True:
-            try:
-                node_id: int = await lookup(coordinator_type, coordinator_key)
-                return node_id
-            except KafkaError as err:
-                lost = isinstance(err, KafkaConnectionError) or isinstance(
-                    err.__cause__, KafkaConnectionError
-                )
-                if not lost or loop.time() >= deadline:
-                    raise
-                log.warning("coordinator lookup lost its connection; trying again: %r", err)
-            await sender.client.force_metadata_update()
-            await asyncio.sleep(backoff_s)
+        await asyncio.sleep(lookup_wait(failures, first_s, most_s))
+        try:
+            node_id: int = await lookup(coordinator_type, coordinator_key)
+        except (
+            KafkaConnectionError,
+            NodeNotReadyError,
+            CoordinatorNotAvailableError,
+            RequestTimedOutError,
+        ) as err:
+            if not failures:
+                failing_since = loop.time()
+            failures += 1
+            if not isinstance(err, KafkaConnectionError):
+                raise  # aiokafka's Sender tries these again, after a metadata update
+            if loop.time() - failing_since >= retry_s:
+                raise
+            log.warning("coordinator lookup lost its connection; trying again: %r", err)
+            raise NodeNotReadyError(f"coordinator lookup lost its connection: {err}") from err
+        failures = 0
+        return node_id
 
-    # An instance attribute: the sender calls self._find_coordinator from every transactional
-    # request (streams/runtime/internals.py lists the method and what it raises).
-    sender._find_coordinator = find_coordinator
+    # An instance attribute of the producer's own client: only its Sender's _find_coordinator
+    # calls it (streams/runtime/internals.py checks what that retries).
+    client.coordinator_lookup = coordinator_lookup

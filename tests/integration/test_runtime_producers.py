@@ -11,12 +11,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient, CoordinationType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from streams.runtime.producers import MAX_BATCH_BYTES, Producers
+from streams.runtime.producers import LOOKUP_BACKOFF_MAX_S, MAX_BATCH_BYTES, Producers
 from tests.conftest import TIMEOUT_S
+from tests.integration.conftest import RestartableBroker
 from tests.kafka_helpers import make_topics
 from tests.reliability.outputs import committed_offsets
 
 pytestmark = pytest.mark.integration
+
+# How long the broker stays away while a commit is pending.
+OUTAGE_S = 5.0
 
 
 async def _out_and_source(bootstrap: str, unique: str, partitions: int = 2) -> tuple[str, str]:
@@ -225,3 +229,40 @@ async def test_a_coordinator_lookup_that_loses_its_connection_is_tried_again(
     assert await one_partition.committed_records() == [(0, b"kept")]
     source = one_partition.source.topic
     assert await committed_offsets(one_partition.bootstrap, group, source) == {0: 1}
+
+
+async def test_a_commit_caught_by_a_broker_outage_looks_up_at_a_pace_and_lands(
+    restartable_broker: RestartableBroker, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reliability scenario 12 once saw a worker use 2.3 s of CPU in a 24 s outage: a commit
+    # pending through it looked its coordinator up every 20 ms (about 45 times a second).
+    lookup = AIOKafkaClient.coordinator_lookup
+    lookups: list[str] = []
+
+    async def counted(client: AIOKafkaClient, kind: CoordinationType, key: str) -> int:
+        lookups.append(key)
+        node: int = await lookup(client, kind, key)
+        return node
+
+    monkeypatch.setattr(AIOKafkaClient, "coordinator_lookup", counted)
+    bootstrap = restartable_broker.bootstrap
+    out, source = await _out_and_source(bootstrap, unique, 1)
+    partition = OnePartition(bootstrap, unique, out, TopicPartition(source, 0))
+    producers = await partition.owner()
+    try:
+        await producers.send(out, 0, [(b"k", b"kept", ())])
+        await _takes_offsets(producers._by_partition[0]._txn_manager, f"g-{unique}")
+        await restartable_broker.stop()
+        before = len(lookups)
+        commit = asyncio.create_task(producers.commit({0: {partition.source: 1}}, begin=False))
+        await asyncio.sleep(OUTAGE_S)
+        during = len(lookups) - before
+        assert not commit.done()
+        await restartable_broker.start()
+        await asyncio.wait_for(commit, TIMEOUT_S)
+    finally:
+        await producers.close()
+    # Unpaced, this outage took about 230 lookups; paced, one every LOOKUP_BACKOFF_MAX_S at most.
+    assert 2 <= during <= OUTAGE_S / LOOKUP_BACKOFF_MAX_S + 8
+    assert await partition.committed_records() == [(0, b"kept")]
+    assert await committed_offsets(bootstrap, f"g-{unique}", source) == {0: 1}

@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
 from aiokafka.producer.sender import Sender as AIOKafkaSender
 from faust.stores.rocksdb import Store as RocksDBStore
@@ -71,6 +71,7 @@ def test_the_installed_libraries_are_the_verified_ones() -> None:
         (AIOKafkaFetcher, "fetched_records", "Fetcher.fetched_records"),
         (AIOKafkaProducer, "send_batch", "send_batch"),
         (AIOKafkaSender, "_find_coordinator", "_find_coordinator"),
+        (AIOKafkaClient, "coordinator_lookup", "coordinator_lookup"),
         (RocksDBStore, "_db_for_partition", "_db_for_partition"),
     ],
 )

@@ -1,6 +1,6 @@
-"""streams.runtime.producers: a coordinator lookup that loses its connection is tried again; a
-transaction takes the group's offsets partition once it holds data; transactional requests are
-tried again sooner than aiokafka's default."""
+"""streams.runtime.producers: failed coordinator lookups are paced, and one that loses its
+connection is tried again; a transaction takes the group's offsets partition once it holds data;
+transactional requests are tried again sooner than aiokafka's default."""
 
 from __future__ import annotations
 
@@ -8,71 +8,105 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    CoordinatorNotAvailableError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    NodeNotReadyError,
+)
 from aiokafka.producer.transaction_manager import TransactionManager
 
 from streams.runtime.producers import (
     TXN_RETRY_BACKOFF_MS,
     Producers,
     add_offsets_early,
-    retry_lost_lookups,
+    lookup_wait,
+    pace_coordinator_lookups,
 )
 
 
 class FakeClient:
-    def __init__(self) -> None:
-        self.refreshed = 0
-
-    async def force_metadata_update(self) -> bool:
-        self.refreshed += 1
-        return True
-
-
-class FakeSender:
-    """An aiokafka Sender's lookup, failing as scripted, then finding node 1."""
+    """A producer's AIOKafkaClient lookup, failing as scripted, then finding node 1."""
 
     def __init__(self, *failures: BaseException) -> None:
-        self.client = FakeClient()
-        self._retry_backoff = 0.0
         self._failures = list(failures)
         self.lookups = 0
 
-    async def _find_coordinator(self, coordinator_type: Any, coordinator_key: str) -> int:
+    async def coordinator_lookup(self, coordinator_type: Any, coordinator_key: str) -> int:
         self.lookups += 1
         if self._failures:
             raise self._failures.pop(0)
         return 1
 
 
-def _lost() -> KafkaError:
-    # What aiokafka 0.14's Sender._find_coordinator raises when the connection closes.
-    err = KafkaError("KafkaConnectionError('Connection at 127.0.0.1:9092 closed')")
-    err.__cause__ = KafkaConnectionError("Connection at 127.0.0.1:9092 closed")
-    return err
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The lookups' waits, recorded instead of slept."""
+    recorded: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr("streams.runtime.producers.asyncio.sleep", sleep)
+    return recorded
 
 
-async def test_lost_connections_are_tried_again_until_the_lookup_answers() -> None:
-    sender = FakeSender(_lost(), KafkaConnectionError("closed"), _lost())
-    retry_lost_lookups(sender, backoff_s=0.0)
-    assert await sender._find_coordinator(1, "group") == 1
-    assert sender.lookups == 4
-    assert sender.client.refreshed == 3
+def test_a_lookup_waits_longer_after_each_failure_up_to_the_most() -> None:
+    assert [lookup_wait(n, 0.02, 0.5) for n in range(8)] == [
+        0.0,
+        0.02,
+        0.04,
+        0.08,
+        0.16,
+        0.32,
+        0.5,
+        0.5,
+    ]
+    assert lookup_wait(10_000, 0.02, 0.5) == 0.5
 
 
-async def test_any_other_failure_still_raises_at_once() -> None:
-    sender = FakeSender(GroupAuthorizationFailedError("group"))
-    retry_lost_lookups(sender)
+async def test_failed_lookups_are_paced_until_one_answers(waits: list[float]) -> None:
+    not_ready = [NodeNotReadyError(1), CoordinatorNotAvailableError(), NodeNotReadyError(1)]
+    client = FakeClient(*not_ready)
+    pace_coordinator_lookups(client, first_s=0.02, most_s=0.05)
+    for failure in not_ready:
+        # aiokafka's Sender tries these again itself, after a metadata update.
+        with pytest.raises(type(failure)):
+            await client.coordinator_lookup(1, "group")
+    assert await client.coordinator_lookup(1, "group") == 1
+    assert await client.coordinator_lookup(1, "group") == 1  # an answer ends the pacing
+    assert waits == [0.0, 0.02, 0.04, 0.05, 0.0]
+    assert client.lookups == 5
+
+
+async def test_a_lost_connection_is_tried_again_like_a_node_not_ready(waits: list[float]) -> None:
+    client = FakeClient(KafkaConnectionError("Connection at 127.0.0.1:9092 closed"))
+    pace_coordinator_lookups(client)
+    with pytest.raises(NodeNotReadyError) as lost:
+        await client.coordinator_lookup(1, "group")
+    assert isinstance(lost.value.__cause__, KafkaConnectionError)
+    assert await client.coordinator_lookup(1, "group") == 1
+
+
+async def test_any_other_failure_still_raises_as_it_is(waits: list[float]) -> None:
+    client = FakeClient(GroupAuthorizationFailedError("group"))
+    pace_coordinator_lookups(client)
     with pytest.raises(GroupAuthorizationFailedError):
-        await sender._find_coordinator(1, "group")
-    assert sender.lookups == 1
+        await client.coordinator_lookup(1, "group")
+    assert client.lookups == 1
 
 
 async def test_a_connection_lost_for_longer_than_the_retry_time_raises() -> None:
-    sender = FakeSender(*(_lost() for _ in range(10_000)))
-    retry_lost_lookups(sender, retry_s=0.05, backoff_s=0.01)
-    with pytest.raises(KafkaError):
-        await sender._find_coordinator(1, "group")
-    assert 2 <= sender.lookups < 100
+    client = FakeClient(*(KafkaConnectionError("closed") for _ in range(10_000)))
+    pace_coordinator_lookups(client, retry_s=0.05, first_s=0.01, most_s=0.01)
+    raised: list[type[BaseException]] = []
+    while not raised or raised[-1] is NodeNotReadyError:  # the first failure starts the clock
+        try:
+            await client.coordinator_lookup(1, "group")
+        except (NodeNotReadyError, KafkaConnectionError) as err:
+            raised.append(type(err))
+    assert raised[-1] is KafkaConnectionError
+    assert 2 <= client.lookups < 100
 
 
 def _in_transaction() -> TransactionManager:
