@@ -241,6 +241,21 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
                 f" {eos_after['p50_ms']}/{eos_after['p99_ms']} ms exactly-once (the wait for the"
                 " commit and the commit)."
             )
+        fanout = (b4.get("txn_fanout") or {}).get("figures") or {}
+        if fanout.get("commit_p99_ms_one") is not None:
+            out.append(
+                "B4, the commit by transactions per commit (bench/txn_fanout.py, outside the"
+                " worker, alternating rounds): the same records and offsets of 12 partitions every"
+                " 100 ms, committed by 12 transactional producers at once (the worker's way) or by"
+                " one transaction holding all 12 (KIP-447's way, which aiokafka 0.14 lacks):"
+                f" commit p50/p99 {fanout['commit_p50_ms_per_partition']}/"
+                f"{fanout['commit_p99_ms_per_partition']} ms against"
+                f" {fanout['commit_p50_ms_one']}/{fanout['commit_p99_ms_one']} ms; send to"
+                f" read_committed p99 {fanout['send_to_read_p99_ms_per_partition']} against"
+                f" {fanout['send_to_read_p99_ms_one']} ms; broker CPU per commit"
+                f" {fanout['broker_cpu_ms_per_commit_per_partition']} against"
+                f" {fanout['broker_cpu_ms_per_commit_one']} ms."
+            )
     b1p = (b1.get("producer_profile") or {}).get("packages")
     if b1p:
         out.append(

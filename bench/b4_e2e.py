@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from bench import httpload
+from bench import httpload, txn_fanout
 from bench.b3_worker import worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher
@@ -18,6 +18,9 @@ from streams.settings import WorkerSettings
 
 # The first part of the run warms connections, batches and the worker's first commit.
 WARMUP_SHARE = 0.2
+# The commit by transactions per commit: alternating rounds of each variant, and their length.
+FANOUT_ROUNDS = 2
+FANOUT_SECONDS = 8.0
 CONNECTIONS = 32
 
 
@@ -126,6 +129,11 @@ async def _run(ctx: Context) -> dict[str, Any]:
     }
     out["alo"] = await _mode(ctx, "at_least_once", 21)
     out["eos"] = await _mode(ctx, "exactly_once", 22)
+    # The lever left for the exactly-once p99: one transaction per commit instead of one per
+    # partition (KIP-447), measured outside the worker (bench/txn_fanout.py).
+    out["txn_fanout"] = fanout = await txn_fanout.measure(
+        ctx.bootstrap, ctx.namespace("txn"), FANOUT_SECONDS, FANOUT_ROUNDS
+    )
     out["figures"] = {
         "e2e_p50_ms_alo": out["alo"]["p50_ms"],
         "e2e_p99_ms_alo": out["alo"]["p99_ms"],
@@ -139,6 +147,9 @@ async def _run(ctx: Context) -> dict[str, Any]:
         # and from there to a read_committed consumer (the commit).
         "e2e_p99_ms_eos_before_append": out["eos"]["before_append"]["p99_ms"],
         "e2e_p99_ms_eos_after_append": out["eos"]["after_append"]["p99_ms"],
+        "e2e_commit_p99_ms_per_partition_txns": fanout["figures"]["commit_p99_ms_per_partition"],
+        "e2e_commit_p99_ms_one_txn": fanout["figures"]["commit_p99_ms_one"],
+        "e2e_commit_p99_ratio_one_txn": fanout["figures"]["commit_p99_ratio_one_to_per_partition"],
     }
     return out
 
