@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import mode
 
-from streams.runtime.app import App
+from streams.runtime.app import App, WorkerTransactionSettings
 from streams.settings import WorkerSettings
 
 
@@ -23,6 +23,14 @@ def create_app(settings: WorkerSettings) -> App:
         datadir=str(settings.data_dir),
         rocksdb_memory_bytes=settings.rocksdb_memory_mb * 1024**2,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        worker_transaction=(
+            WorkerTransactionSettings(
+                key=settings.worker_key,
+                timeout_ms=int(settings.transaction_timeout_seconds * 1000),
+            )
+            if settings.transaction_scope == "worker"
+            else None
+        ),
         processing_guarantee=settings.processing_guarantee,
         table_standby_replicas=settings.standby_replicas,
         topic_partitions=settings.partitions,

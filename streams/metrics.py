@@ -108,8 +108,9 @@ class WorkerMetrics:
         )
         self.guarantee = Gauge(
             "sessionflow_processing_guarantee",
-            "1 for the processing guarantee the worker runs with (exactly_once or at_least_once)",
-            ["guarantee"],
+            "1 for the processing guarantee the worker runs with (exactly_once or at_least_once),"
+            " and its transactions (partition, worker or none)",
+            ["guarantee", "transactions"],
             registry=r,
         )
         self.held_back = Counter(

@@ -47,7 +47,7 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
     )
     # What is in effect, not what was asked for: the runner's producers say it.
     in_effect = "exactly_once" if runner.producers.transactional else "at_least_once"
-    metrics.guarantee.labels(in_effect).set(1)
+    metrics.guarantee.labels(in_effect, runner.producers.transaction_scope).set(1)
     progress: dict[int, PartitionProgress] = {}
     trim_heap = heap_trimmer()
 

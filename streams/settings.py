@@ -38,6 +38,17 @@ class WorkerSettings(KafkaSettings):
     expiry_grace_seconds: float = Field(default=15.0, ge=0)
     # Exactly-once commits (and so output visibility) happen this often: the floor of end-to-end latency.
     commit_interval_seconds: float = Field(default=0.1, gt=0)
+    # Exactly-once: one transaction per partition (each partition's next owner fences the last by
+    # its transactional id) or one per worker (KIP-447: the group's generation fences it; a third
+    # of the commit's time and CPU, and a dead worker's open transaction holds its partitions'
+    # readers until transaction_timeout_seconds; streams/runtime/worker_txn.py).
+    transaction_scope: Literal["partition", "worker"] = "partition"
+    # Scope "worker": names this worker's transaction, so that the worker restarted aborts what it
+    # left open at once (a StatefulSet's pod name). Unset: this host's name and worker_port.
+    worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    # Scope "worker": how long the broker lets a transaction stay open before it aborts it (and
+    # fences the producer): what a dead worker's partitions wait at most before they move on.
+    transaction_timeout_seconds: float = Field(default=10.0, ge=1.0, le=900.0)
     # How long the group waits for a silent worker (killed, frozen) before its partitions move:
     # the fail-over time after a kill -9. Faust's default is 60 s.
     consumer_session_timeout_seconds: float = Field(default=6.0, ge=6.0, le=300.0)
@@ -63,6 +74,14 @@ class WorkerSettings(KafkaSettings):
         wildcard = self.worker_host in {"0.0.0.0", "::", ""}  # noqa: S104  (a comparison)
         host = socket.gethostname() if wildcard else self.worker_host
         return f"http://{host}:{self.worker_port}"
+
+    @property
+    def worker_key(self) -> str:
+        """What names this worker's transaction (scope "worker")."""
+        if self.worker_id:
+            return self.worker_id
+        host = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())
+        return f"{host}-{self.worker_port}"
 
     @property
     def ttl_ms(self) -> int:

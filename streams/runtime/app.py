@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 from faust.types import TransportT
 from faust.types.enums import ProcessingGuarantee
 
-from streams.runtime.producers import Producers
+from streams.runtime.producers import Producers, WorkerTransaction
 from streams.runtime.restore import TableManager
 from streams.runtime.runner import Processor, Runner, Sources
 from streams.runtime.store import SharedMemory, Table
 from streams.runtime.table import partition_store
 from streams.runtime.transport import Transport
+from streams.runtime.worker_txn import GroupMember
 
 # Source records are bytes in and out: the processor decodes them itself, once.
 RAW: dict[str, Any] = {
@@ -27,6 +29,15 @@ RAW: dict[str, Any] = {
 
 DEFAULT_ROCKSDB_MEMORY_BYTES = 64 * 1024**2
 DEFAULT_FETCH_MAX_WAIT_MS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTransactionSettings:
+    """Exactly-once with one transaction per worker: what names it (stable across restarts) and
+    how long the broker lets it stay open."""
+
+    key: str
+    timeout_ms: int
 
 
 class App(faust.App):
@@ -44,6 +55,7 @@ class App(faust.App):
         *,
         rocksdb_memory_bytes: int = DEFAULT_ROCKSDB_MEMORY_BYTES,
         fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
+        worker_transaction: WorkerTransactionSettings | None = None,
         **options: Any,
     ) -> None:
         # Faust's own settings for the classes of its tables and table manager: ours keep every
@@ -52,6 +64,7 @@ class App(faust.App):
         self.rocksdb_memory = SharedMemory(rocksdb_memory_bytes)
         # The consumer fetches with it (streams/runtime/consumer.py, 8).
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.worker_transaction = worker_transaction
 
     def _new_transport(self) -> TransportT:
         # Faust picks a transport by URL scheme only; building it here keeps the choice in code,
@@ -70,6 +83,12 @@ class App(faust.App):
         guarantee: object = self.conf.processing_guarantee
         return guarantee == ProcessingGuarantee.EXACTLY_ONCE
 
+    @property
+    def transaction_per_worker(self) -> bool:
+        """Exactly-once in one transaction per worker: offsets committed with the group's
+        generation, and read stable (streams/runtime/worker_txn.py)."""
+        return self.in_transaction and self.worker_transaction is not None
+
     def serve(
         self,
         processor: Processor,
@@ -84,11 +103,13 @@ class App(faust.App):
         """Run `processor` over the `sources` topics, with `table` as its state."""
         # Subscribed like an agent's topic: the conductor asks the group for its partitions.
         self.topics.add(self.topic(sources.raw, sources.ticks, partitions=partitions, **RAW))
+        per_partition = self.in_transaction and not self.transaction_per_worker
         producers = Producers(
             bootstrap_servers=bootstrap_servers,
             client_id=f"{self.conf.broker_client_id}-runner",
-            transactional_id=self._transactional_id(sources.raw) if self.in_transaction else None,
+            transactional_id=self._transactional_id(sources.raw) if per_partition else None,
             group_id=self.conf.id,
+            worker=self._worker_transaction(),
         )
         self.runner = Runner(
             sources=sources,
@@ -111,6 +132,22 @@ class App(faust.App):
             return f"{self.conf.id}-{group}-{partition}"
 
         return transactional_id
+
+    def _worker_transaction(self) -> WorkerTransaction | None:
+        settings = self.worker_transaction
+        if settings is None or not self.transaction_per_worker:
+            return None
+        return WorkerTransaction(
+            transactional_id=f"{self.conf.id}-worker-{settings.key}",
+            member=self.group_member,
+            timeout_ms=settings.timeout_ms,
+        )
+
+    def group_member(self) -> GroupMember:
+        """This worker in its consumer group right now (its consumer's group coordinator, on the
+        consumer's thread: two attributes read)."""
+        coordinator = self.consumer._thread._consumer._coordinator  # type: ignore[attr-defined]
+        return GroupMember(generation=coordinator.generation, member_id=coordinator.member_id)
 
     async def _commit_offsets(self, offsets: Any) -> bool:
         # At-least-once: the consumer group's plain offset commit (Faust's, on its thread).

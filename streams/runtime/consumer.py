@@ -37,6 +37,9 @@ start-up that every method overridden or read here is still the one Faust has.
    hard-codes that wait at 1.5 s; B4 then saw fetches of nothing lasting a second, followed by
    ~660 records at once, and latencies of 1-2 s in both guarantees. The wait is the app's
    `fetch_max_wait_ms` (SESSIONFLOW_FETCH_MAX_WAIT_MS) instead.
+9. Stable offsets, with one transaction per worker: the group coordinator fetches committed
+   offsets with `require_stable` (streams/runtime/worker_txn.py), installed as the consumer
+   starts, before the group has subscriptions and so before any offset is fetched.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from mode import ServiceT
 
 from streams.runtime.restore import Restorer
 from streams.runtime.runner import Record, Runner
+from streams.runtime.worker_txn import fetch_stable_offsets
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,12 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     def verify_event_path(self, now: float, tp: TP) -> None:
         return None  # (6)
+
+    async def on_start(self) -> None:  # (9)
+        await super().on_start()
+        app: Any = self.app  # streams.runtime.app.App
+        if self._consumer is not None and app.transaction_per_worker:
+            fetch_stable_offsets(self._consumer._coordinator)
 
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:  # (8)
         consumer = super()._create_worker_consumer(transport)

@@ -2,7 +2,9 @@
 
 Each `Requirement` names what the runtime overrides or reads, why, and how to tell that the
 installed library still has it (its method, its signature, the calls in its source, or the live
-app's objects). streams/runtime/compat.py checks every entry before the worker starts.
+app's objects). streams/runtime/compat.py checks every entry before the worker starts. It is one
+table on purpose, longer than the house's 400 lines: every internal the worker depends on, in one
+place to read when a library is upgraded.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import faust
 import rocksdict
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.producer.sender import Sender as AIOKafkaSender
+from aiokafka.producer.sender import TxnOffsetCommitHandler
 from aiokafka.producer.transaction_manager import (
     TransactionManager as AIOKafkaTransactionManager,
 )
@@ -371,6 +375,63 @@ REQUIREMENTS: Final = (
                 "txn_manager.partitions_to_add()",
                 "txn_manager.consumer_group_to_add()",
                 "self._do_add_offsets_to_txn(group_id)",
+            )
+        ),
+    ),
+    Requirement(
+        "aiokafka Sender._do_txn_offset_commit(self, offsets, group_id), called by"
+        " _maybe_do_transactional_request; TxnOffsetCommitHandler(sender, offsets, group_id) with"
+        " create_request(self), handle_response(self, resp) reading resp.errors, _offsets,"
+        " _group_id; AIOKafkaProducer(transaction_timeout_ms=)",
+        "one transaction per worker: its offsets are committed with the group's generation"
+        " (worker_txn.py, commit_with_generation)",
+        lambda app: (
+            not app.transaction_per_worker
+            or (
+                _method(AIOKafkaSender, "_do_txn_offset_commit", "offsets", "group_id")
+                and _source_says(
+                    AIOKafkaSender._maybe_do_transactional_request, "self._do_txn_offset_commit("
+                )
+                and _method(TxnOffsetCommitHandler, "__init__", "sender", "offsets", "group_id")
+                and _method(TxnOffsetCommitHandler, "create_request")
+                and _source_says(
+                    TxnOffsetCommitHandler.handle_response,
+                    "resp.errors",
+                    "txn_manager.offset_committed(",
+                )
+                and _source_says(TxnOffsetCommitHandler.__init__, "self._offsets", "self._group_id")
+                and _method(AIOKafkaProducer, "__init__", "transaction_timeout_ms")
+            )
+        ),
+    ),
+    Requirement(
+        "aiokafka GroupCoordinator._do_fetch_commit_offsets(self, partitions), called by"
+        " fetch_committed_offsets, which tries retriable errors again; _send_req(self, request),"
+        " coordinator_dead(self), group_id, generation, member_id; AIOKafkaConsumer.start"
+        " making _coordinator; faust AIOKafkaConsumerThread.on_start starting _consumer",
+        "one transaction per worker: a new owner reads only stable offsets, and commits name the"
+        " member's generation (worker_txn.py, fetch_stable_offsets; app.py, group_member)",
+        lambda app: (
+            not app.transaction_per_worker
+            or (
+                _method(GroupCoordinator, "_do_fetch_commit_offsets", "partitions")
+                and _source_says(
+                    GroupCoordinator.fetch_committed_offsets,
+                    "self._do_fetch_commit_offsets(",
+                    "err.retriable",
+                )
+                and _method(GroupCoordinator, "_send_req", "request")
+                and _method(GroupCoordinator, "coordinator_dead")
+                and all(
+                    _source_says(GroupCoordinator.__init__, f"self.{name} = ")
+                    for name in ("group_id", "generation", "member_id")
+                )
+                and _source_says(AIOKafkaConsumer.start, "self._coordinator = GroupCoordinator(")
+                and _source_says(
+                    faust_aiokafka.AIOKafkaConsumerThread.on_start,
+                    "self._consumer = self._create_consumer(",
+                    "await self._consumer.start()",
+                )
             )
         ),
     ),

@@ -8,6 +8,11 @@ revoked. A commit sends each partition's offsets into its transaction and commit
 partitions commit concurrently. Faust's own transaction manager is replaced
 (streams/runtime/transport.py), so Faust opens no producer with the same ids.
 
+Exactly-once with `WorkerTransaction` (SESSIONFLOW_TRANSACTION_SCOPE=worker): one transactional
+producer for all the worker's partitions, opened fresh for every assignment too, whose commit is
+one transaction; the group's generation fences it instead of the partitions' ids
+(streams/runtime/worker_txn.py).
+
 At-least-once: one idempotent producer with acks=all for every partition.
 
 A coordinator lookup that fails is tried again, at a pace. aiokafka 0.14 tries a lookup again
@@ -48,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -57,6 +63,8 @@ from aiokafka.errors import (
     NodeNotReadyError,
     RequestTimedOutError,
 )
+
+from streams.runtime.worker_txn import GroupMember, commit_with_generation
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +82,20 @@ TXN_RETRY_BACKOFF_MS = 20
 MAX_BATCH_BYTES = 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerTransaction:
+    """Exactly-once with one transaction per worker: its transactional id (stable across the
+    worker's restarts, so that a restarted worker aborts what it left open), the group member
+    its offsets are committed as, and how long the broker lets a transaction stay open."""
+
+    transactional_id: str
+    member: Callable[[], GroupMember]
+    timeout_ms: int
+
+
 class Producers:
-    """The runtime's producers: per partition (exactly-once) or one for all (at-least-once)."""
+    """The runtime's producers: per partition or one per worker (exactly-once), or one for all
+    (at-least-once)."""
 
     def __init__(
         self,
@@ -85,6 +105,7 @@ class Producers:
         transactional_id: Callable[[int], str] | None,
         group_id: str | None = None,
         linger_ms: int = 0,
+        worker: WorkerTransaction | None = None,
     ) -> None:
         self._settings: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
@@ -96,21 +117,36 @@ class Producers:
             "max_request_size": 4 * MAX_BATCH_BYTES,
         }
         self._transactional_id = transactional_id
-        if transactional_id is not None and group_id is None:
+        self._worker = worker
+        if (transactional_id is not None or worker is not None) and group_id is None:
             raise ValueError("transactional producers commit a consumer group's offsets: group_id")
+        if transactional_id is not None and worker is not None:
+            raise ValueError("one transaction per partition or per worker, not both")
         # Exactly-once: the group whose offsets every transaction carries, added early
         # (add_offsets_early) and committed by `commit`.
         self._group_id = group_id
         self._by_partition: dict[int, AIOKafkaProducer] = {}
+        self._worker_producer: AIOKafkaProducer | None = None
         self._shared: AIOKafkaProducer | None = None
         self._shared_lock = asyncio.Lock()
 
     @property
     def transactional(self) -> bool:
-        return self._transactional_id is not None
+        return self._transactional_id is not None or self._worker is not None
+
+    @property
+    def transaction_scope(self) -> str:
+        """What one transaction covers: a "partition", a "worker", or "none" (at-least-once)."""
+        if self._worker is not None:
+            return "worker"
+        return "partition" if self._transactional_id is not None else "none"
 
     async def open(self, partitions: Iterable[int]) -> None:
-        """Exactly-once: a fresh producer, in a transaction, for each of `partitions`."""
+        """Exactly-once: a fresh producer, in a transaction, for each of `partitions` (or, one
+        transaction per worker, for all of them)."""
+        if self._worker is not None:
+            await self._open_worker(self._worker)
+            return
         if self._transactional_id is None:
             return
         fresh = [p for p in partitions if p not in self._by_partition]
@@ -125,9 +161,25 @@ class Producers:
         if fresh:
             log.info("opened %d transactional producers: partitions %s", len(fresh), sorted(fresh))
 
+    async def _open_worker(self, worker: WorkerTransaction) -> None:
+        if self._worker_producer is not None:
+            return
+        producer = self._new(worker.transactional_id)
+        try:
+            await producer.start()
+            await producer.begin_transaction()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._worker_producer = producer
+        log.info("opened the worker's transactional producer %s", worker.transactional_id)
+
     async def close_partitions(self) -> None:
         """Exactly-once: close every partition's producer (an open transaction aborts)."""
         producers, self._by_partition = list(self._by_partition.values()), {}
+        if self._worker_producer is not None:
+            producers.append(self._worker_producer)
+            self._worker_producer = None
         await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
 
     async def close(self) -> None:
@@ -170,6 +222,9 @@ class Producers:
         group_id = self._group_id
         if group_id is None:
             raise RuntimeError("only transactional producers commit offsets")
+        if self._worker_producer is not None:
+            await self._commit_worker(self._worker_producer, offsets, group_id, begin=begin)
+            return
 
         async def one(partition: int, partition_offsets: Mapping[TopicPartition, int]) -> None:
             producer = self._by_partition[partition]
@@ -184,12 +239,35 @@ class Producers:
 
         await asyncio.gather(*(one(p, o) for p, o in offsets.items()))
 
+    @staticmethod
+    async def _commit_worker(
+        producer: AIOKafkaProducer,
+        offsets: Mapping[int, Mapping[TopicPartition, int]],
+        group_id: str,
+        *,
+        begin: bool,
+    ) -> None:
+        """One transaction per worker: every partition's offsets into it, then commit it."""
+        merged = {
+            TopicPartition(tp.topic, tp.partition): o
+            for partition_offsets in offsets.values()
+            for tp, o in partition_offsets.items()
+        }
+        await producer.send_offsets_to_transaction(merged, group_id)
+        await producer.commit_transaction()
+        if begin:
+            await producer.begin_transaction()
+
     async def flush(self) -> None:
         """At-least-once: every record sent so far is acknowledged."""
         if self._shared is not None:
             await self._shared.flush()
 
     async def _for(self, partition: int) -> AIOKafkaProducer:
+        if self._worker is not None:
+            if self._worker_producer is None:
+                raise RuntimeError("the worker's transactional producer is not open")
+            return self._worker_producer
         if self._transactional_id is not None:
             return self._by_partition[partition]
         if self._shared is None:
@@ -201,11 +279,17 @@ class Producers:
         return self._shared
 
     def _new(self, transactional_id: str | None) -> AIOKafkaProducer:
-        backoff = {} if transactional_id is None else {"retry_backoff_ms": TXN_RETRY_BACKOFF_MS}
-        producer = AIOKafkaProducer(**self._settings, **backoff, transactional_id=transactional_id)
+        extra: dict[str, Any] = {}
+        if transactional_id is not None:
+            extra["retry_backoff_ms"] = TXN_RETRY_BACKOFF_MS
+        if self._worker is not None:
+            extra["transaction_timeout_ms"] = self._worker.timeout_ms
+        producer = AIOKafkaProducer(**self._settings, **extra, transactional_id=transactional_id)
         pace_coordinator_lookups(producer.client)
         if transactional_id is not None and self._group_id is not None:
             add_offsets_early(producer._txn_manager, self._group_id)
+        if self._worker is not None:
+            commit_with_generation(producer._sender, self._worker.member)
         return producer
 
 

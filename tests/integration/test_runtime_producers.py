@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient, CoordinationType
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
 
-from streams.runtime.producers import LOOKUP_BACKOFF_MAX_S, MAX_BATCH_BYTES, Producers
+from streams.runtime.producers import (
+    LOOKUP_BACKOFF_MAX_S,
+    MAX_BATCH_BYTES,
+    Producers,
+    WorkerTransaction,
+)
+from streams.runtime.worker_txn import GroupMember, fetch_stable_offsets
 from tests.conftest import TIMEOUT_S
 from tests.integration.conftest import RestartableBroker
 from tests.kafka_helpers import make_topics
@@ -266,3 +274,110 @@ async def test_a_commit_caught_by_a_broker_outage_looks_up_at_a_pace_and_lands(
     assert 2 <= during <= OUTAGE_S / LOOKUP_BACKOFF_MAX_S + 8
     assert await partition.committed_records() == [(0, b"kept")]
     assert await committed_offsets(bootstrap, f"g-{unique}", source) == {0: 1}
+
+
+@contextlib.asynccontextmanager
+async def _member(bootstrap: str, group: str, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer in `group`, subscribed to `topic`, once it has its partitions."""
+    consumer = AIOKafkaConsumer(
+        topic, group_id=group, bootstrap_servers=bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+def _as_member(consumer: AIOKafkaConsumer) -> GroupMember:
+    coordinator: Any = consumer._coordinator
+    return GroupMember(generation=coordinator.generation, member_id=coordinator.member_id)
+
+
+def _per_worker(bootstrap: str, unique: str, member: Callable[[], GroupMember]) -> Producers:
+    return Producers(
+        bootstrap_servers=bootstrap,
+        client_id=f"t-{unique}",
+        transactional_id=None,
+        group_id=f"g-{unique}",
+        worker=WorkerTransaction(
+            transactional_id=f"t-{unique}-worker", member=member, timeout_ms=10_000
+        ),
+    )
+
+
+async def test_one_transaction_per_worker_commits_every_partition_together(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    out, source = await _out_and_source(kafka_bootstrap, unique)
+    async with _member(kafka_bootstrap, f"g-{unique}", source) as consumer:
+        producers = _per_worker(kafka_bootstrap, unique, lambda: _as_member(consumer))
+        await producers.open([0, 1])
+        try:
+            await producers.send(out, 0, [(b"k", b"a", ())])
+            await producers.send(out, 1, [(b"k", b"b", ())])
+            offsets = {0: {TopicPartition(source, 0): 4}, 1: {TopicPartition(source, 1): 7}}
+            await producers.commit(offsets, begin=True)
+        finally:
+            await producers.close()
+    assert await _read_committed(kafka_bootstrap, out) == [(0, b"a"), (1, b"b")]
+    assert await committed_offsets(kafka_bootstrap, f"g-{unique}", source) == {0: 4, 1: 7}
+
+
+async def test_a_worker_whose_generation_passed_cannot_commit(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    group = f"g-{unique}"
+    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
+    async with _member(kafka_bootstrap, group, source) as old:
+        stale = _as_member(old)  # what a worker that missed the rebalance still believes
+    zombie = _per_worker(kafka_bootstrap, unique, lambda: stale)
+    await zombie.open([0])
+    async with _member(kafka_bootstrap, group, source) as new:
+        assert _as_member(new).generation > stale.generation
+        try:
+            await zombie.send(out, 0, [(b"k", b"zombie", ())])
+            with pytest.raises(ProducerFenced, match=f"generation {stale.generation}"):
+                await zombie.commit({0: {TopicPartition(source, 0): 9}}, begin=False)
+        finally:
+            await zombie.close()
+        # The worker started again under its name aborts what the zombie left open.
+        successor = _per_worker(kafka_bootstrap, unique, lambda: _as_member(new))
+        await successor.open([0])
+        try:
+            await successor.send(out, 0, [(b"k", b"kept", ())])
+            await successor.commit({0: {TopicPartition(source, 0): 1}}, begin=False)
+        finally:
+            await successor.close()
+    assert await _read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
+    assert await committed_offsets(kafka_bootstrap, group, source) == {0: 1}
+
+
+async def test_a_new_owner_reads_offsets_only_once_their_transaction_ended(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
+    async with _member(kafka_bootstrap, f"g-{unique}", source) as consumer:
+        coordinator: Any = consumer._coordinator
+        fetch_stable_offsets(coordinator)
+        producers = _per_worker(kafka_bootstrap, unique, lambda: _as_member(consumer))
+        await producers.open([0])
+        try:
+            await producers.send(out, 0, [(b"k", b"v", ())])
+            producer: Any = producers._worker_producer
+            await producer.send_offsets_to_transaction(
+                {TopicPartition(source, 0): 4}, f"g-{unique}"
+            )
+            fetch = asyncio.create_task(
+                coordinator.fetch_committed_offsets([TopicPartition(source, 0)])
+            )
+            await asyncio.sleep(1.0)
+            assert not fetch.done()  # the offsets are in a transaction that is still open
+            await producer.commit_transaction()
+            fetched = await asyncio.wait_for(fetch, TIMEOUT_S)
+        finally:
+            await producers.close()
+    assert {tp.partition: o.offset for tp, o in fetched.items()} == {0: 4}

@@ -119,7 +119,10 @@ async def test_pairs_dedups_and_expires_with_exact_fields(
     assert 'sessionflow_duplicates_total{event_type="session.created",kind="retry"}' in metrics
     assert "sessionflow_pending_sessions 0.0" in metrics
     # Exactly-once really in effect (the worker's producers are transactional), not only asked for.
-    assert 'sessionflow_processing_guarantee{guarantee="exactly_once"} 1.0' in metrics
+    in_effect = (
+        'sessionflow_processing_guarantee{guarantee="exactly_once",transactions="partition"}'
+    )
+    assert f"{in_effect} 1.0" in metrics
 
 
 async def test_a_restarted_worker_re_emits_nothing_and_drops_late_duplicates(
@@ -145,9 +148,11 @@ async def test_a_restarted_worker_re_emits_nothing_and_drops_late_duplicates(
     assert_exactly_once(again, p.expectations.complete)
 
 
+@pytest.mark.parametrize("scope", ["partition", "worker"])
 async def test_two_workers_and_a_sigkill_mid_stream_still_emit_each_session_once(
-    worker_env: WorkerEnv, workers: list[WorkerProcess]
+    worker_env: WorkerEnv, workers: list[WorkerProcess], scope: str
 ) -> None:
+    worker_env.transaction_scope = scope
     await worker_env.make_topics()
     p = traffic(400, seed=3, half_only=0.0)
     half = len(p.deliveries) // 2
@@ -160,6 +165,8 @@ async def test_two_workers_and_a_sigkill_mid_stream_still_emit_each_session_once
     await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries[half:])
     b2 = start(worker_env, workers, "b")
     await asyncio.to_thread(b2.wait_ready, 90.0)
+    in_effect = f'guarantee="exactly_once",transactions="{scope}"'
+    assert f"sessionflow_processing_guarantee{{{in_effect}}} 1.0" in b2.metrics()
     completed = await read_records(
         worker_env.bootstrap,
         worker_env.topics.completed,

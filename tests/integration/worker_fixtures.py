@@ -31,6 +31,7 @@ class WorkerEnv(Namespace):
     # The producers the reliability suite starts answer within 10 s (body + publish deadlines).
     grace_seconds: float = 10.0
     guarantee: str = "exactly_once"
+    transaction_scope: str = "partition"
     extra: dict[str, str] = field(default_factory=dict)
 
     def environ(self, name: str, port: int) -> dict[str, str]:
@@ -43,6 +44,10 @@ class WorkerEnv(Namespace):
             "SESSIONFLOW_EXPIRY_INTERVAL_SECONDS": "0.5",
             "SESSIONFLOW_EXPIRY_GRACE_SECONDS": str(self.grace_seconds),
             "SESSIONFLOW_PROCESSING_GUARANTEE": self.guarantee,
+            "SESSIONFLOW_TRANSACTION_SCOPE": self.transaction_scope,
+            # A worker started again under its name is the same worker (scope "worker": it aborts
+            # the transaction it left open).
+            "SESSIONFLOW_WORKER_ID": name,
             "SESSIONFLOW_DATA_DIR": str(self.root / name),
             "SESSIONFLOW_WORKER_HOST": "127.0.0.1",
             "SESSIONFLOW_WORKER_PORT": str(port),

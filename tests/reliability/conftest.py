@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.worker_fixtures import WorkerEnv
-from tests.reliability.harness import SCALE, PrivateBroker, Stack
+from tests.reliability.harness import SCALE, TRANSACTION_SCOPE, PrivateBroker, Stack
 
 REPORT = REPO / "docs" / "reliability.md"
 # The dedup/pairing TTL of the scenarios' workers. It must outlive the longest processing stall
@@ -64,7 +64,8 @@ def _render(book: ReportBook) -> str:
         "do not edit by hand. `make test` runs it at the CI scale, `make test-reliability-long` "
         "at the issue's counts (`SESSIONFLOW_RELIABILITY_SCALE=long`).",
         "",
-        f"- scale: **{SCALE}**",
+        f"- scale: **{SCALE}**; exactly-once transactions per **{TRANSACTION_SCOPE}**"
+        " (`SESSIONFLOW_RELIABILITY_TRANSACTION_SCOPE`)",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}",
@@ -160,6 +161,7 @@ def make_env(book: ReportBook, bootstrap: str, name: str, ttl_s: float) -> Worke
         root=root,
         partitions=4,
         ttl_seconds=ttl_s,
+        transaction_scope=TRANSACTION_SCOPE,
         extra={"SESSIONFLOW_LOG_LEVEL": "INFO"},
     )
 

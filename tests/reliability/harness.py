@@ -26,6 +26,8 @@ from tests.polling import wait_until
 
 SCALE = os.environ.get("SESSIONFLOW_RELIABILITY_SCALE", "ci")
 LONG = SCALE == "long"
+# What one exactly-once transaction of the workers covers (SESSIONFLOW_TRANSACTION_SCOPE).
+TRANSACTION_SCOPE = os.environ.get("SESSIONFLOW_RELIABILITY_TRANSACTION_SCOPE", "partition")
 # Every wait of a scenario has a deadline; this is the generous one for a whole recovery.
 RECOVERY_S = 120.0
 _PROMETHEUS_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")

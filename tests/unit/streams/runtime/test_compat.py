@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import faust
 import pytest
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.producer.sender import Sender as AIOKafkaSender
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.transport import consumer as faust_consumer
@@ -26,13 +28,15 @@ from streams.runtime import compat
 from streams.settings import WorkerSettings
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Any]:
+@contextlib.contextmanager
+def _worker_app(tmp_path: Path, **settings: Any) -> Iterator[Any]:
     loop = asyncio.new_event_loop()  # the app's services are built on it; closed afterwards
     asyncio.set_event_loop(loop)
-    settings = WorkerSettings(table_store="memory", data_dir=tmp_path, topic_namespace="unit.")
-    worker_app = create_app(settings)
-    register(worker_app, settings, WorkerMetrics(max_intents=5))
+    worker_settings = WorkerSettings(
+        table_store="memory", data_dir=tmp_path, topic_namespace="unit.", **settings
+    )
+    worker_app = create_app(worker_settings)
+    register(worker_app, worker_settings, WorkerMetrics(max_intents=5))
     try:
         yield worker_app
     finally:
@@ -43,6 +47,19 @@ def app(tmp_path: Path) -> Iterator[Any]:
             thread.thread_loop.close()
         asyncio.set_event_loop(None)
         loop.close()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Any]:
+    with _worker_app(tmp_path) as worker_app:
+        yield worker_app
+
+
+@pytest.fixture
+def worker_scope_app(tmp_path: Path) -> Iterator[Any]:
+    """Exactly-once in one transaction per worker (streams/runtime/worker_txn.py)."""
+    with _worker_app(tmp_path, transaction_scope="worker") as worker_app:
+        yield worker_app
 
 
 def test_every_requirement_holds_on_the_installed_libraries(app: Any) -> None:
@@ -85,6 +102,25 @@ def test_a_missing_hook_is_refused_with_the_versions_and_its_name(
     assert named in message
     assert "faust-streaming 0.15.3" in message
     assert "aiokafka 0.14.0" in message
+
+
+def test_one_transaction_per_worker_finds_every_internal_it_hooks(worker_scope_app: Any) -> None:
+    assert worker_scope_app.transaction_per_worker
+    assert [r.what for r in compat.problems(worker_scope_app)] == []
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"),
+    [(AIOKafkaSender, "_do_txn_offset_commit"), (GroupCoordinator, "_do_fetch_commit_offsets")],
+)
+def test_the_hooks_of_one_transaction_per_worker_are_required_in_that_scope_only(
+    app: Any, worker_scope_app: Any, monkeypatch: pytest.MonkeyPatch, owner: type[Any], name: str
+) -> None:
+    monkeypatch.delattr(owner, name)
+    assert compat.problems(app) == []
+    with pytest.raises(compat.IncompatibleLibraries) as refused:
+        compat.check(worker_scope_app)
+    assert name in str(refused.value)
 
 
 def test_a_changed_transactional_id_format_is_refused(

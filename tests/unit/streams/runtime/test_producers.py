@@ -19,10 +19,12 @@ from aiokafka.producer.transaction_manager import TransactionManager
 from streams.runtime.producers import (
     TXN_RETRY_BACKOFF_MS,
     Producers,
+    WorkerTransaction,
     add_offsets_early,
     lookup_wait,
     pace_coordinator_lookups,
 )
+from streams.runtime.worker_txn import GroupMember
 
 
 class FakeClient:
@@ -182,3 +184,47 @@ async def test_transactional_producers_retry_after_the_short_backoff_the_shared_
     finally:
         await transactional.stop()
         await shared.stop()
+
+
+def _worker_scope(transactional_id: Any = None) -> Producers:
+    return Producers(
+        bootstrap_servers="127.0.0.1:9",
+        client_id="w",
+        transactional_id=transactional_id,
+        group_id="g",
+        worker=WorkerTransaction(
+            transactional_id="app-worker-a",
+            member=lambda: GroupMember(generation=1, member_id="m"),
+            timeout_ms=10_000,
+        ),
+    )
+
+
+def test_one_transaction_per_worker_is_one_or_the_other_and_names_its_scope() -> None:
+    assert _worker_scope().transaction_scope == "worker"
+    assert _worker_scope().transactional
+    per_partition = Producers(
+        bootstrap_servers="127.0.0.1:9", client_id="c", transactional_id=str, group_id="g"
+    )
+    assert per_partition.transaction_scope == "partition"
+    shared = Producers(bootstrap_servers="127.0.0.1:9", client_id="c", transactional_id=None)
+    assert shared.transaction_scope == "none"
+    with pytest.raises(ValueError, match="not both"):
+        _worker_scope(transactional_id=str)
+
+
+async def test_the_worker_producer_commits_with_the_generation_and_its_own_timeout() -> None:
+    producer = _worker_scope()._new("app-worker-a")
+    try:
+        assert producer._txn_manager.transactional_id == "app-worker-a"
+        assert producer._txn_manager.transaction_timeout_ms == 10_000
+        # The sender's own method, replaced on the instance (streams/runtime/worker_txn.py).
+        assert "_do_txn_offset_commit" in vars(producer._sender)
+        assert producer._sender._retry_backoff == TXN_RETRY_BACKOFF_MS / 1000
+    finally:
+        await producer.stop()
+
+
+async def test_the_worker_producer_is_needed_open_before_a_send() -> None:
+    with pytest.raises(RuntimeError, match="not open"):
+        await _worker_scope().send("out", 0, [(b"k", b"v", ())])

@@ -35,6 +35,10 @@ class FakeProducers:
     closed: int = 0
     next_offset: int = 100
 
+    @property
+    def transaction_scope(self) -> str:
+        return "partition" if self.transactional else "none"
+
     async def open(self, partitions: Iterable[int]) -> None:
         return None
 
