@@ -191,6 +191,16 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
                 f" {eos_after['p50_ms']}/{eos_after['p99_ms']} ms exactly-once (the wait for the"
                 " commit and the commit)."
             )
+        per_worker = b4.get("eos_worker") or {}
+        if per_worker.get("p99_ms") is not None:
+            worker_commits = per_worker.get("commits") or {}
+            out.append(
+                "B4 exactly-once with one transaction per worker"
+                " (SESSIONFLOW_TRANSACTION_SCOPE=worker, KIP-447), same rate, same run: p50/p99"
+                f" {per_worker['p50_ms']}/{per_worker['p99_ms']} ms against"
+                f" {b4['eos']['p50_ms']}/{b4['eos']['p99_ms']} ms with one per partition; commit"
+                f" p99 {worker_commits.get('p99_ms')} against {commits.get('p99_ms')} ms."
+            )
         fanout = (b4.get("txn_fanout") or {}).get("figures") or {}
         if fanout.get("commit_p99_ms_one") is not None:
             out.append(

@@ -219,3 +219,30 @@ async def test_a_table_written_in_state_version_1_restores_and_keeps_pairing(
         worker_env.bootstrap, worker_env.topics.completed, until=len(waiting)
     )
     assert_exactly_once(completed, set(waiting))
+
+
+async def test_one_transaction_per_worker_a_worker_killed_for_good_still_emits_each_session_once(
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
+) -> None:
+    # The killed worker's open transaction holds its partitions' offsets and changelog until the
+    # broker aborts it (the transaction timeout): the survivor waits for it, then goes on.
+    worker_env.transaction_scope = "worker"
+    worker_env.extra["SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS"] = "2"
+    await worker_env.make_topics()
+    p = traffic(300, seed=5, half_only=0.0)
+    half = len(p.deliveries) // 2
+    a = start(worker_env, workers, "a")
+    b = start(worker_env, workers, "b")
+    await asyncio.gather(asyncio.to_thread(a.wait_ready), asyncio.to_thread(b.wait_ready))
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries[:half])
+    await asyncio.sleep(1.0)  # mid-stream: some transactions committed, one open
+    b.kill()
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries[half:])
+    completed = await read_records(
+        worker_env.bootstrap,
+        worker_env.topics.completed,
+        until=len(p.expectations.complete),
+        timeout_s=120,
+        settle_s=5,
+    )
+    assert_exactly_once(completed, p.expectations.complete)
