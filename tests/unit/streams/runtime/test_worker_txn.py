@@ -37,15 +37,19 @@ def _roundtrip(struct: Any) -> Any:
     return type(struct).decode(io.BytesIO(struct.encode()))
 
 
-def test_the_offsets_go_with_the_member_and_its_generation() -> None:
-    request = TxnOffsetCommitRequest(
+def _commit_request(offsets: dict[TopicPartition, OffsetAndMetadata]) -> TxnOffsetCommitRequest:
+    return TxnOffsetCommitRequest(
         transactional_id="app-worker-a",
         group_id="app",
         producer_id=42,
         producer_epoch=3,
         member=MEMBER,
-        offsets={IN1: OffsetAndMetadata(9, ""), IN0: OffsetAndMetadata(5, "m")},
+        offsets=offsets,
     )
+
+
+def test_the_offsets_go_with_the_member_and_its_generation() -> None:
+    request = _commit_request({IN1: OffsetAndMetadata(9, ""), IN0: OffsetAndMetadata(5, "m")})
     sent = _roundtrip(request.prepare({28: (0, 5)}))
     assert type(sent) is TxnOffsetCommitRequest_v3
     assert (sent.transactional_id, sent.group_id, sent.producer_id, sent.producer_epoch) == (
@@ -65,14 +69,7 @@ def test_the_offsets_go_with_the_member_and_its_generation() -> None:
 
 
 def test_a_broker_without_v3_is_refused_rather_than_sent_an_unfenced_commit() -> None:
-    request = TxnOffsetCommitRequest(
-        transactional_id="t",
-        group_id="g",
-        producer_id=1,
-        producer_epoch=0,
-        member=MEMBER,
-        offsets={},
-    )
+    request = _commit_request({})
     with pytest.raises(NotImplementedError):
         request.prepare({28: (0, 2)})
 
