@@ -16,6 +16,7 @@ from streams.app import create_app
 from streams.metrics import WorkerMetrics
 from streams.register import register
 from streams.runtime import compat
+from streams.runtime.consumer import quiet_commit_overlaps
 from streams.settings import WorkerSettings
 from streams.state import close_state, open_state
 
@@ -25,6 +26,7 @@ def run(settings: WorkerSettings) -> int:
     # `_created` series double every counter's exposition and serve no dashboard or alert.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
     logs = configure_logging(settings.log_level, settings.log_format)
+    quiet_commit_overlaps()
     try:
         return _run(settings, logs.handler)
     finally:

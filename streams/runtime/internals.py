@@ -35,6 +35,9 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.conductor import Conductor
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import ServiceTask
+from mode.timers import Timer as ModeTimer
+
+from streams.runtime.consumer import MODE_TIMERS_LOGGER, OVERLAP_MESSAGE
 
 
 @dataclass(frozen=True)
@@ -433,6 +436,17 @@ REQUIREMENTS: Final = (
                     "await self._consumer.start()",
                 )
             )
+        ),
+    ),
+    Requirement(
+        "mode Timer.tick's warning 'Timer %s is overlapping (interval=%r runtime=%r)' on the"
+        " 'mode.timers' logger; faust Consumer._commit_handler's timer named 'commit'",
+        "a commit longer than the interval is a DEBUG record, not a fault (consumer.py, 10)",
+        lambda app: (
+            _source_says(ModeTimer.tick, "logger.warning(", f'"{OVERLAP_MESSAGE}"')
+            and ModeTimer.__module__ == MODE_TIMERS_LOGGER
+            and isinstance(vars(faust_consumer.Consumer).get("_commit_handler"), ServiceTask)
+            and _source_says(vars(faust_consumer.Consumer)["_commit_handler"].fun, 'name="commit"')
         ),
     ),
     Requirement(
