@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import index_rebuild
+from bench import failover_load, index_rebuild
 from bench.b3_worker import worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher, preload
@@ -147,6 +147,24 @@ async def _run(ctx: Context) -> dict[str, Any]:
             ctx, namespace, bodies, session_timeout_s
         )
     failover = out[f"failover_session_{FAILOVER_SESSION_TIMEOUTS[0]:g}s"]
+    # The same under load, where the lost worker holds an open transaction, in both scopes.
+    load_bodies = Bodies(seed=9)
+    load_sessions = [
+        (sid, [load_bodies.created(sid), load_bodies.ended(sid)])
+        for sid in (
+            load_bodies.new_id() for _ in range(int(failover_load.RATE * failover_load.SECONDS))
+        )
+    ]
+    # Which partitions the lost worker's last transaction touched is chance: two kills a scope,
+    # in alternating order, and the longer of each scope's two waits.
+    runs: dict[str, list[dict[str, Any]]] = {"partition": [], "worker": []}
+    for run, scope in enumerate(("partition", "worker", "worker", "partition")):
+        runs[scope].append(await failover_load.measure(ctx, scope, load_sessions, run))
+    for scope, measured in runs.items():
+        out[f"failover_load_{scope}"] = max(measured, key=lambda m: m["longest_wait_s"])
+        out[f"failover_load_{scope}"]["runs_longest_wait_s"] = [
+            m["longest_wait_s"] for m in measured
+        ]
     # One partition's share of the table taken over (in-process, real RocksDB, no broker).
     out["index_rebuild"] = rebuild = index_rebuild.run(max(1, n // parts))
 
@@ -165,6 +183,10 @@ async def _run(ctx: Context) -> dict[str, Any]:
         # Not extrapolated: with standby replicas, what a smaller table changes is small.
         "state_failover_s": failover["first_s"],
         "state_failover_session_timeout_s": FAILOVER_SESSION_TIMEOUTS[0],
+        # Under load, kill -9 mid-transaction, not restarted: the longest a session sent after
+        # the kill waited, with one transaction per partition and with one per worker.
+        "state_failover_load_s_partition_txns": out["failover_load_partition"]["longest_wait_s"],
+        "state_failover_load_s_worker_txn": out["failover_load_worker"]["longest_wait_s"],
         # The longest unit of work while a taken-over partition's expiry index is rebuilt, against
         # the whole partition read in one unit (the baseline, as it was before).
         "state_index_rebuild_unit_ms": rebuild["sliced_longest_unit_ms"],

@@ -275,6 +275,21 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
             f" {f.get('state_failover_s_session_10s')} s at 10 s: the group noticing the dead"
             " worker is most of it; the standby's partitions then restore in well under a second."
         )
+        loads = [b5.get(f"failover_load_{scope}") or {} for scope in ("partition", "worker")]
+        if all(load.get("longest_wait_s") is not None for load in loads):
+            per_partition, per_worker = loads
+            out.append(
+                "B5 fail-over under load (bench/failover_load.py: two exactly-once workers,"
+                f" {per_partition['sessions']:,} complete sessions at a steady rate, kill -9 of one"
+                " mid-load, not restarted; two kills a scope): the longest a session sent after"
+                f" the kill waited, {per_partition['runs_longest_wait_s']} s with one transaction"
+                " per partition (the next owner aborts the lost one at once) against"
+                f" {per_worker['runs_longest_wait_s']} s with one per worker (the lost transaction"
+                " holds the partitions it touched until its timeout); in the longer kill of each,"
+                " the longest per partition,"
+                f" {per_partition['longest_wait_per_partition_s'][:6]} against"
+                f" {per_worker['longest_wait_per_partition_s'][:6]} s."
+            )
         rebuild = b5.get("index_rebuild")
         if rebuild:
             out.append(
