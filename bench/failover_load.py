@@ -67,12 +67,12 @@ async def measure(
     ports = [free_port(), free_port()]
     workers = [
         Service(
-            f"failover-load-{scope}-{i}",
+            f"failover-load-{scope}-{run}-{i}",
             python_module("cli", "worker"),
             worker_env(
                 ctx,
                 namespace,
-                f"failover-load-{scope}-{i}",
+                f"failover-load-{scope}-{run}-{i}",
                 port,
                 "exactly_once",
                 SESSIONFLOW_TRANSACTION_SCOPE=scope,
