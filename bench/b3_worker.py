@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bench import processor, profile
@@ -38,6 +38,43 @@ def worker_env(
         SESSIONFLOW_DATA_DIR=str(ctx.workdir / f"data-{name}"),
         SESSIONFLOW_WORKER_PORT=str(port),
         **extra,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    service: Service
+    port: int
+
+
+def exactly_once_workers(
+    ctx: Context, namespace: str, tag: str, count: int, **extra: str
+) -> list[Worker]:
+    """`count` exactly-once workers named `tag`-0, `tag`-1, ... (their data folders too), each on
+    a free port; stop them after."""
+    workers = []
+    for i in range(count):
+        name, port = f"{tag}-{i}", free_port()
+        env = worker_env(ctx, namespace, name, port, "exactly_once", **extra)
+        workers.append(
+            Worker(Service(name, python_module("cli", "worker"), env, ctx.workdir), port)
+        )
+    return workers
+
+
+async def all_ready(workers: list[Worker], timeout_s: float) -> None:
+    """Wait until every worker answers /readyz (a worker that exits fails it with its log)."""
+    await asyncio.gather(
+        *(
+            asyncio.to_thread(
+                wait_http,
+                f"http://127.0.0.1:{w.port}/readyz",
+                w.service.proc,
+                timeout_s,
+                w.service.log,
+            )
+            for w in workers
+        )
     )
 
 
@@ -221,25 +258,10 @@ async def _scale_run(ctx: Context, plan: Plan, workers: int) -> dict[str, Any]:
     expected = len(plan.expectations.complete)
     watcher = Watcher(ctx.bootstrap, topics.completed)
     await watcher.start()
-    ports = [free_port() for _ in range(workers)]
-    services = [
-        Service(
-            f"scale-{workers}w-{i}",
-            python_module("cli", "worker"),
-            worker_env(ctx, namespace, f"scale-{workers}w-{i}", port, "exactly_once"),
-            ctx.workdir,
-        )
-        for i, port in enumerate(ports)
-    ]
+    started = exactly_once_workers(ctx, namespace, f"scale-{workers}w", workers)
+    services = [w.service for w in started]
     try:
-        await asyncio.gather(
-            *(
-                asyncio.to_thread(
-                    wait_http, f"http://127.0.0.1:{port}/readyz", svc.proc, 120, svc.log
-                )
-                for port, svc in zip(ports, services, strict=True)
-            )
-        )
+        await all_ready(started, 120)
         await asyncio.sleep(SCALE_SETTLE_S)  # the group's last rebalance, before any load
         cpu0 = [cpu_seconds(svc.pid) for svc in services]
         load_s = await preload(ctx.bootstrap, topics.raw, plan.deliveries)

@@ -14,7 +14,7 @@ from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import failover_load, index_rebuild
-from bench.b3_worker import worker_env
+from bench.b3_worker import all_ready, exactly_once_workers, worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher, preload
 from bench.proc import Service, dir_mb, fetch_text, free_port, python_module, rss_mb, wait_http
@@ -233,39 +233,24 @@ async def _failover(
     watcher = Watcher(ctx.bootstrap, topics.completed)
     await watcher.start()
     tag = f"failover-{session_timeout_s:g}s"
-    ports = [free_port(), free_port()]
-    workers = [
-        Service(
-            f"state-{tag}-{i}",
-            python_module("cli", "worker"),
-            worker_env(
-                ctx,
-                namespace,
-                f"state-{tag}-{i}",
-                port,
-                "exactly_once",
-                SESSIONFLOW_CONSUMER_SESSION_TIMEOUT_SECONDS=str(session_timeout_s),
-            ),
-            ctx.workdir,
-        )
-        for i, port in enumerate(ports)
-    ]
+    workers = exactly_once_workers(
+        ctx,
+        namespace,
+        f"state-{tag}",
+        2,
+        SESSIONFLOW_CONSUMER_SESSION_TIMEOUT_SECONDS=str(session_timeout_s),
+    )
     out: dict[str, Any] = {"session_timeout_s": session_timeout_s}
     try:
         await preload(ctx.bootstrap, topics.raw, (bodies.created(s) for s in probes.values()))
         spawned = time.monotonic()
-        await asyncio.gather(
-            *(
-                asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz", w.proc, 300, w.log)
-                for port, w in zip(ports, workers, strict=True)
-            )
-        )
+        await all_ready(workers, 300)
         out["both_ready_s"] = round(time.monotonic() - spawned, 2)
-        victim, victim_port = workers[0], ports[0]
-        owned = await _owned_partitions(victim_port, FAILOVER_OWNERSHIP_WAIT_S)
+        victim = workers[0]
+        owned = await _owned_partitions(victim.port, FAILOVER_OWNERSHIP_WAIT_S)
         await asyncio.sleep(FAILOVER_STANDBY_SETTLE_S)  # standbys caught up with the changelog
         killed_at = time.time()
-        victim.kill()
+        victim.service.kill()
         await preload(ctx.bootstrap, topics.raw, (bodies.ended(s) for s in probes.values()))
         theirs = {probes[p] for p in owned}
         wanted = set(probes.values())
@@ -287,7 +272,7 @@ async def _failover(
         }
     finally:
         for w in workers:
-            w.stop()
+            w.service.stop()
         await watcher.stop()
     return out
 

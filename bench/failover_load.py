@@ -19,10 +19,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bench.b3_worker import worker_env
+from bench.b3_worker import all_ready, exactly_once_workers
 from bench.context import Context
 from bench.kafka_io import Watcher, record_of
-from bench.proc import Service, fetch_text, free_port, python_module, wait_http
+from bench.proc import fetch_text
 from sessionflow.raw_record import partition_for_key
 
 RATE = 100  # complete sessions a second
@@ -64,41 +64,22 @@ async def measure(
     (`run` tells repeated ones apart)."""
     namespace = ctx.namespace(f"failover-load-{scope}-{run}")
     topics = await ctx.make_topics(namespace)
-    ports = [free_port(), free_port()]
-    workers = [
-        Service(
-            f"failover-load-{scope}-{run}-{i}",
-            python_module("cli", "worker"),
-            worker_env(
-                ctx,
-                namespace,
-                f"failover-load-{scope}-{run}-{i}",
-                port,
-                "exactly_once",
-                SESSIONFLOW_TRANSACTION_SCOPE=scope,
-            ),
-            ctx.workdir,
-        )
-        for i, port in enumerate(ports)
-    ]
+    workers = exactly_once_workers(
+        ctx, namespace, f"failover-load-{scope}-{run}", 2, SESSIONFLOW_TRANSACTION_SCOPE=scope
+    )
     watcher = Watcher(ctx.bootstrap, topics.completed)
     await watcher.start()
     killed: list[float] = []
 
     def kill_when_due(elapsed_s: float) -> None:
         if not killed and elapsed_s >= KILL_AFTER_S:
-            workers[0].kill()
+            workers[0].service.kill()
             killed.append(time.time())
 
     try:
-        await asyncio.gather(
-            *(
-                asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz", w.proc, 120, w.log)
-                for port, w in zip(ports, workers, strict=True)
-            )
-        )
+        await all_ready(workers, 120)
         in_effect = f'{{guarantee="exactly_once",transactions="{scope}"}} 1.0'
-        metrics = fetch_text(f"http://127.0.0.1:{ports[1]}/metrics")
+        metrics = fetch_text(f"http://127.0.0.1:{workers[1].port}/metrics")
         if f"sessionflow_processing_guarantee{in_effect}" not in metrics:
             raise RuntimeError(f"fail-over under load: the workers do not run {scope} transactions")
         reading = asyncio.create_task(watcher.until(len(sessions), SECONDS + DRAIN_S))
@@ -110,7 +91,7 @@ async def measure(
             )
     finally:
         for w in workers:
-            w.stop()
+            w.service.stop()
         await watcher.stop()
     after = {s: watcher.seen[s] - t for s, t in sent_at.items() if t >= killed[0]}
     by_partition: dict[int, float] = defaultdict(float)

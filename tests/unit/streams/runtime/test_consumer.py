@@ -23,29 +23,28 @@ def timers() -> Iterator[logging.Logger]:
         logger.setLevel(level)
 
 
-def _overlap(logger: logging.Logger, timer: str) -> None:
-    # As mode's Timer.tick logs it.
-    logger.warning(OVERLAP_MESSAGE, timer, 0.1, 0.63)
+COMMIT_OVERLAP = "Timer commit is overlapping (interval=0.1 runtime=0.63)"
+LIVELOCK_OVERLAP = "Timer livelock is overlapping (interval=0.1 runtime=0.63)"
 
 
-def test_a_commit_overlap_is_left_out_above_debug_and_others_stay_warnings(
-    timers: logging.Logger, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        # Above DEBUG a commit overlap is left out; other timers' overlaps stay warnings.
+        (logging.INFO, [("WARNING", LIVELOCK_OVERLAP)]),
+        # At DEBUG it is a DEBUG record.
+        (logging.DEBUG, [("DEBUG", COMMIT_OVERLAP), ("WARNING", LIVELOCK_OVERLAP)]),
+    ],
+)
+def test_a_commit_overlap_is_a_debug_record_and_others_stay_warnings(
+    timers: logging.Logger,
+    caplog: pytest.LogCaptureFixture,
+    level: int,
+    expected: list[tuple[str, str]],
 ) -> None:
-    timers.setLevel(logging.INFO)
-    with caplog.at_level(logging.INFO, logger=MODE_TIMERS_LOGGER):
-        _overlap(timers, "commit")
-        _overlap(timers, "livelock")
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("WARNING", "Timer livelock is overlapping (interval=0.1 runtime=0.63)")
-    ]
-
-
-def test_at_debug_a_commit_overlap_is_a_debug_record(
-    timers: logging.Logger, caplog: pytest.LogCaptureFixture
-) -> None:
-    timers.setLevel(logging.DEBUG)
-    with caplog.at_level(logging.DEBUG, logger=MODE_TIMERS_LOGGER):
-        _overlap(timers, "commit")
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("DEBUG", "Timer commit is overlapping (interval=0.1 runtime=0.63)")
-    ]
+    timers.setLevel(level)
+    with caplog.at_level(level, logger=MODE_TIMERS_LOGGER):
+        for timer in ("commit", "livelock"):
+            # As mode's Timer.tick logs it.
+            timers.warning(OVERLAP_MESSAGE, timer, 0.1, 0.63)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == expected
