@@ -1,7 +1,7 @@
 """One transaction per worker (KIP-447): the group's generation fences it, offsets are read stable.
 
-With `SESSIONFLOW_TRANSACTION_SCOPE=worker` a worker commits all its partitions in one
-transaction instead of one per partition (bench/results/worker-waits.md, section 6: a third of
+With `SESSIONFLOW_TRANSACTION_SCOPE=worker` (the default) a worker commits all its partitions in
+one transaction instead of one per partition (bench/results/worker-waits.md, section 6: a third of
 the commit's time and CPU at 12 partitions). A partition's next owner can then no longer fence the
 previous one by opening the partition's transactional id. Two things take that job, as in Kafka
 Streams' exactly-once v2; aiokafka 0.14 has neither, so both are here:

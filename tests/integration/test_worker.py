@@ -119,10 +119,8 @@ async def test_pairs_dedups_and_expires_with_exact_fields(
     assert 'sessionflow_duplicates_total{event_type="session.created",kind="retry"}' in metrics
     assert "sessionflow_pending_sessions 0.0" in metrics
     # Exactly-once really in effect (the worker's producers are transactional), not only asked for.
-    in_effect = (
-        'sessionflow_processing_guarantee{guarantee="exactly_once",transactions="partition"}'
-    )
-    assert f"{in_effect} 1.0" in metrics
+    in_effect = f'guarantee="exactly_once",transactions="{worker_env.transaction_scope}"'
+    assert f"sessionflow_processing_guarantee{{{in_effect}}} 1.0" in metrics
 
 
 async def test_a_restarted_worker_re_emits_nothing_and_drops_late_duplicates(

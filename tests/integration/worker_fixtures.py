@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from cli.traffic import Delivery
 from sessionflow.raw_record import partition_for_key
 from sessionflow.topics import TopicSpec, ensure_topics
+from streams.settings import WorkerSettings
 from tests.conftest import TIMEOUT_S
 from tests.integration.conftest import free_port, stop_process
 from tests.kafka_helpers import Namespace, reader
@@ -31,7 +32,7 @@ class WorkerEnv(Namespace):
     # The producers the reliability suite starts answer within 10 s (body + publish deadlines).
     grace_seconds: float = 10.0
     guarantee: str = "exactly_once"
-    transaction_scope: str = "partition"
+    transaction_scope: str = WorkerSettings.model_fields["transaction_scope"].default
     extra: dict[str, str] = field(default_factory=dict)
 
     def environ(self, name: str, port: int) -> dict[str, str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from cli import traffic
 from cli.delivery import SendReport, deliver
+from streams.settings import WorkerSettings
 from tests.conftest import http_status, load_launcher
 from tests.integration.conftest import free_port
 from tests.integration.producer_fixtures import SECRET
@@ -27,7 +28,10 @@ from tests.polling import wait_until
 SCALE = os.environ.get("SESSIONFLOW_RELIABILITY_SCALE", "ci")
 LONG = SCALE == "long"
 # What one exactly-once transaction of the workers covers (SESSIONFLOW_TRANSACTION_SCOPE).
-TRANSACTION_SCOPE = os.environ.get("SESSIONFLOW_RELIABILITY_TRANSACTION_SCOPE", "partition")
+TRANSACTION_SCOPE = os.environ.get(
+    "SESSIONFLOW_RELIABILITY_TRANSACTION_SCOPE",
+    WorkerSettings.model_fields["transaction_scope"].default,
+)
 # Every wait of a scenario has a deadline; this is the generous one for a whole recovery.
 RECOVERY_S = 120.0
 _PROMETHEUS_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")

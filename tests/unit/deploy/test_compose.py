@@ -137,6 +137,13 @@ def test_compose_workers_advertise_their_service_name_for_forwarding() -> None:
         assert url == f"http://{name}:{services[name]['environment']['SESSIONFLOW_WORKER_PORT']}"
 
 
+def test_compose_workers_name_their_transactions_apart_and_keep_the_name_when_recreated() -> None:
+    # A container's host name is new with every container; the worker id must not be.
+    services = compose()["services"]
+    ids = {services[n]["environment"]["SESSIONFLOW_WORKER_ID"] for n in ("worker-1", "worker-2")}
+    assert ids == {"worker-1", "worker-2"}
+
+
 def test_compose_workers_keep_their_state_on_their_own_volume() -> None:
     services = compose()["services"]
     volumes = set()

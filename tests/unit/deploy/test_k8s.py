@@ -244,24 +244,26 @@ def test_k8s_producer_settings_load_and_the_shipped_placeholder_secret_is_refuse
         load_settings(ProducerSettings, monkeypatch, env)
 
 
-def pod_env(c: dict[str, Any], pod_ip: str) -> dict[str, str]:
-    """A container's env entries as the kubelet sets them: the pod's IP for its fieldRef,
-    `$(NAME)` expanded from the entries before it."""
+def pod_env(c: dict[str, Any], pod_ip: str, pod_name: str) -> dict[str, str]:
+    """A container's env entries as the kubelet sets them: the pod's IP and name for their
+    fieldRefs, `$(NAME)` expanded from the entries before it."""
+    fields = {"status.podIP": pod_ip, "metadata.name": pod_name}
     env: dict[str, str] = {}
     for entry in c["env"]:
         if "value" in entry:
             env[entry["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], entry["value"])
         else:
-            assert entry["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
-            env[entry["name"]] = pod_ip
+            env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
     return env
 
 
 def test_k8s_worker_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     c = container(k8s("StatefulSet", "sessionflow-worker"))
     env = dict(k8s("ConfigMap", "sessionflow")["data"])
-    env.update(pod_env(c, "10.1.2.3"))
+    env.update(pod_env(c, "10.1.2.3", "sessionflow-worker-1"))
     settings = load_settings(WorkerSettings, monkeypatch, env)
+    # A pod started again under its (stable) name aborts the transaction it left open at once.
+    assert settings.worker_key == "sessionflow-worker-1"
     assert settings.worker_port == 6066
     assert settings.partitions == 12
     assert settings.replication_factor == 3
