@@ -77,6 +77,10 @@ class UnstableOffsetCommit(Errors.KafkaError):  # type: ignore[misc]  # aiokafka
     retriable = True
 
 
+# A committed offset as TxnOffsetCommit and OffsetFetch carry it, after the partition's index.
+_COMMITTED = (("committed_offset", Int64), ("committed_leader_epoch", Int32))
+
+
 def _by_topic(*partition_fields: tuple[str, Any]) -> CompactArray:
     """Kafka's flexible "topics, each with its partitions" layout, with `partition_fields`."""
     return CompactArray(
@@ -113,8 +117,7 @@ class TxnOffsetCommitRequest_v3(RequestStruct):  # type: ignore[misc]  # aiokafk
             "topics",
             _by_topic(
                 ("partition_index", Int32),
-                ("committed_offset", Int64),
-                ("committed_leader_epoch", Int32),
+                *_COMMITTED,
                 ("committed_metadata", CompactString("utf-8")),
             ),
         ),
@@ -171,8 +174,7 @@ class OffsetFetchResponse_v7(Response):  # type: ignore[misc]  # aiokafka is unt
             "topics",
             _by_topic(
                 ("partition_index", Int32),
-                ("committed_offset", Int64),
-                ("committed_leader_epoch", Int32),
+                *_COMMITTED,
                 ("metadata", CompactString("utf-8")),
                 ("error_code", Int16),
             ),
