@@ -1,7 +1,7 @@
 """One transaction per worker (KIP-447): the group's generation fences it, offsets are read stable.
 
-With `SESSIONFLOW_TRANSACTION_SCOPE=worker` (the default) a worker commits all its partitions in
-one transaction instead of one per partition (bench/results/worker-waits.md, section 6: a third of
+With `SESSIONFLOW_TRANSACTION_SCOPE=worker` a worker commits all its partitions in one
+transaction instead of one per partition (bench/results/worker-waits.md, section 6: a third of
 the commit's time and CPU at 12 partitions). A partition's next owner can then no longer fence the
 previous one by opening the partition's transactional id. Two things take that job, as in Kafka
 Streams' exactly-once v2; aiokafka 0.14 has neither, so both are here:
@@ -66,6 +66,12 @@ class GroupMember:
     generation: int
     member_id: str
     group_instance_id: str | None = None
+
+    @property
+    def in_group(self) -> bool:
+        """False once the consumer has forgotten its membership (aiokafka resets it to generation
+        -1 and no member id when the group no longer knows the member)."""
+        return self.generation >= 0 and bool(self.member_id)
 
 
 class UnstableOffsetCommit(Errors.KafkaError):  # type: ignore[misc]  # aiokafka is untyped
@@ -306,12 +312,23 @@ def commit_with_generation(sender: Any, member: Callable[[], GroupMember]) -> No
     ) -> None:
         if not offsets:
             return
+        current = member()
+        if not current.in_group:
+            # The broker takes offsets without a generation unchecked (a consumer outside any
+            # group commits that way), so they would commit even if another worker owns the
+            # partitions now: a member that lost its membership is fenced here instead. aiokafka
+            # forgets it before the revocation's commit (the group forgot the member: a pause or
+            # a broker outage longer than the session timeout).
+            raise Errors.ProducerFenced(
+                "the worker lost its membership of the group before its transaction's offsets were"
+                " committed (its partitions may belong to another worker)"
+            )
         try:
             node_id = await sender._find_coordinator(CoordinationType.GROUP, group_id)
         except Errors.GroupAuthorizationFailedError as exc:
             sender._txn_manager.error_transaction(exc)
             return
-        await GenerationOffsetCommit(sender, offsets, group_id, member()).do(node_id)
+        await GenerationOffsetCommit(sender, offsets, group_id, current).do(node_id)
 
     # An instance attribute: the sender's transactional task calls self._do_txn_offset_commit
     # (streams/runtime/internals.py checks it and the handler's shape).

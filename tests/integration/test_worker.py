@@ -4,56 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from cli.traffic import Delivery, Mix, Plan, plan
+from cli.traffic import Delivery, Plan, plan
 from sessionflow.events import SESSION_CREATED, SESSION_ENDED
 from streams.decode import digest_of
 from tests.integration.worker_fixtures import (
     WorkerEnv,
     WorkerProcess,
+    assert_exactly_once,
     ensure_changelog,
     produce_deliveries,
     produce_table,
     read_records,
+    start,
+    traffic,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def traffic(sessions: int, seed: int, half_only: float = 0.2) -> Plan:
-    return plan(
-        sessions,
-        seed=seed,
-        now=datetime.now(UTC),
-        mix=Mix(
-            retry_share=0.3,
-            resend_share=0.2,
-            reorder_share=0.5,
-            half_only_share=half_only,
-            planned_share=0.1,
-        ),
-    )
-
-
-def start(worker_env: WorkerEnv, workers: list[WorkerProcess], name: str) -> WorkerProcess:
-    worker = WorkerProcess(worker_env, name)
-    workers.append(worker)
-    worker.start()
-    return worker
-
-
-def assert_exactly_once(
-    records: list[dict[str, object]], expected: frozenset[str] | set[str]
-) -> None:
-    counts = Counter(str(r["sessionId"]) for r in records)
-    doubled = {sid: n for sid, n in counts.items() if n > 1}
-    assert not doubled, f"sessions emitted more than once: {doubled}"
-    assert set(counts) == set(expected)
 
 
 async def one_worker_completes(

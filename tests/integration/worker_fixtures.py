@@ -9,13 +9,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from cli.traffic import Delivery
+from cli.traffic import Delivery, Mix, Plan, plan
 from sessionflow.raw_record import partition_for_key
 from sessionflow.topics import TopicSpec, ensure_topics
 from streams.settings import WorkerSettings
@@ -168,3 +170,37 @@ async def read_records(
             batches = await consumer.getmany(timeout_ms=300)
             found += [orjson.loads(r.value) for recs in batches.values() for r in recs]
         return found
+
+
+def traffic(sessions: int, seed: int, half_only: float = 0.2) -> Plan:
+    """A sender's deliveries of `sessions`: retries, resends, reordering, planned types."""
+    return plan(
+        sessions,
+        seed=seed,
+        now=datetime.now(UTC),
+        mix=Mix(
+            retry_share=0.3,
+            resend_share=0.2,
+            reorder_share=0.5,
+            half_only_share=half_only,
+            planned_share=0.1,
+        ),
+    )
+
+
+def start(worker_env: WorkerEnv, workers: list[WorkerProcess], name: str) -> WorkerProcess:
+    """Start worker `name` (its data dir and worker id) and add it to the test's `workers`."""
+    worker = WorkerProcess(worker_env, name)
+    workers.append(worker)
+    worker.start()
+    return worker
+
+
+def assert_exactly_once(
+    records: list[dict[str, object]], expected: frozenset[str] | set[str]
+) -> None:
+    """Every expected session has exactly one completed record, and no other session has one."""
+    counts = Counter(str(r["sessionId"]) for r in records)
+    doubled = {sid: n for sid, n in counts.items() if n > 1}
+    assert not doubled, f"sessions emitted more than once: {doubled}"
+    assert set(counts) == set(expected)

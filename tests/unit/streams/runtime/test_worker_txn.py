@@ -208,6 +208,20 @@ async def test_a_member_the_group_refuses_is_a_fenced_producer(code: int) -> Non
     assert sender._txn_manager.committed == []
 
 
+@pytest.mark.parametrize(
+    "forgotten",
+    [GroupMember(generation=-1, member_id=""), GroupMember(generation=-1, member_id="m-1")],
+)
+async def test_offsets_are_never_sent_without_a_generation(forgotten: GroupMember) -> None:
+    # The broker would take them unchecked, whoever owns the partitions now.
+    sender = FakeSender(0)
+    commit_with_generation(sender, lambda: forgotten)
+    with pytest.raises(Errors.ProducerFenced, match="lost its membership"):
+        await sender._do_txn_offset_commit({IN0: OffsetAndMetadata(5, "")}, "app")  # type: ignore[attr-defined]
+    assert sender.client.sent == []
+    assert sender._txn_manager.committed == []
+
+
 async def test_a_coordinator_that_moved_is_found_again_as_aiokafka_does() -> None:
     sender = FakeSender(Errors.NotCoordinatorError.errno, 0)
     commit_with_generation(sender, lambda: MEMBER)
