@@ -39,9 +39,9 @@ CHUNK_EVERY_S = 0.05
 # How long a worker that stopped takes to exit after it runs again (the refused commit, then
 # Faust's shutdown).
 EXIT_WAIT_S = 30.0
-# Work stays uncommitted from before the pause until the revocation at the rejoin; a transaction
-# must outlive it (the broker would abort it at its timeout, which is another way to stop).
-COMMIT_INTERVAL_S = 20.0
+# Work applied before the pause is uncommitted for a while; a transaction must outlive the pause
+# (the broker would abort it at its timeout, which is another way to stop).
+COMMIT_INTERVAL_S = 5.0
 TRANSACTION_TIMEOUT_S = 60.0
 
 
@@ -90,10 +90,8 @@ async def test_a_worker_paused_past_its_session_timeout_emits_each_session_once(
     worker.proc.send_signal(signal.SIGCONT)
     await sending
 
-    stopped = await _exited(worker, EXIT_WAIT_S)
-    if scope == "partition":
-        assert not stopped, f"the worker stopped:\n{worker.log_tail()}"
-    else:
+    if scope == "worker":
+        stopped = await _exited(worker, EXIT_WAIT_S)
         assert stopped, f"the worker runs on after losing its membership:\n{worker.log_tail()}"
         log = worker.log_path.read_text(errors="replace")
         assert any(reason in log for reason in FENCED), worker.log_tail()
@@ -107,3 +105,4 @@ async def test_a_worker_paused_past_its_session_timeout_emits_each_session_once(
         settle_s=5,
     )
     assert_exactly_once(completed, p.expectations.complete)
+    assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
