@@ -16,6 +16,7 @@ from tests.integration.worker_fixtures import (
     WorkerEnv,
     WorkerProcess,
     assert_exactly_once,
+    completed_once,
     ensure_changelog,
     produce_deliveries,
     produce_table,
@@ -147,14 +148,7 @@ async def test_two_workers_and_a_sigkill_mid_stream_still_emit_each_session_once
         await asyncio.to_thread(b.wait_ready, 90.0)
     in_effect = f'guarantee="exactly_once",transactions="{scope}"'
     assert f"sessionflow_processing_guarantee{{{in_effect}}} 1.0" in a.metrics()
-    completed = await read_records(
-        worker_env.bootstrap,
-        worker_env.topics.completed,
-        until=len(p.expectations.complete),
-        timeout_s=120,
-        settle_s=5,
-    )
-    assert_exactly_once(completed, p.expectations.complete)
+    await completed_once(worker_env, p.expectations.complete)
 
 
 def _v1_state(session_id: str, half: Delivery | None, marker_of: list[Delivery]) -> bytes:

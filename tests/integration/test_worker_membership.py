@@ -21,9 +21,8 @@ from cli.traffic import Delivery
 from tests.integration.worker_fixtures import (
     WorkerEnv,
     WorkerProcess,
-    assert_exactly_once,
+    completed_once,
     produce_deliveries,
-    read_records,
     start,
     traffic,
 )
@@ -97,12 +96,6 @@ async def test_a_worker_paused_past_its_session_timeout_emits_each_session_once(
         assert any(reason in log for reason in FENCED), worker.log_tail()
         worker = start(worker_env, workers, "w")  # the same id: it aborts what it left open
         await asyncio.to_thread(worker.wait_ready, 90.0)
-    completed = await read_records(
-        worker_env.bootstrap,
-        worker_env.topics.completed,
-        until=len(p.expectations.complete),
-        timeout_s=120,
-        settle_s=5,
-    )
-    assert_exactly_once(completed, p.expectations.complete)
-    assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
+    await completed_once(worker_env, p.expectations.complete)
+    assert worker.proc is not None
+    assert worker.proc.poll() is None, f"the worker stopped:\n{worker.log_tail()}"

@@ -204,3 +204,16 @@ def assert_exactly_once(
     doubled = {sid: n for sid, n in counts.items() if n > 1}
     assert not doubled, f"sessions emitted more than once: {doubled}"
     assert set(counts) == set(expected)
+
+
+async def completed_once(worker_env: WorkerEnv, expected: frozenset[str] | set[str]) -> None:
+    """Read the completed topic (read_committed) until every expected session is there, a while
+    longer for late doubles, and assert each exactly once: the check after a fault."""
+    completed = await read_records(
+        worker_env.bootstrap,
+        worker_env.topics.completed,
+        until=len(expected),
+        timeout_s=120,
+        settle_s=5,
+    )
+    assert_exactly_once(completed, expected)
