@@ -137,6 +137,12 @@ class WorkerMetrics:
             buckets=_COMMIT_BUCKETS,
             registry=r,
         )
+        self.memberships_lost = Counter(
+            "sessionflow_memberships_lost",
+            "Commits the group refused because it no longer knew this worker (one transaction per"
+            " worker): the transaction aborted, its partitions are restored from the changelog",
+            registry=r,
+        )
         self._max_intents = max_intents
         self._intents: set[str] = set()
         # The per-event counters are added up here and applied once per batch (`flush`): each

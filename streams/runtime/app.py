@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
-from faust.types import TransportT
+from faust.types import TP, TransportT
 from faust.types.enums import ProcessingGuarantee
 
+from streams.runtime.consumer import ConsumerThread
 from streams.runtime.producers import Producers, WorkerTransaction
 from streams.runtime.restore import TableManager
 from streams.runtime.runner import Processor, Runner, Sources
@@ -99,6 +100,7 @@ class App(faust.App):
         bootstrap_servers: str,
         on_held_back: Callable[[str, int], None],
         on_commit: Callable[[float, int], None],
+        on_dropped: Callable[[], None] = lambda: None,
     ) -> Runner:
         """Run `processor` over the `sources` topics, with `table` as its state."""
         # Subscribed like an agent's topic: the conductor asks the group for its partitions.
@@ -111,17 +113,39 @@ class App(faust.App):
             group_id=self.conf.id,
             worker=self._worker_transaction(),
         )
+        changelog_topic = table.changelog_topic.get_topic_name()
+
+        async def restore_dropped(partitions: list[int], rejoin: bool) -> None:
+            on_dropped()
+            await self._restore_dropped(changelog_topic, partitions, rejoin=rejoin)
+
         self.runner = Runner(
             sources=sources,
-            changelog_topic=table.changelog_topic.get_topic_name(),
+            changelog_topic=changelog_topic,
             stores=lambda partition: partition_store(table, partition, partitions),
             producers=producers,
             commit_offsets=self._commit_offsets,
             on_held_back=on_held_back,
             on_commit=on_commit,
+            on_dropped=restore_dropped,
         )
         self.runner.serve(processor)
         return self.runner
+
+    async def _restore_dropped(
+        self, changelog_topic: str, partitions: list[int], *, rejoin: bool
+    ) -> None:
+        """After the runner dropped uncommitted work (a lost membership, streams/runtime/runner.py):
+        recovery restores the cleared `partitions` from the changelog's start at the next
+        rebalance, and the consumer rejoins the group for it, unless a revocation is under way."""
+        restorer = cast(TableManager, self.tables).restorer()
+        if restorer is None:
+            raise RuntimeError("the app's TableManager is not streams.runtime.restore's")
+        restorer.forget(TP(changelog_topic, partition) for partition in partitions)
+        if rejoin:
+            # In the background: the consumer's thread runs it (a stopping worker cancels it).
+            thread = cast(ConsumerThread, self.consumer._thread)  # type: ignore[attr-defined]
+            self.add_future(thread.request_rejoin())
 
     def _transactional_id(self, source_topic: str) -> Callable[[int], str]:
         """Faust's transactional id of a source partition (`{app id}-{topic group}-{partition}`):

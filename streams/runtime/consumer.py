@@ -125,6 +125,13 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                     positions[tp] = state.position
         return Fetched(records, positions)
 
+    async def request_rejoin(self) -> None:
+        """Have the consumer rejoin its group (after uncommitted work was dropped: runner.py)."""
+        await self.call_thread(self._request_rejoin)
+
+    async def _request_rejoin(self) -> None:
+        self._ensure_consumer()._coordinator.request_rejoin()
+
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         ends: Mapping[TP, int] = await self._ensure_consumer().end_offsets(partitions)  # (4)
         return ends

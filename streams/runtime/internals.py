@@ -408,6 +408,29 @@ REQUIREMENTS: Final = (
         ),
     ),
     Requirement(
+        "aiokafka Sender._sender_routine re-raising ProducerFenced as it is, and _fail_all"
+        " handing the sender's error to TransactionManager.fatal_error(exc), which fails the"
+        " pending offsets with it; GroupCoordinator.request_rejoin(self); faust"
+        " ConsumerThread.call_thread(self, method)",
+        "one transaction per worker: a refused commit reaches the runner as MembershipLost, which"
+        " drops the uncommitted work and rejoins in place (runner.py, app.py); another error"
+        " type would stop the worker instead",
+        lambda app: (
+            not app.transaction_per_worker
+            or (
+                _source_says(AIOKafkaSender._sender_routine, "ProducerFenced,", "raise")
+                and _source_says(AIOKafkaSender._fail_all, "fatal_error(task_exception)")
+                and _source_says(
+                    AIOKafkaTransactionManager.fatal_error,
+                    "for _, _, fut in self._pending_txn_offsets",
+                    "fut.set_exception(exc)",
+                )
+                and _method(GroupCoordinator, "request_rejoin")
+                and callable(getattr(_THREAD, "call_thread", None))
+            )
+        ),
+    ),
+    Requirement(
         "aiokafka GroupCoordinator._do_fetch_commit_offsets(self, partitions), called by"
         " fetch_committed_offsets, which tries retriable errors again; _send_req(self, request),"
         " coordinator_dead(self), group_id, generation, member_id; AIOKafkaConsumer.start"

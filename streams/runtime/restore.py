@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from faust.tables.manager import TableManager as FaustTableManager
@@ -82,6 +82,15 @@ class Restorer(Recovery):
             )
         if not self.tables.standbys_ready and not self.standby_remaining_total():
             self.tables.on_standbys_ready()
+
+    def forget(self, tps: Iterable[TP]) -> None:
+        """How far the stores of changelog partitions `tps` were restored: they were cleared
+        (streams/runtime/runner.py, a lost membership), and the next rebalance restores them from
+        the changelog's start. Faust keeps these offsets for a partition assigned again and reads
+        the store's persisted offset only for one it has none of."""
+        for tp in tps:
+            self.active_offsets.pop(tp, None)
+            self.standby_offsets.pop(tp, None)
 
     def _set_recovery_started(self) -> None:
         # Faust's recovery loop cleared the end signal before each record; this is its only

@@ -11,6 +11,18 @@ dropped. A commit takes the gate too, so a transaction always ends between units
 Positions are the consumer's, not `last record + 1`: a transaction's commit marker takes an
 offset no record is read from, and a committed offset that stopped before it would leave the
 partition one record "behind" for ever.
+
+A lost membership is survived in place (one transaction per worker). When the group refuses the
+open transaction's offsets because it no longer knows this worker as the member that processed
+them (`MembershipLost`: a pause or a broker outage longer than the session timeout), the
+transaction must abort, and the local store already holds its units' table changes. As Kafka
+Streams does for a migrated task, the runner then closes its producers (the next one, opened
+with the same transactional id at the rejoin, aborts the transaction at once; the broker's
+timeout would otherwise), clears the store of every partition a unit changed since the last
+commit, forgets its progress and refuses records until the partitions are sought again; the app
+(streams/runtime/app.py) has recovery restore the cleared partitions from their changelog and the
+consumer rejoin the group. The worker runs on, and each record is applied again once, from the
+committed state.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +45,7 @@ from streams.runtime.unit import (
     end_at_least_once,
     end_exactly_once,
 )
+from streams.runtime.worker_txn import MembershipLost
 from streams.stall import StallClock
 
 log = logging.getLogger(__name__)
@@ -104,6 +117,7 @@ class Runner:
         commit_offsets: Callable[[Mapping[TopicPartition, int]], Any],
         on_held_back: Callable[[str, int], None],
         on_commit: Callable[[float, int], None] = lambda seconds, partitions: None,
+        on_dropped: Callable[[list[int], bool], Awaitable[None]] | None = None,
     ) -> None:
         self.sources = sources
         self.gate = CommitGate()
@@ -113,11 +127,16 @@ class Runner:
         self._commit_offsets = commit_offsets  # at-least-once: the consumer's own commit
         self._on_held_back = on_held_back
         self._on_commit = on_commit  # (seconds it took, partitions committed)
+        # After uncommitted work was dropped: the partitions whose store was cleared, and whether
+        # the consumer must rejoin the group (not when a revocation is already under way).
+        self._on_dropped = on_dropped
         self._processor: Processor | None = None
         self._ready_generation: int | None = None
         self._processed: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._changelog: dict[int, list[tuple[asyncio.Future[Any], int]]] = {}
+        # Partitions whose store a unit changed since the last commit.
+        self._written: set[int] = set()
         self._stalls = StallClock()
         self._end = end_exactly_once if producers.transactional else end_at_least_once
 
@@ -166,6 +185,8 @@ class Runner:
                 unit = Unit(partition, self._stores(partition))
                 self._processor.process(unit, raw, ticks)
                 ended: Ended = await self._end(unit, self.producers, self._changelog_topic)
+                if unit.changes:
+                    self._written.add(partition)
                 if ended.changelog:
                     self._changelog.setdefault(partition, []).extend(ended.changelog)
             for tp, position in positions.items():
@@ -187,12 +208,17 @@ class Runner:
         for tp, offset in offsets.items():
             by_partition.setdefault(tp.partition, {})[tp] = offset
         if self.producers.transactional:
-            await self.producers.commit(by_partition, begin=begin)
+            try:
+                await self.producers.commit(by_partition, begin=begin)
+            except MembershipLost as lost:
+                await self._drop_uncommitted(lost)
+                return {}
         else:
             await self.producers.flush()
             if not await self._commit_offsets(offsets):
                 return {}
         self._committed.update(offsets)
+        self._written.clear()  # every partition a unit changed had records processed
         self._persist_changelog_offsets(by_partition)
         self._on_commit(time.perf_counter() - started, len(by_partition))
         return offsets
@@ -208,9 +234,29 @@ class Runner:
         self._processed.clear()
         self._committed.clear()
         self._changelog.clear()
+        self._written.clear()
         self._stalls.forget()
         if self._processor is not None:
             self._processor.forget()
+
+    async def _drop_uncommitted(self, lost: MembershipLost) -> None:
+        """Under the gate: the open transaction will abort; nothing it holds stays applied (see
+        the module's docstring). Records are refused until the partitions are sought again."""
+        rejoin = self._ready_generation is not None  # revoke() clears it first
+        self._ready_generation = None
+        cleared = sorted(self._written)
+        await self.release()  # the producers first: no unit is applied with a store cleared
+        for partition in cleared:
+            self._stores(partition).clear()
+        log.warning(
+            "the group no longer knows this worker as the member that processed the open"
+            " transaction (%s): it aborts, and partitions %s are restored from their changelog"
+            " after the rejoin",
+            lost,
+            cleared,
+        )
+        if self._on_dropped is not None:
+            await self._on_dropped(cleared, rejoin)
 
     @property
     def committed(self) -> Mapping[TopicPartition, int]:

@@ -52,6 +52,11 @@ class RocksDBPartition:
         batch.put(self._offset_key, str(offset).encode())
         self._db.write(batch)
 
+    def clear(self) -> None:
+        """Every entry and the persisted offset, in one write batch: the partition is restored
+        from the start of its changelog when it is next assigned."""
+        self._db.write(_write_batch(dict.fromkeys(self._db.keys())))
+
 
 def _write_batch(changes: Mapping[bytes, bytes | None]) -> rocksdict.WriteBatch:
     batch = rocksdict.WriteBatch(raw_mode=True)
@@ -92,6 +97,9 @@ class MemoryPartition:
     def restore(self, changes: Mapping[bytes, bytes | None], offset: int) -> None:
         del offset
         self.write(changes)
+
+    def clear(self) -> None:
+        self.write(dict.fromkeys(key for key, _ in self.items()))
 
 
 def partition_store(

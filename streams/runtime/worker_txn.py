@@ -74,6 +74,13 @@ class GroupMember:
         return self.generation >= 0 and bool(self.member_id)
 
 
+class MembershipLost(Errors.ProducerFenced):  # type: ignore[misc]  # aiokafka is untyped
+    """The group no longer knows this worker as the member that processed the open transaction's
+    records: its offsets were refused, so the transaction must abort. The producer is fenced
+    like any other (aiokafka's sender stops); the runtime drops the uncommitted work in place
+    and rejoins (streams/runtime/runner.py) instead of stopping the worker."""
+
+
 class UnstableOffsetCommit(Errors.KafkaError):  # type: ignore[misc]  # aiokafka is untyped
     """A partition's offsets are in a transaction that has not ended yet: ask again soon."""
 
@@ -253,7 +260,7 @@ def committed_offsets(response: Any) -> dict[TopicPartition, OffsetAndMetadata]:
 class GenerationOffsetCommit(TxnOffsetCommitHandler):  # type: ignore[misc]  # aiokafka is untyped
     """aiokafka's TxnOffsetCommit handler, sending v3 with the group member (its retries, its
     bookkeeping of committed offsets and its errors otherwise): a member the group refuses is
-    a fenced producer."""
+    a fenced producer (`MembershipLost`)."""
 
     def __init__(
         self,
@@ -288,7 +295,7 @@ class GenerationOffsetCommit(TxnOffsetCommitHandler):  # type: ignore[misc]  # a
             if code in FENCING_ERRORS
         ]
         if fenced:
-            raise Errors.ProducerFenced(
+            raise MembershipLost(
                 f"the group refused the offsets of member {self._member.member_id} in generation"
                 f" {self._member.generation}: {fenced} (its partitions belong to another worker)"
             )
@@ -319,7 +326,7 @@ def commit_with_generation(sender: Any, member: Callable[[], GroupMember]) -> No
             # partitions now: a member that lost its membership is fenced here instead. aiokafka
             # forgets it before the revocation's commit (the group forgot the member: a pause or
             # a broker outage longer than the session timeout).
-            raise Errors.ProducerFenced(
+            raise MembershipLost(
                 "the worker lost its membership of the group before its transaction's offsets were"
                 " committed (its partitions may belong to another worker)"
             )

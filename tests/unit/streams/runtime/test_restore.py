@@ -94,3 +94,13 @@ def test_a_partition_no_longer_ours_is_left_to_its_owner(app: Any) -> None:
     recovery, table, tp = setup(app)
     recovery.restore(TP(tp.topic, 1), [record(0, b"a", b"1")], 1)
     assert table.data.data == {}
+
+
+def test_a_cleared_partition_is_restored_from_the_changelogs_start_when_assigned_again(
+    app: Any,
+) -> None:
+    recovery, table, tp = setup(app)
+    recovery.active_offsets[tp] = 41  # restored that far before its store was cleared
+    recovery.forget([tp])
+    recovery.add_active(table, tp)  # the next rebalance, the partition ours again
+    assert recovery.active_offsets[tp] is None  # Faust's "from the earliest offset"

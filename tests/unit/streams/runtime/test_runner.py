@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import RecordMetadata
 
 from streams.runtime.runner import Runner, Sources
 from streams.runtime.unit import Unit
+from streams.runtime.worker_txn import MembershipLost
 from tests.unit.streams.runtime.test_unit import DictStore
 
 SOURCES = Sources(raw="raw", ticks="ticks")
@@ -34,6 +36,7 @@ class FakeProducers:
     flushed: int = 0
     closed: int = 0
     next_offset: int = 100
+    refuse: BaseException | None = None  # raised by the next commit
 
     @property
     def transaction_scope(self) -> str:
@@ -55,6 +58,9 @@ class FakeProducers:
     async def commit(
         self, offsets: Mapping[int, Mapping[TopicPartition, int]], *, begin: bool
     ) -> None:
+        if self.refuse is not None:
+            refuse, self.refuse = self.refuse, None
+            raise refuse
         self.commits.append(({p: dict(o) for p, o in offsets.items()}, begin))
 
     async def flush(self) -> None:
@@ -93,6 +99,7 @@ class Parts:
     held_back: list[tuple[str, int]]
     consumer_commits: list[dict[TopicPartition, int]]
     commit_sizes: list[int]
+    dropped: list[tuple[list[int], bool]]
 
 
 def _parts(transactional: bool) -> Parts:
@@ -101,6 +108,10 @@ def _parts(transactional: bool) -> Parts:
     held_back: list[tuple[str, int]] = []
     consumer_commits: list[dict[TopicPartition, int]] = []
     commit_sizes: list[int] = []
+    dropped: list[tuple[list[int], bool]] = []
+
+    async def on_dropped(partitions: list[int], rejoin: bool) -> None:
+        dropped.append((partitions, rejoin))
 
     async def commit_offsets(offsets: Mapping[TopicPartition, int]) -> bool:
         consumer_commits.append(dict(offsets))
@@ -114,10 +125,13 @@ def _parts(transactional: bool) -> Parts:
         commit_offsets=commit_offsets,
         on_held_back=lambda reason, n: held_back.append((reason, n)),
         on_commit=lambda seconds, partitions: commit_sizes.append(partitions),
+        on_dropped=on_dropped,
     )
     processor = EchoProcessor()
     runner.serve(processor)
-    return Parts(runner, producers, processor, stores, held_back, consumer_commits, commit_sizes)
+    return Parts(
+        runner, producers, processor, stores, held_back, consumer_commits, commit_sizes, dropped
+    )
 
 
 RAW0, TICKS0, RAW1 = TopicPartition("raw", 0), TopicPartition("ticks", 0), TopicPartition("raw", 1)
@@ -197,6 +211,65 @@ async def test_the_revocation_commits_what_was_processed_without_a_new_transacti
         await runner.release()
     assert parts.producers.commits == [({0: {RAW0: 1}}, False)]
     assert runner.committed == {}
+
+
+async def test_a_refused_membership_drops_the_uncommitted_work_and_runs_on() -> None:
+    parts = _parts(transactional=True)
+    runner = parts.runner
+    runner.on_seek(3, {RAW0: 0, RAW1: 0, TICKS0: 0})
+    await runner.apply({RAW0: [Rec(0)]}, {RAW0: 1}, fetched_in=3, current=3)
+    async with runner.gate.lock:
+        assert await runner.commit(begin=True)  # partition 0's k0 is committed
+    await runner.apply(
+        {RAW1: [Rec(0), Rec(1)], TICKS0: [Rec(0)]}, {RAW1: 2, TICKS0: 1}, fetched_in=3, current=3
+    )
+    parts.producers.refuse = MembershipLost("the group refused the offsets")
+    async with runner.gate.lock:
+        assert await runner.commit(begin=True) == {}  # no error: the worker runs on
+    # Partition 1's store held changes of the aborted transaction: cleared, to be restored from
+    # the changelog. Partition 0's ticks changed nothing: its committed state stays.
+    assert parts.stores[1].data == {}
+    assert parts.stores[0].data == {b"k0": b"state"}
+    assert parts.dropped == [([1], True)]  # and the consumer rejoins
+    assert parts.producers.closed == 1  # the transaction aborts
+    assert parts.processor.forgotten == 1
+    assert runner.committed == {}
+    assert not runner.ready
+    # Nothing more is applied until the partitions are sought again, from the committed offsets.
+    assert await runner.apply({RAW1: [Rec(2)]}, {RAW1: 3}, fetched_in=3, current=3) == {RAW1: 2}
+    runner.on_seek(4, {RAW0: 1, RAW1: 0, TICKS0: 0})
+    await runner.apply({RAW1: [Rec(0), Rec(1)]}, {RAW1: 2}, fetched_in=4, current=4)
+    async with runner.gate.lock:
+        assert await runner.commit(begin=True) == {RAW1: 2}
+    assert parts.stores[1].data == {b"k0": b"state", b"k1": b"state"}
+
+
+async def test_a_membership_refused_at_the_revocation_leaves_the_rejoin_to_it() -> None:
+    parts = _parts(transactional=True)
+    runner = parts.runner
+    runner.on_seek(3, {RAW0: 0})
+    await runner.apply({RAW0: [Rec(0)]}, {RAW0: 1}, fetched_in=3, current=3)
+    parts.producers.refuse = MembershipLost("lost its membership of the group")
+    async with runner.gate.lock:
+        runner.revoke(3)
+        assert await runner.commit(begin=False) == {}
+        await runner.release()
+    assert parts.stores[0].data == {}
+    assert parts.dropped == [([0], False)]
+
+
+async def test_a_producer_fenced_by_its_transactional_id_still_stops_the_worker() -> None:
+    parts = _parts(transactional=True)
+    runner = parts.runner
+    runner.on_seek(3, {RAW0: 0})
+    await runner.apply({RAW0: [Rec(0)]}, {RAW0: 1}, fetched_in=3, current=3)
+    # Another process opened the same transactional id: not a membership this worker can regain.
+    parts.producers.refuse = ProducerFenced()
+    with pytest.raises(ProducerFenced):
+        async with runner.gate.lock:
+            await runner.commit(begin=True)
+    assert parts.dropped == []
+    assert parts.stores[0].data == {b"k0": b"state"}
 
 
 async def test_a_commit_waits_for_the_unit_in_hand() -> None:

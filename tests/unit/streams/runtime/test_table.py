@@ -84,3 +84,17 @@ def test_memory_restore_writes_the_records() -> None:
     store = SimpleNamespace(data={b"gone": b"x"})
     MemoryPartition(store, 0, 1).restore({b"a": b"1", b"gone": None}, 17)
     assert store.data == {b"a": b"1"}
+
+
+def test_rocksdb_clear_drops_every_entry_and_the_persisted_offset(rocks: RocksDBPartition) -> None:
+    rocks.restore({b"a": b"1", b"b": b"2"}, 17)
+    rocks.clear()
+    assert dict(rocks.items()) == {}
+    assert rocks._db.get(OFFSET_KEY) is None  # Faust restores it from the changelog's start
+
+
+def test_memory_clear_drops_only_its_partitions_keys() -> None:
+    keys = [f"s-{i}".encode() for i in range(20)]
+    store = SimpleNamespace(data=dict.fromkeys(keys, b"v"))
+    MemoryPartition(store, 1, 4).clear()
+    assert set(store.data) == {k for k in keys if partition_for_key(k, 4) != 1}

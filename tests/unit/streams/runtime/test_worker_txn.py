@@ -16,6 +16,7 @@ from streams.runtime.worker_txn import (
     UNKNOWN_MEMBER_ID,
     UNSTABLE_OFFSET_COMMIT,
     GroupMember,
+    MembershipLost,
     OffsetFetchRequest_v7,
     OffsetFetchResponse_v7,
     StableOffsetFetchRequest,
@@ -202,9 +203,10 @@ async def test_a_commit_names_the_member_as_it_is_when_sent() -> None:
 async def test_a_member_the_group_refuses_is_a_fenced_producer(code: int) -> None:
     sender = FakeSender(code)
     commit_with_generation(sender, lambda: MEMBER)
-    with pytest.raises(Errors.ProducerFenced) as fenced:
+    with pytest.raises(MembershipLost) as fenced:
         await sender._do_txn_offset_commit({IN0: OffsetAndMetadata(5, "")}, "app")  # type: ignore[attr-defined]
     assert "generation 7" in str(fenced.value)
+    assert isinstance(fenced.value, Errors.ProducerFenced)  # aiokafka's sender stops on it
     assert sender._txn_manager.committed == []
 
 
@@ -216,7 +218,7 @@ async def test_offsets_are_never_sent_without_a_generation(forgotten: GroupMembe
     # The broker would take them unchecked, whoever owns the partitions now.
     sender = FakeSender(0)
     commit_with_generation(sender, lambda: forgotten)
-    with pytest.raises(Errors.ProducerFenced, match="lost its membership"):
+    with pytest.raises(MembershipLost, match="lost its membership"):
         await sender._do_txn_offset_commit({IN0: OffsetAndMetadata(5, "")}, "app")  # type: ignore[attr-defined]
     assert sender.client.sent == []
     assert sender._txn_manager.committed == []
