@@ -137,10 +137,13 @@ class WorkerMetrics:
             buckets=_COMMIT_BUCKETS,
             registry=r,
         )
-        self.memberships_lost = Counter(
-            "sessionflow_memberships_lost",
-            "Commits the group refused because it no longer knew this worker (one transaction per"
-            " worker): the transaction aborted, its partitions are restored from the changelog",
+        self.transactions_dropped = Counter(
+            "sessionflow_transactions_dropped",
+            "Open transactions that could not commit and were dropped in place (one transaction per"
+            " worker), by reason: membership_lost (the group had forgotten the worker) or fenced"
+            " (the broker aborted the transaction, as at its timeout); the partitions they changed"
+            " are restored from the changelog and the worker runs on",
+            ["reason"],
             registry=r,
         )
         self._max_intents = max_intents

@@ -100,7 +100,7 @@ class App(faust.App):
         bootstrap_servers: str,
         on_held_back: Callable[[str, int], None],
         on_commit: Callable[[float, int], None],
-        on_dropped: Callable[[], None] = lambda: None,
+        on_dropped: Callable[[str], None] = lambda reason: None,
     ) -> Runner:
         """Run `processor` over the `sources` topics, with `table` as its state."""
         # Subscribed like an agent's topic: the conductor asks the group for its partitions.
@@ -115,8 +115,8 @@ class App(faust.App):
         )
         changelog_topic = table.changelog_topic.get_topic_name()
 
-        async def restore_dropped(partitions: list[int], rejoin: bool) -> None:
-            on_dropped()
+        async def restore_dropped(reason: str, partitions: list[int], rejoin: bool) -> None:
+            on_dropped(reason)
             await self._restore_dropped(changelog_topic, partitions, rejoin=rejoin)
 
         self.runner = Runner(
@@ -135,7 +135,7 @@ class App(faust.App):
     async def _restore_dropped(
         self, changelog_topic: str, partitions: list[int], *, rejoin: bool
     ) -> None:
-        """After the runner dropped uncommitted work (a lost membership, streams/runtime/runner.py):
+        """After the runner dropped uncommitted work (a fenced transaction, streams/runtime/runner.py):
         recovery restores the cleared `partitions` from the changelog's start at the next
         rebalance, and the consumer rejoins the group for it, unless a revocation is under way."""
         restorer = cast(TableManager, self.tables).restorer()

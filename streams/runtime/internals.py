@@ -408,17 +408,20 @@ REQUIREMENTS: Final = (
         ),
     ),
     Requirement(
-        "aiokafka Sender._sender_routine re-raising ProducerFenced as it is, and _fail_all"
-        " handing the sender's error to TransactionManager.fatal_error(exc), which fails the"
-        " pending offsets with it; GroupCoordinator.request_rejoin(self); faust"
-        " ConsumerThread.call_thread(self, method)",
-        "one transaction per worker: a refused commit reaches the runner as MembershipLost, which"
-        " drops the uncommitted work and rejoins in place (runner.py, app.py); another error"
-        " type would stop the worker instead",
+        "aiokafka Sender._sender_routine re-raising ProducerFenced as it is, Sender.sender_task"
+        " (a property), and _fail_all handing the sender's error to"
+        " TransactionManager.fatal_error(exc), which fails the pending offsets with it;"
+        " GroupCoordinator.request_rejoin(self); faust ConsumerThread.call_thread(self, method)",
+        "one transaction per worker: a fenced transaction reaches the runner as ProducerFenced"
+        " (producers.py, fenced_as_such), which drops the uncommitted work and rejoins in place"
+        " (runner.py, app.py); another error type would stop the worker instead",
         lambda app: (
             not app.transaction_per_worker
             or (
                 _source_says(AIOKafkaSender._sender_routine, "ProducerFenced,", "raise")
+                and isinstance(
+                    inspect.getattr_static(AIOKafkaSender, "sender_task", None), property
+                )
                 and _source_says(AIOKafkaSender._fail_all, "fatal_error(task_exception)")
                 and _source_says(
                     AIOKafkaTransactionManager.fatal_error,

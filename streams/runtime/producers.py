@@ -44,23 +44,30 @@ bench/results/worker-waits.md).
 The Java client waits 20 ms for the same kind of refusal of AddPartitionsToTxn (KAFKA-5477).
 
 Records go out as record batches (aiokafka's BatchBuilder): one await per topic and partition of
-a unit, not one per record. Any failure to send or commit stops the worker: an exactly-once
-transaction then aborts and its records are processed again by the partition's next owner.
+a unit, not one per record. Any failure to send or commit stops the worker (an exactly-once
+transaction then aborts and its records are processed again by the partition's next owner), but
+one: with one transaction per worker, a fenced transaction (the group forgot the worker, or the
+broker aborted the transaction at its timeout) is dropped in place and the worker runs on
+(streams/runtime/runner.py). aiokafka answers every send and commit after a fence with
+IllegalOperation; `fenced_as_such` raises the fence itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     CoordinatorNotAvailableError,
+    IllegalOperation,
     KafkaConnectionError,
     NodeNotReadyError,
+    ProducerFenced,
     RequestTimedOutError,
 )
 
@@ -196,6 +203,16 @@ class Producers:
     ) -> list[tuple[asyncio.Future[Any], int]]:
         """Queue `records` to `topic`'s `partition`: (future, record count) per record batch."""
         producer = await self._for(partition)
+        with fenced_as_such(producer):
+            return await self._send(producer, topic, partition, records)
+
+    @staticmethod
+    async def _send(
+        producer: AIOKafkaProducer,
+        topic: str,
+        partition: int,
+        records: Sequence[tuple[bytes | None, bytes | None, Headers]],
+    ) -> list[tuple[asyncio.Future[Any], int]]:
         sent: list[tuple[asyncio.Future[Any], int]] = []
         batch = producer.create_batch()
         for key, value, headers in records:
@@ -232,10 +249,11 @@ class Producers:
             offsets = {
                 TopicPartition(tp.topic, tp.partition): o for tp, o in partition_offsets.items()
             }
-            await producer.send_offsets_to_transaction(offsets, group_id)
-            await producer.commit_transaction()
-            if begin:
-                await producer.begin_transaction()
+            with fenced_as_such(producer):
+                await producer.send_offsets_to_transaction(offsets, group_id)
+                await producer.commit_transaction()
+                if begin:
+                    await producer.begin_transaction()
 
         await asyncio.gather(*(one(p, o) for p, o in offsets.items()))
 
@@ -253,10 +271,11 @@ class Producers:
             for partition_offsets in offsets.values()
             for tp, o in partition_offsets.items()
         }
-        await producer.send_offsets_to_transaction(merged, group_id)
-        await producer.commit_transaction()
-        if begin:
-            await producer.begin_transaction()
+        with fenced_as_such(producer):
+            await producer.send_offsets_to_transaction(merged, group_id)
+            await producer.commit_transaction()
+            if begin:
+                await producer.begin_transaction()
 
     async def flush(self) -> None:
         """At-least-once: every record sent so far is acknowledged."""
@@ -291,6 +310,24 @@ class Producers:
         if self._worker is not None:
             commit_with_generation(producer._sender, self._worker.member)
         return producer
+
+
+@contextlib.contextmanager
+def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
+    """Raise the ProducerFenced a transactional producer's sender stopped with, where aiokafka
+    raises IllegalOperation ("not in the middle of a transaction") for every later send and
+    commit: the runner survives a fence with one transaction per worker (runner.py), and the
+    error that stops a worker otherwise says why."""
+    try:
+        yield
+    except IllegalOperation as exc:
+        task = producer._sender.sender_task
+        if task is None or not task.done() or task.cancelled():
+            raise
+        cause = task.exception()
+        if isinstance(cause, ProducerFenced):
+            raise cause from exc
+        raise
 
 
 def add_offsets_early(txn_manager: Any, group_id: str) -> None:

@@ -12,11 +12,13 @@ Positions are the consumer's, not `last record + 1`: a transaction's commit mark
 offset no record is read from, and a committed offset that stopped before it would leave the
 partition one record "behind" for ever.
 
-A lost membership is survived in place (one transaction per worker). When the group refuses the
-open transaction's offsets because it no longer knows this worker as the member that processed
-them (`MembershipLost`: a pause or a broker outage longer than the session timeout), the
-transaction must abort, and the local store already holds its units' table changes. As Kafka
-Streams does for a migrated task, the runner then closes its producers (the next one, opened
+A fenced transaction is survived in place (one transaction per worker). When the group refuses
+the open transaction's offsets because it no longer knows this worker as the member that processed
+them (`MembershipLost`: a pause or a broker outage longer than the session timeout), or the broker
+fenced the producer (it aborted the transaction at its timeout, which a broker outage longer than
+`SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS` does), the transaction cannot commit, and the local
+store already holds its units' table changes. As Kafka Streams does for a migrated task, the
+runner then closes its producers (the next one, opened
 with the same transactional id at the rejoin, aborts the transaction at once; the broker's
 timeout would otherwise), clears the store of every partition a unit changed since the last
 commit, forgets its progress and refuses records until the partitions are sought again; the app
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
+from aiokafka.errors import ProducerFenced
 
 from streams.runtime.gate import CommitGate
 from streams.runtime.unit import (
@@ -117,7 +120,7 @@ class Runner:
         commit_offsets: Callable[[Mapping[TopicPartition, int]], Any],
         on_held_back: Callable[[str, int], None],
         on_commit: Callable[[float, int], None] = lambda seconds, partitions: None,
-        on_dropped: Callable[[list[int], bool], Awaitable[None]] | None = None,
+        on_dropped: Callable[[str, list[int], bool], Awaitable[None]] | None = None,
     ) -> None:
         self.sources = sources
         self.gate = CommitGate()
@@ -127,8 +130,9 @@ class Runner:
         self._commit_offsets = commit_offsets  # at-least-once: the consumer's own commit
         self._on_held_back = on_held_back
         self._on_commit = on_commit  # (seconds it took, partitions committed)
-        # After uncommitted work was dropped: the partitions whose store was cleared, and whether
-        # the consumer must rejoin the group (not when a revocation is already under way).
+        # After uncommitted work was dropped: why ("membership_lost" or "fenced"), the partitions
+        # whose store was cleared, and whether the consumer must rejoin the group (not when a
+        # revocation is already under way).
         self._on_dropped = on_dropped
         self._processor: Processor | None = None
         self._ready_generation: int | None = None
@@ -184,7 +188,13 @@ class Runner:
                 raw, ticks = by_partition[partition]
                 unit = Unit(partition, self._stores(partition))
                 self._processor.process(unit, raw, ticks)
-                ended: Ended = await self._end(unit, self.producers, self._changelog_topic)
+                try:
+                    ended: Ended = await self._end(unit, self.producers, self._changelog_topic)
+                except ProducerFenced as fenced:
+                    if not self._drops(fenced):
+                        raise
+                    await self._drop_uncommitted(fenced)
+                    return {tp: recs[0].offset for tp, recs in records.items() if recs}
                 if unit.changes:
                     self._written.add(partition)
                 if ended.changelog:
@@ -210,8 +220,10 @@ class Runner:
         if self.producers.transactional:
             try:
                 await self.producers.commit(by_partition, begin=begin)
-            except MembershipLost as lost:
-                await self._drop_uncommitted(lost)
+            except ProducerFenced as fenced:
+                if not self._drops(fenced):
+                    raise
+                await self._drop_uncommitted(fenced)
                 return {}
         else:
             await self.producers.flush()
@@ -239,7 +251,12 @@ class Runner:
         if self._processor is not None:
             self._processor.forget()
 
-    async def _drop_uncommitted(self, lost: MembershipLost) -> None:
+    def _drops(self, fenced: ProducerFenced) -> bool:
+        """Is `fenced` survived in place? With one transaction per worker: a partition's next
+        owner fences one per partition by its id, and that worker stops."""
+        return self.producers.transaction_scope == "worker"
+
+    async def _drop_uncommitted(self, fenced: ProducerFenced) -> None:
         """Under the gate: the open transaction will abort; nothing it holds stays applied (see
         the module's docstring). Records are refused until the partitions are sought again."""
         rejoin = self._ready_generation is not None  # revoke() clears it first
@@ -248,15 +265,16 @@ class Runner:
         await self.release()  # the producers first: no unit is applied with a store cleared
         for partition in cleared:
             self._stores(partition).clear()
+        reason = "membership_lost" if isinstance(fenced, MembershipLost) else "fenced"
         log.warning(
-            "the group no longer knows this worker as the member that processed the open"
-            " transaction (%s): it aborts, and partitions %s are restored from their changelog"
-            " after the rejoin",
-            lost,
+            "the open transaction cannot commit (%s: %s): it aborts, and partitions %s are"
+            " restored from their changelog after the rejoin",
+            reason,
+            fenced,
             cleared,
         )
         if self._on_dropped is not None:
-            await self._on_dropped(cleared, rejoin)
+            await self._on_dropped(reason, cleared, rejoin)
 
     @property
     def committed(self) -> Mapping[TopicPartition, int]:

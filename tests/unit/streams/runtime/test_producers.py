@@ -1,9 +1,11 @@
 """streams.runtime.producers: failed coordinator lookups are paced, and one that loses its
 connection is tried again; a transaction takes the group's offsets partition once it holds data;
-transactional requests are tried again sooner than aiokafka's default."""
+transactional requests are tried again sooner than aiokafka's default; a fence is raised as such."""
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,8 +13,10 @@ from aiokafka import TopicPartition
 from aiokafka.errors import (
     CoordinatorNotAvailableError,
     GroupAuthorizationFailedError,
+    IllegalOperation,
     KafkaConnectionError,
     NodeNotReadyError,
+    ProducerFenced,
 )
 from aiokafka.producer.transaction_manager import TransactionManager
 
@@ -21,6 +25,7 @@ from streams.runtime.producers import (
     Producers,
     WorkerTransaction,
     add_offsets_early,
+    fenced_as_such,
     lookup_wait,
     pace_coordinator_lookups,
 )
@@ -228,3 +233,27 @@ async def test_the_worker_producer_commits_with_the_generation_and_its_own_timeo
 async def test_the_worker_producer_is_needed_open_before_a_send() -> None:
     with pytest.raises(RuntimeError, match="not open"):
         await _worker_scope().send("out", 0, [(b"k", b"v", ())])
+
+
+def _stopped_sender(error: BaseException | None) -> Any:
+    """A producer whose sender task ended with `error` (None: still running)."""
+    task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if error is not None:
+        task.set_exception(error)
+    return SimpleNamespace(_sender=SimpleNamespace(sender_task=task))
+
+
+async def test_a_send_after_a_fence_raises_the_fence_not_aiokafkas_state_error() -> None:
+    fence = ProducerFenced()
+    with pytest.raises(ProducerFenced) as raised, fenced_as_such(_stopped_sender(fence)):
+        raise IllegalOperation("Can't send messages while not in transaction")
+    assert raised.value is fence
+
+
+@pytest.mark.parametrize("error", [None, KafkaConnectionError("gone")])
+async def test_a_state_error_without_a_fence_raises_as_it_is(error: BaseException | None) -> None:
+    producer = _stopped_sender(error)
+    with pytest.raises(IllegalOperation), fenced_as_such(producer):
+        raise IllegalOperation("Not in the middle of a transaction")
+    if error is not None:
+        producer._sender.sender_task.exception()  # retrieved: no "never retrieved" warning

@@ -31,6 +31,7 @@ class Rec:
 @dataclass
 class FakeProducers:
     transactional: bool
+    scope: str = "partition"  # with transactional
     sent: list[tuple[str, int, int]] = field(default_factory=list)
     commits: list[tuple[dict[int, dict[TopicPartition, int]], bool]] = field(default_factory=list)
     flushed: int = 0
@@ -40,7 +41,7 @@ class FakeProducers:
 
     @property
     def transaction_scope(self) -> str:
-        return "partition" if self.transactional else "none"
+        return self.scope if self.transactional else "none"
 
     async def open(self, partitions: Iterable[int]) -> None:
         return None
@@ -99,19 +100,19 @@ class Parts:
     held_back: list[tuple[str, int]]
     consumer_commits: list[dict[TopicPartition, int]]
     commit_sizes: list[int]
-    dropped: list[tuple[list[int], bool]]
+    dropped: list[tuple[str, list[int], bool]]
 
 
-def _parts(transactional: bool) -> Parts:
-    producers = FakeProducers(transactional)
+def _parts(transactional: bool, scope: str = "partition") -> Parts:
+    producers = FakeProducers(transactional, scope)
     stores: dict[int, DictStore] = {}
     held_back: list[tuple[str, int]] = []
     consumer_commits: list[dict[TopicPartition, int]] = []
     commit_sizes: list[int] = []
-    dropped: list[tuple[list[int], bool]] = []
+    dropped: list[tuple[str, list[int], bool]] = []
 
-    async def on_dropped(partitions: list[int], rejoin: bool) -> None:
-        dropped.append((partitions, rejoin))
+    async def on_dropped(reason: str, partitions: list[int], rejoin: bool) -> None:
+        dropped.append((reason, partitions, rejoin))
 
     async def commit_offsets(offsets: Mapping[TopicPartition, int]) -> bool:
         consumer_commits.append(dict(offsets))
@@ -213,8 +214,17 @@ async def test_the_revocation_commits_what_was_processed_without_a_new_transacti
     assert runner.committed == {}
 
 
-async def test_a_refused_membership_drops_the_uncommitted_work_and_runs_on() -> None:
-    parts = _parts(transactional=True)
+@pytest.mark.parametrize(
+    ("fenced", "reason"),
+    [
+        (MembershipLost("the group refused the offsets"), "membership_lost"),
+        (ProducerFenced(), "fenced"),  # the broker aborted the transaction at its timeout
+    ],
+)
+async def test_a_fenced_worker_transaction_drops_the_uncommitted_work_and_runs_on(
+    fenced: ProducerFenced, reason: str
+) -> None:
+    parts = _parts(transactional=True, scope="worker")
     runner = parts.runner
     runner.on_seek(3, {RAW0: 0, RAW1: 0, TICKS0: 0})
     await runner.apply({RAW0: [Rec(0)]}, {RAW0: 1}, fetched_in=3, current=3)
@@ -223,14 +233,14 @@ async def test_a_refused_membership_drops_the_uncommitted_work_and_runs_on() -> 
     await runner.apply(
         {RAW1: [Rec(0), Rec(1)], TICKS0: [Rec(0)]}, {RAW1: 2, TICKS0: 1}, fetched_in=3, current=3
     )
-    parts.producers.refuse = MembershipLost("the group refused the offsets")
+    parts.producers.refuse = fenced
     async with runner.gate.lock:
         assert await runner.commit(begin=True) == {}  # no error: the worker runs on
     # Partition 1's store held changes of the aborted transaction: cleared, to be restored from
     # the changelog. Partition 0's ticks changed nothing: its committed state stays.
     assert parts.stores[1].data == {}
     assert parts.stores[0].data == {b"k0": b"state"}
-    assert parts.dropped == [([1], True)]  # and the consumer rejoins
+    assert parts.dropped == [(reason, [1], True)]  # and the consumer rejoins
     assert parts.producers.closed == 1  # the transaction aborts
     assert parts.processor.forgotten == 1
     assert runner.committed == {}
@@ -244,8 +254,29 @@ async def test_a_refused_membership_drops_the_uncommitted_work_and_runs_on() -> 
     assert parts.stores[1].data == {b"k0": b"state", b"k1": b"state"}
 
 
+async def test_a_fence_met_by_a_unit_drops_the_whole_fetch() -> None:
+    parts = _parts(transactional=True, scope="worker")
+    runner = parts.runner
+    runner.on_seek(3, {RAW0: 0, RAW1: 0})
+    send = parts.producers.send
+
+    async def fenced_on_partition_1(topic: str, partition: int, records: Any) -> Any:
+        if partition == 1:
+            raise ProducerFenced()
+        return await send(topic, partition, records)
+
+    parts.producers.send = fenced_on_partition_1  # type: ignore[method-assign]
+    back = await runner.apply(
+        {RAW0: [Rec(0)], RAW1: [Rec(5)]}, {RAW0: 1, RAW1: 6}, fetched_in=3, current=3
+    )
+    assert back == {RAW0: 0, RAW1: 5}  # read again once sought: nothing of it stays applied
+    assert parts.stores[0].data == {}  # partition 0's unit was applied, then cleared
+    assert parts.dropped == [("fenced", [0], True)]
+    assert not runner.ready
+
+
 async def test_a_membership_refused_at_the_revocation_leaves_the_rejoin_to_it() -> None:
-    parts = _parts(transactional=True)
+    parts = _parts(transactional=True, scope="worker")
     runner = parts.runner
     runner.on_seek(3, {RAW0: 0})
     await runner.apply({RAW0: [Rec(0)]}, {RAW0: 1}, fetched_in=3, current=3)
@@ -255,15 +286,15 @@ async def test_a_membership_refused_at_the_revocation_leaves_the_rejoin_to_it() 
         assert await runner.commit(begin=False) == {}
         await runner.release()
     assert parts.stores[0].data == {}
-    assert parts.dropped == [([0], False)]
+    assert parts.dropped == [("membership_lost", [0], False)]
 
 
-async def test_a_producer_fenced_by_its_transactional_id_still_stops_the_worker() -> None:
-    parts = _parts(transactional=True)
+async def test_a_fenced_partition_transaction_stops_the_worker() -> None:
+    # The partition's next owner opened its transactional id: the partition is no longer ours.
+    parts = _parts(transactional=True, scope="partition")
     runner = parts.runner
     runner.on_seek(3, {RAW0: 0})
     await runner.apply({RAW0: [Rec(0)]}, {RAW0: 1}, fetched_in=3, current=3)
-    # Another process opened the same transactional id: not a membership this worker can regain.
     parts.producers.refuse = ProducerFenced()
     with pytest.raises(ProducerFenced):
         async with runner.gate.lock:
