@@ -110,6 +110,10 @@ async def test_one_worker_killed_at_random_points_many_times(
     assert_invariants(outcome, expected)
 
 
+# Scenario 11: whole sessions produced before each kill (about 2.3 records each).
+SESSIONS_PER_KILL = 5_000
+
+
 @scenario("11")
 async def test_a_worker_killed_in_the_middle_of_a_batch(
     stack: Stack, report_book: ReportBook
@@ -120,7 +124,9 @@ async def test_a_worker_killed_in_the_middle_of_a_batch(
     await env.make_topics()
     rng = random.Random(11)
     kills = by_scale(3, 20)
-    sessions = by_scale(6_000, 40_000)
+    # Each chunk must outlast the first moments of the worker's applying it: 2,000 sessions (about
+    # 4,600 records) were once all committed before the kill in one transaction per worker.
+    sessions = kills * SESSIONS_PER_KILL
     plan = traffic_plan(sessions, 11, half_only_share=0.0, planned_share=0.0)
     # A session's deliveries stay in one chunk: its halves are received within the TTL of each
     # other however long the restarts between chunks take.
