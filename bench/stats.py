@@ -147,7 +147,7 @@ class Goal:
 
 GOALS = (
     Goal("producer_rps", "≥ 10,000/s and ≥ 0.5 x baseline", 10_000, True, "producer_baseline_rps"),
-    Goal("producer_p99_ms_half_load", "< 25 ms", 25, False),
+    Goal("producer_p99_ms_half_load", "< 10 ms", 10, False),
     Goal("worker_eps_eos", "≥ 20,000/s and ≥ 0.5 x baseline", 20_000, True, "worker_baseline_eps"),
     Goal("worker_share_of_floor_eos", "≥ 0.8 x the no-op Faust agent", 0.8, True),
     Goal("e2e_p99_ms_alo", "< 50 ms", 50, False),
