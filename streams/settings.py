@@ -38,11 +38,11 @@ class WorkerSettings(KafkaSettings):
     expiry_grace_seconds: float = Field(default=15.0, ge=0)
     # Exactly-once commits (and so output visibility) happen this often: the floor of end-to-end latency.
     commit_interval_seconds: float = Field(default=0.1, gt=0)
-    # Exactly-once: one transaction per partition (each partition's next owner fences the last by
-    # its transactional id) or one per worker (KIP-447: the group's generation fences it; a third
-    # of the commit's time and CPU, and a dead worker's open transaction holds its partitions'
-    # readers until transaction_timeout_seconds; streams/runtime/worker_txn.py).
-    transaction_scope: Literal["partition", "worker"] = "partition"
+    # Exactly-once: one transaction per worker (KIP-447: the group's generation fences it; a third
+    # of the commit's time and CPU of one per partition, and a dead worker's open transaction holds
+    # its partitions' readers until transaction_timeout_seconds; streams/runtime/worker_txn.py) or
+    # one per partition (each partition's next owner fences the last by its transactional id).
+    transaction_scope: Literal["worker", "partition"] = "worker"
     # Scope "worker": names this worker's transaction, so that the worker restarted aborts what it
     # left open at once (a StatefulSet's pod name). Unset: this host's name and worker_port.
     worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")

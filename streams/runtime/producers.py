@@ -1,17 +1,18 @@
 """The worker's own Kafka producers for outputs and changelog records, and their transactions.
 
-Exactly-once: one transactional producer per active partition, with the transactional id Faust
-would use for it (`{app id}-{topic group}-{partition}`), so that a partition's next owner fences
-this one. They are opened fresh for every assignment (a producer kept across a rebalance may
-have been fenced meanwhile, and every send would fail) and closed when the partitions are
-revoked. A commit sends each partition's offsets into its transaction and commits it; all
-partitions commit concurrently. Faust's own transaction manager is replaced
-(streams/runtime/transport.py), so Faust opens no producer with the same ids.
-
-Exactly-once with `WorkerTransaction` (SESSIONFLOW_TRANSACTION_SCOPE=worker): one transactional
-producer for all the worker's partitions, opened fresh for every assignment too, whose commit is
-one transaction; the group's generation fences it instead of the partitions' ids
+Exactly-once with `WorkerTransaction` (SESSIONFLOW_TRANSACTION_SCOPE=worker, the default): one
+transactional producer for all the worker's partitions, opened fresh for every assignment, whose
+commit is one transaction; the group's generation fences it instead of the partitions' ids
 (streams/runtime/worker_txn.py).
+
+Exactly-once per partition (SESSIONFLOW_TRANSACTION_SCOPE=partition): one transactional producer
+per active partition, with the transactional id Faust would use for it (`{app id}-{topic
+group}-{partition}`), so that a partition's next owner fences this one. They are opened fresh
+for every assignment (a producer kept across a rebalance may have been fenced meanwhile, and
+every send would fail) and closed when the partitions are revoked. A commit sends each
+partition's offsets into its transaction and commits it; all partitions commit concurrently.
+Faust's own transaction manager is replaced (streams/runtime/transport.py), so Faust opens no
+producer with the same ids.
 
 At-least-once: one idempotent producer with acks=all for every partition.
 
