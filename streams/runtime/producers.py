@@ -46,11 +46,10 @@ The Java client waits 20 ms for the same kind of refusal of AddPartitionsToTxn (
 
 Records go out as record batches (aiokafka's BatchBuilder): one await per topic and partition of
 a unit, not one per record. Any failure to send or commit stops the worker (an exactly-once
-transaction then aborts and its records are processed again by the partition's next owner), but
-one: with one transaction per worker, a fenced transaction (the group forgot the worker, or the
-broker aborted the transaction at its timeout) is dropped in place and the worker runs on
-(streams/runtime/runner.py). aiokafka answers every send and commit after a fence with
-IllegalOperation; `fenced_as_such` raises the fence itself.
+transaction then aborts and its records are processed again by the partition's next owner), but a
+fence with one transaction per worker, which the runner survives (streams/runtime/runner.py):
+aiokafka answers every send and commit after a fence with IllegalOperation, `fenced_as_such`
+raises the fence itself.
 """
 
 from __future__ import annotations
