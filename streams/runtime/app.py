@@ -12,7 +12,7 @@ from faust.types.enums import ProcessingGuarantee
 
 from streams.runtime.consumer import ConsumerThread
 from streams.runtime.producers import Producers, WorkerTransaction
-from streams.runtime.restore import TableManager
+from streams.runtime.restore import TableManager, restorer_of
 from streams.runtime.runner import Processor, Runner, Sources
 from streams.runtime.store import SharedMemory, Table
 from streams.runtime.table import partition_store
@@ -138,10 +138,7 @@ class App(faust.App):
         """After the runner dropped uncommitted work (a fenced transaction, streams/runtime/runner.py):
         recovery restores the cleared `partitions` from the changelog's start at the next
         rebalance, and the consumer rejoins the group for it, unless a revocation is under way."""
-        restorer = cast(TableManager, self.tables).restorer()
-        if restorer is None:
-            raise RuntimeError("the app's TableManager is not streams.runtime.restore's")
-        restorer.forget(TP(changelog_topic, partition) for partition in partitions)
+        restorer_of(self.tables).forget(TP(changelog_topic, partition) for partition in partitions)
         if rejoin:
             # In the background: the consumer's thread runs it (a stopping worker cancels it).
             thread = cast(ConsumerThread, self.consumer._thread)  # type: ignore[attr-defined]

@@ -63,7 +63,7 @@ from faust.types import TP
 from faust.types.transports import TPorTopicSet
 from mode import ServiceT
 
-from streams.runtime.restore import Restorer
+from streams.runtime.restore import restorer_of
 from streams.runtime.runner import Record, Runner
 from streams.runtime.worker_txn import fetch_stable_offsets
 
@@ -221,17 +221,10 @@ class Consumer(faust_aiokafka.Consumer):
     def _restore(self, fetched: Fetched) -> None:  # (7)
         """The fetch's changelog records into the table, a partition at a time; partitions
         fetched without records too, when their position moved (past commit markers)."""
-        restorer = self._restorer
+        restorer = restorer_of(self.app.tables)
         for tp, position in fetched.positions.items():
             if not self.runner.is_source(tp.topic):
                 restorer.restore(tp, fetched.records.get(tp, ()), position)
-
-    @property
-    def _restorer(self) -> Restorer:
-        recovery = self.app.tables.recovery  # type: ignore[attr-defined]  # TableManagerT lacks it
-        if not isinstance(recovery, Restorer):
-            raise RuntimeError("the app's TableManager is not streams.runtime.restore's")
-        return recovery
 
     async def _back_to(self, tp: TP, offset: int) -> None:
         # No longer assigned: its next owner reads it from the committed offset.

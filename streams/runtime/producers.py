@@ -322,9 +322,8 @@ def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
         yield
     except IllegalOperation as exc:
         task = producer._sender.sender_task
-        if task is None or not task.done() or task.cancelled():
-            raise
-        cause = task.exception()
+        stopped = task is not None and task.done() and not task.cancelled()
+        cause = task.exception() if stopped else None
         if isinstance(cause, ProducerFenced):
             raise cause from exc
         raise

@@ -115,6 +115,11 @@ class TableManager(FaustTableManager):
             self._recovery = Restorer(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
 
-    def restorer(self) -> Restorer | None:
-        recovery: Any = self.recovery
-        return recovery if isinstance(recovery, Restorer) else None
+
+def restorer_of(tables: Any) -> Restorer:
+    """The app's recovery service (`app.tables.recovery`), the runtime's own: the consumer hands
+    it changelog records, the app has it forget cleared partitions."""
+    recovery = tables.recovery
+    if not isinstance(recovery, Restorer):
+        raise RuntimeError("the app's TableManager is not streams.runtime.restore's")
+    return recovery

@@ -18,13 +18,12 @@ them (`MembershipLost`: a pause or a broker outage longer than the session timeo
 fenced the producer (it aborted the transaction at its timeout, which a broker outage longer than
 `SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS` does), the transaction cannot commit, and the local
 store already holds its units' table changes. As Kafka Streams does for a migrated task, the
-runner then closes its producers (the next one, opened
-with the same transactional id at the rejoin, aborts the transaction at once; the broker's
-timeout would otherwise), clears the store of every partition a unit changed since the last
-commit, forgets its progress and refuses records until the partitions are sought again; the app
-(streams/runtime/app.py) has recovery restore the cleared partitions from their changelog and the
-consumer rejoin the group. The worker runs on, and each record is applied again once, from the
-committed state.
+runner then closes its producers (the next one, opened with the same transactional id at the
+rejoin, aborts the transaction at once; the broker's timeout would otherwise), clears the store
+of every partition a unit changed since the last commit, forgets its progress and refuses records
+until the partitions are sought again; the app (streams/runtime/app.py) has recovery restore the
+cleared partitions from their changelog and the consumer rejoin the group. The worker runs on,
+and each record is applied again once, from the committed state.
 """
 
 from __future__ import annotations
@@ -143,6 +142,7 @@ class Runner:
         self._written: set[int] = set()
         self._stalls = StallClock()
         self._end = end_exactly_once if producers.transactional else end_at_least_once
+        self._survives_fences = producers.transaction_scope == "worker"
 
     def serve(self, processor: Processor) -> None:
         self._processor = processor
@@ -191,8 +191,6 @@ class Runner:
                 try:
                     ended: Ended = await self._end(unit, self.producers, self._changelog_topic)
                 except ProducerFenced as fenced:
-                    if not self._drops(fenced):
-                        raise
                     await self._drop_uncommitted(fenced)
                     return {tp: recs[0].offset for tp, recs in records.items() if recs}
                 if unit.changes:
@@ -221,8 +219,6 @@ class Runner:
             try:
                 await self.producers.commit(by_partition, begin=begin)
             except ProducerFenced as fenced:
-                if not self._drops(fenced):
-                    raise
                 await self._drop_uncommitted(fenced)
                 return {}
         else:
@@ -251,14 +247,13 @@ class Runner:
         if self._processor is not None:
             self._processor.forget()
 
-    def _drops(self, fenced: ProducerFenced) -> bool:
-        """Is `fenced` survived in place? With one transaction per worker: a partition's next
-        owner fences one per partition by its id, and that worker stops."""
-        return self.producers.transaction_scope == "worker"
-
     async def _drop_uncommitted(self, fenced: ProducerFenced) -> None:
         """Under the gate: the open transaction will abort; nothing it holds stays applied (see
-        the module's docstring). Records are refused until the partitions are sought again."""
+        the module's docstring). Records are refused until the partitions are sought again.
+        Re-raises `fenced` with one transaction per partition: there a partition's next owner
+        fenced its id, and the worker stops."""
+        if not self._survives_fences:
+            raise fenced
         rejoin = self._ready_generation is not None  # revoke() clears it first
         self._ready_generation = None
         cleared = sorted(self._written)
