@@ -23,7 +23,7 @@ from producer.openapi import ADMIN_PATHS, LIVENESS_PATH, WEBHOOK_PATH, render_op
 from producer.publisher import KafkaPublisher, Publisher
 from producer.settings import ProducerSettings
 from producer.verify import WebhookVerifier, signature_header
-from sessionflow.heap import freeze_startup_objects
+from sessionflow.heap import collect_young_less_often, freeze_startup_objects
 from sessionflow.raw_record import dlq_headers, format_received_at, raw_headers
 
 Scope = MutableMapping[str, Any]
@@ -115,6 +115,7 @@ class ProducerApp:
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                     return
                 freeze_startup_objects()  # full collections skip what lives as long as we do
+                collect_young_less_often()  # requests in flight are not garbage
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._body_deadlines.stop()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import orjson
 import pytest
 
 from producer.app import ProducerApp
+from sessionflow.heap import YOUNG_THRESHOLD
 from tests.unit.producer.asgi import (
     BODY,
     ON_ADMIN,
@@ -110,6 +112,15 @@ async def test_one_log_line_per_request_without_secrets(
         assert secret_part not in dumped
 
 
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)
+    gc.unfreeze()
+
+
+@pytest.mark.usefixtures("collector_restored")
 async def test_lifespan_starts_and_stops_the_publisher(
     app: ProducerApp, publisher: FakePublisher
 ) -> None:
@@ -126,6 +137,8 @@ async def test_lifespan_starts_and_stops_the_publisher(
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert publisher.started
     assert publisher.stopped
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD  # requests in flight are not garbage
+    assert gc.get_freeze_count() > 0
 
 
 async def test_lifespan_reports_a_failed_start(app: ProducerApp, publisher: FakePublisher) -> None:

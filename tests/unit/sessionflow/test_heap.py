@@ -43,3 +43,22 @@ def test_start_up_objects_are_frozen_and_their_garbage_collected_first() -> None
     assert kept.me is kept
     gc.unfreeze()
     assert sum(type(o) is Node for o in gc.get_objects()) == 1  # the garbage one was collected
+
+
+@pytest.fixture
+def thresholds_restored() -> Iterator[tuple[int, int, int]]:
+    saved = gc.get_threshold()
+    yield saved
+    gc.set_threshold(*saved)
+
+
+def test_young_collections_wait_for_more_allocations_and_the_older_ones_keep_theirs(
+    thresholds_restored: tuple[int, int, int],
+) -> None:
+    _, middle, oldest = thresholds_restored
+    heap.collect_young_less_often()
+    assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, middle, oldest)
+    before = gc.get_stats()[0]["collections"]
+    held = [[i] for i in range(heap.YOUNG_THRESHOLD // 2)]  # tracked lists, all alive
+    assert gc.get_stats()[0]["collections"] == before
+    assert len(held) == heap.YOUNG_THRESHOLD // 2
