@@ -295,6 +295,22 @@ def test_random_timestamps_and_bodies_agree_with_library(offset: int, body: str)
     assert (reason is None) == (abs(offset) <= 300)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    offset=st.integers(-302, 302),
+    fraction=st.sampled_from([0.0, 0.25, 0.5, 0.9999994, 0.9999996, 0.9999999]),
+    signed_second=st.integers(0, 1),
+)
+def test_fractional_timestamps_are_floored_as_the_library_floors_them(
+    offset: int, fraction: float, signed_second: int
+) -> None:
+    # Signed for the second below or above the header's value: which one matches depends on
+    # the library's rounding to microseconds, and so does the tolerance at its edges.
+    headers = signed(ts=VECTOR_TS + offset + signed_second)
+    headers["svix-timestamp"] = repr(VECTOR_TS + offset + fraction)
+    agree(VECTOR_SECRET, VECTOR_BODY, headers)
+
+
 def test_tolerance_is_configurable() -> None:
     verifier = WebhookVerifier([decode_secret(VECTOR_SECRET)], tolerance_seconds=10)
     h = signed(ts=VECTOR_TS - 11)
