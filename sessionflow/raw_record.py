@@ -64,20 +64,24 @@ def partition_for_key(key: bytes, partitions: int) -> int:
     return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
-_second_cache: tuple[int, str] = (-1, "")
+# The last millisecond and the last second formatted: at load many requests share a
+# millisecond, and strftime, for the second, is the costly part.
+_last_milli: tuple[int, str] = (-1, "")
+_last_second: tuple[int, str] = (-1, "")
 
 
 def format_received_at(epoch_seconds: float) -> str:
-    """The received-at header's format: `2026-11-27T03:20:00.123Z` (RFC 3339 UTC, ms).
-
-    The second part is cached: it is the costly one, and it changes once a second."""
-    global _second_cache
-    whole, millis = divmod(round(epoch_seconds * 1000), 1000)
-    cached_second, text = _second_cache
-    if whole != cached_second:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second_cache = (whole, text)
-    return f"{text}.{millis:03d}Z"
+    """The received-at header's format: `2026-11-27T03:20:00.123Z` (RFC 3339 UTC, ms)."""
+    global _last_milli, _last_second
+    milli = round(epoch_seconds * 1000)
+    if milli == _last_milli[0]:
+        return _last_milli[1]
+    whole, millis = divmod(milli, 1000)
+    if whole != _last_second[0]:
+        _last_second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    text = f"{_last_second[1]}.{millis:03d}Z"
+    _last_milli = (milli, text)
+    return text
 
 
 def raw_headers(message_id: bytes, event_type: str, received_at: str) -> RecordHeaders:

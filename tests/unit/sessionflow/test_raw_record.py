@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sessionflow.raw_record import (
     KeyMissing,
@@ -22,6 +24,16 @@ def test_received_at_format() -> None:
     assert format_received_at(ts) == "2026-11-27T03:20:00.123Z"
     assert format_received_at(ts + 1.5) == "2026-11-27T03:20:01.623Z"
     assert format_received_at(ts) == "2026-11-27T03:20:00.123Z"
+
+
+@given(st.lists(st.floats(1.7e9, 1.8e9), min_size=1, max_size=50), st.integers(1, 3))
+def test_received_at_never_comes_from_a_stale_cache(base: list[float], repeats: int) -> None:
+    # Runs of one instant, of one second and of one millisecond, then jumps back and forth.
+    instants = [t + step / 1000 for t in base for step in (0, 0, 0.4, 1, 999, 1000)] * repeats
+    for instant in instants:
+        milli = round(instant * 1000)
+        second = datetime.fromtimestamp(milli // 1000, tz=UTC)
+        assert format_received_at(instant) == f"{second:%Y-%m-%dT%H:%M:%S}.{milli % 1000:03d}Z"
 
 
 def test_headers() -> None:
