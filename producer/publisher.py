@@ -2,9 +2,9 @@
 
 librdkafka partitions, batches, retries and talks to the brokers in its own threads; this
 process only hands it each record (`produce`, a few microseconds) and learns of the broker's
-ack from a delivery report. The loop serves the reports itself (a non-blocking poll every half
-millisecond while records are in flight) and settles each request's future: the request answers
-2xx only then. (aiokafka did all of that on the event loop: ~52 us of loop CPU per record
+ack from a delivery report. The loop serves the reports itself (a non-blocking poll at each
+hand-over and every millisecond while records are in flight) and settles each request's future:
+the request answers 2xx only then. (aiokafka did all of that on the event loop: ~52 us of loop CPU per record
 against ~33 here, and 0.5-0.7x the accepted webhooks per process end to end; see
 bench/results/producer-experiments.md.)
 """
@@ -32,8 +32,10 @@ log = logging.getLogger("producer.publisher")
 
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE})
 # How often delivery reports are served while records are in flight, and otherwise (errors
-# and logs only).
-_BUSY_POLL_S = 0.0005
+# and logs only). uvloop keeps timers in whole milliseconds and runs a delay that rounds to 0 at
+# the next iteration: 0.5 ms polled at every turn of the loop, which spun a core (0.6 of one at
+# 500 webhooks/s) while any record was in flight.
+_BUSY_POLL_S = 0.001
 _IDLE_POLL_S = 0.1
 
 # How long past its own limit a probe may take before the wait for it is abandoned, and how
@@ -328,9 +330,11 @@ class KafkaPublisher:
 class _Poller:
     """Serves librdkafka's delivery reports, errors and logs on the event loop: no thread.
 
-    While records await their reports it polls every `_BUSY_POLL_S` (a non-blocking call that
-    serves whatever is queued), otherwise every `_IDLE_POLL_S`; the reports settle the futures
-    directly. A poll thread would hand each batch over to the loop and compete for the GIL.
+    It polls (a non-blocking call that serves whatever is queued) at every hand-over, which under
+    load serves the reports as soon as the loop takes the next request; every `_BUSY_POLL_S`
+    while records await their reports, which serves them when requests are few; otherwise every
+    `_IDLE_POLL_S`. The reports settle the futures directly. A poll thread would hand each batch
+    over to the loop and compete for the GIL.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_error: Any) -> None:
@@ -349,7 +353,10 @@ class _Poller:
         self._schedule(_IDLE_POLL_S)
 
     def kick(self) -> None:
-        """A record was handed over: poll soon (and keep polling while any is in flight)."""
+        """A record was handed over: serve the reports already there (under load, the
+        acknowledgements of earlier requests), and keep polling while any is in flight."""
+        if self._producer is not None:
+            self._producer.poll(0)
         if not self._busy:
             self._busy = True
             self._schedule(_BUSY_POLL_S)
