@@ -4,8 +4,8 @@ librdkafka partitions, batches, retries and talks to the brokers in its own thre
 process only hands it each record (`produce`, a few microseconds) and learns of the broker's
 ack from a delivery report. The loop serves the reports itself (a non-blocking poll at each
 hand-over and every millisecond while records are in flight) and settles each request's future:
-the request answers 2xx only then. (aiokafka did all of that on the event loop: ~52 us of loop CPU per record
-against ~33 here, and 0.5-0.7x the accepted webhooks per process end to end; see
+the request answers 2xx only then. (aiokafka did all of that on the event loop: ~52 us of loop
+CPU per record against ~33 here, and 0.5-0.7x the accepted webhooks per process end to end; see
 bench/results/producer-experiments.md.)
 """
 

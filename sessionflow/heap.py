@@ -3,8 +3,9 @@
 Start-up objects. A full (generation 2) collection walks every object the collector tracks, and
 most of them are what start-up built and what lives as long as the process: modules, classes,
 schemas, the app. Each full collection held the event loop for 55-77 ms in the worker and 26-60
-ms in the producer, every few seconds under load (bench/results/worker-waits.md). `freeze_startup_objects` moves them out of the collector's view
-once start-up is done, so a full collection walks only what came after.
+ms in the producer, every few seconds under load (bench/results/worker-waits.md).
+`freeze_startup_objects` moves them out of the collector's view once start-up is done, so a full
+collection walks only what came after.
 
 Young collections. CPython collects its youngest generation whenever the tracked objects
 allocated since the last collection outnumber those freed by 700. A server with hundreds of
