@@ -23,12 +23,24 @@ from streams.runtime.worker_txn import GroupMember, fetch_stable_offsets
 from tests.conftest import TIMEOUT_S
 from tests.integration.conftest import RestartableBroker
 from tests.kafka_helpers import make_topics
+from tests.polling import wait_until
 from tests.reliability.outputs import committed_offsets
 
 pytestmark = pytest.mark.integration
 
 # How long the broker stays away while a commit is pending.
 OUTAGE_S = 5.0
+
+
+async def _committed_soon(bootstrap: str, group: str, topic: str, expected: dict[int, int]) -> None:
+    """The group's committed offsets of `topic` become `expected`. A transaction's offsets reach
+    __consumer_offsets with its commit markers, which the broker writes after EndTxn has
+    answered; the admin's OffsetFetch (no require_stable) reads the older ones until then."""
+
+    async def committed() -> bool:
+        return await committed_offsets(bootstrap, group, topic) == expected
+
+    await wait_until(committed, f"{group}'s committed offsets of {topic} to be {expected}")
 
 
 async def _out_and_source(bootstrap: str, unique: str, partitions: int = 2) -> tuple[str, str]:
@@ -122,7 +134,7 @@ async def test_a_partitions_records_and_offsets_commit_together(
         await producers.commit(offsets, begin=True)
         values = await _read_committed(kafka_bootstrap, out)
         assert [(p, len(v)) for p, v in values] == [(0, 600 * 1024)] * 3 + [(1, 5)]
-        assert await committed_offsets(kafka_bootstrap, group, source) == {0: 7, 1: 3}
+        await _committed_soon(kafka_bootstrap, group, source, {0: 7, 1: 3})
         assert MAX_BATCH_BYTES < 2 * 600 * 1024
     finally:
         await producers.close()
@@ -155,14 +167,14 @@ async def test_a_transaction_takes_the_groups_offsets_once_it_holds_data(
         # A partition whose records sent nothing commits its offsets the way aiokafka does.
         offsets = {0: {TopicPartition(source, 0): 4}, 1: {TopicPartition(source, 1): 9}}
         await producers.commit(offsets, begin=True)
-        assert await committed_offsets(kafka_bootstrap, group, source) == {0: 4, 1: 9}
+        await _committed_soon(kafka_bootstrap, group, source, {0: 4, 1: 9})
         assert await _read_committed(kafka_bootstrap, out) == [(0, b"v")]
         # The next transaction starts without it, and takes it again with its first data.
         assert txn[0]._txn_consumer_group is None
         await producers.send(out, 1, [(b"k", b"w", ())])
         await _takes_offsets(txn[1], group)
         await producers.commit({1: {TopicPartition(source, 1): 10}}, begin=False)
-        assert await committed_offsets(kafka_bootstrap, group, source) == {0: 4, 1: 10}
+        await _committed_soon(kafka_bootstrap, group, source, {0: 4, 1: 10})
     finally:
         await producers.close()
 
@@ -236,7 +248,7 @@ async def test_a_coordinator_lookup_that_loses_its_connection_is_tried_again(
     assert lost == [group]  # the offsets' lookup lost its connection once, and went on
     assert await one_partition.committed_records() == [(0, b"kept")]
     source = one_partition.source.topic
-    assert await committed_offsets(one_partition.bootstrap, group, source) == {0: 1}
+    await _committed_soon(one_partition.bootstrap, group, source, {0: 1})
 
 
 async def test_a_commit_caught_by_a_broker_outage_looks_up_at_a_pace_and_lands(
@@ -273,7 +285,7 @@ async def test_a_commit_caught_by_a_broker_outage_looks_up_at_a_pace_and_lands(
     # Unpaced, this outage took about 230 lookups; paced, one every LOOKUP_BACKOFF_MAX_S at most.
     assert 2 <= during <= OUTAGE_S / LOOKUP_BACKOFF_MAX_S + 8
     assert await partition.committed_records() == [(0, b"kept")]
-    assert await committed_offsets(bootstrap, f"g-{unique}", source) == {0: 1}
+    await _committed_soon(bootstrap, f"g-{unique}", source, {0: 1})
 
 
 @contextlib.asynccontextmanager
@@ -324,7 +336,7 @@ async def test_one_transaction_per_worker_commits_every_partition_together(
         finally:
             await producers.close()
     assert await _read_committed(kafka_bootstrap, out) == [(0, b"a"), (1, b"b")]
-    assert await committed_offsets(kafka_bootstrap, f"g-{unique}", source) == {0: 4, 1: 7}
+    await _committed_soon(kafka_bootstrap, f"g-{unique}", source, {0: 4, 1: 7})
 
 
 async def test_a_worker_whose_generation_passed_cannot_commit(
@@ -353,7 +365,7 @@ async def test_a_worker_whose_generation_passed_cannot_commit(
         finally:
             await successor.close()
     assert await _read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
-    assert await committed_offsets(kafka_bootstrap, group, source) == {0: 1}
+    await _committed_soon(kafka_bootstrap, group, source, {0: 1})
 
 
 async def test_a_new_owner_reads_offsets_only_once_their_transaction_ended(
