@@ -49,12 +49,12 @@ def freeze_startup_objects() -> int:
 YOUNG_THRESHOLD = 50_000
 
 
-def collect_young_less_often(threshold: int = YOUNG_THRESHOLD) -> None:
-    """Collect the youngest generation after `threshold` net allocations instead of 700; the
+def collect_young_less_often() -> None:
+    """Collect the youngest generation after YOUNG_THRESHOLD net allocations instead of 700; the
     older generations keep their thresholds (counted in young collections)."""
     _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(threshold, middle, oldest)
-    log.info("young collections after %d net allocations", threshold)
+    gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
+    log.info("young collections after %d net allocations", YOUNG_THRESHOLD)
 
 
 def heap_trimmer() -> Callable[[], None]:
