@@ -104,8 +104,9 @@ class KafkaPublisher:
     """Sends to the raw and DLQ topics and waits for the ack under a deadline.
 
     A background task probes the cluster every `readiness_interval_seconds` (a metadata
-    request through the producer's own client): that is the readiness signal, and while it
-    fails publishes are refused at once with PublishUnavailable rather than queued.
+    request through the producer's own client), and at once when librdkafka reports all brokers
+    down: the probe is the readiness signal, and while it fails publishes are refused at once
+    with PublishUnavailable rather than queued.
 
     The client is replaced by a fresh one after a fatal error, and also once Kafka has been
     unreachable for `kafka_fresh_client_after_seconds`: librdkafka (2.13 to 2.16 at least) can
@@ -241,8 +242,11 @@ class KafkaPublisher:
             log.error("kafka producer fatal error: %s", error.name())
             self._broken = True
             self._wake.set()
-        elif error.code() == KafkaError._ALL_BROKERS_DOWN and self._reachable:
-            self._lost(error.name())
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN:
+            # A hint, not a verdict: the probe, brought forward, decides. librdkafka 2.16
+            # re-bootstraps during an outage, and a bootstrap connection retired just after the
+            # cluster answered again reports all brokers down once more; taken as a verdict, it
+            # answered the first webhook after readiness with 503.
             self._wake.set()
 
     @property

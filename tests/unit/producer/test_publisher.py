@@ -118,13 +118,25 @@ def test_a_fresh_client_is_due_only_after_kafka_stayed_unreachable_that_long() -
     assert fresh_client_due(500.0, 120.0, 510.0, after)
 
 
+def test_a_report_of_all_brokers_down_brings_the_probe_forward_without_refusing_anything(
+    settings: ProducerSettings,
+) -> None:
+    # librdkafka 2.16 sends it again just after the cluster answered (a retired bootstrap
+    # connection): the probe, woken at once, decides whether Kafka is lost.
+    publisher = KafkaPublisher(settings)
+    publisher._found()
+    publisher._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    assert publisher._reachable
+    assert publisher._wake.is_set()
+
+
 def test_losing_kafka_is_noted_once_and_finding_it_clears_the_outage(
     settings: ProducerSettings,
 ) -> None:
     publisher = KafkaPublisher(settings)
     publisher._found()
     assert publisher._unreachable_since is None
-    publisher._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    publisher._lost("no answer to the probe")
     since = publisher._unreachable_since
     assert since is not None
     publisher._lost("_TRANSPORT")  # the probe failing afterwards keeps the outage's start
