@@ -2,8 +2,8 @@
 
 librdkafka partitions, batches, retries and talks to the brokers in its own threads; this
 process only hands it each record (`produce`, a few microseconds) and learns of the broker's
-ack from a delivery report. The loop serves the reports itself (a non-blocking poll at each
-hand-over and every millisecond while records are in flight) and settles each request's future:
+ack from a delivery report. The loop serves the reports itself (producer/delivery.py: a poll at each
+hand-over and every millisecond while records are in flight), which settle each request's future:
 the request answers 2xx only then. (aiokafka did all of that on the event loop: ~52 us of loop
 CPU per record against ~33 here, and 0.5-0.7x the accepted webhooks per process end to end; see
 bench/results/producer-experiments.md.)
@@ -19,9 +19,10 @@ from collections.abc import Coroutine, Mapping
 from functools import partial
 from typing import Any, Literal, Protocol, TypeAlias
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from producer.deadlines import Deadlines
+from producer.delivery import ReportPoller, settle
 from producer.errors import PublishUnavailable, RecordTooLarge
 from producer.settings import ProducerSettings
 from producer.tasks import cancel_and_wait
@@ -31,13 +32,6 @@ from sessionflow.topics import STARTUP_TIMEOUT_S, Topics, ensure_topics, max_rec
 log = logging.getLogger("producer.publisher")
 
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE})
-# How often delivery reports are served while records are in flight, and otherwise (errors
-# and logs only). uvloop keeps timers in whole milliseconds and runs a delay that rounds to 0 at
-# the next iteration: 0.5 ms polled at every turn of the loop, which spun a core (0.6 of one at
-# 500 webhooks/s) while any record was in flight.
-_BUSY_POLL_S = 0.001
-_IDLE_POLL_S = 0.1
-
 # How long past its own limit a probe may take before the wait for it is abandoned, and how
 # long a fresh client is given to reach the cluster.
 _PROBE_SLACK_S = 5.0
@@ -48,7 +42,6 @@ REPLACE_REASONS: tuple[ReplaceReason, ...] = ("fatal", "unreachable")
 
 # What a future settles to when our deadline passes first (a KafkaError stands for itself).
 _TIMED_OUT = KafkaError(KafkaError._TIMED_OUT)
-Acked: TypeAlias = "asyncio.Future[KafkaError | None]"
 
 
 def producer_config(settings: ProducerSettings) -> dict[str, Any]:
@@ -126,7 +119,7 @@ class KafkaPublisher:
         # checked only about once a second.
         self._deadlines = Deadlines(settings.publish_timeout_seconds)
         self._producer: Producer | None = None
-        self._poller: _Poller | None = None
+        self._poller: ReportPoller | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         # Since when Kafka has been unreachable (None: reachable; not reached before start),
@@ -203,7 +196,7 @@ class KafkaPublisher:
             raise PublishUnavailable("kafka_queue_full", "too many records in flight") from exc
         except KafkaException as exc:
             raise self._refused(exc.args[0]) from exc
-        deadline = self._deadlines.arm(partial(_delivered, acked, _TIMED_OUT, None))
+        deadline = self._deadlines.arm(partial(settle, acked, _TIMED_OUT, None))
         try:
             error = await acked
         finally:
@@ -223,9 +216,9 @@ class KafkaPublisher:
             self._wake.set()
         return PublishUnavailable("kafka_error", error.name())
 
-    def _new_producer(self) -> tuple[Producer, _Poller]:
+    def _new_producer(self) -> tuple[Producer, ReportPoller]:
         s = self._settings
-        poller = _Poller(asyncio.get_running_loop(), self._on_error)
+        poller = ReportPoller(asyncio.get_running_loop(), self._on_error)
         producer = Producer(
             {
                 **producer_config(s),
@@ -269,7 +262,7 @@ class KafkaPublisher:
         call = asyncio.to_thread(producer.list_topics, self._raw_topic, limit_s)
         await asyncio.wait_for(call, limit_s + _PROBE_SLACK_S)
 
-    async def _close(self, producer: Producer, poller: _Poller, limit_s: float) -> None:
+    async def _close(self, producer: Producer, poller: ReportPoller, limit_s: float) -> None:
         try:
             # On the loop, not producer.flush() in a thread: the reports settle loop futures.
             remaining = await poller.drain(limit_s)
@@ -335,77 +328,3 @@ class KafkaPublisher:
             task = asyncio.create_task(self._close(old, old_poller, 5.0))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
-
-
-class _Poller:
-    """Serves librdkafka's delivery reports, errors and logs on the event loop: no thread.
-
-    It polls (a non-blocking call that serves whatever is queued) at every hand-over, which under
-    load serves the reports as soon as the loop takes the next request; every `_BUSY_POLL_S`
-    while records await their reports, which serves them when requests are few; otherwise every
-    `_IDLE_POLL_S`. The reports settle the futures directly. A poll thread would hand each batch
-    over to the loop and compete for the GIL.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_error: Any) -> None:
-        self.loop = loop
-        self.on_error = on_error
-        self._producer: Producer | None = None
-        self._tick: asyncio.TimerHandle | None = None
-        self._busy = False
-
-    @staticmethod
-    def callback(acked: Acked) -> Any:
-        return partial(_delivered, acked)
-
-    def start(self, producer: Producer) -> None:
-        self._producer = producer
-        self._schedule(_IDLE_POLL_S)
-
-    def kick(self) -> None:
-        """A record was handed over: serve the reports already there (under load, the
-        acknowledgements of earlier requests), and keep polling while any is in flight."""
-        if self._producer is not None:
-            self._producer.poll(0)
-        if not self._busy:
-            self._busy = True
-            self._schedule(_BUSY_POLL_S)
-
-    async def stop(self) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
-        if self._producer is not None:
-            self._producer.poll(0)
-
-    async def drain(self, limit_s: float) -> int:
-        """Poll until every record has its report or the time is up; how many are left."""
-        producer = self._producer
-        if producer is None:
-            return 0
-        deadline = time.monotonic() + limit_s
-        while len(producer) and time.monotonic() < deadline:
-            producer.poll(0)
-            await asyncio.sleep(_BUSY_POLL_S)
-        producer.poll(0)
-        return len(producer)
-
-    def _schedule(self, delay: float) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
-        self._tick = self.loop.call_later(delay, self._poll)
-
-    def _poll(self) -> None:
-        self._tick = None
-        producer = self._producer
-        if producer is None:
-            return
-        producer.poll(0)
-        # len(): records queued or in flight, reports not yet served.
-        self._busy = len(producer) > 0
-        self._schedule(_BUSY_POLL_S if self._busy else _IDLE_POLL_S)
-
-
-def _delivered(acked: Acked, error: KafkaError | None, _msg: Message | None) -> None:
-    if not acked.done():
-        acked.set_result(error)

@@ -1,15 +1,12 @@
-"""The librdkafka publisher without a broker: its settings, error mapping and report bridge."""
+"""The librdkafka publisher without a broker: its settings, error mapping and readiness."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-import uvloop
 from confluent_kafka import KafkaError
 
 from producer.errors import PublishUnavailable, RecordTooLarge
-from producer.publisher import KafkaPublisher, _Poller, fresh_client_due, producer_config
+from producer.publisher import KafkaPublisher, fresh_client_due, producer_config
 from producer.settings import ProducerSettings
 from sessionflow.topics import max_record_bytes
 
@@ -60,49 +57,6 @@ def test_a_fatal_error_breaks_the_client_at_once(settings: ProducerSettings) -> 
     publisher._refused(KafkaError(KafkaError._FATAL, fatal=True))
     assert publisher._broken
     assert not publisher.ready
-
-
-async def test_delivery_reports_settle_their_futures_and_a_late_one_is_ignored() -> None:
-    loop = asyncio.get_running_loop()
-    poller = _Poller(loop, lambda error: None)
-    acked = [loop.create_future() for _ in range(3)]
-    failure = KafkaError(KafkaError._MSG_TIMED_OUT)
-    acked[2].set_result(None)  # already settled (our deadline passed first): left alone
-    for future, error in zip(acked, [None, failure, KafkaError(KafkaError._FATAL)], strict=True):
-        poller.callback(future)(error, None)
-    assert [f.result() for f in acked] == [None, failure, None]
-
-
-class InFlight:
-    """A client with records in flight for good: counts the polls it is given."""
-
-    def __init__(self) -> None:
-        self.polls = 0
-
-    def poll(self, timeout: float) -> int:
-        assert timeout == 0
-        self.polls += 1
-        return 0
-
-    def __len__(self) -> int:
-        return 1
-
-
-def test_records_in_flight_are_polled_on_a_timer_not_at_every_turn_of_the_loop() -> None:
-    client = InFlight()
-
-    async def in_flight_for(seconds: float) -> None:
-        poller = _Poller(asyncio.get_running_loop(), lambda error: None)
-        poller.start(client)  # type: ignore[arg-type]  # a stand-in for the librdkafka client
-        poller.kick()
-        assert client.polls == 1  # the hand-over serves what is already there
-        await asyncio.sleep(seconds)
-        await poller.stop()
-
-    # uvloop, as the producer runs: it keeps timers in whole milliseconds, and a delay that
-    # rounds to 0 runs at the next turn of the loop (thousands of polls a second, a core spun).
-    uvloop.run(in_flight_for(0.2))
-    assert 20 <= client.polls <= 260
 
 
 def test_a_fresh_client_is_due_only_after_kafka_stayed_unreachable_that_long() -> None:
