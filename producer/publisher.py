@@ -235,11 +235,12 @@ class KafkaPublisher:
             log.error("kafka producer fatal error: %s", error.name())
             self._broken = True
             self._wake.set()
-        elif error.code() == KafkaError._ALL_BROKERS_DOWN:
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN and self._reachable:
             # A hint, not a verdict: the probe, brought forward, decides. librdkafka 2.16
             # re-bootstraps during an outage, and a bootstrap connection retired just after the
             # cluster answered again reports all brokers down once more; taken as a verdict, it
-            # answered the first webhook after readiness with 503.
+            # answered the first webhook after readiness with 503. (During an outage it comes
+            # about once a second; the probes keep their interval then.)
             self._wake.set()
 
     @property
