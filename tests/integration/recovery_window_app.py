@@ -50,6 +50,7 @@ def holding(base: type[Any]) -> type[Any]:
         async def perform_seek(self) -> None:
             tp = TP(SOURCE, 0)
             if FAULT == "dropped_before_seek":
+                log.warning("window: position %s before the seek", await self.position(tp))
                 self._thread.seek(tp, LAST_OFFSET + 1)
                 await super().perform_seek()
                 log.warning("window: position %s after the seek", await self.position(tp))

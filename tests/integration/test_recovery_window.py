@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -168,6 +169,12 @@ class Window:
             assert time.monotonic() < deadline, f"no {text!r} in {TIMEOUT_S}s:\n{self.log_tail()}"
             await asyncio.sleep(0.05)
 
+    def logged_position(self, when: str) -> int:
+        """The source position the worker logged as `window: position N <when>`."""
+        match = re.search(rf"window: position (\d+) {when}", self.log_path.read_text())
+        assert match is not None, self.log_tail()
+        return int(match.group(1))
+
     def log_tail(self) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
 
@@ -219,16 +226,25 @@ async def test_faust_never_reads_again_what_it_dropped_without_a_committed_offse
     window = window_factory("faust", "at_least_once", DROPPED)
     await window.prepare()
     window.start()
-    # Only once the seek is done: produced earlier, the record could be fetched before the flow
-    # resumed and dropped the same way (the seek then logged position 6, not 7, and one run
-    # failed).
+    # Produced once the seek is done, so that it is read after it in every run.
     await window.logged(f"window: position {RECORDS} after the seek")
     await window.produce(window.source, [(None, b"one more")])
     processed, committed = await window.outcome()
-    # Only the record that came after; the commit then goes past the never-read ones: they are
-    # lost without a trace (no stall, no lag).
-    assert processed == {RECORDS}, (processed, committed, window.log_tail())
-    assert committed == RECORDS + 1, (processed, committed, window.log_tail())
+    seen = (processed, committed, window.log_tail())
+    # The seek moved the source from `before` past its records: Faust never reads them again,
+    # and the record that came after is processed.
+    before = window.logged_position("before the seek")
+    assert RECORDS in processed, seen
+    assert not processed & set(range(before, RECORDS)), seen
+    early = processed - {RECORDS}
+    if not early:
+        # The commit goes past the never-read ones: lost without a trace (no stall, no lag).
+        assert committed == RECORDS + 1, seen
+    else:
+        # On a loaded machine Faust's first fetch can hand a record to the agent before recovery
+        # pauses the partition (1 run in 18 with two cores kept busy): the commit then stays
+        # in front of the lost records, the stall of issue 17.
+        assert committed == max(early) + 1, seen
 
 
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
