@@ -161,8 +161,12 @@ async def test_broker_outage_gives_503_then_recovers(restartable_broker: Any) ->
             status, _ = await post()
             assert status == 503
         await restartable_broker.start()
-        await readyz_becomes(http, producer.admin_url, 200, within_s=60, poll_s=0.5)
-        for _ in range(5):
+        await readyz_becomes(http, producer.admin_url, 200, within_s=60, poll_s=0.05)
+        # Accepted from the moment it is ready, for a second. librdkafka 2.16 may report all
+        # brokers down once more just then; that report refused webhooks for a few milliseconds
+        # in 1 restart of 10, too rarely to catch here (the next test injects it).
+        until = asyncio.get_running_loop().time() + 1.0
+        while asyncio.get_running_loop().time() < until:
             status, body = await post()
             assert status == 202
             stored.append(body)
