@@ -241,6 +241,7 @@ class KafkaPublisher:
             # cluster answered again reports all brokers down once more; taken as a verdict, it
             # answered the first webhook after readiness with 503. (During an outage it comes
             # about once a second; the probes keep their interval then.)
+            log.info("kafka reports all brokers down: probing now")
             self._wake.set()
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from confluent_kafka import KafkaError
 
@@ -73,15 +75,19 @@ def test_a_fresh_client_is_due_only_after_kafka_stayed_unreachable_that_long() -
 
 
 def test_a_report_of_all_brokers_down_brings_the_probe_forward_without_refusing_anything(
-    settings: ProducerSettings,
+    settings: ProducerSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     # librdkafka 2.16 sends it again just after the cluster answered (a retired bootstrap
     # connection): the probe, woken at once, decides whether Kafka is lost.
     publisher = KafkaPublisher(settings)
     publisher._found()
-    publisher._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    with caplog.at_level(logging.INFO, logger="producer.publisher"):
+        publisher._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
     assert publisher._reachable
     assert publisher._wake.is_set()
+    assert [r.getMessage() for r in caplog.records] == [
+        "kafka reports all brokers down: probing now"
+    ]
 
 
 def test_losing_kafka_is_noted_once_and_finding_it_clears_the_outage(
