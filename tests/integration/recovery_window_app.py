@@ -60,7 +60,11 @@ def holding(base: type[Any]) -> type[Any]:
             # Polls Faust's own read offset: no event fires when the drain loop hands a record over.
             while time.monotonic() < deadline and (self._read_offset.get(tp) or -1) < LAST_OFFSET:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-            log.warning("window: read offset %s when the seek returned", self._read_offset.get(tp))
+            log.warning(
+                "window: read offset %s when the seek returned (flow control %s)",
+                self._read_offset.get(tp),
+                "active" if self.app.flow_control.is_active() else "suspended",
+            )
 
     return HoldingConsumer
 
