@@ -33,9 +33,8 @@ class ReportPoller:
     over to the loop and compete for the GIL.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_error: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.on_error = on_error
         self._producer: Producer | None = None
         self._tick: asyncio.TimerHandle | None = None
         self._busy = False

@@ -218,12 +218,13 @@ class KafkaPublisher:
 
     def _new_producer(self) -> tuple[Producer, ReportPoller]:
         s = self._settings
-        poller = ReportPoller(asyncio.get_running_loop(), self._on_error)
+        poller = ReportPoller(asyncio.get_running_loop())
         producer = Producer(
             {
                 **producer_config(s),
                 "logger": logging.getLogger("producer.librdkafka"),
-                "error_cb": poller.on_error,
+                # Served by the poller's polls, on the loop.
+                "error_cb": self._on_error,
             }
         )
         poller.start(producer)

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import TopicSpec, ensure_topics
 from tests.conftest import TIMEOUT_S
+from tests.polling import wait_until
 from tests.reliability.outputs import committed_offsets
 
 pytestmark = pytest.mark.integration
@@ -163,13 +164,14 @@ class Window:
         return (await committed_offsets(self.bootstrap, self.app_id, self.source)).get(0, -1)
 
     async def logged(self, text: str) -> None:
-        """Wait until the worker's log holds `text`."""
-        deadline = time.monotonic() + TIMEOUT_S
-        while text not in self.log_path.read_text(errors="replace"):
+        """Wait until the worker's log holds `text`; fail at once if the worker exited."""
+
+        def holds() -> bool:
             assert self.proc is not None
             assert self.proc.poll() is None, self.log_tail()
-            assert time.monotonic() < deadline, f"no {text!r} in {TIMEOUT_S}s:\n{self.log_tail()}"
-            await asyncio.sleep(0.05)
+            return text in self.log_path.read_text(errors="replace")
+
+        await wait_until(holds, f"{text!r} in the worker's log")
 
     def logged_position(self, when: str) -> int:
         """The source position the worker logged as `window: position N <when>`."""

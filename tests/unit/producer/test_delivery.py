@@ -12,7 +12,7 @@ from producer.delivery import ReportPoller
 
 async def test_delivery_reports_settle_their_futures_and_a_late_one_is_ignored() -> None:
     loop = asyncio.get_running_loop()
-    poller = ReportPoller(loop, lambda error: None)
+    poller = ReportPoller(loop)
     acked = [loop.create_future() for _ in range(3)]
     failure = KafkaError(KafkaError._MSG_TIMED_OUT)
     acked[2].set_result(None)  # already settled (our deadline passed first): left alone
@@ -40,7 +40,7 @@ def test_records_in_flight_are_polled_on_a_timer_not_at_every_turn_of_the_loop()
     client = InFlight()
 
     async def in_flight_for(seconds: float) -> None:
-        poller = ReportPoller(asyncio.get_running_loop(), lambda error: None)
+        poller = ReportPoller(asyncio.get_running_loop())
         poller.start(client)  # type: ignore[arg-type]  # a stand-in for the librdkafka client
         poller.kick()
         assert client.polls == 1  # the hand-over serves what is already there
