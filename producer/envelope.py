@@ -28,7 +28,8 @@ def parse_envelope(body: bytes) -> Envelope:
     EnvelopeError with a reason code (the DLQ path).
 
     orjson refuses what downstream parsers would choke on: invalid UTF-8, lone surrogates,
-    NaN/Infinity, integers beyond 64 bits and nesting deeper than 1024.
+    NaN/Infinity, numbers beyond a double's range and nesting deeper than 1024. Integers beyond
+    64 bits are valid JSON and pass (the worker's models keep them exactly).
     """
     try:
         doc = orjson.loads(body)

@@ -34,6 +34,11 @@ from producer.errors import EnvelopeError
         # duplicate keys: orjson keeps the last, as downstream parsers do
         (b'{"eventType":"x","id":"a","id":"b"}', Envelope("x", b"b")),
         (b' \n{"id":"k","eventType":"session.created"}\n ', Envelope("session.created", b"k")),
+        # An integer beyond 64 bits is valid JSON (a customer's numeric id in sessionVariables).
+        (
+            b'{"eventType":"session.created","id":"s","v":{"n":123456789012345678901234567890}}',
+            Envelope("session.created", b"s"),
+        ),
     ],
 )
 def test_routes(body: bytes, expected: Envelope) -> None:
