@@ -8,6 +8,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,6 +36,11 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 _BASELINE = "uvicorn+uvloop+httptools (raw ASGI)"
 _REQUEST_SECONDS = "sessionflow_webhook_request_seconds"
 _PUBLISH_SECONDS = "sessionflow_kafka_publish_seconds"
+# The ratio again as alternating rounds at one connection count, both servers up: the sweeps
+# run minutes apart, and the machine's drift between them moved the ratio by ±10% from run to
+# run (bench/results/producer-experiments.md, section 11).
+ALTERNATING_ROUNDS = 4
+ALTERNATING_CONNECTIONS = 64
 
 
 def _ms(text: str) -> float:
@@ -177,6 +183,37 @@ def _bare_endpoint(workdir: Path, load: Load) -> Iterator[tuple[Service, int]]:
         baseline.stop()
 
 
+def _alternating(
+    load: Load, bare: tuple[Service, int], producer: tuple[Service, int], seconds: float
+) -> dict[str, Any]:
+    """Bare endpoint and producer in turn (bare first in even rounds, producer first in odd
+    ones), each round's ratio from its own two points; the idle server takes no requests."""
+    rounds = []
+    for i in range(ALTERNATING_ROUNDS):
+        turns = [("bare", *bare), ("producer", *producer)]
+        measured = {
+            name: _measured(load, service, port, ALTERNATING_CONNECTIONS, seconds)
+            for name, service, port in (turns if i % 2 == 0 else turns[::-1])
+        }
+        bare_rps, accepted = measured["bare"]["rps"], measured["producer"]["ok_rps"]
+        rounds.append(
+            {
+                "bare_rps": bare_rps,
+                "producer_rps": accepted,
+                "ratio": ratio(accepted, bare_rps),
+                "producer_cpu_s_per_1k": cpu_s_per_1k(
+                    measured["producer"].get("server_cpu_cores"), accepted
+                ),
+            }
+        )
+    ratios = [r["ratio"] for r in rounds if r["ratio"] is not None]
+    return {
+        "connections": ALTERNATING_CONNECTIONS,
+        "rounds": rounds,
+        "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+    }
+
+
 def _paced_with_own_view(
     load: Load, port: int, metrics_url: str, seconds: float, rate: float
 ) -> dict[str, Any]:
@@ -233,13 +270,14 @@ def run(ctx: Context) -> dict[str, Any]:
             point["share_of_max"] = share
             sweep.append(point)
         out["paced"] = sweep
+        half = out["paced"][1]
+        with _bare_endpoint(workdir, load) as bare:
+            out["alternating"] = _alternating(load, bare, (producer, port), ctx.seconds)
+            # The floor of the half-load latency: the load generator and the bare stack, at the
+            # same rate.
+            out["baseline_half_load"] = load.paced(bare[1], 64, ctx.seconds, half["target_rps"])
     finally:
         producer.stop()
-
-    half = out["paced"][1]
-    # The floor of the half-load latency: the load generator and the bare stack, at the same rate.
-    with _bare_endpoint(workdir, load) as (_, port):
-        out["baseline_half_load"] = load.paced(port, 64, ctx.seconds, half["target_rps"])
 
     base_top = max(out["baseline"], key=lambda p: p["rps"])
     base_best = base_top["rps"]
@@ -247,6 +285,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "producer_rps": best,
         "producer_baseline_rps": base_best,
         "producer_ratio": ratio(best, base_best),
+        "producer_ratio_alternating": out["alternating"]["ratio_median"],
         "producer_cpu_s_per_1k": cpu_s_per_1k(top.get("server_cpu_cores"), best),
         "producer_baseline_cpu_s_per_1k": cpu_s_per_1k(base_top.get("server_cpu_cores"), base_best),
         "producer_p50_ms_half_load": half.get("p50_ms"),

@@ -129,6 +129,18 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
             " Kafka round trip with acks=all before the 202, so the producer pays the broker's"
             " latency per request and shares the 2 cores with it."
         )
+    alternating = b1.get("alternating") or {}
+    if alternating.get("rounds"):
+        each = ", ".join(
+            f"{r['producer_rps']:,.0f}/{r['bare_rps']:,.0f} = {r['ratio']}"
+            for r in alternating["rounds"]
+        )
+        out.append(
+            f"B1 in alternating rounds at {alternating['connections']} connections (producer and"
+            f" bare endpoint in turn, the order flipped each round): {each}; median ratio"
+            f" `producer_ratio_alternating` {alternating['ratio_median']}. The sweeps above run"
+            " minutes apart, so their ratio carries the machine's drift; these rounds do not."
+        )
     paced = b1.get("paced") or []
     if paced:
         pts = ", ".join(f"{p['ok_rps']:,.0f}/s → p99 {p['p99_ms']} ms" for p in paced)

@@ -1,10 +1,14 @@
-"""wrk's report parsed into the figures B1 uses."""
+"""wrk's report parsed into the figures B1 uses, and the alternating rounds of its ratio."""
 
 from __future__ import annotations
 
+import os
+from typing import Any, cast
+
 import pytest
 
-from bench.b1_producer import cpu_s_per_1k, parse_wrk
+from bench.b1_producer import ALTERNATING_ROUNDS, Load, _alternating, cpu_s_per_1k, parse_wrk
+from bench.proc import Service
 
 WRK = """Running 8s test @ http://127.0.0.1:4000/webhooks/agntix
   1 threads and 64 connections
@@ -41,3 +45,36 @@ def test_cpu_per_thousand_requests() -> None:
     assert cpu_s_per_1k(0.9, 6000.0) == 0.15
     assert cpu_s_per_1k(None, 6000.0) is None
     assert cpu_s_per_1k(0.9, 0.0) is None
+
+
+class _Server:
+    """Stands in for a Service: this process, so that its CPU time can be read."""
+
+    pid = os.getpid()
+
+
+class _Load:
+    """Answers each closed-loop point by port, and remembers the order of the points."""
+
+    def __init__(self, rates: dict[int, list[float]]) -> None:
+        self.rates = rates
+        self.ports: list[int] = []
+
+    def closed(self, port: int, connections: int, seconds: float) -> dict[str, Any]:
+        assert connections == 64
+        rate = self.rates[port][sum(1 for p in self.ports if p == port)]
+        self.ports.append(port)
+        return {"rps": rate, "ok_rps": rate}
+
+
+def test_alternating_rounds_flip_the_order_and_take_each_rounds_own_ratio() -> None:
+    bare, producer = 1, 2
+    load = _Load({bare: [100.0, 80.0, 100.0, 50.0], producer: [50.0, 48.0, 30.0, 40.0]})
+    server = cast("Service", _Server())
+
+    out = _alternating(cast("Load", load), (server, bare), (server, producer), 0.0)
+
+    assert load.ports == [bare, producer, producer, bare, bare, producer, producer, bare]
+    assert [r["ratio"] for r in out["rounds"]] == [0.5, 0.6, 0.3, 0.8]
+    assert len(out["rounds"]) == ALTERNATING_ROUNDS
+    assert out["ratio_median"] == 0.55
