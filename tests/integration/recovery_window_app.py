@@ -55,15 +55,23 @@ def holding(base: type[Any]) -> type[Any]:
                 await super().perform_seek()
                 log.warning("window: position %s after the seek", await self.position(tp))
                 return
+            generation = self.app.consumer_generation_id
             await super().perform_seek()
             deadline = time.monotonic() + HOLD_S
             # Polls Faust's own read offset: no event fires when the drain loop hands a record over.
             while time.monotonic() < deadline and (self._read_offset.get(tp) or -1) < LAST_OFFSET:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
+            # The position tells where the records came from (a fetch after the seek leaves it past
+            # them); the rest, what a window that did not open looked like (not explained yet).
             log.warning(
-                "window: read offset %s when the seek returned (flow control %s)",
+                "window: read offset %s when the seek returned (position %s, flow control %s,"
+                " consumer flow %s, generation %s then %s)",
                 self._read_offset.get(tp),
+                await self.position(tp),
                 "active" if self.app.flow_control.is_active() else "suspended",
+                "active" if self.flow_active else "stopped",
+                generation,
+                self.app.consumer_generation_id,
             )
 
     return HoldingConsumer

@@ -175,7 +175,11 @@ class Window:
 
     def logged_position(self, when: str) -> int:
         """The source position the worker logged as `window: position N <when>`."""
-        match = re.search(rf"window: position (\d+) {when}", self.log_path.read_text())
+        return self.logged_figure(rf"window: position (\d+) {when}")
+
+    def logged_figure(self, pattern: str) -> int:
+        """The number in `pattern`'s group, from the worker's log."""
+        match = re.search(pattern, self.log_path.read_text())
         assert match is not None, self.log_tail()
         return int(match.group(1))
 
@@ -213,9 +217,10 @@ async def test_faust_loses_what_it_queued_during_the_recovery_seek(
     window_factory: WindowFactory,
 ) -> None:
     # The window is open only when Faust's drain loop hands the records over during the seek. In
-    # about 1 run of 20 it handed over the first and then none for the whole hold (a clean-clone
-    # run, then 1 of 19 in a loop; the worker logs its flow control's state there since); the
-    # scenario is then set up afresh.
+    # a clean-clone run and 2 of 20 loop runs (stop 30) it handed over none for the whole hold:
+    # the read offset stayed at 1, the value the seek itself sets. Not seen in the 74 runs since;
+    # the worker now logs its position there too, to tell a fetch that did not come from records
+    # that were not handed over. The scenario is then set up afresh.
     for _ in range(WINDOW_ATTEMPTS):
         window = window_factory("faust", "at_least_once", QUEUED)
         # Committed at 1: what Faust drops before the seek is read again, only the window counts.
@@ -227,15 +232,24 @@ async def test_faust_loses_what_it_queued_during_the_recovery_seek(
         window.stop()
     else:
         raise AssertionError(f"no open window in {WINDOW_ATTEMPTS} runs:\n{window.log_tail()}")
+    # The records came from a fetch after the seek, which left the position past them, or (1 run
+    # in 30 with two cores kept busy) from one made before it: the seek then moved the position
+    # back to the committed offset, and Faust reads the source again from there once recovery is
+    # done. Its read-offset filter drops what it read before, except the last record, which it
+    # takes as new: that one is processed a second time, after its first hand-over was cleared.
+    position = window.logged_figure(r"when the seek returned \(position (\d+)")
+    again = {RECORDS - 1} if position < RECORDS else set()
+    seen = (processed, committed, position, window.log_tail())
     # Only the event the agent held got through; what waited in the queue is gone.
-    assert processed == {1}, processed
-    assert committed == 2
+    assert processed == {1} | again, seen
+    assert committed == 2, seen
     # The partition goes on processing new records, but its commits stay behind the lost ones:
     # the stall the issue saw, with a lag a position-based gauge would report as 0.
     await window.produce(window.source, [(None, b"one more")])
     processed, committed = await window.outcome()
-    assert processed == {1, RECORDS}, processed
-    assert committed == 2
+    seen = (processed, committed, position, window.log_tail())
+    assert processed == {1, RECORDS} | again, seen
+    assert committed == 2, seen
 
 
 async def test_faust_never_reads_again_what_it_dropped_without_a_committed_offset(
