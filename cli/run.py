@@ -21,7 +21,7 @@ from pydantic import Field
 
 from cli import devsecret
 from cli.errors import CliError
-from sessionflow.settings import KafkaSettings
+from sessionflow.settings import KafkaSettings, Port
 
 _POLL_S = 0.2
 _PR_SET_PDEATHSIG = 1
@@ -30,10 +30,10 @@ _PR_SET_PDEATHSIG = 1
 class RunSettings(KafkaSettings):
     """What `run` reads itself; the children read their own settings from the same variables."""
 
-    http_port: int = Field(default=8080, ge=1, le=65535)
-    admin_port: int = Field(default=8081, ge=1, le=65535)
-    worker_port: int = Field(default=6066, ge=1, le=65535)
-    enricher_port: int = Field(default=6067, ge=1, le=65535)
+    http_port: Port = 8080
+    admin_port: Port = 8081
+    worker_port: Port = 6066
+    enricher_port: Port = 6067
     # A cold worker (RocksDB open, first rebalance, topic creation) takes a while on a laptop.
     run_ready_timeout_seconds: float = Field(default=120.0, gt=0)
     # Longer than the producer's drain and the worker's last commit, shorter than patience.

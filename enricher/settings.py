@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from enricher.errors import EnricherConfigError
-from sessionflow.settings import KafkaSettings
+from sessionflow.settings import KafkaSettings, Port
 
 URL_VAR: Final = "AGNTIX_API_URL"
 KEY_VAR: Final = "AGNTIX_API_KEY"
@@ -59,7 +59,7 @@ class EnricherSettings(KafkaSettings):
         default=None, validation_alias=AliasChoices(TOKEN_VAR, "agntix_api_token")
     )
     enricher_host: str = "0.0.0.0"  # noqa: S104 - the metrics endpoint is scraped from outside
-    enricher_port: int = Field(default=6067, ge=1, le=65535)
+    enricher_port: Port = 6067
     # Namespaced like the topics; one group however many enrichers run.
     enricher_group_id: str = Field(default="sessionflow-enricher", pattern=r"^[A-Za-z0-9._-]+$")
     # Sessions fetched at once (also the size of the one HTTP connection pool).

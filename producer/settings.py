@@ -8,7 +8,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from sessionflow.settings import KafkaSettings
+from sessionflow.settings import MAX_PORT, KafkaSettings, Port
 from sessionflow.signing import SECRET_PREFIX, SigningError, decode_secret
 
 # The sender gives up on an attempt after 15 s; body read plus Kafka ack must end well before.
@@ -39,10 +39,10 @@ class ProducerSettings(KafkaSettings):
 
     # The public listener: the webhook and a bare liveness path, nothing else.
     http_host: str = "0.0.0.0"  # noqa: S104 - a container service listens on every interface
-    http_port: int = Field(default=8080, ge=1, le=65535)
+    http_port: Port = 8080
     # The admin listener: /metrics, /healthz, /readyz, /openapi.json; never exposed publicly.
     admin_host: str = "0.0.0.0"  # noqa: S104 - reached by probes and Prometheus in the pod network
-    admin_port: int = Field(default=8081, ge=1, le=65535)
+    admin_port: Port = 8081
     # Processes sharing the public port (SO_REUSEPORT); process i's admin port is admin_port + i.
     http_processes: int = Field(default=1, ge=1, le=64)
     # Comma-separated, not JSON: NoDecode hands the raw string to the validator below.
@@ -75,7 +75,7 @@ class ProducerSettings(KafkaSettings):
         admin_ports = range(self.admin_port, self.admin_port + self.http_processes)
         if self.http_port in admin_ports:
             raise ValueError("admin_port (one per process) must differ from http_port")
-        if admin_ports[-1] > 65535:
+        if admin_ports[-1] > MAX_PORT:
             raise ValueError("admin_port + http_processes - 1 must be a port number")
         return self
 

@@ -1,9 +1,13 @@
 """Settings shared by every sessionflow process: where Kafka is and how topics are laid out."""
 
-from typing import Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_PORT: Final = 65535
+# A TCP port one of our listeners takes (the producer's two, the worker's, the enricher's).
+Port = Annotated[int, Field(ge=1, le=MAX_PORT)]
 
 
 class KafkaSettings(BaseSettings):

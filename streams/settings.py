@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from sessionflow.settings import KafkaSettings
+from sessionflow.settings import KafkaSettings, Port
 
 
 class WorkerSettings(KafkaSettings):
@@ -16,7 +16,7 @@ class WorkerSettings(KafkaSettings):
 
     app_id: str = Field(default="sessionflow", pattern=r"^[A-Za-z0-9._-]+$")
     worker_host: str = "0.0.0.0"  # noqa: S104  (the metrics endpoint is scraped from outside)
-    worker_port: int = Field(default=6066, ge=1, le=65535)
+    worker_port: Port = 6066
     # How the other workers reach this one's web server (they forward GET /sessions/{id} to the
     # partition's owner): in Kubernetes the pod's address. Unset: this host's name and the port,
     # or the host itself when it is a specific address.
