@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,10 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 _BASELINE = "uvicorn+uvloop+httptools (raw ASGI)"
 _REQUEST_SECONDS = "sessionflow_webhook_request_seconds"
 _PUBLISH_SECONDS = "sessionflow_kafka_publish_seconds"
-# The ratio again as alternating rounds at one connection count, both servers up: the sweeps
-# run minutes apart, and the machine's drift between them moved the ratio by ±10% from run to
-# run (bench/results/producer-experiments.md, section 11).
+# The ratio again as alternating rounds, each server at its best connection count of the sweep,
+# both servers up: the sweeps run minutes apart, and the machine's drift between them moved the
+# ratio by ±10% from run to run (bench/results/producer-experiments.md, section 11).
 ALTERNATING_ROUNDS = 4
-ALTERNATING_CONNECTIONS = 64
 
 
 def _ms(text: str) -> float:
@@ -183,17 +183,26 @@ def _bare_endpoint(workdir: Path, load: Load) -> Iterator[tuple[Service, int]]:
         baseline.stop()
 
 
+@dataclass(frozen=True)
+class Contender:
+    """One side of the alternating rounds: a running server and the load it is measured at."""
+
+    service: Service
+    port: int
+    connections: int
+
+
 def _alternating(
-    load: Load, bare: tuple[Service, int], producer: tuple[Service, int], seconds: float
+    load: Load, bare: Contender, producer: Contender, seconds: float
 ) -> dict[str, Any]:
     """Bare endpoint and producer in turn (bare first in even rounds, producer first in odd
     ones), each round's ratio from its own two points; the idle server takes no requests."""
     rounds = []
     for i in range(ALTERNATING_ROUNDS):
-        turns = [("bare", *bare), ("producer", *producer)]
+        turns = [("bare", bare), ("producer", producer)]
         measured = {
-            name: _measured(load, service, port, ALTERNATING_CONNECTIONS, seconds)
-            for name, service, port in (turns if i % 2 == 0 else turns[::-1])
+            name: _measured(load, side.service, side.port, side.connections, seconds)
+            for name, side in (turns if i % 2 == 0 else turns[::-1])
         }
         bare_rps, accepted = measured["bare"]["rps"], measured["producer"]["ok_rps"]
         rounds.append(
@@ -208,7 +217,7 @@ def _alternating(
         )
     ratios = [r["ratio"] for r in rounds if r["ratio"] is not None]
     return {
-        "connections": ALTERNATING_CONNECTIONS,
+        "connections": {"bare": bare.connections, "producer": producer.connections},
         "rounds": rounds,
         "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
     }
@@ -271,16 +280,21 @@ def run(ctx: Context) -> dict[str, Any]:
             sweep.append(point)
         out["paced"] = sweep
         half = out["paced"][1]
-        with _bare_endpoint(workdir, load) as bare:
-            out["alternating"] = _alternating(load, bare, (producer, port), ctx.seconds)
+        base_top = max(out["baseline"], key=lambda p: p["rps"])
+        base_best = base_top["rps"]
+        with _bare_endpoint(workdir, load) as (baseline, bare_port):
+            out["alternating"] = _alternating(
+                load,
+                Contender(baseline, bare_port, base_top["connections"]),
+                Contender(producer, port, top["connections"]),
+                ctx.seconds,
+            )
             # The floor of the half-load latency: the load generator and the bare stack, at the
             # same rate.
-            out["baseline_half_load"] = load.paced(bare[1], 64, ctx.seconds, half["target_rps"])
+            out["baseline_half_load"] = load.paced(bare_port, 64, ctx.seconds, half["target_rps"])
     finally:
         producer.stop()
 
-    base_top = max(out["baseline"], key=lambda p: p["rps"])
-    base_best = base_top["rps"]
     out["figures"] = {
         "producer_rps": best,
         "producer_baseline_rps": base_best,

@@ -136,8 +136,9 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
             for r in alternating["rounds"]
         )
         out.append(
-            f"B1 in alternating rounds at {alternating['connections']} connections (producer and"
-            f" bare endpoint in turn, the order flipped each round): {each}; median ratio"
+            f"B1 in alternating rounds (producer at {alternating['connections']['producer']}"
+            f" connections and bare endpoint at {alternating['connections']['bare']}, each its best"
+            f" of the sweep, in turn, the order flipped each round): {each}; median ratio"
             f" `producer_ratio_alternating` {alternating['ratio_median']}. The sweeps above run"
             " minutes apart, so their ratio carries the machine's drift; these rounds do not."
         )

@@ -7,7 +7,14 @@ from typing import Any, cast
 
 import pytest
 
-from bench.b1_producer import ALTERNATING_ROUNDS, Load, _alternating, cpu_s_per_1k, parse_wrk
+from bench.b1_producer import (
+    ALTERNATING_ROUNDS,
+    Contender,
+    Load,
+    _alternating,
+    cpu_s_per_1k,
+    parse_wrk,
+)
 from bench.proc import Service
 
 WRK = """Running 8s test @ http://127.0.0.1:4000/webhooks/agntix
@@ -61,7 +68,7 @@ class _Load:
         self.ports: list[int] = []
 
     def closed(self, port: int, connections: int, seconds: float) -> dict[str, Any]:
-        assert connections == 64
+        assert connections == port * 64  # each side at its own connection count
         rate = self.rates[port][sum(1 for p in self.ports if p == port)]
         self.ports.append(port)
         return {"rps": rate, "ok_rps": rate}
@@ -72,7 +79,9 @@ def test_alternating_rounds_flip_the_order_and_take_each_rounds_own_ratio() -> N
     load = _Load({bare: [100.0, 80.0, 100.0, 50.0], producer: [50.0, 48.0, 30.0, 40.0]})
     server = cast("Service", _Server())
 
-    out = _alternating(cast("Load", load), (server, bare), (server, producer), 0.0)
+    out = _alternating(
+        cast("Load", load), Contender(server, bare, 64), Contender(server, producer, 128), 0.0
+    )
 
     assert load.ports == [bare, producer, producer, bare, bare, producer, producer, bare]
     assert [r["ratio"] for r in out["rounds"]] == [0.5, 0.6, 0.3, 0.8]
