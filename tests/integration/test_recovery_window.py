@@ -218,9 +218,9 @@ async def test_faust_loses_what_it_queued_during_the_recovery_seek(
 ) -> None:
     # The window is open only when Faust's drain loop hands the records over during the seek. In
     # a clean-clone run and 2 of 20 loop runs (stop 30) it handed over none for the whole hold:
-    # the read offset stayed at 1, the value the seek itself sets. Not seen in the 74 runs since;
-    # the worker now logs its position there too, to tell a fetch that did not come from records
-    # that were not handed over. The scenario is then set up afresh.
+    # the read offset stayed at 1, the value the seek itself sets. Not seen in the 74 runs since.
+    # The worker now logs its position there too: still at 1, no fetch came; past the records, a
+    # fetch came and the drain loop did not hand them over. The scenario is then set up afresh.
     for _ in range(WINDOW_ATTEMPTS):
         window = window_factory("faust", "at_least_once", QUEUED)
         # Committed at 1: what Faust drops before the seek is read again, only the window counts.
@@ -232,11 +232,12 @@ async def test_faust_loses_what_it_queued_during_the_recovery_seek(
         window.stop()
     else:
         raise AssertionError(f"no open window in {WINDOW_ATTEMPTS} runs:\n{window.log_tail()}")
-    # The records came from a fetch after the seek, which left the position past them, or (1 run
-    # in 30 with two cores kept busy) from one made before it: the seek then moved the position
-    # back to the committed offset, and Faust reads the source again from there once recovery is
-    # done. Its read-offset filter drops what it read before, except the last record, which it
-    # takes as new: that one is processed a second time, after its first hand-over was cleared.
+    # The records came from a fetch after the seek, which left the position past them, or (1 of
+    # 14 runs with two cores kept busy) from one made before it, whose records the drain loop
+    # went on handing over after the seek had moved the position back to the committed offset.
+    # Faust then reads the source again from there once recovery is done, and its read-offset
+    # filter drops every record but the last (its offset is the read offset): that one is handed
+    # over a second time and processed, its first hand-over having been cleared with the queue.
     position = window.logged_figure(r"when the seek returned \(position (\d+)")
     again = {RECORDS - 1} if position < RECORDS else set()
     seen = (processed, committed, position, window.log_tail())
