@@ -218,7 +218,7 @@ async def test_faust_loses_what_it_queued_during_the_recovery_seek(
 ) -> None:
     # The window is open only when Faust's drain loop hands the records over during the seek. In
     # a clean-clone run and 2 of 20 loop runs (stop 30) it handed over none for the whole hold:
-    # the read offset stayed at 1, the value the seek itself sets. Not seen in the 74 runs since.
+    # the read offset stayed at 1, the value the seek itself sets. Not seen in 114 runs since.
     # The worker now logs its position there too: still at 1, no fetch came; past the records, a
     # fetch came and the drain loop did not hand them over. The scenario is then set up afresh.
     for _ in range(WINDOW_ATTEMPTS):
