@@ -92,25 +92,17 @@ def server_commands(workdir: Path, port: int) -> dict[str, list[str]]:
     }
 
 
+# Serves argv[1] (`module:app`, imported from the working directory) on 127.0.0.1:argv[2].
+_STACK_SERVER = (
+    "import sys, uvicorn; from producer.server import stack_config; "
+    "uvicorn.Server(stack_config(sys.argv[1], '127.0.0.1', int(sys.argv[2]))).run()"
+)
+
+
 def uvicorn_command(app: str, port: int) -> list[str]:
-    """The producer's server stack (uvicorn on uvloop and httptools, quiet) serving `app`."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    """`app` served on the producer's HTTP stack (`producer.server.stack_config`), so that a bare
+    endpoint and the producer differ only by what the producer does per request."""
+    return [sys.executable, "-c", _STACK_SERVER, app, str(port)]
 
 
 WRK_LUA = f"""

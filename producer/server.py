@@ -9,11 +9,12 @@ import os
 import signal
 import socket
 from types import FrameType
+from typing import Any
 
 import prometheus_client
 import uvicorn
 
-from producer.app import create_app
+from producer.app import ASGIApp, create_app
 from producer.settings import ProducerSettings
 from sessionflow.logs import configure_logging
 
@@ -35,12 +36,14 @@ class ProducerServer(uvicorn.Server):
         self.should_exit = True
 
 
-def server_config(settings: ProducerSettings) -> uvicorn.Config:
-    """uvicorn settings: our JSON logs replace its access log; shutdown waits for in-flight work."""
+def stack_config(app: ASGIApp | str, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """The producer's HTTP stack: uvicorn on uvloop and httptools, quiet, no per-request
+    middleware. bench/ serves its bare endpoint on it too, so that the two compare like with like
+    (uvicorn's own defaults cost the bare endpoint 10-13%, bench/results/producer-experiments.md)."""
     return uvicorn.Config(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
+        app,
+        host=host,
+        port=port,
         loop="uvloop",
         http="httptools",
         ws="none",
@@ -50,6 +53,16 @@ def server_config(settings: ProducerSettings) -> uvicorn.Config:
         server_header=False,
         # Nothing here reads the client address or scheme: skip the per-request middleware.
         proxy_headers=False,
+        **options,
+    )
+
+
+def server_config(settings: ProducerSettings) -> uvicorn.Config:
+    """uvicorn settings: our JSON logs replace its access log; shutdown waits for in-flight work."""
+    return stack_config(
+        create_app(settings),
+        settings.http_host,
+        settings.http_port,
         # Above the sender's 15 s, so an in-flight request always ends before we exit.
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         timeout_keep_alive=30,
