@@ -171,7 +171,8 @@ def _measured(
 
 @contextlib.contextmanager
 def _bare_endpoint(workdir: Path, load: Load) -> Iterator[tuple[Service, int]]:
-    """The baseline: the same server stack, a bare endpoint that reads the body and answers 200."""
+    """The baseline: the producer's server stack (`producer.server.stack_config`), a bare
+    endpoint that reads the body and answers 200."""
     port = free_port()
     cmd = server_commands(workdir, port)[_BASELINE]  # writes the bare ASGI module into workdir
     baseline = Service("baseline-http", cmd, os.environ, workdir, cwd=workdir)

@@ -122,7 +122,7 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
         out.append(
             f"B1: the producer accepted {best['ok_rps']:,.0f}/s at {best['connections']} connections"
             f" ({ratio(best['ok_rps'], base['rps'])} x the bare endpoint's {base['rps']:,.0f}/s on the"
-            f" same uvicorn+uvloop+httptools stack). At that point the producer process used"
+            f" producer's own HTTP stack, producer.server.stack_config). At that point the producer process used"
             f" {best.get('server_cpu_cores')} cores, the broker {best.get('broker_cpu_cores')} and the"
             f" load generator ({best.get('loadgen')}) {best.get('loadgen_cpu_cores')}: the generator"
             " is not the bottleneck. Each accepted request is an HMAC check, an envelope parse and a"
