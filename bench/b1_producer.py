@@ -41,6 +41,12 @@ _PUBLISH_SECONDS = "sessionflow_kafka_publish_seconds"
 # both servers up: the sweeps run minutes apart, and the machine's drift between them moved the
 # ratio by ±10% from run to run (bench/results/producer-experiments.md, section 11).
 ALTERNATING_ROUNDS = 4
+# The paced points' connections: a bound on requests in flight, set far above what the rate needs
+# (about 40 at half load), so that a stall of the server or the machine delays what is due during
+# it and no more. With 64 the generator queued the requests due during a 15-50 ms stall behind
+# its busy connections, and its p99 at half load was 4.6-263 ms (median 14.0) where 1024 gave
+# 4.8-28.7 (median 5.0) on the same producer (bench/results/producer-experiments.md, section 15).
+PACED_CONNECTIONS = 1024
 
 
 def _ms(text: str) -> float:
@@ -230,7 +236,8 @@ def _paced_with_own_view(
     """A paced point, with the producer's own histograms of it: the request as the server timed
     it, and the publish from the send to the broker's acknowledgement."""
     before = fetch_text(metrics_url)
-    point = load.paced(port, 64, seconds, rate)
+    point = load.paced(port, PACED_CONNECTIONS, seconds, rate)
+    point["connections"] = PACED_CONNECTIONS
     after = fetch_text(metrics_url)
     for key, name in (("server", _REQUEST_SECONDS), ("publish", _PUBLISH_SECONDS)):
         seen = ScrapedHistogram.read(after, name).since(ScrapedHistogram.read(before, name))
@@ -292,7 +299,9 @@ def run(ctx: Context) -> dict[str, Any]:
             )
             # The floor of the half-load latency: the load generator and the bare stack, at the
             # same rate.
-            out["baseline_half_load"] = load.paced(bare_port, 64, ctx.seconds, half["target_rps"])
+            out["baseline_half_load"] = load.paced(
+                bare_port, PACED_CONNECTIONS, ctx.seconds, half["target_rps"]
+            )
     finally:
         producer.stop()
 

@@ -144,9 +144,14 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
         )
     paced = b1.get("paced") or []
     if paced:
-        pts = ", ".join(f"{p['ok_rps']:,.0f}/s → p99 {p['p99_ms']} ms" for p in paced)
+        pts = ", ".join(
+            f"{p['ok_rps']:,.0f}/s → p99 {p['p99_ms']} ms (p99.9 {p.get('p999_ms')}, max"
+            f" {p.get('max_ms')})"
+            for p in paced
+        )
         out.append(
-            f"B2 (open loop, latency counted from each request's due time): {pts}. The half-load"
+            "B2 (open loop, latency counted from each request's due time, at most"
+            f" {paced[0].get('connections', 64)} requests in flight): {pts}. The half-load"
             f" point is `producer_p99_ms_half_load`. {_half_load_view(b1.get('figures') or {})}"
         )
     b3 = details.get("b3") or {}

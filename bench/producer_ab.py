@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bench.b1_producer import _BASELINE, Load
+from bench.b1_producer import _BASELINE, PACED_CONNECTIONS, Load
 from bench.context import Context
 from bench.http_stack import server_commands
 from bench.proc import Service, cpu_seconds, free_port, python_module, wait_http
@@ -77,8 +77,8 @@ def run_variant(
         closed["server_cpu_cores"] = round(
             (tree_cpu(service.pid) - cpu0) / (time.monotonic() - t0), 2
         )
-        own_half = load.paced(port, 64, seconds, max(50.0, 0.5 * closed["ok_rps"]))
-        fixed = load.paced(port, 64, seconds, paced_rate)
+        own_half = load.paced(port, PACED_CONNECTIONS, seconds, max(50.0, 0.5 * closed["ok_rps"]))
+        fixed = load.paced(port, PACED_CONNECTIONS, seconds, paced_rate)
     finally:
         service.stop()
     cpu_per_1k = (
