@@ -44,8 +44,8 @@ ALTERNATING_ROUNDS = 4
 # The paced points' connections: a bound on requests in flight, set far above what the rate needs
 # (about 40 at half load), so that a stall of the server or the machine delays what is due during
 # it and no more. With 64 the generator queued the requests due during a 15-50 ms stall behind
-# its busy connections, and its p99 at half load was 4.6-263 ms (median 14.0) where 1024 gave
-# 4.8-28.7 (median 5.0) on the same producer (bench/results/producer-experiments.md, section 15).
+# its busy connections, and its p99 at half load was 4.6-263 ms (median 14.1) where 1024 gave
+# 4.8-28.7 (median 4.9) on the same producer (bench/results/producer-experiments.md, section 15).
 PACED_CONNECTIONS = 1024
 
 

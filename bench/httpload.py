@@ -88,17 +88,21 @@ async def connect(port: int) -> Connection:
     return conn
 
 
+async def connect_all(port: int, connections: int) -> list[Connection]:
+    return list(await asyncio.gather(*(connect(port) for _ in range(connections))))
+
+
 async def closed_loop(
     port: int, requests: Sequence[bytes], connections: int, seconds: float
 ) -> dict[str, object]:
     counts = {"ok": 0, "non2xx": 0, "errors": 0}
     latencies: list[float] = []
     index = itertools.count()
+    opened = await connect_all(port, connections)
     start = time.perf_counter()
     deadline = start + seconds
 
-    async def client() -> None:
-        conn = await connect(port)
+    async def client(conn: Connection) -> None:
         try:
             while (sent := time.perf_counter()) < deadline:
                 try:
@@ -112,7 +116,7 @@ async def closed_loop(
         finally:
             conn.close()
 
-    await asyncio.gather(*(client() for _ in range(connections)))
+    await asyncio.gather(*(client(conn) for conn in opened))
     return _result(counts, latencies, time.perf_counter() - start)
 
 
@@ -129,10 +133,12 @@ async def paced(
     counts = {"ok": 0, "non2xx": 0, "errors": 0}
     latencies: list[float] = []
     index = itertools.count()
+    # Every connection is open before the first request falls due: opening a thousand of them
+    # takes longer than the first requests may wait.
+    opened = await connect_all(port, connections)
     start = time.perf_counter() + 0.05
 
-    async def client() -> None:
-        conn = await connect(port)
+    async def client(conn: Connection) -> None:
         try:
             while (i := next(index)) < total:
                 due = start + i / rate
@@ -153,7 +159,7 @@ async def paced(
         finally:
             conn.close()
 
-    await asyncio.gather(*(client() for _ in range(connections)))
+    await asyncio.gather(*(client(conn) for conn in opened))
     result = _result(counts, latencies, time.perf_counter() - start)
     result["target_rps"] = rate
     return result
