@@ -17,6 +17,7 @@ import orjson
 from producer.deadlines import Deadlines
 from producer.envelope import event_type_label, parse_envelope
 from producer.errors import EnvelopeError, PublishUnavailable, RecordTooLarge, VerificationError
+from producer.loop_lag import LoopLag
 from producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from producer.metrics import ProducerMetrics
 from producer.openapi import ADMIN_PATHS, LIVENESS_PATH, WEBHOOK_PATH, render_openapi
@@ -86,6 +87,7 @@ class ProducerApp:
         # One sweeper for every request's body deadline: a timer each costs more than the rest
         # of the handler's bookkeeping (bench/results/producer-experiments.md).
         self._body_deadlines = Deadlines(settings.body_timeout_seconds)
+        self._loop_lag = LoopLag(self.metrics.loop_lag.observe)
         self._retry_after = (b"retry-after", str(settings.retry_after_seconds).encode())
         self._openapi = render_openapi(settings.max_body_bytes)
         self._admin_port = settings.admin_port
@@ -116,8 +118,10 @@ class ProducerApp:
                     return
                 freeze_startup_objects()  # full collections skip what lives as long as we do
                 collect_young_less_often()  # requests in flight are not garbage
+                self._loop_lag.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self._loop_lag.stop()
                 await self._body_deadlines.stop()
                 await self.publisher.stop()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -31,6 +31,8 @@ SERVER_ERROR_OUTCOMES = frozenset({"timeout", "unavailable"})
 # Before the body is parsed the event type is not known; afterwards it is a known one or `other`.
 EVENT_TYPE_LABELS = (*sorted(KNOWN_EVENT_TYPES), "other", "unknown")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# How late the event loop ran a timer: under a millisecond is on time (uvloop's resolution).
+_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _SIZE_BUCKETS = (256, 1024, 2048, 4096, 8192, 16384, 65536, 262144, 1048576, 4194304)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -120,6 +122,13 @@ class ProducerMetrics:
             "sessionflow_webhook_body_bytes",
             "Size of the webhook bodies read (capped ones count up to the cap).",
             _SIZE_BUCKETS,
+            self.registry,
+        )
+        self.loop_lag = LoopHistogram(
+            "sessionflow_producer_event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 0.1 s: what every request waits while"
+            " the loop is busy or stalled (a long callback, a garbage collection, too little CPU).",
+            _LAG_BUCKETS,
             self.registry,
         )
         self.ready = Gauge(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import re
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -128,7 +130,10 @@ async def test_lifespan_starts_and_stops_the_publisher(
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        return inbox.pop(0)
+        message = inbox.pop(0)
+        if message["type"] == "lifespan.shutdown":
+            await asyncio.sleep(0.35)  # the app runs: its loop-lag timer wakes every 0.1 s
+        return message
 
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(dict(message))
@@ -137,6 +142,12 @@ async def test_lifespan_starts_and_stops_the_publisher(
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert publisher.started
     assert publisher.stopped
+    lag_count = re.search(
+        rb"^sessionflow_producer_event_loop_lag_seconds_count (\S+)$", app.metrics.render(), re.M
+    )
+    assert lag_count is not None
+    assert float(lag_count.group(1)) >= 2
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "loop-lag"]
     assert gc.get_threshold()[0] == YOUNG_THRESHOLD  # requests in flight are not garbage
     assert gc.get_freeze_count() > 0
 
