@@ -13,7 +13,7 @@ import collections
 import time
 from collections.abc import Callable
 
-from producer.tasks import cancel_and_wait
+from producer.tasks import Background
 
 
 class Deadline:
@@ -38,23 +38,17 @@ class Deadlines:
         self.seconds = seconds
         self.resolution = resolution
         self._entries: collections.deque[Deadline] = collections.deque()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Background("deadlines", self._sweep_forever)
 
     def arm(self, on_expiry: Callable[[], object]) -> Deadline:
         """A deadline from now; the sweeper starts with the first one (it needs a running loop)."""
-        if self._sweeper is None:
-            self.start()
+        self._sweeper.start()
         entry = Deadline(time.monotonic() + self.seconds, on_expiry)
         self._entries.append(entry)
         return entry
 
-    def start(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="deadlines")
-
     async def stop(self) -> None:
-        await cancel_and_wait(self._sweeper)
-        self._sweeper = None
+        await self._sweeper.stop()
 
     def sweep(self, now: float) -> int:
         """Fire what is due at `now`; drop disarmed entries at the front. How many fired."""

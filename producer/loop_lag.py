@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from producer.tasks import cancel_and_wait
+from producer.tasks import Background
 
 # Ten wake-ups a second: a fraction of a per-mille of a core, and often enough that a stall
 # of tens of milliseconds falls on one of them in most seconds.
@@ -25,15 +25,13 @@ class LoopLag:
     def __init__(self, observe: Callable[[float], None], interval: float = INTERVAL_S) -> None:
         self.interval = interval
         self._observe = observe
-        self._task: asyncio.Task[None] | None = None
+        self._timer = Background("loop-lag", self._watch)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._watch(), name="loop-lag")
+        self._timer.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        await self._timer.stop()
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()

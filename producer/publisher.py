@@ -25,7 +25,7 @@ from producer.deadlines import Deadlines
 from producer.delivery import ReportPoller, settle
 from producer.errors import PublishUnavailable, RecordTooLarge
 from producer.settings import ProducerSettings
-from producer.tasks import cancel_and_wait
+from producer.tasks import Background
 from sessionflow.raw_record import RecordHeaders
 from sessionflow.topics import STARTUP_TIMEOUT_S, Topics, ensure_topics, max_record_bytes
 
@@ -120,7 +120,7 @@ class KafkaPublisher:
         self._deadlines = Deadlines(settings.publish_timeout_seconds)
         self._producer: Producer | None = None
         self._poller: ReportPoller | None = None
-        self._monitor: asyncio.Task[None] | None = None
+        self._monitor = Background("producer-readiness", self._watch)
         self._wake = asyncio.Event()
         # Since when Kafka has been unreachable (None: reachable; not reached before start),
         # and when a fresh client was last tried.
@@ -149,11 +149,10 @@ class KafkaPublisher:
         self._producer, self._poller = self._new_producer()
         await self._probe(self._producer, request_timeout)
         self._unreachable_since = None
-        self._monitor = asyncio.create_task(self._watch(), name="producer-readiness")
+        self._monitor.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._monitor)
-        self._monitor = None
+        await self._monitor.stop()
         if self._closing:
             await asyncio.gather(*self._closing)
         producer, self._producer = self._producer, None
