@@ -17,12 +17,13 @@ import orjson
 from producer.deadlines import Deadlines
 from producer.envelope import event_type_label, parse_envelope
 from producer.errors import EnvelopeError, PublishUnavailable, RecordTooLarge, VerificationError
-from producer.loop_lag import LoopLag
+from producer.loop_lag import watch_loop_lag
 from producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from producer.metrics import ProducerMetrics
 from producer.openapi import ADMIN_PATHS, LIVENESS_PATH, WEBHOOK_PATH, render_openapi
 from producer.publisher import KafkaPublisher, Publisher
 from producer.settings import ProducerSettings
+from producer.tasks import Background
 from producer.verify import WebhookVerifier, signature_header
 from sessionflow.heap import collect_young_less_often, freeze_startup_objects
 from sessionflow.raw_record import dlq_headers, format_received_at, raw_headers
@@ -87,7 +88,9 @@ class ProducerApp:
         # One sweeper for every request's body deadline: a timer each costs more than the rest
         # of the handler's bookkeeping (bench/results/producer-experiments.md).
         self._body_deadlines = Deadlines(settings.body_timeout_seconds)
-        self._loop_lag = LoopLag(self.metrics.loop_lag.observe)
+        self._loop_lag = Background(
+            "loop-lag", lambda: watch_loop_lag(self.metrics.loop_lag.observe)
+        )
         self._retry_after = (b"retry-after", str(settings.retry_after_seconds).encode())
         self._openapi = render_openapi(settings.max_body_bytes)
         self._admin_port = settings.admin_port

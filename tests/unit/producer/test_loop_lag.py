@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from producer.loop_lag import LoopLag
+from producer.loop_lag import watch_loop_lag
+from producer.tasks import Background
 
 INTERVAL_S = 0.02
 BLOCK_S = 0.15
@@ -13,7 +14,7 @@ BLOCK_S = 0.15
 
 async def test_a_blocked_loop_shows_as_lag_and_a_free_one_does_not() -> None:
     seen: list[float] = []
-    lag = LoopLag(seen.append, interval=INTERVAL_S)
+    lag = Background("loop-lag", lambda: watch_loop_lag(seen.append, INTERVAL_S))
     lag.start()
     await asyncio.sleep(5 * INTERVAL_S)
     before = len(seen)
@@ -29,7 +30,7 @@ async def test_a_blocked_loop_shows_as_lag_and_a_free_one_does_not() -> None:
 
 async def test_stop_ends_the_timer() -> None:
     seen: list[float] = []
-    lag = LoopLag(seen.append, interval=INTERVAL_S)
+    lag = Background("loop-lag", lambda: watch_loop_lag(seen.append, INTERVAL_S))
     lag.start()
     await asyncio.sleep(3 * INTERVAL_S)
     await lag.stop()
