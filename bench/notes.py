@@ -246,10 +246,10 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
             " cores above). Its time splits between the event loop and socket I/O (uvloop, shown as"
             " stdlib/Runner.run), uvicorn's HTTP parsing and response writes, the hand-over to"
             " librdkafka and its delivery reports, and our handler (HMAC verify, orjson envelope"
-            " parse, the response). No single frame dominates: beyond ~10k/s per process the lever"
-            " is more producer processes (SESSIONFLOW_HTTP_PROCESSES), which this 2-core"
-            " machine cannot give while it also runs the broker (bench/results/"
-            "producer-experiments.md)."
+            " parse, the response). No single frame dominates: beyond what one process accepts"
+            " (B1 above) the lever is more producer processes (SESSIONFLOW_HTTP_PROCESSES), which"
+            " pays only where they get cores of their own; this 2-core machine also runs the"
+            " broker and the load generator (bench/results/producer-experiments.md)."
         )
     if b3.get("eos_ab"):
         f = results
