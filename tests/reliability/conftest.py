@@ -16,15 +16,9 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.worker_fixtures import WorkerEnv
-from tests.reliability.harness import SCALE, TRANSACTION_SCOPE, PrivateBroker, Stack
+from tests.reliability.harness import SCALE, TRANSACTION_SCOPE, TTL_S, PrivateBroker, Stack
 
 REPORT = REPO / "docs" / "reliability.md"
-# The dedup/pairing TTL of the scenarios' workers. It must outlive the longest processing stall
-# (a rebalance on this 2-core machine takes several seconds) plus the spread of a session's
-# halves and retries: with 6 s, a stall let expiry ticks overtake second halves and let
-# completion markers expire before late retries, which the run showed as "doubles". Production
-# uses 48 h for the same reason (longer than the sender's retry horizon).
-TTL_S = 30.0
 
 
 @dataclass
@@ -152,7 +146,9 @@ def shared_broker(report_book: ReportBook) -> Iterator[PrivateBroker]:
         asyncio.run(broker.down())
 
 
-def make_env(book: ReportBook, bootstrap: str, name: str, ttl_s: float) -> WorkerEnv:
+def make_env(book: ReportBook, bootstrap: str, request: pytest.FixtureRequest) -> WorkerEnv:
+    """The test's namespace, data root and TTL (the suite's, unless its `scenario` tag sets one)."""
+    name = request.node.name
     root = book.root / name
     root.mkdir(parents=True, exist_ok=True)
     return WorkerEnv(
@@ -160,7 +156,7 @@ def make_env(book: ReportBook, bootstrap: str, name: str, ttl_s: float) -> Worke
         namespace=f"r-{name}-{os.urandom(4).hex()}.",
         root=root,
         partitions=4,
-        ttl_seconds=ttl_s,
+        ttl_seconds=getattr(request.function, "ttl_s", TTL_S),
         transaction_scope=TRANSACTION_SCOPE,
         extra={"SESSIONFLOW_LOG_LEVEL": "INFO"},
     )
@@ -172,7 +168,7 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     """A stack of processes in a namespace of its own on the shared private broker (the broker
     faults' module overrides it with `stack_with_broker`)."""
-    env = make_env(report_book, shared_broker.bootstrap, request.node.name, ttl_s=TTL_S)
+    env = make_env(report_book, shared_broker.bootstrap, request)
     stack = Stack(env)
     try:
         yield stack
@@ -186,8 +182,7 @@ async def stack_with_broker(
 ) -> AsyncIterator[Stack]:
     """A stack with a broker of its own (not started yet): the scenario may kill and restart it."""
     broker = PrivateBroker(report_book.root / request.node.name / "kafka")
-    ttl_s = getattr(request.function, "ttl_s", TTL_S)
-    env = make_env(report_book, broker.bootstrap, request.node.name, ttl_s=ttl_s)
+    env = make_env(report_book, broker.bootstrap, request)
     stack = Stack(env, broker=broker)
     try:
         yield stack

@@ -18,6 +18,7 @@ from typing import Any
 
 from cli import traffic
 from cli.delivery import SendReport, deliver
+from sessionflow.events import SESSION_CREATED, SESSION_ENDED
 from streams.settings import WorkerSettings
 from tests.conftest import http_status, load_launcher
 from tests.integration.conftest import free_port
@@ -34,6 +35,17 @@ TRANSACTION_SCOPE = os.environ.get(
 )
 # Every wait of a scenario has a deadline; this is the generous one for a whole recovery.
 RECOVERY_S = 120.0
+# The dedup/pairing TTL of the scenarios' workers. It must outlive the longest processing stall
+# (a rebalance on this 2-core machine takes several seconds) plus the spread of a session's
+# halves and retries: with 6 s, a stall let expiry ticks overtake second halves and let
+# completion markers expire before late retries, which the run showed as "doubles". Production
+# uses 48 h for the same reason (longer than the sender's retry horizon). A scenario whose plan
+# spreads a session wider sets its own (`ttl_for`).
+TTL_S = 30.0
+# ttl_for's room: for a sender that falls behind its rate (which stretches every gap), and for
+# the worker's lag behind the newest received-at.
+_TTL_STRETCH = 1.5
+_TTL_MARGIN_S = 10.0
 _PROMETHEUS_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
 
@@ -258,6 +270,22 @@ MIX = traffic.Mix(
 
 def traffic_plan(sessions: int, seed: int, **shares: float) -> traffic.Plan:
     return traffic.plan(sessions, seed=seed, now=datetime.now(UTC), mix=replace(MIX, **shares))
+
+
+def ttl_for(plan: traffic.Plan, rate: float) -> float:
+    """A TTL that holds each session's halves and their copies together when `plan` is sent at
+    `rate`: the suite's, unless a session's first and last delivery lie further apart.
+
+    The plans spread an hour of sessions over the send; at the long scale a 30-minute call's
+    halves are sent minutes apart, and with the suite's 30 s they expired apart (5 December).
+    """
+    first: dict[str, int] = {}
+    widest = 0
+    for i, d in enumerate(plan.deliveries):
+        if d.session_id is None or d.event_type not in (SESSION_CREATED, SESSION_ENDED):
+            continue  # planned types are stored, never paired
+        widest = max(widest, i - first.setdefault(d.session_id, i))
+    return max(TTL_S, float(round(_TTL_STRETCH * widest / rate + _TTL_MARGIN_S)))
 
 
 async def timed(coro: Awaitable[Any]) -> tuple[Any, float]:

@@ -266,9 +266,9 @@ async def settle(
     env: WorkerEnv, sending: Awaitable[SendReport]
 ) -> tuple[SendReport, Expected, Outcome]:
     """The sender's report (every webhook got its 2xx), what it implies, and the outputs once
-    they are all there."""
+    they are all there (the last incomplete records come a TTL after the last send)."""
     report = await sending
     assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
     expected = Expected()
     expected.add(report)
-    return report, expected, await wait_outputs(env, expected)
+    return report, expected, await wait_outputs(env, expected, RECOVERY_S + env.ttl_seconds)

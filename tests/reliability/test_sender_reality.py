@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from cli import traffic
-from tests.reliability.conftest import TTL_S, ReportBook
-from tests.reliability.harness import RECOVERY_S, Stack, by_scale, scenario, send_signed
+from tests.reliability.conftest import ReportBook
+from tests.reliability.harness import RECOVERY_S, TTL_S, Stack, by_scale, scenario, send_signed
 from tests.reliability.outputs import Expected, assert_invariants, outcome_rows, wait_outputs
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]

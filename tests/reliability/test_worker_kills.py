@@ -22,6 +22,7 @@ from tests.reliability.harness import (
     scenario,
     send_signed,
     traffic_plan,
+    ttl_for,
 )
 from tests.reliability.outputs import (
     Expected,
@@ -52,13 +53,14 @@ async def _kill_and_restart(stack: Stack, name: str, rng: random.Random) -> floa
 @scenario("4")
 async def test_three_workers_one_killed_three_rounds(stack: Stack, report_book: ReportBook) -> None:
     names = ["w1", "w2", "w3"]
-    producer, _ = await stack.start(*names)
-
     rng = random.Random(4)
     sessions = by_scale(1200, 20_000)
+    rate = 200.0
     plan = traffic_plan(sessions, 4, half_only_share=0.0)
+    stack.env.ttl_seconds = ttl_for(plan, rate)
+    producer, _ = await stack.start(*names)
     sending = asyncio.create_task(
-        send_signed(producer.url, plan, rate=200.0, max_attempts=40, retry_cap_s=2.0)
+        send_signed(producer.url, plan, rate=rate, max_attempts=40, retry_cap_s=2.0)
     )
     recoveries = [await _kill_and_restart(stack, rng.choice(names), rng) for _ in range(3)]
     report, expected, outcome = await settle(stack.env, sending)
@@ -67,6 +69,7 @@ async def test_three_workers_one_killed_three_rounds(stack: Stack, report_book: 
         "Three workers; kill -9 one at a random moment, restart it; three rounds",
         {
             "sessions planned": sessions,
+            "worker TTL (s)": stack.env.ttl_seconds,
             "accepted (2xx)": len(report.delivered),
             "completed records (distinct sessions)": f"{len(outcome.completed)} ({len({r.key for r in outcome.completed})})",
             "expected completed": len(expected.complete),
@@ -82,14 +85,15 @@ async def test_three_workers_one_killed_three_rounds(stack: Stack, report_book: 
 async def test_one_worker_killed_at_random_points_many_times(
     stack: Stack, report_book: ReportBook
 ) -> None:
-    producer, _ = await stack.start("w1")
-
     rng = random.Random(6)
     kills = by_scale(6, 25)
     sessions = by_scale(400, 3000)
+    rate = 80.0
     plan = traffic_plan(sessions, 6)
+    stack.env.ttl_seconds = ttl_for(plan, rate)
+    producer, _ = await stack.start("w1")
     sending = asyncio.create_task(
-        send_signed(producer.url, plan, rate=80.0, max_attempts=40, retry_cap_s=2.0)
+        send_signed(producer.url, plan, rate=rate, max_attempts=40, retry_cap_s=2.0)
     )
     # Kills land anywhere in the worker's cycle: between a table write, an output and a commit.
     recoveries = [await _kill_and_restart(stack, "w1", rng) for _ in range(kills)]
@@ -100,6 +104,7 @@ async def test_one_worker_killed_at_random_points_many_times(
         {
             "kills": kills,
             "sessions planned": sessions,
+            "worker TTL (s)": stack.env.ttl_seconds,
             "accepted (2xx)": len(report.delivered),
             "completed / expected": f"{len(outcome.completed)} / {len(expected.complete)}",
             "incomplete / expected": f"{len(outcome.incomplete)} / {len(expected.incomplete)}",

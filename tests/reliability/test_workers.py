@@ -15,6 +15,7 @@ from tests.reliability.harness import (
     scenario,
     send_signed,
     traffic_plan,
+    ttl_for,
 )
 from tests.reliability.outputs import assert_invariants, settle
 
@@ -23,14 +24,13 @@ pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 @scenario("5")
 async def test_rebalance_under_load_one_three_one(stack: Stack, report_book: ReportBook) -> None:
-    producer, (first,) = await stack.start("w1")
-
     sessions = by_scale(1500, 20_000)
     rate = by_scale(250, 600)
+    plan = traffic_plan(sessions, 5)
+    stack.env.ttl_seconds = ttl_for(plan, rate)
+    producer, (first,) = await stack.start("w1")
     sending = asyncio.create_task(
-        send_signed(
-            producer.url, traffic_plan(sessions, 5), rate=rate, max_attempts=40, retry_cap_s=2.0
-        )
+        send_signed(producer.url, plan, rate=rate, max_attempts=40, retry_cap_s=2.0)
     )
     await asyncio.sleep(3.0)
     t0 = time.monotonic()
@@ -50,6 +50,7 @@ async def test_rebalance_under_load_one_three_one(stack: Stack, report_book: Rep
         "Rebalance under load: 1 -> 3 -> 1 workers",
         {
             "sessions planned": sessions,
+            "worker TTL (s)": stack.env.ttl_seconds,
             "webhooks sent (requests)": report.requests,
             "accepted (2xx)": len(report.delivered),
             "expected completed / incomplete": f"{len(expected.complete)} / {len(expected.incomplete)}",
