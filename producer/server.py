@@ -85,9 +85,11 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        # Name the address: with several processes the admin ports are the base port + i, and
+        # "address already in use" alone does not say which of them another program holds.
+        raise OSError(exc.errno, f"{exc.strerror} ({host}:{port})") from exc
     return sock
 
 
@@ -183,7 +185,10 @@ def supervise(settings: ProducerSettings) -> int:
             if not stopping and any(child.exitcode is not None for child in children):
                 # One ended on its own (startup failure, crash): the set is incomplete, so the
                 # whole producer stops and its supervisor (Kubernetes, systemd) restarts it.
-                log.error("a producer process exited; stopping the others")
+                ended = ", ".join(
+                    f"{c.name} (exit code {c.exitcode})" for c in children if c.exitcode is not None
+                )
+                log.error("producer process %s ended; stopping the others", ended)
                 failed = True
                 stop_all(signal.SIGTERM)
         codes = [child.exitcode for child in children]

@@ -274,3 +274,19 @@ async def test_several_processes_share_the_public_port_each_with_its_own_admin_p
     assert proc.returncode == 0, logs[-3000:]
     records = await consume(settings, Topics.for_settings(settings).raw, len(bodies))
     assert sorted(r.value for r in records) == sorted(bodies)
+
+
+async def test_a_process_that_cannot_bind_stops_the_set_and_the_log_names_the_port() -> None:
+    settings = make_settings(admin_port=free_port_pair())
+    taken_port = settings.admin_port + 1
+    env = process_env(settings, SESSIONFLOW_HTTP_PROCESSES="2")
+    with socket.socket() as taken:  # another program holds process 1's admin port
+        taken.bind(("127.0.0.1", taken_port))
+        taken.listen()
+        async with spawned(env, "-m", "cli", "producer") as proc:
+            logs = await exit_log(proc)
+    assert proc.returncode != 0, logs[-3000:]
+    lines = [orjson.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    errors = [line["msg"] for line in lines if line["level"] == "ERROR"]
+    assert any(f"(127.0.0.1:{taken_port})" in msg for msg in errors), errors
+    assert any("producer-1 (exit code 3)" in msg for msg in errors), errors

@@ -57,8 +57,10 @@ def test_a_taken_port_fails_before_anything_starts() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         http_port = _free_port()
-        with pytest.raises(OSError, match="in use"):
-            listeners(_settings(http_port, taken.getsockname()[1]))
+        port = taken.getsockname()[1]
+        # The error names the address: which port is taken is what an operator needs to know.
+        with pytest.raises(OSError, match=rf"in use \(127\.0\.0\.1:{port}\)"):
+            listeners(_settings(http_port, port))
     # The public socket bound first was closed again: its port is free.
     with socket.socket() as again:
         again.bind(("127.0.0.1", http_port))
