@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
@@ -17,11 +18,22 @@ REPO = Path(__file__).resolve().parent.parent
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def free_port(room: int = 1) -> int:
+    """A free loopback port p, with p + 1 .. p + room - 1 free too (a producer of several
+    processes serves admin ports p + i). A port the kernel gives for binding is often next to
+    one it gave a client connection, so the neighbours are checked, not assumed."""
+    for _ in range(100):
+        with contextlib.ExitStack() as held:
+            socks = [held.enter_context(socket.socket()) for _ in range(room)]
+            socks[0].bind(("127.0.0.1", 0))
+            port: int = socks[0].getsockname()[1]
+            try:
+                for i, sock in enumerate(socks[1:], start=1):
+                    sock.bind(("127.0.0.1", port + i))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no {room} adjacent free ports on loopback")
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -58,7 +58,8 @@ def run_variant(
 ) -> dict[str, Any]:
     namespace = ctx.namespace(f"ab-{name}-{time.monotonic_ns() % 10**8}")
     asyncio.run(ctx.make_topics(namespace))
-    port, admin = free_port(), free_port()
+    port = free_port()
+    admin = free_port(room=int(extra.get("SESSIONFLOW_HTTP_PROCESSES", "1")))
     env = ctx.env(
         namespace,
         SESSIONFLOW_HTTP_PORT=str(port),
