@@ -55,6 +55,7 @@ def run_variant(
     seconds: float,
     paced_rate: float,
     extra: dict[str, str],
+    connections: int,
 ) -> dict[str, Any]:
     namespace = ctx.namespace(f"ab-{name}-{time.monotonic_ns() % 10**8}")
     asyncio.run(ctx.make_topics(namespace))
@@ -72,9 +73,9 @@ def run_variant(
     )
     try:
         wait_http(f"http://127.0.0.1:{admin}/readyz", service.proc, 60, service.log)
-        load.closed(port, 64, 2)  # warm-up
+        load.closed(port, connections, 2)  # warm-up
         cpu0, t0 = tree_cpu(service.pid), time.monotonic()
-        closed = load.closed(port, 64, seconds)
+        closed = load.closed(port, connections, seconds)
         closed["server_cpu_cores"] = round(
             (tree_cpu(service.pid) - cpu0) / (time.monotonic() - t0), 2
         )
@@ -99,14 +100,14 @@ def run_variant(
     }
 
 
-def baseline(ctx: Context, load: Load, seconds: float) -> float:
+def baseline(ctx: Context, load: Load, seconds: float, connections: int) -> float:
     port = free_port()
     cmd = server_commands(ctx.workdir, port)[_BASELINE]
     service = Service("baseline-http", cmd, os.environ, ctx.workdir, cwd=ctx.workdir)
     try:
         wait_http(f"http://127.0.0.1:{port}/", service.proc, 30, service.log)
-        load.closed(port, 64, 2)
-        return float(load.closed(port, 64, seconds)["rps"])
+        load.closed(port, connections, 2)
+        return float(load.closed(port, connections, seconds)["rps"])
     finally:
         service.stop()
 
@@ -117,6 +118,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--paced-rate", type=float, default=5000.0)
+    parser.add_argument("--connections", type=int, default=64, help="of the closed-loop points")
     parser.add_argument(
         "--env",
         action="append",
@@ -136,18 +138,26 @@ def main() -> int:
     bases: list[float] = []
     try:
         for i in range(args.rounds):
-            bases.append(baseline(ctx, load, args.seconds))
+            bases.append(baseline(ctx, load, args.seconds, args.connections))
             order = variants if i % 2 == 0 else list(reversed(variants))
             for name, src in order:
                 rounds[name].append(
                     run_variant(
-                        ctx, load, name, src, args.seconds, args.paced_rate, extras.get(name, {})
+                        ctx,
+                        load,
+                        name,
+                        src,
+                        args.seconds,
+                        args.paced_rate,
+                        extras.get(name, {}),
+                        args.connections,
                     )
                 )
     finally:
         ctx.cleanup()
     out: dict[str, Any] = {
         "loadgen": "wrk -t1" if load.wrk else "asyncio (ours)",
+        "connections": args.connections,
         "baseline_rps": {"rounds": bases, "median": statistics.median(bases)},
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
