@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -13,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# One port finder for the benchmarks and the tests (it can leave room for a producer's several
+# admin ports); fixture modules import it from here.
+from bench.proc import free_port as free_port
 from tests.conftest import TIMEOUT_S, load_launcher
 
 if TYPE_CHECKING:  # these fixture modules import free_port and stop_process from here
@@ -28,13 +30,6 @@ def _session_broker(kafka_bootstrap: str) -> str:
     through the settings' default address, and run alone after one that has its own private
     broker they found none."""
     return kafka_bootstrap
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def stop_process(

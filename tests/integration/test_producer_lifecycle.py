@@ -23,6 +23,7 @@ from producer.publisher import KafkaPublisher
 from producer.settings import ProducerSettings
 from sessionflow.topics import Topics
 from tests.conftest import REPO
+from tests.integration.conftest import free_port
 from tests.integration.producer_fixtures import (
     SECRET,
     TIMEOUT_S,
@@ -215,25 +216,10 @@ async def test_a_session_lands_in_the_partition_aiokafka_and_java_would_choose(
     assert len({r.partition for r in records}) == partitions
 
 
-def free_port_pair() -> int:
-    """A port p with p + 1 free too: process i serves its admin listener on p + i."""
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port: int = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no two adjacent free ports on loopback")
-
-
 async def test_several_processes_share_the_public_port_each_with_its_own_admin_port() -> None:
-    # Not free_port() alone: the second process's admin port (+1) was once taken by another
-    # test's listener on a busy run, and the supervisor then stopped both.
-    settings = make_settings(admin_port=free_port_pair())
+    # Room for the second process's admin port (+1): it was once taken by another test's
+    # listener on a busy run, and the supervisor then stopped both.
+    settings = make_settings(admin_port=free_port(room=2))
     admin_ports = [settings.admin_port, settings.admin_port + 1]
     env = process_env(settings, SESSIONFLOW_HTTP_PROCESSES="2")
     bodies = [valid_body() for _ in range(40)]
@@ -277,7 +263,7 @@ async def test_several_processes_share_the_public_port_each_with_its_own_admin_p
 
 
 async def test_a_process_that_cannot_bind_stops_the_set_and_the_log_names_the_port() -> None:
-    settings = make_settings(admin_port=free_port_pair())
+    settings = make_settings(admin_port=free_port(room=2))
     taken_port = settings.admin_port + 1
     env = process_env(settings, SESSIONFLOW_HTTP_PROCESSES="2")
     with socket.socket() as taken:  # another program holds process 1's admin port
