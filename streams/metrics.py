@@ -140,9 +140,10 @@ class WorkerMetrics:
         self.transactions_dropped = Counter(
             "sessionflow_transactions_dropped",
             "Open transactions that could not commit and were dropped in place (one transaction per"
-            " worker), by reason: membership_lost (the group had forgotten the worker) or fenced"
-            " (the broker aborted the transaction, as at its timeout); the partitions they changed"
-            " are restored from the changelog and the worker runs on",
+            " worker), by reason: membership_lost (the group had forgotten the worker), fenced"
+            " (the broker aborted the transaction, as at its timeout) or sender_stopped (the"
+            " producer stopped on another error); the partitions they changed are restored from"
+            " the changelog and the worker runs on",
             ["reason"],
             registry=r,
         )

@@ -17,6 +17,7 @@ from typing import Any, Final
 import faust
 import rocksdict
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
@@ -341,11 +342,14 @@ REQUIREMENTS: Final = (
     Requirement(
         "aiokafka AIOKafkaClient.coordinator_lookup(self, coordinator_type, coordinator_key) of"
         " the producer's own client, called by Sender._find_coordinator, which tries"
-        " NodeNotReadyError again after a metadata update",
-        "coordinator lookups after failures are paced, and one that loses its connection is"
-        " tried again instead of stopping the producer's sender (producers.py, aiokafka #1151)",
+        " NodeNotReadyError again after a metadata update; the client's cluster.brokers()",
+        "coordinator lookups after failures are paced, and one that loses its connection, or"
+        " finds no broker known, is tried again instead of stopping the producer's sender"
+        " (lookups.py, aiokafka #1151)",
         lambda app: (
             _method(AIOKafkaClient, "coordinator_lookup", "coordinator_type", "coordinator_key")
+            and _source_says(AIOKafkaClient.__init__, "self.cluster = ClusterMetadata(")
+            and _method(ClusterMetadata, "brokers")
             and _source_says(
                 AIOKafkaProducer.__init__,
                 "self.client = AIOKafkaClient(",
@@ -412,9 +416,10 @@ REQUIREMENTS: Final = (
         " (a property), and _fail_all handing the sender's error to"
         " TransactionManager.fatal_error(exc), which fails the pending offsets with it;"
         " GroupCoordinator.request_rejoin(self); faust ConsumerThread.call_thread(self, method)",
-        "one transaction per worker: a fenced transaction reaches the runner as ProducerFenced"
-        " (producers.py, fenced_as_such), which drops the uncommitted work and rejoins in place"
-        " (runner.py, app.py); another error type would stop the worker instead",
+        "one transaction per worker: a fenced transaction, or a sender stopped on another error,"
+        " reaches the runner as ProducerFenced or SenderStopped (producers.py, fenced_as_such),"
+        " which drops the uncommitted work and rejoins in place (runner.py, app.py); another"
+        " error type would stop the worker instead",
         lambda app: (
             not app.transaction_per_worker
             or (

@@ -16,17 +16,8 @@ producer with the same ids.
 
 At-least-once: one idempotent producer with acks=all for every partition.
 
-A coordinator lookup that fails is tried again, at a pace. aiokafka 0.14 tries a lookup again
-that finds no coordinator or a node not ready (the broker is down) every `retry_backoff_ms`,
-which is 20 ms for our transactional producers: a commit caught by a broker outage looked the
-coordinator up about 45 times a second, each with a metadata update and two connection attempts
-(6% of a core per partition; reliability scenario 12 saw 2.3 s of CPU in a 24 s outage). It turns
-a connection closed under a lookup (a broker stopping, even cleanly) into a fatal error of the
-producer's sender instead: every later send and commit fails and the worker stops (aiokafka
-#1151; reliability scenario 2 saw it once in a clean broker bounce). `pace_coordinator_lookups`
-makes a lookup that follows failed ones wait `lookup_wait` (20 ms doubling to
-`LOOKUP_BACKOFF_MAX_S`), and has a lost connection tried again like a node not ready, for up to
-`LOOKUP_RETRY_S`; the transaction itself is untouched.
+Every producer here has its coordinator lookups paced after failures, and tried again where
+aiokafka would stop the producer (streams/runtime/lookups.py).
 
 A transaction takes the consumer group's offsets partition as soon as it holds data. aiokafka
 adds it (AddOffsetsToTxn) only when the offsets are sent, at the commit, which is then three
@@ -46,10 +37,10 @@ The Java client waits 20 ms for the same kind of refusal of AddPartitionsToTxn (
 
 Records go out as record batches (aiokafka's BatchBuilder): one await per topic and partition of
 a unit, not one per record. Any failure to send or commit stops the worker (an exactly-once
-transaction then aborts and its records are processed again by the partition's next owner), but a
-fence with one transaction per worker, which the runner survives (streams/runtime/runner.py):
-aiokafka answers every send and commit after a fence with IllegalOperation, `fenced_as_such`
-raises the fence itself.
+transaction then aborts and its records are processed again by the partition's next owner), but,
+with one transaction per worker, a fence or a sender stopped on another error, which the runner
+survives (streams/runtime/runner.py): aiokafka answers every send and commit after a fence with
+IllegalOperation, and `fenced_as_such` raises the fence itself, or `SenderStopped`.
 """
 
 from __future__ import annotations
@@ -63,24 +54,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
-    CoordinatorNotAvailableError,
     IllegalOperation,
-    KafkaConnectionError,
-    NodeNotReadyError,
+    KafkaError,
     ProducerFenced,
-    RequestTimedOutError,
 )
 
+from streams.runtime.lookups import pace_coordinator_lookups
 from streams.runtime.worker_txn import GroupMember, commit_with_generation
 
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
-# How long a coordinator lookup keeps trying after lost connections: the broker's default
-# transaction timeout, after which the open transaction is aborted anyway.
-LOOKUP_RETRY_S = 60.0
-# The longest wait between two failed coordinator lookups (they start at TXN_RETRY_BACKOFF_MS).
-LOOKUP_BACKOFF_MAX_S = 0.5
 # Transactional requests the broker refuses for a moment are tried again after this long
 # (aiokafka's default is 100 ms; see the module's docstring).
 TXN_RETRY_BACKOFF_MS = 20
@@ -312,21 +296,43 @@ class Producers:
         return producer
 
 
+class SenderStopped(ProducerFenced):  # type: ignore[misc]  # aiokafka is untyped
+    """A transactional producer's sender stopped on an error other than a fence. The producer
+    is unusable, as after a fence, and the open transaction's outcome is the broker's to settle:
+    the next producer opened with the same transactional id waits until the transaction is
+    committed or aborted. Seen once in reliability scenario 13 (a 20 s broker pause): the
+    broker answered the EndTxn that followed with an error code aiokafka does not handle, which
+    stopped the sender ("Unexpected error during batch delivery") and, before this, the worker.
+    With one transaction per worker the runner survives it as it survives a fence (runner.py):
+    the state it restores and the offsets it resumes from are read once the transaction is
+    settled, whichever way it went."""
+
+    def __init__(self, error: BaseException) -> None:
+        # aiokafka wraps what stopped the sender ("Unexpected error during batch delivery").
+        why = f"{error!r} from {error.__cause__!r}" if error.__cause__ is not None else repr(error)
+        super().__init__(f"the producer's sender stopped: {why}")
+
+
 @contextlib.contextmanager
 def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
     """Raise the ProducerFenced a transactional producer's sender stopped with, where aiokafka
     raises IllegalOperation ("not in the middle of a transaction") for every later send and
-    commit: the runner survives a fence with one transaction per worker (runner.py), and the
-    error that stops a worker otherwise says why."""
+    commit, or the sender's own error; and SenderStopped for a sender stopped on any other error.
+    The runner survives both with one transaction per worker (runner.py); otherwise the error
+    that stops the worker says why."""
     try:
         yield
-    except IllegalOperation as exc:
+    except ProducerFenced:
+        raise
+    except (IllegalOperation, KafkaError) as exc:
         task = producer._sender.sender_task
         stopped = task is not None and task.done() and not task.cancelled()
         cause = task.exception() if stopped else None
+        if cause is None:
+            raise
         if isinstance(cause, ProducerFenced):
             raise cause from exc
-        raise
+        raise SenderStopped(cause) from exc
 
 
 def add_offsets_early(txn_manager: Any, group_id: str) -> None:
@@ -348,52 +354,3 @@ def add_offsets_early(txn_manager: Any, group_id: str) -> None:
     # An instance attribute: the sender asks txn_manager.consumer_group_to_add() before every
     # transactional request, after the partitions to add (streams/runtime/internals.py checks).
     txn_manager.consumer_group_to_add = consumer_group_to_add
-
-
-def lookup_wait(failures: int, first_s: float, most_s: float) -> float:
-    """The wait before a coordinator lookup that follows `failures` failed ones in a row."""
-    if failures <= 0:
-        return 0.0
-    return float(min(most_s, first_s * 2 ** min(failures - 1, 30)))
-
-
-def pace_coordinator_lookups(
-    client: Any,
-    retry_s: float = LOOKUP_RETRY_S,
-    first_s: float = TXN_RETRY_BACKOFF_MS / 1000,
-    most_s: float = LOOKUP_BACKOFF_MAX_S,
-) -> None:
-    """Pace the coordinator lookups of `client` (a producer's own AIOKafkaClient) after failures,
-    and have one that lost its connection tried again for up to `retry_s` (see the module's
-    docstring); any other failure, and a lost connection that outlasts `retry_s`, still raises."""
-    lookup = client.coordinator_lookup
-    failures = 0
-    failing_since = 0.0
-
-    async def coordinator_lookup(coordinator_type: Any, coordinator_key: str) -> int:
-        nonlocal failures, failing_since
-        loop = asyncio.get_running_loop()
-        await asyncio.sleep(lookup_wait(failures, first_s, most_s))
-        try:
-            node_id: int = await lookup(coordinator_type, coordinator_key)
-        except (
-            KafkaConnectionError,
-            NodeNotReadyError,
-            CoordinatorNotAvailableError,
-            RequestTimedOutError,
-        ) as err:
-            if not failures:
-                failing_since = loop.time()
-            failures += 1
-            if not isinstance(err, KafkaConnectionError):
-                raise  # aiokafka's Sender tries these again, after a metadata update
-            if loop.time() - failing_since >= retry_s:
-                raise
-            log.warning("coordinator lookup lost its connection; trying again: %r", err)
-            raise NodeNotReadyError(f"coordinator lookup lost its connection: {err}") from err
-        failures = 0
-        return node_id
-
-    # An instance attribute of the producer's own client: only its Sender's _find_coordinator
-    # calls it (streams/runtime/internals.py checks what that retries).
-    client.coordinator_lookup = coordinator_lookup

@@ -16,8 +16,9 @@ A fenced transaction is survived in place (one transaction per worker). When the
 the open transaction's offsets because it no longer knows this worker as the member that processed
 them (`MembershipLost`: a pause or a broker outage longer than the session timeout), or the broker
 fenced the producer (it aborted the transaction at its timeout, which a broker outage longer than
-`SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS` does), the transaction cannot commit, and the local
-store already holds its units' table changes. As Kafka Streams does for a migrated task, the
+`SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS` does), or the producer's sender stopped on another
+error (`SenderStopped`: the transaction's outcome is then the broker's to settle), the
+transaction cannot commit, and the local store already holds its units' table changes. As Kafka Streams does for a migrated task, the
 runner then closes its producers (the next one, opened with the same transactional id at the
 rejoin, aborts the transaction at once; the broker's timeout would otherwise), clears the store
 of every partition a unit changed since the last commit, forgets its progress and refuses records
@@ -39,6 +40,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import ProducerFenced
 
 from streams.runtime.gate import CommitGate
+from streams.runtime.producers import SenderStopped
 from streams.runtime.unit import (
     Ended,
     PartitionStore,
@@ -129,9 +131,9 @@ class Runner:
         self._commit_offsets = commit_offsets  # at-least-once: the consumer's own commit
         self._on_held_back = on_held_back
         self._on_commit = on_commit  # (seconds it took, partitions committed)
-        # After uncommitted work was dropped: why ("membership_lost" or "fenced"), the partitions
-        # whose store was cleared, and whether the consumer must rejoin the group (not when a
-        # revocation is already under way).
+        # After uncommitted work was dropped: why ("membership_lost", "fenced" or
+        # "sender_stopped"), the partitions whose store was cleared, and whether the consumer must
+        # rejoin the group (not when a revocation is already under way).
         self._on_dropped = on_dropped
         self._processor: Processor | None = None
         self._ready_generation: int | None = None
@@ -260,7 +262,13 @@ class Runner:
         await self.release()  # the producers first: no unit is applied with a store cleared
         for partition in cleared:
             self._stores(partition).clear()
-        reason = "membership_lost" if isinstance(fenced, MembershipLost) else "fenced"
+        reason = (
+            "membership_lost"
+            if isinstance(fenced, MembershipLost)
+            else "sender_stopped"
+            if isinstance(fenced, SenderStopped)
+            else "fenced"
+        )
         log.warning(
             "the open transaction cannot commit (%s: %s): it aborts, and partitions %s are"
             " restored from their changelog after the rejoin",

@@ -3,73 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.client import AIOKafkaClient, CoordinationType
 from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
 
+from streams.runtime.lookups import LOOKUP_BACKOFF_MAX_S
 from streams.runtime.producers import (
-    LOOKUP_BACKOFF_MAX_S,
     MAX_BATCH_BYTES,
     Producers,
-    WorkerTransaction,
 )
-from streams.runtime.worker_txn import GroupMember, fetch_stable_offsets
+from streams.runtime.worker_txn import fetch_stable_offsets
 from tests.conftest import TIMEOUT_S
 from tests.integration.conftest import RestartableBroker
+from tests.integration.txn_fixtures import (
+    as_member,
+    committed_soon,
+    group_member,
+    out_and_source,
+    per_worker,
+    read_committed,
+)
 from tests.kafka_helpers import make_topics
-from tests.polling import wait_until
-from tests.reliability.outputs import committed_offsets
 
 pytestmark = pytest.mark.integration
 
 # How long the broker stays away while a commit is pending.
 OUTAGE_S = 5.0
-
-
-async def _committed_soon(bootstrap: str, group: str, topic: str, expected: dict[int, int]) -> None:
-    """The group's committed offsets of `topic` become `expected`. A transaction's offsets reach
-    __consumer_offsets with its commit markers, which the broker writes after EndTxn has
-    answered; the admin's OffsetFetch (no require_stable) reads the older ones until then."""
-
-    async def committed() -> bool:
-        return await committed_offsets(bootstrap, group, topic) == expected
-
-    await wait_until(committed, f"{group}'s committed offsets of {topic} to be {expected}")
-
-
-async def _out_and_source(bootstrap: str, unique: str, partitions: int = 2) -> tuple[str, str]:
-    """This test's output topic and the source topic whose offsets it commits, created."""
-    out, source = f"t-{unique}.out", f"t-{unique}.in"
-    await make_topics(bootstrap, out, source, partitions=partitions)
-    return out, source
-
-
-async def _read_committed(
-    bootstrap: str, topic: str, partitions: int = 2
-) -> list[tuple[int, bytes]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[tuple[int, bytes]] = []
-        async with asyncio.timeout(TIMEOUT_S):
-            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-                batch = await consumer.getmany(timeout_ms=300)
-                out += [(r.partition, r.value) for recs in batch.values() for r in recs]
-        return sorted(out)
-    finally:
-        await consumer.stop()
 
 
 def _transactional(bootstrap: str, unique: str) -> Producers:
@@ -108,19 +71,19 @@ class OnePartition:
         await producers.commit({0: {self.source: 1}}, begin=False)
 
     async def committed_records(self) -> list[tuple[int, bytes]]:
-        return await _read_committed(self.bootstrap, self.out, 1)
+        return await read_committed(self.bootstrap, self.out, 1)
 
 
 @pytest.fixture
 async def one_partition(kafka_bootstrap: str, unique: str) -> OnePartition:
-    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
+    out, source = await out_and_source(kafka_bootstrap, unique, 1)
     return OnePartition(kafka_bootstrap, unique, out, TopicPartition(source, 0))
 
 
 async def test_a_partitions_records_and_offsets_commit_together(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    out, source = await _out_and_source(kafka_bootstrap, unique)
+    out, source = await out_and_source(kafka_bootstrap, unique)
     producers = await _opened(kafka_bootstrap, unique, [0, 1])
     try:
         # Three records of 600 kB: more than one record batch, one await per batch.
@@ -132,9 +95,9 @@ async def test_a_partitions_records_and_offsets_commit_together(
         group = f"g-{unique}"
         offsets = {0: {TopicPartition(source, 0): 7}, 1: {TopicPartition(source, 1): 3}}
         await producers.commit(offsets, begin=True)
-        values = await _read_committed(kafka_bootstrap, out)
+        values = await read_committed(kafka_bootstrap, out)
         assert [(p, len(v)) for p, v in values] == [(0, 600 * 1024)] * 3 + [(1, 5)]
-        await _committed_soon(kafka_bootstrap, group, source, {0: 7, 1: 3})
+        await committed_soon(kafka_bootstrap, group, source, {0: 7, 1: 3})
         assert MAX_BATCH_BYTES < 2 * 600 * 1024
     finally:
         await producers.close()
@@ -154,7 +117,7 @@ async def _takes_offsets(txn: Any, group: str) -> None:
 async def test_a_transaction_takes_the_groups_offsets_once_it_holds_data(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    out, source = await _out_and_source(kafka_bootstrap, unique, 2)
+    out, source = await out_and_source(kafka_bootstrap, unique, 2)
     group = f"g-{unique}"
     producers = await _opened(kafka_bootstrap, unique, [0, 1])
     try:
@@ -167,14 +130,14 @@ async def test_a_transaction_takes_the_groups_offsets_once_it_holds_data(
         # A partition whose records sent nothing commits its offsets the way aiokafka does.
         offsets = {0: {TopicPartition(source, 0): 4}, 1: {TopicPartition(source, 1): 9}}
         await producers.commit(offsets, begin=True)
-        await _committed_soon(kafka_bootstrap, group, source, {0: 4, 1: 9})
-        assert await _read_committed(kafka_bootstrap, out) == [(0, b"v")]
+        await committed_soon(kafka_bootstrap, group, source, {0: 4, 1: 9})
+        assert await read_committed(kafka_bootstrap, out) == [(0, b"v")]
         # The next transaction starts without it, and takes it again with its first data.
         assert txn[0]._txn_consumer_group is None
         await producers.send(out, 1, [(b"k", b"w", ())])
         await _takes_offsets(txn[1], group)
         await producers.commit({1: {TopicPartition(source, 1): 10}}, begin=False)
-        await _committed_soon(kafka_bootstrap, group, source, {0: 4, 1: 10})
+        await committed_soon(kafka_bootstrap, group, source, {0: 4, 1: 10})
     finally:
         await producers.close()
 
@@ -218,7 +181,7 @@ async def test_at_least_once_sends_with_one_idempotent_producer(
         sent = await producers.send(out, 1, [(None, b"a", ()), (None, b"b", ())])
         await producers.flush()
         assert all(future.done() for future, _ in sent)
-        assert await _read_committed(kafka_bootstrap, out) == [(1, b"a"), (1, b"b")]
+        assert await read_committed(kafka_bootstrap, out) == [(1, b"a"), (1, b"b")]
     finally:
         await producers.close()
 
@@ -248,7 +211,7 @@ async def test_a_coordinator_lookup_that_loses_its_connection_is_tried_again(
     assert lost == [group]  # the offsets' lookup lost its connection once, and went on
     assert await one_partition.committed_records() == [(0, b"kept")]
     source = one_partition.source.topic
-    await _committed_soon(one_partition.bootstrap, group, source, {0: 1})
+    await committed_soon(one_partition.bootstrap, group, source, {0: 1})
 
 
 async def test_a_commit_caught_by_a_broker_outage_looks_up_at_a_pace_and_lands(
@@ -266,7 +229,7 @@ async def test_a_commit_caught_by_a_broker_outage_looks_up_at_a_pace_and_lands(
 
     monkeypatch.setattr(AIOKafkaClient, "coordinator_lookup", counted)
     bootstrap = restartable_broker.bootstrap
-    out, source = await _out_and_source(bootstrap, unique, 1)
+    out, source = await out_and_source(bootstrap, unique, 1)
     partition = OnePartition(bootstrap, unique, out, TopicPartition(source, 0))
     producers = await partition.owner()
     try:
@@ -285,48 +248,15 @@ async def test_a_commit_caught_by_a_broker_outage_looks_up_at_a_pace_and_lands(
     # Unpaced, this outage took about 230 lookups; paced, one every LOOKUP_BACKOFF_MAX_S at most.
     assert 2 <= during <= OUTAGE_S / LOOKUP_BACKOFF_MAX_S + 8
     assert await partition.committed_records() == [(0, b"kept")]
-    await _committed_soon(bootstrap, f"g-{unique}", source, {0: 1})
-
-
-@contextlib.asynccontextmanager
-async def _member(bootstrap: str, group: str, topic: str) -> AsyncIterator[AIOKafkaConsumer]:
-    """A consumer in `group`, subscribed to `topic`, once it has its partitions."""
-    consumer = AIOKafkaConsumer(
-        topic, group_id=group, bootstrap_servers=bootstrap, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        async with asyncio.timeout(TIMEOUT_S):
-            while not consumer.assignment():
-                await consumer.getmany(timeout_ms=100)
-        yield consumer
-    finally:
-        await consumer.stop()
-
-
-def _as_member(consumer: AIOKafkaConsumer) -> GroupMember:
-    coordinator: Any = consumer._coordinator
-    return GroupMember(generation=coordinator.generation, member_id=coordinator.member_id)
-
-
-def _per_worker(bootstrap: str, unique: str, member: Callable[[], GroupMember]) -> Producers:
-    return Producers(
-        bootstrap_servers=bootstrap,
-        client_id=f"t-{unique}",
-        transactional_id=None,
-        group_id=f"g-{unique}",
-        worker=WorkerTransaction(
-            transactional_id=f"t-{unique}-worker", member=member, timeout_ms=10_000
-        ),
-    )
+    await committed_soon(bootstrap, f"g-{unique}", source, {0: 1})
 
 
 async def test_one_transaction_per_worker_commits_every_partition_together(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    out, source = await _out_and_source(kafka_bootstrap, unique)
-    async with _member(kafka_bootstrap, f"g-{unique}", source) as consumer:
-        producers = _per_worker(kafka_bootstrap, unique, lambda: _as_member(consumer))
+    out, source = await out_and_source(kafka_bootstrap, unique)
+    async with group_member(kafka_bootstrap, f"g-{unique}", source) as consumer:
+        producers = per_worker(kafka_bootstrap, unique, lambda: as_member(consumer))
         await producers.open([0, 1])
         try:
             await producers.send(out, 0, [(b"k", b"a", ())])
@@ -335,21 +265,21 @@ async def test_one_transaction_per_worker_commits_every_partition_together(
             await producers.commit(offsets, begin=True)
         finally:
             await producers.close()
-    assert await _read_committed(kafka_bootstrap, out) == [(0, b"a"), (1, b"b")]
-    await _committed_soon(kafka_bootstrap, f"g-{unique}", source, {0: 4, 1: 7})
+    assert await read_committed(kafka_bootstrap, out) == [(0, b"a"), (1, b"b")]
+    await committed_soon(kafka_bootstrap, f"g-{unique}", source, {0: 4, 1: 7})
 
 
 async def test_a_worker_whose_generation_passed_cannot_commit(
     kafka_bootstrap: str, unique: str
 ) -> None:
     group = f"g-{unique}"
-    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
-    async with _member(kafka_bootstrap, group, source) as old:
-        stale = _as_member(old)  # what a worker that missed the rebalance still believes
-    zombie = _per_worker(kafka_bootstrap, unique, lambda: stale)
+    out, source = await out_and_source(kafka_bootstrap, unique, 1)
+    async with group_member(kafka_bootstrap, group, source) as old:
+        stale = as_member(old)  # what a worker that missed the rebalance still believes
+    zombie = per_worker(kafka_bootstrap, unique, lambda: stale)
     await zombie.open([0])
-    async with _member(kafka_bootstrap, group, source) as new:
-        assert _as_member(new).generation > stale.generation
+    async with group_member(kafka_bootstrap, group, source) as new:
+        assert as_member(new).generation > stale.generation
         try:
             await zombie.send(out, 0, [(b"k", b"zombie", ())])
             with pytest.raises(ProducerFenced, match=f"generation {stale.generation}"):
@@ -357,25 +287,25 @@ async def test_a_worker_whose_generation_passed_cannot_commit(
         finally:
             await zombie.close()
         # The worker started again under its name aborts what the zombie left open.
-        successor = _per_worker(kafka_bootstrap, unique, lambda: _as_member(new))
+        successor = per_worker(kafka_bootstrap, unique, lambda: as_member(new))
         await successor.open([0])
         try:
             await successor.send(out, 0, [(b"k", b"kept", ())])
             await successor.commit({0: {TopicPartition(source, 0): 1}}, begin=False)
         finally:
             await successor.close()
-    assert await _read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
-    await _committed_soon(kafka_bootstrap, group, source, {0: 1})
+    assert await read_committed(kafka_bootstrap, out, 1) == [(0, b"kept")]
+    await committed_soon(kafka_bootstrap, group, source, {0: 1})
 
 
 async def test_a_new_owner_reads_offsets_only_once_their_transaction_ended(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    out, source = await _out_and_source(kafka_bootstrap, unique, 1)
-    async with _member(kafka_bootstrap, f"g-{unique}", source) as consumer:
+    out, source = await out_and_source(kafka_bootstrap, unique, 1)
+    async with group_member(kafka_bootstrap, f"g-{unique}", source) as consumer:
         coordinator: Any = consumer._coordinator
         fetch_stable_offsets(coordinator)
-        producers = _per_worker(kafka_bootstrap, unique, lambda: _as_member(consumer))
+        producers = per_worker(kafka_bootstrap, unique, lambda: as_member(consumer))
         await producers.open([0])
         try:
             await producers.send(out, 0, [(b"k", b"v", ())])

@@ -1,6 +1,6 @@
-"""streams.runtime.producers: failed coordinator lookups are paced, and one that loses its
-connection is tried again; a transaction takes the group's offsets partition once it holds data;
-transactional requests are tried again sooner than aiokafka's default; a fence is raised as such."""
+"""streams.runtime.producers: a transaction takes the group's offsets partition once it holds
+data; transactional requests are tried again sooner than aiokafka's default; a fence, or a sender
+stopped on another error, is raised as such."""
 
 from __future__ import annotations
 
@@ -11,109 +11,22 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import (
-    CoordinatorNotAvailableError,
-    GroupAuthorizationFailedError,
     IllegalOperation,
-    KafkaConnectionError,
-    NodeNotReadyError,
+    KafkaError,
     ProducerFenced,
+    UnknownError,
 )
 from aiokafka.producer.transaction_manager import TransactionManager
 
 from streams.runtime.producers import (
     TXN_RETRY_BACKOFF_MS,
     Producers,
+    SenderStopped,
     WorkerTransaction,
     add_offsets_early,
     fenced_as_such,
-    lookup_wait,
-    pace_coordinator_lookups,
 )
 from streams.runtime.worker_txn import GroupMember
-
-
-class FakeClient:
-    """A producer's AIOKafkaClient lookup, failing as scripted, then finding node 1."""
-
-    def __init__(self, *failures: BaseException) -> None:
-        self._failures = list(failures)
-        self.lookups = 0
-
-    async def coordinator_lookup(self, coordinator_type: Any, coordinator_key: str) -> int:
-        self.lookups += 1
-        if self._failures:
-            raise self._failures.pop(0)
-        return 1
-
-
-@pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The lookups' waits, recorded instead of slept."""
-    recorded: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        recorded.append(seconds)
-
-    monkeypatch.setattr("streams.runtime.producers.asyncio.sleep", sleep)
-    return recorded
-
-
-def test_a_lookup_waits_longer_after_each_failure_up_to_the_most() -> None:
-    assert [lookup_wait(n, 0.02, 0.5) for n in range(8)] == [
-        0.0,
-        0.02,
-        0.04,
-        0.08,
-        0.16,
-        0.32,
-        0.5,
-        0.5,
-    ]
-    assert lookup_wait(10_000, 0.02, 0.5) == 0.5
-
-
-async def test_failed_lookups_are_paced_until_one_answers(waits: list[float]) -> None:
-    not_ready = [NodeNotReadyError(1), CoordinatorNotAvailableError(), NodeNotReadyError(1)]
-    client = FakeClient(*not_ready)
-    pace_coordinator_lookups(client, first_s=0.02, most_s=0.05)
-    for failure in not_ready:
-        # aiokafka's Sender tries these again itself, after a metadata update.
-        with pytest.raises(type(failure)):
-            await client.coordinator_lookup(1, "group")
-    assert await client.coordinator_lookup(1, "group") == 1
-    assert await client.coordinator_lookup(1, "group") == 1  # an answer ends the pacing
-    assert waits == [0.0, 0.02, 0.04, 0.05, 0.0]
-    assert client.lookups == 5
-
-
-async def test_a_lost_connection_is_tried_again_like_a_node_not_ready(waits: list[float]) -> None:
-    client = FakeClient(KafkaConnectionError("Connection at 127.0.0.1:9092 closed"))
-    pace_coordinator_lookups(client)
-    with pytest.raises(NodeNotReadyError) as lost:
-        await client.coordinator_lookup(1, "group")
-    assert isinstance(lost.value.__cause__, KafkaConnectionError)
-    assert await client.coordinator_lookup(1, "group") == 1
-
-
-async def test_any_other_failure_still_raises_as_it_is(waits: list[float]) -> None:
-    client = FakeClient(GroupAuthorizationFailedError("group"))
-    pace_coordinator_lookups(client)
-    with pytest.raises(GroupAuthorizationFailedError):
-        await client.coordinator_lookup(1, "group")
-    assert client.lookups == 1
-
-
-async def test_a_connection_lost_for_longer_than_the_retry_time_raises() -> None:
-    client = FakeClient(*(KafkaConnectionError("closed") for _ in range(10_000)))
-    pace_coordinator_lookups(client, retry_s=0.05, first_s=0.01, most_s=0.01)
-    raised: list[type[BaseException]] = []
-    while not raised or raised[-1] is NodeNotReadyError:  # the first failure starts the clock
-        try:
-            await client.coordinator_lookup(1, "group")
-        except (NodeNotReadyError, KafkaConnectionError) as err:
-            raised.append(type(err))
-    assert raised[-1] is KafkaConnectionError
-    assert 2 <= client.lookups < 100
 
 
 def _in_transaction() -> TransactionManager:
@@ -250,10 +163,27 @@ async def test_a_send_after_a_fence_raises_the_fence_not_aiokafkas_state_error()
     assert raised.value is fence
 
 
-@pytest.mark.parametrize("error", [None, KafkaConnectionError("gone")])
-async def test_a_state_error_without_a_fence_raises_as_it_is(error: BaseException | None) -> None:
-    producer = _stopped_sender(error)
-    with pytest.raises(IllegalOperation), fenced_as_such(producer):
+async def test_an_error_while_the_sender_runs_raises_as_it_is() -> None:
+    with pytest.raises(IllegalOperation), fenced_as_such(_stopped_sender(None)):
         raise IllegalOperation("Not in the middle of a transaction")
-    if error is not None:
-        producer._sender.sender_task.exception()  # retrieved: no "never retrieved" warning
+    with pytest.raises(KafkaError), fenced_as_such(_stopped_sender(None)):
+        raise KafkaError("a send of its own failed")
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        IllegalOperation("Not in the middle of a transaction"),  # a later send or commit
+        KafkaError("Unexpected error during batch delivery"),  # the commit it stopped in
+    ],
+)
+async def test_a_sender_stopped_on_another_error_raises_sender_stopped(
+    raised: BaseException,
+) -> None:
+    # What EndTxn's unexpected answer left after a broker pause (reliability scenario 13).
+    cause = UnknownError()
+    with pytest.raises(SenderStopped) as stopped, fenced_as_such(_stopped_sender(cause)):
+        raise raised
+    assert isinstance(stopped.value, ProducerFenced)  # survived like a fence (runner.py)
+    assert stopped.value.__cause__ is raised
+    assert "UnknownError" in str(stopped.value)

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import ProducerFenced, UnknownError
 from aiokafka.structs import RecordMetadata
 
+from streams.runtime.producers import SenderStopped
 from streams.runtime.runner import Runner, Sources
 from streams.runtime.unit import Unit
 from streams.runtime.worker_txn import MembershipLost
@@ -219,6 +220,7 @@ async def test_the_revocation_commits_what_was_processed_without_a_new_transacti
     [
         (MembershipLost("the group refused the offsets"), "membership_lost"),
         (ProducerFenced(), "fenced"),  # the broker aborted the transaction at its timeout
+        (SenderStopped(UnknownError()), "sender_stopped"),  # EndTxn's unexpected answer
     ],
 )
 async def test_a_fenced_worker_transaction_drops_the_uncommitted_work_and_runs_on(
