@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench.proc import kafka_version
 from tests.conftest import REPO
 from tests.integration.worker_fixtures import WorkerEnv
 from tests.reliability.harness import SCALE, TRANSACTION_SCOPE, TTL_S, PrivateBroker, Stack
@@ -43,13 +44,6 @@ class ReportBook:
         self.sections[item] = Section(item, title, dict(figures), list(notes))
 
 
-def _kafka_version() -> str:
-    libs = REPO / ".cache" / "kafka" / "libs"
-    for jar in sorted(libs.glob("kafka_2.13-*.jar")):
-        return jar.name.removeprefix("kafka_2.13-").removesuffix(".jar")
-    return "unknown"
-
-
 def _render(book: ReportBook) -> str:
     lines = [
         "# Reliability: what the fault-injection suite proved",
@@ -63,7 +57,7 @@ def _render(book: ReportBook) -> str:
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}",
-        f"- Apache Kafka {_kafka_version()} (KRaft, one private broker per scenario group, loopback), "
+        f"- Apache Kafka {kafka_version()} (KRaft, one private broker per scenario group, loopback), "
         f"faust-streaming {version('faust-streaming')}, aiokafka {version('aiokafka')}",
         f"- suite wall time: {time.monotonic() - book.started:.0f} s",
         "",
@@ -74,7 +68,8 @@ def _render(book: ReportBook) -> str:
         "half-only session has exactly one incomplete record after the TTL; nothing else.",
         "",
         f"Scenarios in this run: {', '.join(sorted(book.sections, key=int)) or 'none'} (1-9 of"
-        " issue 6; 10, the restart of issue 17); "
+        " issue 6; 10, the restart of issue 17; 11-13 since: a kill in the middle of a batch, quiet"
+        " logs in an outage, a frozen broker); "
         "a scenario absent here did not run in the session that wrote this file.",
         "",
     ]

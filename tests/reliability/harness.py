@@ -83,6 +83,19 @@ class PrivateBroker:
     async def kill(self) -> None:
         await asyncio.to_thread(self.broker.kill)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the broker keeps its connections open and answers nothing (a long GC pause,
+        a stalled VM), where a kill closes them and clients learn at once."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: signal.Signals) -> None:
+        pid = self.pid()
+        assert pid is not None, "the broker is not running"
+        os.kill(pid, signum)
+
 
 class ProducerProcess:
     """One `sessionflow producer` subprocess with its own port and log file."""
@@ -203,8 +216,8 @@ class Stack:
             paths.append(self.broker.log_path)
         return paths
 
-    def scrape_duplicates(self) -> int:
-        """Duplicate halves dropped, summed over the live workers' /metrics."""
+    def scrape_total(self, metric: str) -> int:
+        """A counter's samples (`<name>_total`) summed over the live workers' /metrics."""
         total = 0.0
         for w in self.workers:
             if w.proc is None or w.proc.poll() is not None:
@@ -214,7 +227,7 @@ class Stack:
             except OSError:
                 continue
             for name, _labels, value in parse_metrics(text):
-                if name == "sessionflow_duplicates_total":
+                if name == metric:
                     total += value
         return int(total)
 

@@ -1,4 +1,5 @@
-"""Broker faults under signed traffic: kill -9 and restart, clean bounces, a late broker."""
+"""Broker faults under signed traffic: kill -9 and restart, clean bounces, a late broker, a frozen
+broker, and quiet logs while it is away."""
 
 from __future__ import annotations
 
@@ -10,21 +11,21 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cli import traffic
-from cli.delivery import SendReport
-from sessionflow.events import PLANNED_EVENT_TYPES
 from sessionflow.logs import FAULTS_LOGGER
 from tests.polling import wait_until
+from tests.reliability.broker_load import (
+    OUTAGE_TTL_S,
+    probed_load,
+    send,
+    start_stack,
+    start_under_load,
+)
 from tests.reliability.conftest import ReportBook
 from tests.reliability.harness import (
     RECOVERY_S,
-    PrivateBroker,
-    ProducerProcess,
     Stack,
     by_scale,
     scenario,
-    send_signed,
-    traffic_plan,
 )
 from tests.reliability.outputs import (
     Expected,
@@ -34,23 +35,8 @@ from tests.reliability.outputs import (
     settle,
     wait_outputs,
 )
-from tests.reliability.probe import Probe
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
-
-
-# Scenario 1's TTL: longer than the outage plus the sender's backlog after it, so that the
-# halves of one session, which the outage holds apart, still pair (with the suite's 30 s they
-# expired apart: two incomplete records where one completed one was due).
-OUTAGE_TTL_S = 120.0
-
-
-async def send(
-    url: str, sessions: int, seed: int, rate: float, half_only_share: float = 0.05
-) -> SendReport:
-    """Svix-like retries, scaled down: enough attempts to outlast a broker restart."""
-    plan = traffic_plan(sessions, seed, half_only_share=half_only_share)
-    return await send_signed(url, plan, rate=rate, max_attempts=60, retry_cap_s=2.0, concurrency=32)
 
 
 @pytest.fixture
@@ -59,46 +45,12 @@ def stack(stack_with_broker: Stack) -> Stack:
     return stack_with_broker
 
 
-async def start_stack(stack: Stack) -> tuple[PrivateBroker, ProducerProcess]:
-    """The stack's own broker up, then a producer and worker w1: the broker and the producer."""
-    assert stack.broker is not None
-    await stack.broker.up()
-    await stack.start("w1")
-    return stack.broker, stack.producers[0]
-
-
-async def start_under_load(
-    stack: Stack, sessions: int, seed: int, rate: float
-) -> tuple[PrivateBroker, ProducerProcess, list[int], asyncio.Task[SendReport]]:
-    """start_stack, the pids of its processes, and the sender at work on its producer. No
-    half-only sessions: their incomplete records would come OUTAGE_TTL_S later (scenarios 3,
-    7 and 8 send them)."""
-    broker, producer = await start_stack(stack)
-    pids = stack.pids()
-    sending = asyncio.create_task(
-        send(producer.url, sessions, seed=seed, rate=rate, half_only_share=0)
-    )
-    return broker, producer, pids, sending
-
-
-def planned_only(sessions: int, seed: int) -> traffic.Plan:
-    """Planned-type events only: stored raw and counted, never paired, so the probe that sends
-    them leaves no half-open session behind when it stops."""
-    full = traffic_plan(sessions, seed, planned_share=1.0, retry_share=0.0, resend_share=0.0)
-    kept = tuple(d for d in full.deliveries if d.event_type in PLANNED_EVENT_TYPES)
-    return traffic.Plan(deliveries=kept, expectations=full.expectations)
-
-
 @scenario("1", ttl_s=OUTAGE_TTL_S)
 async def test_broker_kill_under_load(stack: Stack, report_book: ReportBook) -> None:
     # About 2.3 webhooks per session (both halves, retries, resends, planned events).
     sessions = by_scale(4400, 44_000)
-    broker, producer, pids, sending = await start_under_load(
-        stack, sessions, seed=1, rate=by_scale(450, 1200)
-    )
-    probe = Probe(producer.url, planned_only(by_scale(600, 3000), seed=101))
-    probing = asyncio.create_task(probe.run())
-    await asyncio.sleep(by_scale(6, 20))
+    load = await probed_load(stack, sessions, seed=1, rate=by_scale(450, 1200))
+    broker, producer, pids, probe = load.broker, load.producer, load.pids, load.probe
 
     await broker.kill()
     killed = time.monotonic()
@@ -110,15 +62,7 @@ async def test_broker_kill_under_load(stack: Stack, report_book: ReportBook) -> 
     ready_s = await producer.wait_ready()
     recovered_s = time.monotonic() - restarting
 
-    report = await sending
-    probe.stop.set()
-    probe_report = await probing
-    assert report.ok, f"the sender gave up on {len(report.failed_message_ids)} webhooks"
-
-    expected = Expected()
-    expected.add(report)
-    expected.add(probe_report)
-    outcome = await wait_outputs(stack.env, expected)
+    report, probe_report, expected, outcome = await load.outputs(stack)
     during = probe.within(killed, restarting)
     report_book.record(
         "1",
@@ -152,6 +96,63 @@ async def test_broker_kill_under_load(stack: Stack, report_book: ReportBook) -> 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+# The sender's limit for an answer (Svix's timeout); a request held longer counts as failed.
+SENDER_TIMEOUT_S = 15.0
+
+
+@scenario("13", ttl_s=OUTAGE_TTL_S)
+async def test_broker_frozen_under_load(stack: Stack, report_book: ReportBook) -> None:
+    """SIGSTOP, not a kill: connections stay open and nothing is answered, longer than the
+    workers' transaction timeout (10 s) and their session timeout, then SIGCONT."""
+    sessions = by_scale(3000, 30_000)
+    load = await probed_load(stack, sessions, seed=13, rate=by_scale(300, 1000))
+    broker, producer, pids, probe = load.broker, load.producer, load.pids, load.probe
+
+    broker.freeze()
+    frozen = time.monotonic()
+    try:
+        await wait_until(lambda: producer.alive_readyz() == 503, "producer readiness 503", 30)
+        unready_s = time.monotonic() - frozen
+        await asyncio.sleep(by_scale(20, 40) - unready_s)
+    finally:
+        broker.thaw()
+    thawed = time.monotonic()
+    ready_s = await producer.wait_ready()
+
+    report, probe_report, expected, outcome = await load.outputs(stack)
+    during = probe.within(frozen, thawed)
+    held = [a.ended - a.started for a in probe.attempts if frozen <= a.started < thawed]
+    report_book.record(
+        "13",
+        "Broker frozen (SIGSTOP) under load, then resumed",
+        {
+            "sessions planned (load), probe's planned-type events": f"{sessions}, {len(probe.plan.deliveries)}",
+            "webhooks sent (requests, incl. retries)": report.requests + probe_report.requests,
+            "accepted (2xx, distinct deliveries)": expected.accepted,
+            "load sender's statuses": dict(sorted(report.status_counts.items())),
+            "probe's statuses inside the freeze": dict(sorted(during.items())),
+            "broker frozen (s)": round(thawed - frozen, 1),
+            "producer readiness 503 after the freeze (s)": round(unready_s, 1),
+            "longest answer to a probe begun in the freeze (s)": round(max(held, default=0), 1),
+            "producer ready after the thaw (s)": round(ready_s, 1),
+            "first 2xx after the thaw (s)": _round(probe.first_ok_after(thawed)),
+            **outcome_rows(outcome, expected),
+            "outputs complete after last 2xx (s)": round(outcome.waited_s, 1),
+            "worker transactions dropped (aborted by the broker meanwhile)": stack.scrape_total(
+                "sessionflow_transactions_dropped_total"
+            ),
+            "processes restarted": len(set(pids) - set(stack.pids())),
+        },
+        "A frozen broker closes nothing, so no client learns of it from a connection: the "
+        "producer's readiness probe and its publish deadline must.",
+    )
+    assert during, "the probe made no attempt inside the freeze"
+    assert set(during) == {"503"}, f"answers while the broker was frozen: {during}"
+    assert max(held) < SENDER_TIMEOUT_S, f"an answer took {max(held):.1f} s"
+    assert set(stack.pids()) == set(pids), "a process exited or was replaced"
+    assert_invariants(outcome, expected)
 
 
 @scenario("2", ttl_s=OUTAGE_TTL_S)

@@ -101,7 +101,7 @@ async def test_duplicated_reordered_far_apart(stack: Stack, report_book: ReportB
     outcome = await wait_outputs(stack.env, expected, timeout_s=TTL_S + RECOVERY_S)
     halves = [r for r in outcome.raw if r.headers.get("event-type", b"").startswith(b"session.")]
     distinct = {(r.key, r.headers["event-type"]) for r in halves}
-    dropped = stack.scrape_duplicates()
+    dropped = stack.scrape_total("sessionflow_duplicates_total")
     retries = sum(
         d.kind is traffic.DeliveryKind.RETRY for p in (first, second) for d in p.deliveries
     )

@@ -73,7 +73,9 @@ async def test_three_workers_one_killed_three_rounds(stack: Stack, report_book: 
             "accepted (2xx)": len(report.delivered),
             "completed records (distinct sessions)": f"{len(outcome.completed)} ({len({r.key for r in outcome.completed})})",
             "expected completed": len(expected.complete),
-            "duplicates dropped (live workers' metrics)": stack.scrape_duplicates(),
+            "duplicates dropped (live workers' metrics)": stack.scrape_total(
+                "sessionflow_duplicates_total"
+            ),
             "restarted worker ready after (s), per round": [round(s, 1) for s in recoveries],
             "outputs complete after last 2xx (s)": round(outcome.waited_s, 1),
         },

@@ -56,7 +56,9 @@ async def test_rebalance_under_load_one_three_one(stack: Stack, report_book: Rep
             "expected completed / incomplete": f"{len(expected.complete)} / {len(expected.incomplete)}",
             "completed records (distinct sessions)": f"{len(outcome.completed)} ({len(set(r.key for r in outcome.completed))})",
             "incomplete records": len(outcome.incomplete),
-            "duplicates dropped (live workers' metrics)": stack.scrape_duplicates(),
+            "duplicates dropped (live workers' metrics)": stack.scrape_total(
+                "sessionflow_duplicates_total"
+            ),
             "1 -> 3 workers, all ready after (s)": round(up_s, 1),
             "3 -> 1 workers, ready after (s)": round(down_s, 1),
             "outputs complete after last 2xx (s)": round(outcome.waited_s, 1),
