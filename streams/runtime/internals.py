@@ -414,8 +414,9 @@ REQUIREMENTS: Final = (
     Requirement(
         "aiokafka Sender._sender_routine re-raising ProducerFenced as it is, Sender.sender_task"
         " (a property), and _fail_all handing the sender's error to"
-        " TransactionManager.fatal_error(exc), which fails the pending offsets with it;"
-        " GroupCoordinator.request_rejoin(self); faust ConsumerThread.call_thread(self, method)",
+        " TransactionManager.fatal_error(exc), which fails the pending offsets with it, and its"
+        " wait_for_transaction_end(self); GroupCoordinator.request_rejoin(self); faust"
+        " ConsumerThread.call_thread(self, method)",
         "one transaction per worker: a fenced transaction, or a sender stopped on another error,"
         " reaches the runner as ProducerFenced or SenderStopped (producers.py, fenced_as_such),"
         " which drops the uncommitted work and rejoins in place (runner.py, app.py); another"
@@ -433,6 +434,7 @@ REQUIREMENTS: Final = (
                     "for _, _, fut in self._pending_txn_offsets",
                     "fut.set_exception(exc)",
                 )
+                and _method(AIOKafkaTransactionManager, "wait_for_transaction_end")
                 and _method(GroupCoordinator, "request_rejoin")
                 and callable(getattr(_THREAD, "call_thread", None))
             )

@@ -202,7 +202,7 @@ class Producers:
         for key, value, headers in records:
             if batch.append(key=key, value=value, timestamp=None, headers=list(headers)) is None:
                 sent.append(
-                    (
+                    _watched(
                         await producer.send_batch(batch, topic, partition=partition),
                         batch.record_count(),
                     )
@@ -212,7 +212,10 @@ class Producers:
                 batch.append(key=key, value=value, timestamp=None, headers=list(headers))
         if batch.record_count():
             sent.append(
-                (await producer.send_batch(batch, topic, partition=partition), batch.record_count())
+                _watched(
+                    await producer.send_batch(batch, topic, partition=partition),
+                    batch.record_count(),
+                )
             )
         return sent
 
@@ -313,6 +316,20 @@ class SenderStopped(ProducerFenced):  # type: ignore[misc]  # aiokafka is untype
         super().__init__(f"the producer's sender stopped: {why}")
 
 
+def _watched(future: asyncio.Future[Any], records: int) -> tuple[asyncio.Future[Any], int]:
+    """A sent batch whose failure will count as seen. Exactly-once does not await its batches
+    (the commit stands for them), and a fence or a stopped sender fails every one still pending:
+    unseen, each was logged at ERROR ("Future exception was never retrieved") when collected.
+    Whoever awaits the batch still gets its error."""
+    future.add_done_callback(_failure_seen)
+    return future, records
+
+
+def _failure_seen(future: asyncio.Future[Any]) -> None:
+    if future.done() and not future.cancelled():
+        future.exception()
+
+
 @contextlib.contextmanager
 def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
     """Raise the ProducerFenced a transactional producer's sender stopped with, where aiokafka
@@ -322,17 +339,25 @@ def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
     that stops the worker says why."""
     try:
         yield
-    except ProducerFenced:
-        raise
     except (IllegalOperation, KafkaError) as exc:
         task = producer._sender.sender_task
         stopped = task is not None and task.done() and not task.cancelled()
         cause = task.exception() if stopped else None
-        if cause is None:
+        if cause is not None:
+            _transaction_end_seen(producer)
+        if cause is None or isinstance(exc, ProducerFenced):
             raise
         if isinstance(cause, ProducerFenced):
             raise cause from exc
         raise SenderStopped(cause) from exc
+
+
+def _transaction_end_seen(producer: AIOKafkaProducer) -> None:
+    """The stopped sender failed the transaction's end with its error too, and nobody will await
+    it now: mark it seen, or it is logged at ERROR ("Future exception was never retrieved")."""
+    txn_manager = producer._txn_manager
+    if txn_manager is not None:
+        _failure_seen(txn_manager.wait_for_transaction_end())
 
 
 def add_offsets_early(txn_manager: Any, group_id: str) -> None:

@@ -5,11 +5,12 @@ stopped on another error, is raised as such."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     IllegalOperation,
     KafkaError,
@@ -153,7 +154,7 @@ def _stopped_sender(error: BaseException | None) -> Any:
     task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     if error is not None:
         task.set_exception(error)
-    return SimpleNamespace(_sender=SimpleNamespace(sender_task=task))
+    return SimpleNamespace(_sender=SimpleNamespace(sender_task=task), _txn_manager=None)
 
 
 async def test_a_send_after_a_fence_raises_the_fence_not_aiokafkas_state_error() -> None:
@@ -187,3 +188,51 @@ async def test_a_sender_stopped_on_another_error_raises_sender_stopped(
     assert isinstance(stopped.value, ProducerFenced)  # survived like a fence (runner.py)
     assert stopped.value.__cause__ is raised
     assert "UnknownError" in str(stopped.value)
+
+
+async def test_batches_failed_by_a_fence_are_not_reported_as_never_retrieved() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        batches: list[asyncio.Future[Any]] = []
+
+        async def send_batch(batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+            batches.append(loop.create_future())
+            return batches[-1]
+
+        unstarted = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")
+        producer = SimpleNamespace(create_batch=unstarted.create_batch, send_batch=send_batch)
+        sent = await Producers._send(producer, "out", 0, [(b"k", b"v" * 100, ())] * 3)
+        await unstarted.stop()
+        assert [count for _, count in sent] == [3]
+        unseen = loop.create_future()  # what a batch was before: nobody looks at its failure
+        for failed in [*batches, unseen]:
+            failed.set_exception(ProducerFenced())  # as the stopped sender fails its batches
+        await asyncio.sleep(0)  # the done callbacks run
+        sent.clear()
+        batches.clear()
+        del failed, unseen
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert [c["message"] for c in reported] == ["Future exception was never retrieved"]
+
+
+async def test_the_transaction_end_a_fence_failed_is_not_reported_as_never_retrieved() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        fence = ProducerFenced()
+        txn = _in_transaction()
+        txn.fatal_error(fence)  # what the stopped sender does: nobody awaits the end any more
+        producer = _stopped_sender(fence)
+        producer._txn_manager = txn
+        with pytest.raises(ProducerFenced), fenced_as_such(producer):
+            raise fence  # as send_offsets_to_transaction raises it
+        del txn, producer
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
