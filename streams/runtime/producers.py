@@ -50,7 +50,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
@@ -309,6 +309,8 @@ class SenderStopped(ProducerFenced):  # type: ignore[misc]  # aiokafka is untype
     With one transaction per worker the runner survives it as it survives a fence (runner.py):
     the state it restores and the offsets it resumes from are read once the transaction is
     settled, whichever way it went."""
+
+    drop_reason: ClassVar[str] = "sender_stopped"  # sessionflow_transactions_dropped's label
 
     def __init__(self, error: BaseException) -> None:
         # aiokafka wraps what stopped the sender ("Unexpected error during batch delivery").

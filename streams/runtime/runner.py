@@ -18,13 +18,14 @@ them (`MembershipLost`: a pause or a broker outage longer than the session timeo
 fenced the producer (it aborted the transaction at its timeout, which a broker outage longer than
 `SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS` does), or the producer's sender stopped on another
 error (`SenderStopped`: the transaction's outcome is then the broker's to settle), the
-transaction cannot commit, and the local store already holds its units' table changes. As Kafka Streams does for a migrated task, the
-runner then closes its producers (the next one, opened with the same transactional id at the
-rejoin, aborts the transaction at once; the broker's timeout would otherwise), clears the store
-of every partition a unit changed since the last commit, forgets its progress and refuses records
-until the partitions are sought again; the app (streams/runtime/app.py) has recovery restore the
-cleared partitions from their changelog and the consumer rejoin the group. The worker runs on,
-and each record is applied again once, from the committed state.
+transaction cannot commit, and the local store already holds its units' table changes. As
+Kafka Streams does for a migrated task, the runner then closes its producers (the next one,
+opened with the same transactional id at the rejoin, aborts the transaction at once; the
+broker's timeout would otherwise), clears the store of every partition a unit changed since the
+last commit, forgets its progress and refuses records until the partitions are sought again;
+the app (streams/runtime/app.py) has recovery restore the cleared partitions from their changelog
+and the consumer rejoin the group. The worker runs on, and each record is applied again once,
+from the committed state.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from aiokafka import TopicPartition
 from aiokafka.errors import ProducerFenced
 
 from streams.runtime.gate import CommitGate
-from streams.runtime.producers import SenderStopped
 from streams.runtime.unit import (
     Ended,
     PartitionStore,
@@ -49,7 +49,6 @@ from streams.runtime.unit import (
     end_at_least_once,
     end_exactly_once,
 )
-from streams.runtime.worker_txn import MembershipLost
 from streams.stall import StallClock
 
 log = logging.getLogger(__name__)
@@ -262,13 +261,8 @@ class Runner:
         await self.release()  # the producers first: no unit is applied with a store cleared
         for partition in cleared:
             self._stores(partition).clear()
-        reason = (
-            "membership_lost"
-            if isinstance(fenced, MembershipLost)
-            else "sender_stopped"
-            if isinstance(fenced, SenderStopped)
-            else "fenced"
-        )
+        # MembershipLost and SenderStopped name themselves; aiokafka's own fence is "fenced".
+        reason: str = getattr(fenced, "drop_reason", "fenced")
         log.warning(
             "the open transaction cannot commit (%s: %s): it aborts, and partitions %s are"
             " restored from their changelog after the rejoin",

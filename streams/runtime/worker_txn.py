@@ -28,7 +28,7 @@ import collections
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aiokafka import TopicPartition
 from aiokafka import errors as Errors
@@ -79,6 +79,8 @@ class MembershipLost(Errors.ProducerFenced):  # type: ignore[misc]  # aiokafka i
     records: its offsets were refused, so the transaction must abort. The producer is fenced
     like any other (aiokafka's sender stops); the runtime drops the uncommitted work in place
     and rejoins (streams/runtime/runner.py) instead of stopping the worker."""
+
+    drop_reason: ClassVar[str] = "membership_lost"  # sessionflow_transactions_dropped's label
 
 
 class UnstableOffsetCommit(Errors.KafkaError):  # type: ignore[misc]  # aiokafka is untyped
