@@ -139,11 +139,11 @@ class WorkerMetrics:
         )
         self.transactions_dropped = Counter(
             "sessionflow_transactions_dropped",
-            "Open transactions that could not commit and were dropped in place (one transaction per"
-            " worker), by reason: membership_lost (the group had forgotten the worker), fenced"
-            " (the broker aborted the transaction, as at its timeout) or sender_stopped (the"
-            " producer stopped on another error); the partitions they changed are restored from"
-            " the changelog and the worker runs on",
+            "Open transactions that could not commit and were dropped in place, by reason:"
+            " membership_lost (the group had forgotten the worker), fenced (the broker aborted the"
+            " transaction, as at its timeout, or a partition's next owner opened its transactional"
+            " id) or sender_stopped (the producer stopped on another error); the partitions they"
+            " changed are restored from the changelog and the worker runs on",
             ["reason"],
             registry=r,
         )

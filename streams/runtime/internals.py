@@ -417,12 +417,12 @@ REQUIREMENTS: Final = (
         " TransactionManager.fatal_error(exc), which fails the pending offsets with it, and its"
         " wait_for_transaction_end(self); GroupCoordinator.request_rejoin(self); faust"
         " ConsumerThread.call_thread(self, method)",
-        "one transaction per worker: a fenced transaction, or a sender stopped on another error,"
-        " reaches the runner as ProducerFenced or SenderStopped (producers.py, fenced_as_such),"
-        " which drops the uncommitted work and rejoins in place (runner.py, app.py); another"
-        " error type would stop the worker instead",
+        "exactly-once: a fenced transaction, or a sender stopped on another error, reaches the"
+        " runner as ProducerFenced or SenderStopped (producers.py, fenced_as_such), which drops"
+        " the uncommitted work and rejoins in place (runner.py, app.py); another error type would"
+        " stop the worker instead",
         lambda app: (
-            not app.transaction_per_worker
+            not app.in_transaction
             or (
                 _source_says(AIOKafkaSender._sender_routine, "ProducerFenced,", "raise")
                 and isinstance(

@@ -37,9 +37,9 @@ The Java client waits 20 ms for the same kind of refusal of AddPartitionsToTxn (
 
 Records go out as record batches (aiokafka's BatchBuilder): one await per topic and partition of
 a unit, not one per record. Any failure to send or commit stops the worker (an exactly-once
-transaction then aborts and its records are processed again by the partition's next owner), but,
-with one transaction per worker, a fence or a sender stopped on another error, which the runner
-survives (streams/runtime/runner.py): aiokafka answers every send and commit after a fence with
+transaction then aborts and its records are processed again by the partition's next owner), but
+a fence or a sender stopped on another error, which the runner survives
+(streams/runtime/runner.py): aiokafka answers every send and commit after a fence with
 IllegalOperation, and `fenced_as_such` raises the fence itself, or `SenderStopped`.
 """
 
@@ -306,9 +306,8 @@ class SenderStopped(ProducerFenced):  # type: ignore[misc]  # aiokafka is untype
     committed or aborted. Seen once in reliability scenario 13 (a 20 s broker pause): the
     broker answered the EndTxn that followed with an error code aiokafka does not handle, which
     stopped the sender ("Unexpected error during batch delivery") and, before this, the worker.
-    With one transaction per worker the runner survives it as it survives a fence (runner.py):
-    the state it restores and the offsets it resumes from are read once the transaction is
-    settled, whichever way it went."""
+    The runner survives it as it survives a fence (runner.py): the state it restores and the
+    offsets it resumes from are read once the transaction is settled, whichever way it went."""
 
     drop_reason: ClassVar[str] = "sender_stopped"  # sessionflow_transactions_dropped's label
 
@@ -337,8 +336,7 @@ def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
     """Raise the ProducerFenced a transactional producer's sender stopped with, where aiokafka
     raises IllegalOperation ("not in the middle of a transaction") for every later send and
     commit, or the sender's own error; and SenderStopped for a sender stopped on any other error.
-    The runner survives both with one transaction per worker (runner.py); otherwise the error
-    that stops the worker says why."""
+    The runner survives both (runner.py)."""
     try:
         yield
     except (IllegalOperation, KafkaError) as exc:

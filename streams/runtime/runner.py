@@ -12,20 +12,22 @@ Positions are the consumer's, not `last record + 1`: a transaction's commit mark
 offset no record is read from, and a committed offset that stopped before it would leave the
 partition one record "behind" for ever.
 
-A fenced transaction is survived in place (one transaction per worker). When the group refuses
-the open transaction's offsets because it no longer knows this worker as the member that processed
-them (`MembershipLost`: a pause or a broker outage longer than the session timeout), or the broker
-fenced the producer (it aborted the transaction at its timeout, which a broker outage longer than
-`SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS` does), or the producer's sender stopped on another
-error (`SenderStopped`: the transaction's outcome is then the broker's to settle), the
-transaction cannot commit, and the local store already holds its units' table changes. As
-Kafka Streams does for a migrated task, the runner then closes its producers (the next one,
-opened with the same transactional id at the rejoin, aborts the transaction at once; the
-broker's timeout would otherwise), clears the store of every partition a unit changed since the
-last commit, forgets its progress and refuses records until the partitions are sought again;
-the app (streams/runtime/app.py) has recovery restore the cleared partitions from their changelog
-and the consumer rejoin the group. The worker runs on, and each record is applied again once,
-from the committed state.
+A transaction that can no longer commit is survived in place. When the group refuses the open
+transaction's offsets because it no longer knows this worker as the member that processed them
+(`MembershipLost`, one transaction per worker: a pause or a broker outage longer than the session
+timeout), or the producer is fenced (the broker aborted the transaction at its timeout, which a
+broker outage longer than `SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS` does; or, one transaction per
+partition, the partition's next owner opened its transactional id while this worker was paused
+past its session timeout, a zombie), or the producer's sender stopped on another error
+(`SenderStopped`: the transaction's outcome is then the broker's to settle), the transaction
+cannot commit, and the local store already holds its units' table changes. As Kafka Streams does
+for a migrated task, the runner then closes its producers (the next one opened with the same
+transactional id, here at the rejoin or by the partition's new owner, aborts the transaction at
+once; the broker's timeout would otherwise), clears the store of every partition a unit changed
+since the last commit, forgets its progress and refuses records until the partitions are sought
+again; the app (streams/runtime/app.py) has recovery restore the cleared partitions from their
+changelog and the consumer rejoin the group. The worker runs on, and each record is applied
+again once, from the committed state.
 """
 
 from __future__ import annotations
@@ -143,7 +145,6 @@ class Runner:
         self._written: set[int] = set()
         self._stalls = StallClock()
         self._end = end_exactly_once if producers.transactional else end_at_least_once
-        self._survives_fences = producers.transaction_scope == "worker"
 
     def serve(self, processor: Processor) -> None:
         self._processor = processor
@@ -250,11 +251,7 @@ class Runner:
 
     async def _drop_uncommitted(self, fenced: ProducerFenced) -> None:
         """Under the gate: the open transaction will abort; nothing it holds stays applied (see
-        the module's docstring). Records are refused until the partitions are sought again.
-        Re-raises `fenced` with one transaction per partition: there a partition's next owner
-        fenced its id, and the worker stops."""
-        if not self._survives_fences:
-            raise fenced
+        the module's docstring). Records are refused until the partitions are sought again."""
         rejoin = self._ready_generation is not None  # revoke() clears it first
         self._ready_generation = None
         cleared = sorted(self._written)

@@ -12,6 +12,11 @@ partitions it changed, rejoins and restores them from the changelog, in place
 the runtime drops the work the same way. Reliability scenario 1 (a broker kill -9) stopped a worker
 both ways before the runtime could do that (bench/results/worker-waits.md, sections 10 and 11);
 here a pause makes the expiry certain, and a long commit interval the uncommitted work.
+
+With a second worker the paused one is a zombie: its partitions move to the other while it holds
+an open transaction. One transaction per partition, the other worker's producers fence it by
+their transactional ids; the paused worker stopped on that fence until December 5 (reliability
+scenario 14 found it), and now drops its work and rejoins as in the cases above.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import signal
 from dataclasses import dataclass
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from cli.traffic import Delivery
 from tests.integration.worker_fixtures import (
@@ -42,6 +46,8 @@ COMMIT_INTERVAL_S = 5.0
 # The broker looks for transactions past their timeout this often
 # (transaction.abort.timed.out.transaction.cleanup.interval.ms).
 BROKER_TXN_CLEANUP_S = 10.0
+# Past the session timeout (6 s) and the other worker's takeover, within the transaction timeout.
+ZOMBIE_PAUSE_S = 9.0
 
 
 @dataclass(frozen=True)
@@ -95,18 +101,39 @@ async def test_a_worker_paused_past_its_transactions_life_emits_each_session_onc
 
     await completed_once(worker_env, p.expectations.complete)
     assert worker.proc.poll() is None, f"the worker stopped:\n{worker.log_tail()}"
-    dropped = _dropped(worker.metrics())
+    dropped = worker.dropped_transactions()
     if case.dropped is None:
         assert dropped == {}
     else:
         assert dropped.get(case.dropped, 0) >= 1, (dropped, worker.log_tail())
 
 
-def _dropped(page: str) -> dict[str, float]:
-    """sessionflow_transactions_dropped_total by reason, from the worker's /metrics page."""
-    return {
-        sample.labels["reason"]: sample.value
-        for family in text_string_to_metric_families(page)
-        for sample in family.samples
-        if sample.name == "sessionflow_transactions_dropped_total"
-    }
+@pytest.mark.parametrize("scope", ["partition", "worker"])
+async def test_a_paused_worker_whose_partitions_moved_rejoins_and_emits_each_session_once(
+    worker_env: WorkerEnv, workers: list[WorkerProcess], scope: str
+) -> None:
+    """A zombie: one of two workers paused past its session timeout, long enough for the other to
+    take its partitions (and, one transaction per partition, to open their transactional ids,
+    which fences the paused worker's producers). Resumed, it drops its open transaction and
+    rejoins; it does not stop."""
+    worker_env.transaction_scope = scope
+    worker_env.extra |= {"SESSIONFLOW_COMMIT_INTERVAL_SECONDS": str(COMMIT_INTERVAL_S)}
+    await worker_env.make_topics()
+    p = traffic(300, seed=8, half_only=0.0)
+    paused, other = start(worker_env, workers, "w1"), start(worker_env, workers, "w2")
+    await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (paused, other)))
+    assert paused.proc is not None
+
+    sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
+    await asyncio.sleep(1.0)  # mid-stream: the open transaction holds processed records
+    paused.proc.send_signal(signal.SIGSTOP)
+    await asyncio.sleep(ZOMBIE_PAUSE_S)
+    paused.proc.send_signal(signal.SIGCONT)
+    await sending
+
+    await completed_once(worker_env, p.expectations.complete)
+    for w in (paused, other):
+        assert w.proc is not None
+        assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"
+    dropped = paused.dropped_transactions()
+    assert sum(dropped.values()) >= 1, (dropped, paused.log_tail())

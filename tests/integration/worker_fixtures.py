@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from cli.traffic import Delivery, Mix, Plan, plan
 from sessionflow.raw_record import partition_for_key
@@ -96,6 +97,15 @@ class WorkerProcess:
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
             return bytes(r.read()).decode()
+
+    def dropped_transactions(self) -> dict[str, float]:
+        """sessionflow_transactions_dropped_total by reason, from the worker's /metrics page."""
+        return {
+            sample.labels["reason"]: sample.value
+            for family in text_string_to_metric_families(self.metrics())
+            for sample in family.samples
+            if sample.name == "sessionflow_transactions_dropped_total"
+        }
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = TIMEOUT_S) -> int | None:
         return None if self.proc is None else stop_process(self.proc, sig, timeout_s)

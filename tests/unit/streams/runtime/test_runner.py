@@ -216,17 +216,21 @@ async def test_the_revocation_commits_what_was_processed_without_a_new_transacti
 
 
 @pytest.mark.parametrize(
-    ("fenced", "reason"),
+    ("scope", "fenced", "reason"),
     [
-        (MembershipLost("the group refused the offsets"), "membership_lost"),
-        (ProducerFenced(), "fenced"),  # the broker aborted the transaction at its timeout
-        (SenderStopped(UnknownError()), "sender_stopped"),  # EndTxn's unexpected answer
+        ("worker", MembershipLost("the group refused the offsets"), "membership_lost"),
+        ("worker", ProducerFenced(), "fenced"),  # the broker aborted the transaction at its timeout
+        ("worker", SenderStopped(UnknownError()), "sender_stopped"),  # EndTxn's unexpected answer
+        # A zombie: the partition's next owner opened its transactional id while this worker was
+        # paused past its session timeout.
+        ("partition", ProducerFenced(), "fenced"),
+        ("partition", SenderStopped(UnknownError()), "sender_stopped"),
     ],
 )
-async def test_a_fenced_worker_transaction_drops_the_uncommitted_work_and_runs_on(
-    fenced: ProducerFenced, reason: str
+async def test_a_fenced_transaction_drops_the_uncommitted_work_and_runs_on(
+    scope: str, fenced: ProducerFenced, reason: str
 ) -> None:
-    parts = _parts(transactional=True, scope="worker")
+    parts = _parts(transactional=True, scope=scope)
     runner = parts.runner
     runner.on_seek(3, {RAW0: 0, RAW1: 0, TICKS0: 0})
     await runner.apply({RAW0: [Rec(0)]}, {RAW0: 1}, fetched_in=3, current=3)
@@ -289,20 +293,6 @@ async def test_a_membership_refused_at_the_revocation_leaves_the_rejoin_to_it() 
         await runner.release()
     assert parts.stores[0].data == {}
     assert parts.dropped == [("membership_lost", [0], False)]
-
-
-async def test_a_fenced_partition_transaction_stops_the_worker() -> None:
-    # The partition's next owner opened its transactional id: the partition is no longer ours.
-    parts = _parts(transactional=True, scope="partition")
-    runner = parts.runner
-    runner.on_seek(3, {RAW0: 0})
-    await runner.apply({RAW0: [Rec(0)]}, {RAW0: 1}, fetched_in=3, current=3)
-    parts.producers.refuse = ProducerFenced()
-    with pytest.raises(ProducerFenced):
-        async with runner.gate.lock:
-            await runner.commit(begin=True)
-    assert parts.dropped == []
-    assert parts.stores[0].data == {b"k0": b"state"}
 
 
 async def test_a_commit_waits_for_the_unit_in_hand() -> None:
