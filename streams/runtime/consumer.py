@@ -45,6 +45,20 @@ start-up that every method overridden or read here is still the one Faust has.
    load does that several times a minute, and the fault gate (sessionflow/logs.py) reported them
    as "still failing". `quiet_commit_overlaps` makes them DEBUG records: the commit's time is
    `sessionflow_commit_seconds`, which alert SessionflowCommitsSlow watches.
+11. A table partition is restored only past every transaction still open on its changelog.
+   Exactly-once reads the changelog read_committed, and its end (4) is then the last stable
+   offset: the first offset of the oldest transaction still open, and nothing past it can be read
+   until that transaction ends. A worker paused or cut off past its session timeout (a zombie),
+   or killed, can leave one open there while its partitions move on, until the broker aborts it
+   at its timeout. The partition's new owner then commits its own records past it, and at the
+   next rebalance within that time (the zombie rejoining is one) the store's persisted offset lay
+   past the stable end: Faust stopped the worker with a ConsistencyError (reliability scenario 15
+   saw it), or a worker restoring the partition afresh would have stopped at the open
+   transaction, short of records committed after it. So the ends of active partitions are read
+   once more without isolation (their high watermarks, through a second, plain consumer), and
+   while a partition's stable end lies below that, the recovery waits for it (at most
+   `STABLE_WAIT_S`): after the transaction ends, everything written before the rebalance is
+   either committed and read, or aborted and skipped.
 """
 
 from __future__ import annotations
@@ -52,6 +66,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -75,6 +90,12 @@ FETCH_TIMEOUT_S = 1.0
 RESTORE_MAX_RECORDS = 10_000
 # mode's timer warns so when one run of its body outlasts the interval (10).
 MODE_TIMERS_LOGGER = "mode.timers"
+# (11) How often an open transaction's end is looked for, and for how long at most: within the
+# time Faust gives the whole lookup of the ends (its broker_request_timeout, 90 s by default).
+# The broker ends a transaction at its timeout (SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS, 10 s by
+# default) plus the interval of its look for such transactions (10 s by default).
+STABLE_POLL_S = 0.2
+STABLE_WAIT_MARGIN_S = 10.0
 OVERLAP_MESSAGE = "Timer %s is overlapping (interval=%r runtime=%r)"
 
 
@@ -99,8 +120,15 @@ class Fetched:
     positions: Mapping[TP, int]
 
 
+def open_transactions(stable: Mapping[TP, int], written: Mapping[TP, int]) -> set[TP]:
+    """The partitions whose stable end lies below their high watermark `written` (11)."""
+    return {tp for tp, end in written.items() if stable.get(tp, -1) < end}
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """The thread that runs aiokafka's consumer."""
+
+    _plain: AIOKafkaConsumer | None = None  # (11)
 
     async def fetch(self, partitions: frozenset[TP], max_records: int) -> Fetched:
         result: Fetched = await self.call_thread(self._fetch, partitions, max_records)
@@ -133,8 +161,59 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         self._ensure_consumer()._coordinator.request_rejoin()
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
-        ends: Mapping[TP, int] = await self._ensure_consumer().end_offsets(partitions)  # (4)
+        ends: dict[TP, int] = dict(await self._ensure_consumer().end_offsets(partitions))  # (4)
+        if self.consumer.in_transaction:
+            active = restorer_of(self.app.tables).active_tps
+            await self._past_open_transactions(ends, [tp for tp in partitions if tp in active])
         return ends
+
+    async def _past_open_transactions(self, ends: dict[TP, int], partitions: list[TP]) -> None:
+        """(11) Wait until the stable `ends` of `partitions` reach their high watermarks of now;
+        `ends` is updated in place."""
+        if not partitions:
+            return
+        written = await (await self._plain_reader()).end_offsets(partitions)
+        waiting = open_transactions(ends, written)
+        if not waiting:
+            return
+        log.warning(
+            "changelog partitions %s hold a transaction still open (another worker's, paused, cut"
+            " off or killed): their recovery waits for it to end",
+            sorted(tp.partition for tp in waiting),
+        )
+        started = time.monotonic()
+        limit = self.app.conf.broker_request_timeout - STABLE_WAIT_MARGIN_S
+        while waiting and time.monotonic() - started < limit:
+            await asyncio.sleep(STABLE_POLL_S)
+            ends.update(await self._ensure_consumer().end_offsets(sorted(waiting)))
+            waiting = open_transactions(ends, written)
+        if waiting:
+            log.error(
+                "changelog partitions %s: a transaction is still open after %.0f s; recovering up"
+                " to it (records committed past it are not restored)",
+                sorted(tp.partition for tp in waiting),
+                limit,
+            )
+        else:
+            log.info("the open transaction ended after %.1f s", time.monotonic() - started)
+
+    async def _plain_reader(self) -> AIOKafkaConsumer:
+        """A consumer without isolation, for high watermarks (11): started on first use, on this
+        thread, and stopped with it."""
+        if self._plain is None:
+            plain: AIOKafkaConsumer = self._create_client_consumer(cast(Any, self.transport))
+            try:
+                await plain.start()
+            except BaseException:
+                await plain.stop()
+                raise
+            self._plain = plain
+        return self._plain
+
+    async def on_thread_stop(self) -> None:
+        await super().on_thread_stop()
+        if self._plain is not None:
+            await self._plain.stop()
 
     def verify_event_path(self, now: float, tp: TP) -> None:
         return None  # (6)

@@ -38,7 +38,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import ServiceTask
 from mode.timers import Timer as ModeTimer
 
-from streams.runtime.consumer import MODE_TIMERS_LOGGER, OVERLAP_MESSAGE
+from streams.runtime.consumer import MODE_TIMERS_LOGGER, OVERLAP_MESSAGE, STABLE_WAIT_MARGIN_S
 
 
 @dataclass(frozen=True)
@@ -292,6 +292,24 @@ REQUIREMENTS: Final = (
             faust_consumer.TransactionManager.transactional_id_format
             == "{group_id}-{tpg.group}-{tpg.partition}"
             and _live(app, lambda a: a.assignor.group_for_topic)
+        ),
+    ),
+    Requirement(
+        "faust AIOKafkaConsumerThread._create_client_consumer(self, transport) (no isolation, the"
+        " app's broker settings), on_thread_stop(self) and transport; Recovery._restart_recovery"
+        " building the active partitions' highwaters within conf.broker_request_timeout",
+        "exactly-once: a table partition is restored only past the transactions still open on its"
+        " changelog, waiting within the time Faust gives that lookup (consumer.py, 11)",
+        lambda app: (
+            _method(_THREAD, "_create_client_consumer", "transport")
+            and _method(_THREAD, "on_thread_stop")
+            and _source_says(
+                getattr(vars(Recovery).get("_restart_recovery"), "fun", None),
+                "consumer, assigned_active_tps, active_highwaters",
+                "timeout=self.app.conf.broker_request_timeout",
+            )
+            and _live(app, lambda a: a.consumer._thread.transport)
+            and app.conf.broker_request_timeout > 2 * STABLE_WAIT_MARGIN_S
         ),
     ),
     Requirement(

@@ -98,6 +98,15 @@ class WorkerProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
             return bytes(r.read()).decode()
 
+    def total(self, sample_name: str) -> float:
+        """A metric's samples called `sample_name` (a counter's `<name>_total`), summed."""
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(self.metrics())
+            for sample in family.samples
+            if sample.name == sample_name
+        )
+
     def dropped_transactions(self) -> dict[str, float]:
         """sessionflow_transactions_dropped_total by reason, from the worker's /metrics page."""
         return {

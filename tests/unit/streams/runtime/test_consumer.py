@@ -1,13 +1,25 @@
-"""streams.runtime.consumer: a commit longer than the interval is a DEBUG record, not a fault."""
+"""streams.runtime.consumer: a commit longer than the interval is a DEBUG record, not a fault; a
+table partition is restored only past the transactions still open on its changelog."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
+from faust.types import TP
 
-from streams.runtime.consumer import MODE_TIMERS_LOGGER, OVERLAP_MESSAGE, quiet_commit_overlaps
+from streams.runtime import consumer as runtime_consumer
+from streams.runtime.consumer import (
+    MODE_TIMERS_LOGGER,
+    OVERLAP_MESSAGE,
+    open_transactions,
+    quiet_commit_overlaps,
+)
+from streams.settings import WorkerSettings
 
 
 @pytest.fixture
@@ -48,3 +60,93 @@ def test_a_commit_overlap_is_a_debug_record_and_others_stay_warnings(
             # As mode's Timer.tick logs it.
             timers.warning(OVERLAP_MESSAGE, timer, 0.1, 0.63)
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == expected
+
+
+CHANGELOG = "unit.sessionflow-sessions-changelog"
+TP0, TP1, STANDBY = TP(CHANGELOG, 0), TP(CHANGELOG, 1), TP(CHANGELOG, 2)
+
+
+class Ends:
+    """A consumer's end_offsets: `ends` as they stand, and every partition list asked for."""
+
+    def __init__(self, ends: Mapping[TP, int]) -> None:
+        self.ends = dict(ends)
+        self.asked: list[list[TP]] = []
+        self.on_ask: Callable[[int], None] = lambda calls: None
+
+    async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        self.asked.append(list(partitions))
+        self.on_ask(len(self.asked))
+        return {tp: self.ends[tp] for tp in partitions}
+
+
+@pytest.fixture
+def thread(worker_app: Callable[[WorkerSettings], Any], tmp_path: Path) -> Iterator[Any]:
+    """The exactly-once worker's consumer thread, with TP0 and TP1 its active changelog
+    partitions and STANDBY a standby; its consumers are Ends, set by the test."""
+    app = worker_app(
+        WorkerSettings(table_store="memory", data_dir=tmp_path, topic_namespace="unit.")
+    )
+    app.tables.recovery.active_tps = {TP0, TP1}
+    thread = app.consumer._thread
+    try:
+        yield thread
+    finally:
+        thread.thread_loop.close()
+
+
+def _install(thread: Any, stable: Ends, written: Ends) -> None:
+    thread._ensure_consumer = lambda: stable
+    thread._plain = written
+
+
+def test_open_transactions_are_where_the_stable_end_lies_below_the_high_watermark() -> None:
+    assert open_transactions({TP0: 79, TP1: 50}, {TP0: 303, TP1: 50}) == {TP0}
+    assert open_transactions({}, {TP0: 0}) == {TP0}
+    assert open_transactions({TP0: 10}, {}) == set()
+
+
+def test_without_an_open_transaction_the_ends_cost_one_lookup_more(thread: Any) -> None:
+    stable, written = Ends({TP0: 40, TP1: 50, STANDBY: 7}), Ends({TP0: 40, TP1: 50})
+    _install(thread, stable, written)
+    ends = asyncio.get_event_loop().run_until_complete(thread._highwaters([TP0, TP1, STANDBY]))
+    assert ends == {TP0: 40, TP1: 50, STANDBY: 7}
+    assert stable.asked == [[TP0, TP1, STANDBY]]
+    assert written.asked == [[TP0, TP1]]  # the standby's end is never waited for
+
+
+def test_recovery_waits_until_the_open_transaction_ends(
+    thread: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(runtime_consumer, "STABLE_POLL_S", 0.001)
+    # A zombie's transaction opened at offset 79; the new owner committed up to 302 past it.
+    stable, written = Ends({TP0: 79, TP1: 50, STANDBY: 3}), Ends({TP0: 303, TP1: 50})
+
+    def aborted_at_the_fourth_lookup(calls: int) -> None:
+        if calls == 4:
+            stable.ends[TP0] = 304  # its abort marker
+
+    stable.on_ask = aborted_at_the_fourth_lookup
+    _install(thread, stable, written)
+    with caplog.at_level(logging.INFO, logger=runtime_consumer.__name__):
+        ends = asyncio.get_event_loop().run_until_complete(thread._highwaters([TP0, TP1, STANDBY]))
+    assert ends == {TP0: 304, TP1: 50, STANDBY: 3}
+    assert stable.asked == [[TP0, TP1, STANDBY], [TP0], [TP0], [TP0]]  # only TP0 waits
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    assert "partitions [0]" in caplog.records[0].getMessage()
+
+
+def test_a_transaction_open_past_the_lookups_time_is_reported_and_recovery_goes_on(
+    thread: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(runtime_consumer, "STABLE_POLL_S", 0.001)
+    limit_s = 0.05
+    margin = thread.app.conf.broker_request_timeout - limit_s
+    monkeypatch.setattr(runtime_consumer, "STABLE_WAIT_MARGIN_S", margin)
+    stable, written = Ends({TP0: 79, TP1: 50}), Ends({TP0: 303, TP1: 50})
+    _install(thread, stable, written)
+    with caplog.at_level(logging.INFO, logger=runtime_consumer.__name__):
+        ends = asyncio.get_event_loop().run_until_complete(thread._highwaters([TP0, TP1]))
+    assert ends == {TP0: 79, TP1: 50}
+    assert len(stable.asked) > 2
+    assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
