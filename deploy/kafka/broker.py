@@ -40,6 +40,9 @@ class Broker:
     cache: Path = REPO / ".cache" / "kafka"
     # The port clients are told to use (a proxy in front of the broker, in tests); 0: its own.
     advertised_port: int = 0
+    # A second client listener, (port, advertised port): a proxy in front of it, in tests, cuts
+    # off only the clients that bootstrap through it. None: no second listener.
+    proxied: tuple[int, int] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -96,6 +99,10 @@ class Broker:
     # -- configure and format -----------------------------------------------------------------
     def write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        proxied = proxied_advertised = ""
+        if self.proxied is not None:
+            proxied = f",PROXIED://127.0.0.1:{self.proxied[0]}"
+            proxied_advertised = f",PROXIED://127.0.0.1:{self.proxied[1]}"
         self.config.write_text(
             "\n".join(
                 [
@@ -103,11 +110,11 @@ class Broker:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{proxied}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}{proxied_advertised}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT",
                     f"log.dirs={self.data}",
                     "num.partitions=1",
                     # One node: internal topics and transactions (exactly-once) need replication 1.

@@ -11,6 +11,10 @@ the broker the answer left out, cancels the re-bootstrap the close had started, 
 connects again, even once the broker is back (librdkafka issue 5301, its test 0193). A real
 broker did that here about once in 80 clean bounces; sending the answer and the close together
 makes it about one fence in two.
+
+`hold()` plays a network partition instead: connections stay open, new ones are taken, and no
+byte passes either way until `release()`, when what was held goes on (TCP retransmits what a
+short partition held up). Neither side learns of it from a closed connection.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class MetadataProxy:
         self._fencing = False
         self._went_down = asyncio.Event()
         self._down: asyncio.Task[None] | None = None
+        self._passing = asyncio.Event()
+        self._passing.set()
 
     @property
     def bootstrap(self) -> str:
@@ -67,6 +73,14 @@ class MetadataProxy:
         await self._went_down.wait()
         assert self._down is not None
         await self._down
+
+    def hold(self) -> None:
+        """A network partition: nothing passes from now on, either way (see the module)."""
+        self._passing.clear()
+
+    def release(self) -> None:
+        """The partition heals: what was held, and everything after it, passes again."""
+        self._passing.set()
 
     async def restore(self) -> None:
         """Listen again: the broker is back."""
@@ -112,8 +126,8 @@ class MetadataProxy:
             return frame[:4] + _without_brokers(version, frame[4:]), True
 
         pumps = (
-            asyncio.create_task(_pump(client_r, broker_w, request)),
-            asyncio.create_task(_pump(broker_r, client_w, answer)),
+            asyncio.create_task(_pump(client_r, broker_w, request, self._passing)),
+            asyncio.create_task(_pump(broker_r, client_w, answer, self._passing)),
         )
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -129,11 +143,15 @@ async def _pump(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     handle: Callable[[bytes], tuple[bytes, bool]],
+    passing: asyncio.Event,
 ) -> None:
-    """Frames from reader to writer, each as `handle` makes it, until it says that was the last."""
+    """Frames from reader to writer, each as `handle` makes it, until it says that was the last;
+    a frame waits while `passing` is clear."""
     with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
         while True:
-            frame, last = handle(await _frame(reader))
+            frame = await _frame(reader)
+            await passing.wait()
+            frame, last = handle(frame)
             writer.write(struct.pack(">i", len(frame)) + frame)
             if last:
                 return

@@ -56,9 +56,12 @@ def by_scale(ci: int, long: int) -> int:
 class PrivateBroker:
     """A broker of the scenario's own (own ports, own data dir) that it may kill and restart."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, proxied: tuple[int, int] | None = None) -> None:
+        """`proxied`: a second client listener's (port, advertised port), for a proxy in front."""
         launcher = load_launcher()
-        self.broker: Any = launcher.Broker(home=home, port=free_port(), controller_port=free_port())
+        self.broker: Any = launcher.Broker(
+            home=home, port=free_port(), controller_port=free_port(), proxied=proxied
+        )
 
     @property
     def bootstrap(self) -> str:
