@@ -56,9 +56,9 @@ start-up that every method overridden or read here is still the one Faust has.
    saw it), or a worker restoring the partition afresh would have stopped at the open
    transaction, short of records committed after it. So the ends of active partitions are read
    once more without isolation (their high watermarks, through a second, plain consumer), and
-   while a partition's stable end lies below that, the recovery waits for it (at most
-   `STABLE_WAIT_S`): after the transaction ends, everything written before the rebalance is
-   either committed and read, or aborted and skipped.
+   while a partition's stable end lies below that, the recovery waits for it (at most Faust's
+   time for the lookup less `STABLE_WAIT_MARGIN_S`): after the transaction ends, everything
+   written before the rebalance is either committed and read, or aborted and skipped.
 """
 
 from __future__ import annotations
@@ -190,7 +190,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if waiting:
             log.error(
                 "changelog partitions %s: a transaction is still open after %.0f s; recovering up"
-                " to it (records committed past it are not restored)",
+                " to it (records committed past it are not restored, and a store that holds them"
+                " stops the worker with Faust's ConsistencyError)",
                 sorted(tp.partition for tp in waiting),
                 limit,
             )
