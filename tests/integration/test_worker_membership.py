@@ -17,15 +17,26 @@ With a second worker the paused one is a zombie: its partitions move to the othe
 an open transaction. One transaction per partition, the other worker's producers fence it by
 their transactional ids; the paused worker stopped on that fence until December 5 (reliability
 scenario 14 found it), and now drops its work and rejoins as in the cases above.
+
+A zombie's transaction also stays open on the changelog until it ends. Read read_committed, a
+changelog partition ends at the first offset of its oldest open transaction, and the partition's
+new owner commits its own records past it. At the next rebalance within the broker's transaction
+timeout the owner's persisted offset lay past that end (Faust's ConsistencyError stopped the
+worker: reliability scenario 15, a worker cut off from the broker), and a worker restoring the
+partition afresh stopped at the open transaction, short of the records committed after it.
+Recovery now waits for such a transaction to end (streams/runtime/consumer.py, 11); the last test
+holds one open with a plain transactional producer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from cli.traffic import Delivery
 from tests.integration.worker_fixtures import (
@@ -36,6 +47,7 @@ from tests.integration.worker_fixtures import (
     start,
     traffic,
 )
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +60,9 @@ COMMIT_INTERVAL_S = 5.0
 BROKER_TXN_CLEANUP_S = 10.0
 # Past the session timeout (6 s) and the other worker's takeover, within the transaction timeout.
 ZOMBIE_PAUSE_S = 9.0
+# The open transaction of the last test ends this long after the second worker starts: longer
+# than the rebalance, so the recovery meets it open.
+OPEN_AFTER_REBALANCE_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -137,3 +152,58 @@ async def test_a_paused_worker_whose_partitions_moved_rejoins_and_emits_each_ses
         assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"
     dropped = paused.dropped_transactions()
     assert sum(dropped.values()) >= 1, (dropped, paused.log_tail())
+
+
+def _first_halves(deliveries: Iterable[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
+    """Each session's first delivery, and the rest, both in the plan's order."""
+    seen: set[str | None] = set()
+    first, rest = [], []
+    for d in deliveries:
+        if d.session_id is not None and d.session_id not in seen:
+            seen.add(d.session_id)
+            first.append(d)
+        else:
+            rest.append(d)
+    return first, rest
+
+
+async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
+) -> None:
+    await worker_env.make_topics()
+    p = traffic(120, seed=15, half_only=0.0)
+    first, rest = _first_halves(p.deliveries)
+    owner = start(worker_env, workers, "w1")
+    await asyncio.to_thread(owner.wait_ready)
+
+    changelog = f"{worker_env.namespace}sessionflow-sessions-changelog"
+    zombie = AIOKafkaProducer(
+        bootstrap_servers=worker_env.bootstrap,
+        transactional_id=f"{worker_env.namespace}zombie",
+        transaction_timeout_ms=60_000,
+    )
+    await zombie.start()
+    try:
+        await zombie.begin_transaction()
+        for partition in range(worker_env.partitions):
+            await zombie.send_and_wait(changelog, b"{}", key=b"zombie", partition=partition)
+        # The owner commits each session's first half to the table, past the open transaction.
+        await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, first)
+        await wait_until(
+            lambda: owner.total("sessionflow_events_total") >= len(first),
+            "the first halves applied",
+        )
+        await asyncio.sleep(1.0)  # and committed (every 0.1 s)
+
+        other = start(worker_env, workers, "w2")  # a rebalance while the transaction is open
+        await asyncio.sleep(OPEN_AFTER_REBALANCE_S)
+        await zombie.abort_transaction()
+    finally:
+        await zombie.stop()
+    await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (owner, other)))
+
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, rest)
+    await completed_once(worker_env, p.expectations.complete)
+    for w in (owner, other):
+        assert w.proc is not None
+        assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"
