@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from bench.proc import free_port
+from cli import traffic
 from tests.integration.metadata_proxy import MetadataProxy
 from tests.integration.worker_fixtures import WorkerProcess
 from tests.reliability.conftest import ReportBook, make_env
@@ -102,21 +103,26 @@ def _dropped_by_reason(workers: list[WorkerProcess]) -> dict[str, int]:
 PAIR_RATE = 200.0
 
 
+def _pair_load(stack: Stack, item: str) -> traffic.Plan:
+    """Scenario `item`'s load, and the workers' TTL for it: before the workers start."""
+    plan = traffic_plan(by_scale(1500, 12_000), int(item), half_only_share=0.0)
+    stack.env.ttl_seconds = ttl_for(plan, PAIR_RATE)
+    return plan
+
+
 async def _pair_under_faults(
     stack: Stack,
     report_book: ReportBook,
     item: str,
     title: str,
+    plan: traffic.Plan,
     pair: list[WorkerProcess],
     faults: list[Callable[[], Awaitable[object]]],
     figures: dict[str, Any],
 ) -> None:
-    """Send signed load to the ready `pair` while each fault strikes in turn, 2 s apart
+    """Send `plan` signed to the ready `pair` while each fault strikes in turn, 2 s apart
     (mid-stream: the struck worker's open transaction holds outputs), both workers ready again
     after each; then record scenario `item` and assert that both run on and the invariants."""
-    sessions = by_scale(1500, 12_000)
-    plan = traffic_plan(sessions, int(item), half_only_share=0.0)
-    stack.env.ttl_seconds = ttl_for(plan, PAIR_RATE)
     producer = stack.producers[0]
     await producer.wait_ready()
     await stack.ready_workers(pair, RECOVERY_S)
@@ -133,7 +139,8 @@ async def _pair_under_faults(
         item,
         title,
         {
-            "sessions planned": sessions,
+            "sessions planned": plan.parameters["sessions"],
+            "worker TTL (s)": stack.env.ttl_seconds,
             **figures,
             "accepted (2xx)": len(report.delivered),
             "completed / expected": f"{len(outcome.completed)} / {len(expected.complete)}",
@@ -169,6 +176,7 @@ async def test_a_frozen_worker_comes_back_as_a_zombie(
     work (KIP-447: the group refuses its offsets; one transaction per partition: the new owner's
     producer fenced it), and must rejoin as a worker again, not stop."""
     freezes = by_scale(1, 6)
+    plan = _pair_load(stack, "14")
     await stack.env.make_topics()
     stack.producer()
     pair = [stack.worker("w1"), stack.worker("w2")]
@@ -177,6 +185,7 @@ async def test_a_frozen_worker_comes_back_as_a_zombie(
         report_book,
         "14",
         "Two workers; one frozen (SIGSTOP) past its session timeout, then resumed",
+        plan,
         pair,
         [partial(_freeze, pair[i % 2]) for i in range(freezes)],
         {"freezes (s each)": f"{freezes} ({FREEZE_S})"},
@@ -222,6 +231,7 @@ async def test_a_worker_cut_off_from_the_broker(
 ) -> None:
     stack, proxy = cut_off_stack
     cuts = (SHORT_CUT_S, LONG_CUT_S) * 3 if LONG else (SHORT_CUT_S,)
+    plan = _pair_load(stack, "15")
     await stack.env.make_topics()
     stack.producer()
     cut_off = WorkerProcess(replace(stack.env, bootstrap=proxy.bootstrap), "w1")
@@ -232,6 +242,7 @@ async def test_a_worker_cut_off_from_the_broker(
         report_book,
         "15",
         "Two workers; one cut off from the broker (a network partition), then healed",
+        plan,
         [cut_off, stack.worker("w2")],
         [partial(_cut, proxy, s) for s in cuts],
         {"cuts (s)": list(cuts)},
