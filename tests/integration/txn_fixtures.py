@@ -36,6 +36,27 @@ async def out_and_source(bootstrap: str, unique: str, partitions: int = 2) -> tu
     return out, source
 
 
+async def _settled_ends(
+    bootstrap: str, committed: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The read_committed ends of `tps` once every transaction written to them so far has ended.
+    A commit returns before the broker has written its markers, and until then the partition's
+    stable end stays before the transaction's records (a clean-clone run of 89c93f8 read nothing of
+    partition 0 right after its commit)."""
+    plain = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await plain.start()
+    try:
+        written = await plain.end_offsets(tps)
+    finally:
+        await plain.stop()
+    async with asyncio.timeout(TIMEOUT_S):
+        while True:
+            ends: dict[TopicPartition, int] = await committed.end_offsets(tps)
+            if all(ends[tp] >= written[tp] for tp in tps):
+                return ends
+            await asyncio.sleep(0.05)
+
+
 async def read_committed(
     bootstrap: str, topic: str, partitions: int = 2
 ) -> list[tuple[int, bytes]]:
@@ -47,7 +68,7 @@ async def read_committed(
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await _settled_ends(bootstrap, consumer, tps)
         out: list[tuple[int, bytes]] = []
         async with asyncio.timeout(TIMEOUT_S):
             while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
