@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -46,7 +45,6 @@ TTL_S = 30.0
 # the worker's lag behind the newest received-at.
 _TTL_STRETCH = 1.5
 _TTL_MARGIN_S = 10.0
-_PROMETHEUS_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
 
 def by_scale(ci: int, long: int) -> int:
@@ -219,19 +217,17 @@ class Stack:
             paths.append(self.broker.log_path)
         return paths
 
+    def live_workers(self) -> list[WorkerProcess]:
+        return [w for w in self.workers if w.proc is not None and w.proc.poll() is None]
+
     def scrape_total(self, metric: str) -> int:
         """A counter's samples (`<name>_total`) summed over the live workers' /metrics."""
         total = 0.0
-        for w in self.workers:
-            if w.proc is None or w.proc.poll() is not None:
-                continue
+        for w in self.live_workers():
             try:
-                text = w.metrics()
+                total += w.total(metric)
             except OSError:
                 continue
-            for name, _labels, value in parse_metrics(text):
-                if name == metric:
-                    total += value
         return int(total)
 
     async def close(self) -> None:
@@ -245,15 +241,6 @@ class Stack:
         assert not leftovers, f"processes left running: {leftovers}"
         if self.broker is not None:
             assert self.broker.pid() is None, "the private broker is still running"
-
-
-def parse_metrics(text: str) -> list[tuple[str, str, float]]:
-    out = []
-    for line in text.splitlines():
-        m = _PROMETHEUS_LINE.match(line)
-        if m:
-            out.append((m.group(1), m.group(2) or "", float(m.group(3))))
-    return out
 
 
 async def send_signed(

@@ -89,12 +89,11 @@ async def test_rebalance_under_load_one_three_one(stack: Stack, report_book: Rep
     assert_invariants(outcome, expected)
 
 
-def _dropped_by_reason(workers: list[WorkerProcess]) -> dict[str, int]:
-    """sessionflow_transactions_dropped_total by reason, summed over the live `workers`."""
+def _dropped_by_reason(stack: Stack) -> dict[str, int]:
+    """sessionflow_transactions_dropped_total by reason, summed over the live workers."""
     dropped: Counter[str] = Counter()
-    for w in workers:
-        if w.proc is not None and w.proc.poll() is None:
-            dropped.update({k: int(v) for k, v in w.dropped_transactions().items() if v})
+    for w in stack.live_workers():
+        dropped.update({k: int(v) for k, v in w.dropped_transactions().items() if v})
     return dict(sorted(dropped.items()))
 
 
@@ -144,7 +143,7 @@ async def _pair_under_faults(
             **figures,
             "accepted (2xx)": len(report.delivered),
             "completed / expected": f"{len(outcome.completed)} / {len(expected.complete)}",
-            "transactions dropped, by reason": _dropped_by_reason(pair),
+            "transactions dropped, by reason": _dropped_by_reason(stack),
             "outputs complete after last 2xx (s)": round(outcome.waited_s, 1),
             "worker processes alive at the end": alive,
         },
