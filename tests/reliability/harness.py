@@ -204,6 +204,22 @@ class Stack:
         await self.ready_workers(started, RECOVERY_S)
         return producer, started
 
+    def plan_load(self, sessions: int, seed: int, rate: float, **shares: float) -> traffic.Plan:
+        """A plan of `sessions` to be sent at `rate`, and the workers' TTL that holds its pairs
+        together (`ttl_for`): call it before the workers start, which read the TTL once."""
+        plan = traffic_plan(sessions, seed, **shares)
+        self.env.ttl_seconds = ttl_for(plan, rate)
+        return plan
+
+    def keep_sending(
+        self, producer: ProducerProcess, plan: traffic.Plan, rate: float
+    ) -> asyncio.Task[SendReport]:
+        """Send `plan` signed in the background, retrying long enough to outlast the scenario's
+        faults (40 attempts, 2 s apart at the most); `outputs.settle` awaits it."""
+        return asyncio.create_task(
+            send_signed(producer.url, plan, rate=rate, max_attempts=40, retry_cap_s=2.0)
+        )
+
     async def ready_workers(self, workers: Iterable[WorkerProcess], timeout_s: float) -> None:
         await asyncio.gather(*(asyncio.to_thread(w.wait_ready, timeout_s) for w in workers))
 

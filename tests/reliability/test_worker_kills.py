@@ -19,9 +19,7 @@ from tests.reliability.harness import (
     Stack,
     by_scale,
     scenario,
-    send_signed,
     traffic_plan,
-    ttl_for,
 )
 from tests.reliability.outputs import (
     Expected,
@@ -55,12 +53,9 @@ async def test_three_workers_one_killed_three_rounds(stack: Stack, report_book: 
     rng = random.Random(4)
     sessions = by_scale(1200, 20_000)
     rate = 200.0
-    plan = traffic_plan(sessions, 4, half_only_share=0.0)
-    stack.env.ttl_seconds = ttl_for(plan, rate)
+    plan = stack.plan_load(sessions, 4, rate, half_only_share=0.0)
     producer, _ = await stack.start(*names)
-    sending = asyncio.create_task(
-        send_signed(producer.url, plan, rate=rate, max_attempts=40, retry_cap_s=2.0)
-    )
+    sending = stack.keep_sending(producer, plan, rate)
     recoveries = [await _kill_and_restart(stack, rng.choice(names), rng) for _ in range(3)]
     report, expected, outcome = await settle(stack.env, sending)
     report_book.record(
@@ -90,12 +85,9 @@ async def test_one_worker_killed_at_random_points_many_times(
     kills = by_scale(6, 25)
     sessions = by_scale(400, 3000)
     rate = 80.0
-    plan = traffic_plan(sessions, 6)
-    stack.env.ttl_seconds = ttl_for(plan, rate)
+    plan = stack.plan_load(sessions, 6, rate)
     producer, _ = await stack.start("w1")
-    sending = asyncio.create_task(
-        send_signed(producer.url, plan, rate=rate, max_attempts=40, retry_cap_s=2.0)
-    )
+    sending = stack.keep_sending(producer, plan, rate)
     # Kills land anywhere in the worker's cycle: between a table write, an output and a commit.
     recoveries = [await _kill_and_restart(stack, "w1", rng) for _ in range(kills)]
     report, expected, outcome = await settle(stack.env, sending)

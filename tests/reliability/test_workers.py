@@ -32,9 +32,6 @@ from tests.reliability.harness import (
     Stack,
     by_scale,
     scenario,
-    send_signed,
-    traffic_plan,
-    ttl_for,
 )
 from tests.reliability.outputs import assert_invariants, settle
 
@@ -45,12 +42,9 @@ pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 async def test_rebalance_under_load_one_three_one(stack: Stack, report_book: ReportBook) -> None:
     sessions = by_scale(1500, 20_000)
     rate = by_scale(250, 600)
-    plan = traffic_plan(sessions, 5)
-    stack.env.ttl_seconds = ttl_for(plan, rate)
+    plan = stack.plan_load(sessions, 5, rate)
     producer, (first,) = await stack.start("w1")
-    sending = asyncio.create_task(
-        send_signed(producer.url, plan, rate=rate, max_attempts=40, retry_cap_s=2.0)
-    )
+    sending = stack.keep_sending(producer, plan, rate)
     await asyncio.sleep(3.0)
     t0 = time.monotonic()
     grown = [stack.worker("w2"), stack.worker("w3")]
@@ -104,9 +98,7 @@ PAIR_RATE = 200.0
 
 def _pair_load(stack: Stack, item: str) -> traffic.Plan:
     """Scenario `item`'s load, and the workers' TTL for it: before the workers start."""
-    plan = traffic_plan(by_scale(1500, 12_000), int(item), half_only_share=0.0)
-    stack.env.ttl_seconds = ttl_for(plan, PAIR_RATE)
-    return plan
+    return stack.plan_load(by_scale(1500, 12_000), int(item), PAIR_RATE, half_only_share=0.0)
 
 
 async def _pair_under_faults(
@@ -125,9 +117,7 @@ async def _pair_under_faults(
     producer = stack.producers[0]
     await producer.wait_ready()
     await stack.ready_workers(pair, RECOVERY_S)
-    sending = asyncio.create_task(
-        send_signed(producer.url, plan, rate=PAIR_RATE, max_attempts=40, retry_cap_s=2.0)
-    )
+    sending = stack.keep_sending(producer, plan, PAIR_RATE)
     for fault in faults:
         await asyncio.sleep(2.0)
         await fault()
