@@ -141,10 +141,24 @@ class WorkerMetrics:
             "sessionflow_transactions_dropped",
             "Open transactions that could not commit and were dropped in place, by reason:"
             " membership_lost (the group had forgotten the worker), fenced (the broker aborted the"
-            " transaction, as at its timeout, or a partition's next owner opened its transactional"
+            " transaction, as at its timeout, or the worker's next owner fenced its transactional"
             " id) or sender_stopped (the producer stopped on another error); the partitions they"
             " changed are restored from the changelog and the worker runs on",
             ["reason"],
+            registry=r,
+        )
+        self.restore_waits = Histogram(
+            "sessionflow_restore_wait_seconds",
+            "How long a restore waited for transactions left open on the changelog by a worker"
+            " paused, cut off or killed (exactly-once)",
+            buckets=_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.transactions_fenced = Counter(
+            "sessionflow_transactions_fenced",
+            "Transactional ids of lost workers that a restore fenced, so that their open"
+            " transactions abort at once instead of at the broker's timeout (one transaction per"
+            " worker)",
             registry=r,
         )
         self._max_intents = max_intents
@@ -163,6 +177,11 @@ class WorkerMetrics:
         tally, self._tally = self._tally, {}
         for (metric, labels), count in tally.items():
             metric.labels(*labels).inc(count)
+
+    def observe_restore_wait(self, seconds: float, fenced: int) -> None:
+        """Called from the consumer's thread; prometheus_client's metrics take their own locks."""
+        self.restore_waits.observe(seconds)
+        self.transactions_fenced.inc(fenced)
 
     def observe_commit(self, seconds: float, partitions: int) -> None:
         del partitions  # the time is what operators watch; a transaction per partition is why

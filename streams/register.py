@@ -45,6 +45,7 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
         on_held_back=lambda reason, count: metrics.held_back.labels(reason).inc(count),
         on_commit=metrics.observe_commit,
         on_dropped=lambda reason: metrics.transactions_dropped.labels(reason).inc(),
+        on_restore_wait=metrics.observe_restore_wait,
     )
     # What is in effect, not what was asked for: the runner's producers say it.
     in_effect = "exactly_once" if runner.producers.transactional else "at_least_once"

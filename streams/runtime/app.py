@@ -66,6 +66,9 @@ class App(faust.App):
         # The consumer fetches with it (streams/runtime/consumer.py, 8).
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.worker_transaction = worker_transaction
+        # The consumer's recovery reports each wait for transactions left open on the changelog:
+        # its seconds and how many lost workers it fenced (consumer.py, 11 and 12); `serve` sets it.
+        self.on_restore_wait: Callable[[float, int], None] = lambda seconds, fenced: None
 
     def _new_transport(self) -> TransportT:
         # Faust picks a transport by URL scheme only; building it here keeps the choice in code,
@@ -101,8 +104,10 @@ class App(faust.App):
         on_held_back: Callable[[str, int], None],
         on_commit: Callable[[float, int], None],
         on_dropped: Callable[[str], None] = lambda reason: None,
+        on_restore_wait: Callable[[float, int], None] = lambda seconds, fenced: None,
     ) -> Runner:
         """Run `processor` over the `sources` topics, with `table` as its state."""
+        self.on_restore_wait = on_restore_wait
         # Subscribed like an agent's topic: the conductor asks the group for its partitions.
         self.topics.add(self.topic(sources.raw, sources.ticks, partitions=partitions, **RAW))
         per_partition = self.in_transaction and not self.transaction_per_worker
@@ -111,7 +116,7 @@ class App(faust.App):
             client_id=f"{self.conf.broker_client_id}-runner",
             transactional_id=self._transactional_id(sources.raw) if per_partition else None,
             group_id=self.conf.id,
-            worker=self._worker_transaction(),
+            worker=self.own_worker_transaction(),
         )
         changelog_topic = table.changelog_topic.get_topic_name()
 
@@ -154,7 +159,8 @@ class App(faust.App):
 
         return transactional_id
 
-    def _worker_transaction(self) -> WorkerTransaction | None:
+    def own_worker_transaction(self) -> WorkerTransaction | None:
+        """This worker's transaction with one per worker (exactly-once, scope `worker`), else None."""
         settings = self.worker_transaction
         if settings is None or not self.transaction_per_worker:
             return None

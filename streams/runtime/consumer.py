@@ -59,6 +59,11 @@ start-up that every method overridden or read here is still the one Faust has.
    while a partition's stable end lies below that, the recovery waits for it (at most Faust's
    time for the lookup less `STABLE_WAIT_MARGIN_S`): after the transaction ends, everything
    written before the rebalance is either committed and read, or aborted and skipped.
+12. The wait in (11) is short. With one transaction per worker, a transaction open on a
+   partition this worker now owns is a lost worker's (a live one commits before it rejoins), and
+   nothing but the broker's timeout would end it: the recovery first fences that worker's
+   transactional id, which aborts the transaction at once, as opening a partition's id does with
+   one transaction per partition (streams/runtime/fencing.py).
 """
 
 from __future__ import annotations
@@ -71,13 +76,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import ConsumerStoppedError, IllegalStateError
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.transports import TPorTopicSet
 from mode import ServiceT
 
+from streams.runtime.fencing import fence_lost_transactions
 from streams.runtime.restore import restorer_of
 from streams.runtime.runner import Record, Runner
 from streams.runtime.worker_txn import fetch_stable_offsets
@@ -96,6 +102,8 @@ MODE_TIMERS_LOGGER = "mode.timers"
 # default) plus the interval of its look for such transactions (10 s by default).
 STABLE_POLL_S = 0.2
 STABLE_WAIT_MARGIN_S = 10.0
+# (12) How long the coordinator may take to abort a fenced worker's transaction (a few round trips).
+FENCE_LIMIT_S = 15.0
 OVERLAP_MESSAGE = "Timer %s is overlapping (interval=%r runtime=%r)"
 
 
@@ -183,10 +191,12 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         )
         started = time.monotonic()
         limit = self.app.conf.broker_request_timeout - STABLE_WAIT_MARGIN_S
+        fenced = await self._fence_lost_transactions(waiting)  # (12)
         while waiting and time.monotonic() - started < limit:
             await asyncio.sleep(STABLE_POLL_S)
             ends.update(await self._ensure_consumer().end_offsets(sorted(waiting)))
             waiting = open_transactions(ends, written)
+        self.app.on_restore_wait(time.monotonic() - started, fenced)  # type: ignore[attr-defined]  # streams.runtime.app.App
         if waiting:
             log.error(
                 "changelog partitions %s: a transaction is still open after %.0f s; recovering up"
@@ -197,6 +207,36 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             )
         else:
             log.info("the open transaction ended after %.1f s", time.monotonic() - started)
+
+    async def _fence_lost_transactions(self, waiting: set[TP]) -> int:
+        """(12) With one transaction per worker, end the transactions open on `waiting` now, by
+        fencing their workers' transactional ids; on any failure the wait goes on as before.
+        How many ids it fenced."""
+        worker = self.app.own_worker_transaction()  # type: ignore[attr-defined]  # streams.runtime.app.App
+        if worker is None:
+            return 0
+        try:
+            fenced = await fence_lost_transactions(
+                self._ensure_consumer()._client,
+                [TopicPartition(tp.topic, tp.partition) for tp in waiting],
+                own_id=worker.transactional_id,
+                timeout_ms=worker.timeout_ms,
+                limit_s=FENCE_LIMIT_S,
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning(
+                "could not fence the worker that left these transactions open (%r): waiting for"
+                " the broker to abort them at their timeout",
+                exc,
+            )
+            return 0
+        if fenced:
+            log.warning(
+                "fenced %s (a worker outside the group left a transaction open on this worker's"
+                " partitions): the broker aborts it now instead of at its timeout",
+                ", ".join(fenced),
+            )
+        return len(fenced)
 
     async def _plain_reader(self) -> AIOKafkaConsumer:
         """A consumer without isolation, for high watermarks (11): started on first use, on this

@@ -27,6 +27,9 @@ from aiokafka.producer.sender import TxnOffsetCommitHandler
 from aiokafka.producer.transaction_manager import (
     TransactionManager as AIOKafkaTransactionManager,
 )
+from aiokafka.protocol.api import Request as ProtocolRequest
+from aiokafka.protocol.api import RequestStruct
+from aiokafka.protocol.transaction import InitProducerIdRequest
 from faust.stores.memory import Store as MemoryStore
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.base import Collection as FaustCollection
@@ -310,6 +313,31 @@ REQUIREMENTS: Final = (
             )
             and _live(app, lambda a: a.consumer._thread.transport)
             and app.conf.broker_request_timeout > 2 * STABLE_WAIT_MARGIN_S
+        ),
+    ),
+    Requirement(
+        "aiokafka AIOKafkaConsumer._client (an AIOKafkaClient) with send(self, node_id, request),"
+        " coordinator_lookup(self, coordinator_type, coordinator_key) and cluster"
+        " (leader_for_partition, brokers); InitProducerIdRequest(transactional_id,"
+        " transaction_timeout_ms); Request.prepare(self, versions) over the broker's versions;"
+        " RequestStruct.FLEXIBLE_VERSION",
+        "one transaction per worker: the restore fences a lost worker's transactional id with"
+        " requests aiokafka does not have, written on its protocol types (fencing.py;"
+        " consumer.py, 12)",
+        lambda app: (
+            not app.transaction_per_worker
+            or (
+                _source_says(AIOKafkaConsumer.__init__, "self._client = AIOKafkaClient(")
+                and _method(AIOKafkaClient, "send", "node_id", "request")
+                and _method(AIOKafkaClient, "coordinator_lookup", "coordinator_type")
+                and _method(ClusterMetadata, "leader_for_partition", "partition")
+                and _method(ClusterMetadata, "brokers")
+                and _method(InitProducerIdRequest, "__init__", "transactional_id")
+                and _method(ProtocolRequest, "prepare", "versions")
+                and _source_says(
+                    RequestStruct.build_request_header, "FLEXIBLE_VERSION", "RequestHeader_v2"
+                )
+            )
         ),
     ),
     Requirement(

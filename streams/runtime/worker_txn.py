@@ -18,6 +18,10 @@ Streams' exactly-once v2; aiokafka 0.14 has neither, so both are here:
   offsets before it and processing its records twice. `fetch_stable_offsets` has a consumer's
   group coordinator fetch that way.
 
+What neither does is end the lost worker's open transaction: it stays open on the changelog
+until the broker's timeout, and the new owner's restore waits for it. The restore fences the lost
+worker's transactional id instead (streams/runtime/fencing.py).
+
 The request and response layouts are Kafka's (TxnOffsetCommit v3, OffsetFetch v7, both flexible),
 written with aiokafka's own protocol types; every broker since Kafka 2.5 takes them.
 """

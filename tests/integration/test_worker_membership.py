@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import ProducerFenced
 
 from cli.traffic import Delivery
 from tests.integration.worker_fixtures import (
@@ -167,9 +168,14 @@ def _first_halves(deliveries: Iterable[Delivery]) -> tuple[list[Delivery], list[
     return first, rest
 
 
+@pytest.mark.parametrize("scope", ["worker", "partition"])
 async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
-    worker_env: WorkerEnv, workers: list[WorkerProcess]
+    worker_env: WorkerEnv, workers: list[WorkerProcess], scope: str
 ) -> None:
+    """With one transaction per worker the recovery fences the zombie's transactional id, which
+    ends the transaction at once (consumer.py, 12); with one per partition it waits for the
+    zombie's own abort (11: a partition's id is its new owner's, nobody else's to fence)."""
+    worker_env.transaction_scope = scope
     await worker_env.make_topics()
     p = traffic(120, seed=15, half_only=0.0)
     first, rest = _first_halves(p.deliveries)
@@ -177,9 +183,10 @@ async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
     await asyncio.to_thread(owner.wait_ready)
 
     changelog = f"{worker_env.namespace}sessionflow-sessions-changelog"
+    zombie_id = f"{worker_env.namespace}zombie"
     zombie = AIOKafkaProducer(
         bootstrap_servers=worker_env.bootstrap,
-        transactional_id=f"{worker_env.namespace}zombie",
+        transactional_id=zombie_id,
         transaction_timeout_ms=60_000,
     )
     await zombie.start()
@@ -196,8 +203,16 @@ async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
         await asyncio.sleep(1.0)  # and committed (every 0.1 s)
 
         other = start(worker_env, workers, "w2")  # a rebalance while the transaction is open
-        await asyncio.sleep(OPEN_AFTER_REBALANCE_S)
-        await zombie.abort_transaction()
+        if scope == "worker":
+            await wait_until(
+                lambda: any(f"fenced {zombie_id}" in w.log_tail(400) for w in (owner, other)),
+                "a worker to fence the zombie",
+            )
+            with pytest.raises(ProducerFenced):
+                await zombie.abort_transaction()
+        else:
+            await asyncio.sleep(OPEN_AFTER_REBALANCE_S)
+            await zombie.abort_transaction()
     finally:
         await zombie.stop()
     await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (owner, other)))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import errors as Errors
 from faust.types import TP
 
 from streams.runtime import consumer as runtime_consumer
@@ -69,6 +70,8 @@ TP0, TP1, STANDBY = TP(CHANGELOG, 0), TP(CHANGELOG, 1), TP(CHANGELOG, 2)
 class Ends:
     """A consumer's end_offsets: `ends` as they stand, and every partition list asked for."""
 
+    _client = "the consumer's client"
+
     def __init__(self, ends: Mapping[TP, int]) -> None:
         self.ends = dict(ends)
         self.asked: list[list[TP]] = []
@@ -95,6 +98,31 @@ def thread(worker_app: Callable[[WorkerSettings], Any], tmp_path: Path) -> Itera
         thread.thread_loop.close()
 
 
+class Fence:
+    """fencing.fence_lost_transactions: every call's arguments, answered with `fenced` (or
+    `error` raised)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, list[TP], str]] = []
+        self.fenced: list[str] = []
+        self.error: Exception | None = None
+
+    async def __call__(
+        self, client: Any, waiting: list[TP], own_id: str, timeout_ms: int, limit_s: float
+    ) -> list[str]:
+        self.calls.append((client, sorted(waiting), own_id))
+        if self.error is not None:
+            raise self.error
+        return self.fenced
+
+
+@pytest.fixture
+def fence(monkeypatch: pytest.MonkeyPatch) -> Fence:
+    fake = Fence()
+    monkeypatch.setattr(runtime_consumer, "fence_lost_transactions", fake)
+    return fake
+
+
 def _install(thread: Any, stable: Ends, written: Ends) -> None:
     thread._ensure_consumer = lambda: stable
     thread._plain = written
@@ -116,7 +144,7 @@ def test_without_an_open_transaction_the_ends_cost_one_lookup_more(thread: Any) 
 
 
 def test_recovery_waits_until_the_open_transaction_ends(
-    thread: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    thread: Any, fence: Fence, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(runtime_consumer, "STABLE_POLL_S", 0.001)
     # A zombie's transaction opened at offset 79; the new owner committed up to 302 past it.
@@ -134,10 +162,13 @@ def test_recovery_waits_until_the_open_transaction_ends(
     assert stable.asked == [[TP0, TP1, STANDBY], [TP0], [TP0], [TP0]]  # only TP0 waits
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
     assert "partitions [0]" in caplog.records[0].getMessage()
+    # It asked once to fence whoever left TP0's transaction open, as this worker.
+    own = thread.app.own_worker_transaction().transactional_id
+    assert fence.calls == [(Ends._client, [TP0], own)]
 
 
 def test_a_transaction_open_past_the_lookups_time_is_reported_and_recovery_goes_on(
-    thread: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    thread: Any, fence: Fence, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(runtime_consumer, "STABLE_POLL_S", 0.001)
     limit_s = 0.05
@@ -150,3 +181,65 @@ def test_a_transaction_open_past_the_lookups_time_is_reported_and_recovery_goes_
     assert ends == {TP0: 79, TP1: 50}
     assert len(stable.asked) > 2
     assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
+
+
+def _wait_with_fence(
+    thread: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> Ends:
+    """TP0 holds an open transaction until the third lookup of its end (the fence's abort)."""
+    monkeypatch.setattr(runtime_consumer, "STABLE_POLL_S", 0.001)
+    stable, written = Ends({TP0: 79, TP1: 50}), Ends({TP0: 303, TP1: 50})
+
+    def aborted(calls: int) -> None:
+        if calls == 3:
+            stable.ends[TP0] = 304
+
+    stable.on_ask = aborted
+    _install(thread, stable, written)
+    with caplog.at_level(logging.INFO, logger=runtime_consumer.__name__):
+        ends = asyncio.get_event_loop().run_until_complete(thread._highwaters([TP0, TP1]))
+    assert ends == {TP0: 304, TP1: 50}
+    return stable
+
+
+def test_a_fenced_worker_is_named_and_recovery_reads_past_its_abort(
+    thread: Any, fence: Fence, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fence.fenced = ["unit.sessionflow-worker-lost"]
+    _wait_with_fence(thread, monkeypatch, caplog)
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING", "INFO"]
+    assert "fenced unit.sessionflow-worker-lost" in caplog.records[1].getMessage()
+
+
+def test_a_fence_that_fails_leaves_the_wait_to_the_brokers_timeout(
+    thread: Any, fence: Fence, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fence.error = Errors.TransactionalIdAuthorizationFailed()
+    _wait_with_fence(thread, monkeypatch, caplog)
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING", "INFO"]
+    assert "could not fence" in caplog.records[1].getMessage()
+
+
+def test_with_one_transaction_per_partition_nothing_is_fenced(
+    worker_app: Callable[[WorkerSettings], Any],
+    tmp_path: Path,
+    fence: Fence,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A partition's new owner fences its last one by opening the partition's transactional id."""
+    app = worker_app(
+        WorkerSettings(
+            table_store="memory",
+            data_dir=tmp_path,
+            topic_namespace="unit.",
+            transaction_scope="partition",
+        )
+    )
+    app.tables.recovery.active_tps = {TP0, TP1}
+    thread = app.consumer._thread
+    try:
+        _wait_with_fence(thread, monkeypatch, caplog)
+    finally:
+        thread.thread_loop.close()
+    assert fence.calls == []
