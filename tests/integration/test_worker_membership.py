@@ -155,6 +155,33 @@ async def test_a_paused_worker_whose_partitions_moved_rejoins_and_emits_each_ses
     assert sum(dropped.values()) >= 1, (dropped, paused.log_tail())
 
 
+async def test_a_worker_killed_for_good_is_fenced_by_the_one_that_takes_its_partitions(
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
+) -> None:
+    """One transaction per worker, killed mid-stream and not restarted: its transaction stays
+    open on the changelog, and with a transaction timeout longer than this test nothing but the
+    survivor's fence ends it (streams/runtime/fencing.py)."""
+    worker_env.transaction_scope = "worker"
+    worker_env.extra |= {
+        "SESSIONFLOW_COMMIT_INTERVAL_SECONDS": str(COMMIT_INTERVAL_S),
+        "SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS": "600",
+    }
+    await worker_env.make_topics()
+    p = traffic(300, seed=9, half_only=0.0)
+    lost, survivor = start(worker_env, workers, "w1"), start(worker_env, workers, "w2")
+    await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (lost, survivor)))
+
+    sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
+    await asyncio.sleep(1.0)  # mid-stream: the open transaction holds processed records
+    lost.kill()
+    await sending
+
+    await completed_once(worker_env, p.expectations.complete)
+    assert survivor.proc is not None
+    assert survivor.proc.poll() is None, f"the survivor stopped:\n{survivor.log_tail()}"
+    assert survivor.total("sessionflow_transactions_fenced_total") >= 1, survivor.log_tail()
+
+
 def _first_halves(deliveries: Iterable[Delivery]) -> tuple[list[Delivery], list[Delivery]]:
     """Each session's first delivery, and the rest, both in the plan's order."""
     seen: set[str | None] = set()
