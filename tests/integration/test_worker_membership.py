@@ -25,7 +25,9 @@ timeout the owner's persisted offset lay past that end (Faust's ConsistencyError
 worker: reliability scenario 15, a worker cut off from the broker), and a worker restoring the
 partition afresh stopped at the open transaction, short of the records committed after it.
 Recovery now waits for such a transaction to end (streams/runtime/consumer.py, 11); the last test
-holds one open with a plain transactional producer.
+holds one open with a plain transactional producer. With one transaction per worker the recovery
+first fences the transaction's id (12), which ends it at once: the test before it kills a worker
+for good, and nothing else would end its transaction within the test.
 """
 
 from __future__ import annotations
