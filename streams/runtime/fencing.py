@@ -26,8 +26,8 @@ member of the group has no transaction open on a partition that moved to another
 it opens next holds only partitions assigned to it. A transaction that holds a partition this
 worker now owns belongs to a worker outside the group: killed, paused or cut off.
 
-aiokafka 0.14 has none of these requests but InitProducerId v0, so they are written here with
-aiokafka's protocol types (Kafka's layouts, all flexible; brokers since Kafka 3.0 take them).
+aiokafka 0.14 has none of these requests but InitProducerId v0, so the other three are declared
+here in streams/runtime/protocol.py's way (Kafka's layouts; brokers since Kafka 3.0 take them).
 Anything refused or failing leaves the wait as it was: the broker still ends the transaction
 at its timeout.
 """
@@ -38,23 +38,23 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka import errors as Errors
 from aiokafka.client import CoordinationType
-from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.transaction import InitProducerIdRequest
-from aiokafka.protocol.types import (
-    CompactArray,
-    CompactString,
-    Int16,
-    Int32,
-    Int64,
-    Schema,
-    TaggedFields,
+from aiokafka.protocol.types import CompactArray, Int16, Int32, Int64
+
+from streams.runtime.protocol import (
+    STRING,
+    by_topic,
+    flexible_api,
+    structs,
+    topic_partitions,
+    topics,
 )
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ async def _producers_with_open_transactions(
         by_leader[leader].append(tp)
     producers: set[int] = set()
     for leader, tps in by_leader.items():
-        response = await client.send(leader, DescribeProducersRequest(tps))
+        response = await client.send(leader, DESCRIBE_PRODUCERS.request(by_topic(tps)))
         producers |= open_producers(response)
     return producers
 
@@ -146,7 +146,9 @@ def open_producers(response: Any) -> set[int]:
 async def _transactional_ids(client: Any, producers: set[int]) -> set[str]:
     ids: set[str] = set()
     for broker in client.cluster.brokers():
-        response = await client.send(broker.nodeId, ListTransactionsRequest(sorted(producers)))
+        response = await client.send(
+            broker.nodeId, LIST_TRANSACTIONS.request([], sorted(producers))
+        )
         if response.error_code:
             raise Errors.for_code(response.error_code)()
         ids |= {tid for tid, _producer, _state, _ in response.transaction_states}
@@ -155,7 +157,7 @@ async def _transactional_ids(client: Any, producers: set[int]) -> set[str]:
 
 async def _describe(client: Any, transactional_id: str) -> list[OpenTransaction]:
     node = await client.coordinator_lookup(CoordinationType.TRANSACTION, transactional_id)
-    response = await client.send(node, DescribeTransactionsRequest([transactional_id]))
+    response = await client.send(node, DESCRIBE_TRANSACTIONS.request([transactional_id]))
     return described_transactions(response)
 
 
@@ -163,21 +165,19 @@ def described_transactions(response: Any) -> list[OpenTransaction]:
     """The transactions a DescribeTransactions answer describes."""
     described = []
     for (
-        error_code,
+        code,
         tid,
         state,
         _timeout,
         _start,
         producer_id,
         _epoch,
-        topics,
+        held,
         _,
     ) in response.transaction_states:
-        if error_code:
-            raise Errors.for_code(error_code)(tid)
-        partitions = frozenset(
-            TopicPartition(topic, p) for topic, indexes, _ in topics for p in indexes
-        )
+        if code:
+            raise Errors.for_code(code)(tid)
+        partitions = frozenset(TopicPartition(t, p) for t, indexes, _ in held for p in indexes)
         described.append(OpenTransaction(tid, state, producer_id, partitions))
     return described
 
@@ -199,181 +199,70 @@ async def _init_producer_id(
         await asyncio.sleep(RETRY_BACKOFF_S)
 
 
-# -- the requests ---------------------------------------------------------------------------
-
-
-class DescribeProducersResponse_v0(Response):  # type: ignore[misc]  # aiokafka is untyped
-    API_KEY = 61
-    API_VERSION = 0
-    SCHEMA = Schema(
+DESCRIBE_PRODUCERS = flexible_api(
+    "DescribeProducers",
+    61,
+    0,
+    request=(("topics", topics()),),
+    response=(
         ("throttle_time_ms", Int32),
         (
             "topics",
-            CompactArray(
-                ("name", CompactString("utf-8")),
+            topic_partitions(
+                ("partition_index", Int32),
+                ("error_code", Int16),
+                ("error_message", STRING),
                 (
-                    "partitions",
-                    CompactArray(
-                        ("partition_index", Int32),
-                        ("error_code", Int16),
-                        ("error_message", CompactString("utf-8")),
-                        (
-                            "active_producers",
-                            CompactArray(
-                                ("producer_id", Int64),
-                                ("producer_epoch", Int32),
-                                ("last_sequence", Int32),
-                                ("last_timestamp", Int64),
-                                ("coordinator_epoch", Int32),
-                                ("current_txn_start_offset", Int64),
-                                ("tags", TaggedFields),
-                            ),
-                        ),
-                        ("tags", TaggedFields),
+                    "active_producers",
+                    structs(
+                        ("producer_id", Int64),
+                        ("producer_epoch", Int32),
+                        ("last_sequence", Int32),
+                        ("last_timestamp", Int64),
+                        ("coordinator_epoch", Int32),
+                        ("current_txn_start_offset", Int64),
                     ),
                 ),
-                ("tags", TaggedFields),
             ),
         ),
-        ("tags", TaggedFields),
-    )
-
-
-class DescribeProducersRequest_v0(RequestStruct):  # type: ignore[misc]  # aiokafka is untyped
-    FLEXIBLE_VERSION = True
-    API_KEY = 61
-    API_VERSION = 0
-    RESPONSE_TYPE = DescribeProducersResponse_v0
-    SCHEMA = Schema(
-        (
-            "topics",
-            CompactArray(
-                ("name", CompactString("utf-8")),
-                ("partition_indexes", CompactArray(Int32)),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("tags", TaggedFields),
-    )
-
-
-class DescribeProducersRequest(Request[DescribeProducersRequest_v0]):  # type: ignore[misc]  # aiokafka is untyped
-    """The producers active on `partitions` (all led by the broker it goes to)."""
-
-    API_KEY = 61
-
-    def __init__(self, partitions: Iterable[TopicPartition]) -> None:
-        self.topics = _by_topic(partitions)
-
-    def build(
-        self, request_struct_class: type[DescribeProducersRequest_v0]
-    ) -> DescribeProducersRequest_v0:
-        return request_struct_class([(t, ps, {}) for t, ps in self.topics.items()], {})
-
-
-class ListTransactionsResponse_v0(Response):  # type: ignore[misc]  # aiokafka is untyped
-    API_KEY = 66
-    API_VERSION = 0
-    SCHEMA = Schema(
+    ),
+)
+LIST_TRANSACTIONS = flexible_api(
+    "ListTransactions",
+    66,
+    0,
+    request=(("state_filters", CompactArray(STRING)), ("producer_id_filters", CompactArray(Int64))),
+    response=(
         ("throttle_time_ms", Int32),
         ("error_code", Int16),
-        ("unknown_state_filters", CompactArray(CompactString("utf-8"))),
+        ("unknown_state_filters", CompactArray(STRING)),
         (
             "transaction_states",
-            CompactArray(
-                ("transactional_id", CompactString("utf-8")),
-                ("producer_id", Int64),
-                ("transaction_state", CompactString("utf-8")),
-                ("tags", TaggedFields),
+            structs(
+                ("transactional_id", STRING), ("producer_id", Int64), ("transaction_state", STRING)
             ),
         ),
-        ("tags", TaggedFields),
-    )
-
-
-class ListTransactionsRequest_v0(RequestStruct):  # type: ignore[misc]  # aiokafka is untyped
-    FLEXIBLE_VERSION = True
-    API_KEY = 66
-    API_VERSION = 0
-    RESPONSE_TYPE = ListTransactionsResponse_v0
-    SCHEMA = Schema(
-        ("state_filters", CompactArray(CompactString("utf-8"))),
-        ("producer_id_filters", CompactArray(Int64)),
-        ("tags", TaggedFields),
-    )
-
-
-class ListTransactionsRequest(Request[ListTransactionsRequest_v0]):  # type: ignore[misc]  # aiokafka is untyped
-    """The transactions of `producers` that the broker coordinates, whatever their state."""
-
-    API_KEY = 66
-
-    def __init__(self, producers: list[int]) -> None:
-        self.producers = producers
-
-    def build(
-        self, request_struct_class: type[ListTransactionsRequest_v0]
-    ) -> ListTransactionsRequest_v0:
-        return request_struct_class([], self.producers, {})
-
-
-class DescribeTransactionsResponse_v0(Response):  # type: ignore[misc]  # aiokafka is untyped
-    API_KEY = 65
-    API_VERSION = 0
-    SCHEMA = Schema(
+    ),
+)
+DESCRIBE_TRANSACTIONS = flexible_api(
+    "DescribeTransactions",
+    65,
+    0,
+    request=(("transactional_ids", CompactArray(STRING)),),
+    response=(
         ("throttle_time_ms", Int32),
         (
             "transaction_states",
-            CompactArray(
+            structs(
                 ("error_code", Int16),
-                ("transactional_id", CompactString("utf-8")),
-                ("transaction_state", CompactString("utf-8")),
+                ("transactional_id", STRING),
+                ("transaction_state", STRING),
                 ("transaction_timeout_ms", Int32),
                 ("transaction_start_time_ms", Int64),
                 ("producer_id", Int64),
                 ("producer_epoch", Int16),
-                (
-                    "topics",
-                    CompactArray(
-                        ("topic", CompactString("utf-8")),
-                        ("partitions", CompactArray(Int32)),
-                        ("tags", TaggedFields),
-                    ),
-                ),
-                ("tags", TaggedFields),
+                ("topics", structs(("topic", STRING), ("partitions", CompactArray(Int32)))),
             ),
         ),
-        ("tags", TaggedFields),
-    )
-
-
-class DescribeTransactionsRequest_v0(RequestStruct):  # type: ignore[misc]  # aiokafka is untyped
-    FLEXIBLE_VERSION = True
-    API_KEY = 65
-    API_VERSION = 0
-    RESPONSE_TYPE = DescribeTransactionsResponse_v0
-    SCHEMA = Schema(
-        ("transactional_ids", CompactArray(CompactString("utf-8"))),
-        ("tags", TaggedFields),
-    )
-
-
-class DescribeTransactionsRequest(Request[DescribeTransactionsRequest_v0]):  # type: ignore[misc]  # aiokafka is untyped
-    """The state and partitions of transactions that the broker coordinates."""
-
-    API_KEY = 65
-
-    def __init__(self, transactional_ids: list[str]) -> None:
-        self.transactional_ids = transactional_ids
-
-    def build(
-        self, request_struct_class: type[DescribeTransactionsRequest_v0]
-    ) -> DescribeTransactionsRequest_v0:
-        return request_struct_class(self.transactional_ids, {})
-
-
-def _by_topic(partitions: Iterable[TopicPartition]) -> Mapping[str, list[int]]:
-    by_topic: dict[str, list[int]] = collections.defaultdict(list)
-    for tp in partitions:
-        by_topic[tp.topic].append(tp.partition)
-    return by_topic
+    ),
+)

@@ -23,7 +23,7 @@ until the broker's timeout, and the new owner's restore waits for it. The restor
 worker's transactional id instead (streams/runtime/fencing.py).
 
 The request and response layouts are Kafka's (TxnOffsetCommit v3, OffsetFetch v7, both flexible),
-written with aiokafka's own protocol types; every broker since Kafka 2.5 takes them.
+declared in streams/runtime/protocol.py's way; every broker since Kafka 2.5 takes them.
 """
 
 from __future__ import annotations
@@ -38,18 +38,16 @@ from aiokafka import TopicPartition
 from aiokafka import errors as Errors
 from aiokafka.client import CoordinationType
 from aiokafka.producer.sender import TxnOffsetCommitHandler
-from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import (
-    Boolean,
-    CompactArray,
-    CompactString,
-    Int16,
-    Int32,
-    Int64,
-    Schema,
-    TaggedFields,
-)
+from aiokafka.protocol.types import Boolean, Int16, Int32, Int64
 from aiokafka.structs import OffsetAndMetadata
+
+from streams.runtime.protocol import (
+    STRING,
+    by_topic,
+    flexible_api,
+    topic_partitions,
+    topics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,148 +97,90 @@ class UnstableOffsetCommit(Errors.KafkaError):  # type: ignore[misc]  # aiokafka
 # A committed offset as TxnOffsetCommit and OffsetFetch carry it, after the partition's index.
 _COMMITTED = (("committed_offset", Int64), ("committed_leader_epoch", Int32))
 
-
-def _by_topic(*partition_fields: tuple[str, Any]) -> CompactArray:
-    """Kafka's flexible "topics, each with its partitions" layout, with `partition_fields`."""
-    return CompactArray(
-        ("name", CompactString("utf-8")),
-        ("partitions", CompactArray(*partition_fields, ("tags", TaggedFields))),
-        ("tags", TaggedFields),
-    )
-
-
-class TxnOffsetCommitResponse_v3(Response):  # type: ignore[misc]  # aiokafka is untyped
-    API_KEY = 28
-    API_VERSION = 3
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        ("topics", _by_topic(("partition_index", Int32), ("error_code", Int16))),
-        ("tags", TaggedFields),
-    )
-
-
-class TxnOffsetCommitRequest_v3(RequestStruct):  # type: ignore[misc]  # aiokafka is untyped
-    FLEXIBLE_VERSION = True
-    API_KEY = 28
-    API_VERSION = 3
-    RESPONSE_TYPE = TxnOffsetCommitResponse_v3
-    SCHEMA = Schema(
-        ("transactional_id", CompactString("utf-8")),
-        ("group_id", CompactString("utf-8")),
+TXN_OFFSET_COMMIT = flexible_api(
+    "TxnOffsetCommit",
+    28,
+    3,
+    request=(
+        ("transactional_id", STRING),
+        ("group_id", STRING),
         ("producer_id", Int64),
         ("producer_epoch", Int16),
         ("generation_id", Int32),
-        ("member_id", CompactString("utf-8")),
-        ("group_instance_id", CompactString("utf-8")),
+        ("member_id", STRING),
+        ("group_instance_id", STRING),
         (
             "topics",
-            _by_topic(
-                ("partition_index", Int32),
-                *_COMMITTED,
-                ("committed_metadata", CompactString("utf-8")),
+            topic_partitions(
+                ("partition_index", Int32), *_COMMITTED, ("committed_metadata", STRING)
             ),
         ),
-        ("tags", TaggedFields),
-    )
-
-
-class TxnOffsetCommitRequest(Request[TxnOffsetCommitRequest_v3]):  # type: ignore[misc]  # aiokafka is untyped
-    """A transaction's offsets, committed as `member` of the group (v3 only)."""
-
-    API_KEY = 28
-
-    def __init__(
-        self,
-        *,
-        transactional_id: str,
-        group_id: str,
-        producer_id: int,
-        producer_epoch: int,
-        member: GroupMember,
-        offsets: Mapping[TopicPartition, OffsetAndMetadata],
-    ) -> None:
-        by_topic: dict[str, list[tuple[int, int, int, str, dict[int, bytes]]]] = (
-            collections.defaultdict(list)
-        )
-        for tp, offset in sorted(offsets.items()):
-            by_topic[tp.topic].append(
-                (tp.partition, offset.offset, NO_LEADER_EPOCH, offset.metadata, {})
-            )
-        self.fields: tuple[Any, ...] = (
-            transactional_id,
-            group_id,
-            producer_id,
-            producer_epoch,
-            member.generation,
-            member.member_id,
-            member.group_instance_id,
-            [(topic, partitions, {}) for topic, partitions in by_topic.items()],
-            {},
-        )
-
-    def build(
-        self, request_struct_class: type[TxnOffsetCommitRequest_v3]
-    ) -> TxnOffsetCommitRequest_v3:
-        return request_struct_class(*self.fields)
-
-
-class OffsetFetchResponse_v7(Response):  # type: ignore[misc]  # aiokafka is untyped
-    API_KEY = 9
-    API_VERSION = 7
-    SCHEMA = Schema(
+    ),
+    response=(
         ("throttle_time_ms", Int32),
         (
             "topics",
-            _by_topic(
+            topic_partitions(("partition_index", Int32), ("error_code", Int16)),
+        ),
+    ),
+)
+OFFSET_FETCH = flexible_api(
+    "OffsetFetch",
+    9,
+    7,
+    request=(
+        ("group_id", STRING),
+        ("topics", topics()),
+        ("require_stable", Boolean),
+    ),
+    response=(
+        ("throttle_time_ms", Int32),
+        (
+            "topics",
+            topic_partitions(
                 ("partition_index", Int32),
                 *_COMMITTED,
-                ("metadata", CompactString("utf-8")),
+                ("metadata", STRING),
                 ("error_code", Int16),
             ),
         ),
         ("error_code", Int16),
-        ("tags", TaggedFields),
+    ),
+)
+
+
+def txn_offset_commit(
+    *,
+    transactional_id: str,
+    group_id: str,
+    producer_id: int,
+    producer_epoch: int,
+    member: GroupMember,
+    offsets: Mapping[TopicPartition, OffsetAndMetadata],
+) -> Any:
+    """A transaction's offsets, committed as `member` of the group (v3 only)."""
+    committed: dict[str, list[tuple[int, int, int, str, dict[int, bytes]]]] = (
+        collections.defaultdict(list)
     )
-
-
-class OffsetFetchRequest_v7(RequestStruct):  # type: ignore[misc]  # aiokafka is untyped
-    FLEXIBLE_VERSION = True
-    API_KEY = 9
-    API_VERSION = 7
-    RESPONSE_TYPE = OffsetFetchResponse_v7
-    SCHEMA = Schema(
-        ("group_id", CompactString("utf-8")),
-        (
-            "topics",
-            CompactArray(
-                ("name", CompactString("utf-8")),
-                ("partition_indexes", CompactArray(Int32)),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("require_stable", Boolean),
-        ("tags", TaggedFields),
-    )
-
-
-class StableOffsetFetchRequest(Request[OffsetFetchRequest_v7]):  # type: ignore[misc]  # aiokafka is untyped
-    """The committed offsets of `partitions`, stable ones only (v7 only)."""
-
-    API_KEY = 9
-
-    def __init__(self, group_id: str, partitions: list[TopicPartition]) -> None:
-        by_topic: dict[str, list[int]] = collections.defaultdict(list)
-        for tp in partitions:
-            by_topic[tp.topic].append(tp.partition)
-        self.fields: tuple[Any, ...] = (
-            group_id,
-            [(t, ps, {}) for t, ps in by_topic.items()],
-            True,
-            {},
+    for tp, offset in sorted(offsets.items()):
+        committed[tp.topic].append(
+            (tp.partition, offset.offset, NO_LEADER_EPOCH, offset.metadata, {})
         )
+    return TXN_OFFSET_COMMIT.request(
+        transactional_id,
+        group_id,
+        producer_id,
+        producer_epoch,
+        member.generation,
+        member.member_id,
+        member.group_instance_id,
+        [(topic, partitions, {}) for topic, partitions in committed.items()],
+    )
 
-    def build(self, request_struct_class: type[OffsetFetchRequest_v7]) -> OffsetFetchRequest_v7:
-        return request_struct_class(*self.fields)
+
+def stable_offset_fetch(group_id: str, partitions: list[TopicPartition]) -> Any:
+    """The committed offsets of `partitions`, stable ones only (v7 only)."""
+    return OFFSET_FETCH.request(group_id, by_topic(partitions), True)
 
 
 def committed_offsets(response: Any) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -278,9 +218,9 @@ class GenerationOffsetCommit(TxnOffsetCommitHandler):  # type: ignore[misc]  # a
         super().__init__(sender, offsets, group_id)
         self._member = member
 
-    def create_request(self) -> TxnOffsetCommitRequest:
+    def create_request(self) -> Any:
         txn_manager = self._sender._txn_manager
-        return TxnOffsetCommitRequest(
+        return txn_offset_commit(
             transactional_id=txn_manager.transactional_id,
             group_id=self._group_id,
             producer_id=txn_manager.producer_id,
@@ -355,7 +295,7 @@ def fetch_stable_offsets(coordinator: Any) -> None:
     async def do_fetch_commit_offsets(
         partitions: list[TopicPartition],
     ) -> dict[TopicPartition, OffsetAndMetadata]:
-        request = StableOffsetFetchRequest(coordinator.group_id, list(partitions))
+        request = stable_offset_fetch(coordinator.group_id, list(partitions))
         response = await coordinator._send_req(request)
         try:
             return committed_offsets(response)

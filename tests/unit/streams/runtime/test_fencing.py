@@ -14,20 +14,16 @@ from aiokafka import errors as Errors
 
 from streams.runtime import fencing
 from streams.runtime.fencing import (
+    DESCRIBE_PRODUCERS,
+    DESCRIBE_TRANSACTIONS,
+    LIST_TRANSACTIONS,
     ONGOING,
-    DescribeProducersRequest,
-    DescribeProducersRequest_v0,
-    DescribeProducersResponse_v0,
-    DescribeTransactionsRequest,
-    DescribeTransactionsRequest_v0,
-    DescribeTransactionsResponse_v0,
-    ListTransactionsRequest,
-    ListTransactionsRequest_v0,
     OpenTransaction,
     described_transactions,
     open_producers,
     to_fence,
 )
+from streams.runtime.protocol import by_topic
 
 CL0, CL1, CL2 = (TopicPartition("app-changelog", p) for p in range(3))
 
@@ -66,9 +62,9 @@ def test_each_id_is_fenced_once_in_order() -> None:
 
 
 def test_producers_are_described_by_topic_and_partition() -> None:
-    request = DescribeProducersRequest([CL2, CL0, TopicPartition("other", 1)])
+    request = DESCRIBE_PRODUCERS.request(by_topic([CL2, CL0, TopicPartition("other", 1)]))
     sent = _roundtrip(request.prepare({61: (0, 0)}))
-    assert type(sent) is DescribeProducersRequest_v0
+    assert type(sent) is DESCRIBE_PRODUCERS.request_struct
     assert [(t, ps) for t, ps, _ in sent.topics] == [("app-changelog", [2, 0]), ("other", [1])]
 
 
@@ -76,7 +72,9 @@ def _producers(*active: tuple[int, int], error_code: int = 0) -> Any:
     """A DescribeProducers answer for CL0: (producer id, current transaction start) each."""
     states: list[Any] = [(pid, 0, 5, 1_700_000_000_000, 3, start, {}) for pid, start in active]
     partition: Any = (0, error_code, "refused" if error_code else None, states, {})
-    return _roundtrip(DescribeProducersResponse_v0(0, [("app-changelog", [partition], {})], {}))
+    return _roundtrip(
+        DESCRIBE_PRODUCERS.response_struct(0, [("app-changelog", [partition], {})], {})
+    )
 
 
 def test_only_producers_with_a_transaction_open_are_taken() -> None:
@@ -89,19 +87,19 @@ def test_a_partition_the_leader_refuses_raises_its_error() -> None:
 
 
 def test_transactions_are_listed_for_the_producers_found_in_any_state() -> None:
-    sent = _roundtrip(ListTransactionsRequest([11, 13]).prepare({66: (0, 2)}))
-    assert type(sent) is ListTransactionsRequest_v0
+    sent = _roundtrip(LIST_TRANSACTIONS.request([], [11, 13]).prepare({66: (0, 2)}))
+    assert type(sent) is LIST_TRANSACTIONS.request_struct
     assert (sent.state_filters, sent.producer_id_filters) == ([], [11, 13])
 
 
 def test_transactions_are_described_by_id() -> None:
-    sent = _roundtrip(DescribeTransactionsRequest(["w-b"]).prepare({65: (0, 0)}))
-    assert type(sent) is DescribeTransactionsRequest_v0
+    sent = _roundtrip(DESCRIBE_TRANSACTIONS.request(["w-b"]).prepare({65: (0, 0)}))
+    assert type(sent) is DESCRIBE_TRANSACTIONS.request_struct
     assert sent.transactional_ids == ["w-b"]
 
 
 def _described(*states: tuple[int, str, str, list[tuple[str, list[int]]]]) -> Any:
-    answer = DescribeTransactionsResponse_v0(
+    answer = DESCRIBE_TRANSACTIONS.response_struct(
         0,
         [
             (

@@ -13,20 +13,18 @@ from aiokafka.structs import OffsetAndMetadata
 
 from streams.runtime.worker_txn import (
     ILLEGAL_GENERATION,
+    OFFSET_FETCH,
+    TXN_OFFSET_COMMIT,
     UNKNOWN_MEMBER_ID,
     UNSTABLE_OFFSET_COMMIT,
     GroupMember,
     MembershipLost,
-    OffsetFetchRequest_v7,
-    OffsetFetchResponse_v7,
-    StableOffsetFetchRequest,
-    TxnOffsetCommitRequest,
-    TxnOffsetCommitRequest_v3,
-    TxnOffsetCommitResponse_v3,
     UnstableOffsetCommit,
     commit_with_generation,
     committed_offsets,
     fetch_stable_offsets,
+    stable_offset_fetch,
+    txn_offset_commit,
 )
 
 MEMBER = GroupMember(generation=7, member_id="worker-a-1234")
@@ -38,8 +36,8 @@ def _roundtrip(struct: Any) -> Any:
     return type(struct).decode(io.BytesIO(struct.encode()))
 
 
-def _commit_request(offsets: dict[TopicPartition, OffsetAndMetadata]) -> TxnOffsetCommitRequest:
-    return TxnOffsetCommitRequest(
+def _commit_request(offsets: dict[TopicPartition, OffsetAndMetadata]) -> Any:
+    return txn_offset_commit(
         transactional_id="app-worker-a",
         group_id="app",
         producer_id=42,
@@ -52,7 +50,7 @@ def _commit_request(offsets: dict[TopicPartition, OffsetAndMetadata]) -> TxnOffs
 def test_the_offsets_go_with_the_member_and_its_generation() -> None:
     request = _commit_request({IN1: OffsetAndMetadata(9, ""), IN0: OffsetAndMetadata(5, "m")})
     sent = _roundtrip(request.prepare({28: (0, 5)}))
-    assert type(sent) is TxnOffsetCommitRequest_v3
+    assert type(sent) is TXN_OFFSET_COMMIT.request_struct
     assert (sent.transactional_id, sent.group_id, sent.producer_id, sent.producer_epoch) == (
         "app-worker-a",
         "app",
@@ -76,15 +74,15 @@ def test_a_broker_without_v3_is_refused_rather_than_sent_an_unfenced_commit() ->
 
 
 def test_offsets_are_fetched_stable() -> None:
-    sent = _roundtrip(StableOffsetFetchRequest("app", [IN0, IN1]).prepare({9: (0, 9)}))
-    assert type(sent) is OffsetFetchRequest_v7
+    sent = _roundtrip(stable_offset_fetch("app", [IN0, IN1]).prepare({9: (0, 9)}))
+    assert type(sent) is OFFSET_FETCH.request_struct
     assert sent.require_stable is True
     assert [(t, ps) for t, ps, _ in sent.topics] == [("in", [0, 1])]
 
 
 def _fetched(*partitions: tuple[int, int, int], error_code: int = 0) -> Any:
     """An OffsetFetch v7 answer for topic "in": (partition, offset, error code) each."""
-    answer = OffsetFetchResponse_v7(
+    answer = OFFSET_FETCH.response_struct(
         0,
         [("in", [(p, offset, -1, "", code, {}) for p, offset, code in partitions], {})],
         error_code,
@@ -170,7 +168,7 @@ class FakeClient:
     async def send(self, node_id: int, request: Any, group: Any = None) -> Any:
         self.sent.append(request.prepare({28: (0, 5)}))
         code = self.codes.pop(0)
-        return _roundtrip(TxnOffsetCommitResponse_v3(0, [("in", [(0, code, {})], {})], {}))
+        return _roundtrip(TXN_OFFSET_COMMIT.response_struct(0, [("in", [(0, code, {})], {})], {}))
 
 
 class FakeSender:
