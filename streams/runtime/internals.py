@@ -319,11 +319,12 @@ REQUIREMENTS: Final = (
         "aiokafka AIOKafkaConsumer._client (an AIOKafkaClient) with send(self, node_id, request),"
         " coordinator_lookup(self, coordinator_type, coordinator_key) and cluster"
         " (leader_for_partition, brokers); InitProducerIdRequest(transactional_id,"
-        " transaction_timeout_ms); Request.prepare(self, versions) over the broker's versions;"
+        " transaction_timeout_ms); Request.prepare(self, versions) over the broker's versions,"
+        " the versions a Request may send read from its generic argument (__orig_bases__);"
         " RequestStruct.FLEXIBLE_VERSION",
-        "one transaction per worker: the restore fences a lost worker's transactional id with"
-        " requests aiokafka does not have, written on its protocol types (fencing.py;"
-        " consumer.py, 12)",
+        "one transaction per worker: requests aiokafka does not have are declared on its"
+        " protocol types (protocol.py), and the restore fences a lost worker's transactional id"
+        " with them (fencing.py; consumer.py, 12)",
         lambda app: (
             not app.transaction_per_worker
             or (
@@ -334,6 +335,7 @@ REQUIREMENTS: Final = (
                 and _method(ClusterMetadata, "brokers")
                 and _method(InitProducerIdRequest, "__init__", "transactional_id")
                 and _method(ProtocolRequest, "prepare", "versions")
+                and _source_says(ProtocolRequest.__init_subclass__, "__orig_bases__", "_CLASSES")
                 and _source_says(
                     RequestStruct.build_request_header, "FLEXIBLE_VERSION", "RequestHeader_v2"
                 )
