@@ -223,7 +223,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 timeout_ms=worker.timeout_ms,
                 limit_s=FENCE_LIMIT_S,
             )
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except (KafkaError, OSError, TimeoutError, NotImplementedError) as exc:
+            # NotImplementedError: the broker lacks a request's version (aiokafka's prepare).
             log.warning(
                 "could not fence the worker that left these transactions open (%r): waiting for"
                 " the broker to abort them at their timeout",

@@ -211,10 +211,24 @@ def test_a_fenced_worker_is_named_and_recovery_reads_past_its_abort(
     assert "fenced unit.sessionflow-worker-lost" in caplog.records[1].getMessage()
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        Errors.TransactionalIdAuthorizationFailed(),  # no right to write other workers' ids
+        Errors.IncompatibleBrokerVersion(),  # a broker without the requests (before Kafka 3.0)
+        NotImplementedError(),  # a broker without their version
+        TimeoutError(),
+    ],
+    ids=lambda error: type(error).__name__,
+)
 def test_a_fence_that_fails_leaves_the_wait_to_the_brokers_timeout(
-    thread: Any, fence: Fence, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    thread: Any,
+    fence: Fence,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
 ) -> None:
-    fence.error = Errors.TransactionalIdAuthorizationFailed()
+    fence.error = error
     _wait_with_fence(thread, monkeypatch, caplog)
     assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING", "INFO"]
     assert "could not fence" in caplog.records[1].getMessage()
