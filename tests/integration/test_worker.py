@@ -118,18 +118,11 @@ async def test_a_restarted_worker_re_emits_nothing_and_drops_late_duplicates(
     assert_exactly_once(again, p.expectations.complete)
 
 
-@pytest.mark.parametrize(
-    ("scope", "restarted"),
-    [
-        ("partition", True),
-        ("worker", True),
-        # The killed worker's open transaction holds the offsets and changelog it touched until
-        # the broker aborts it (the transaction timeout): the survivor waits for it, then goes on.
-        ("worker", False),
-    ],
-)
+# A worker killed for good (not restarted) with one transaction per worker:
+# test_worker_membership.py, where the survivor fences its transaction.
+@pytest.mark.parametrize("scope", ["partition", "worker"])
 async def test_two_workers_and_a_sigkill_mid_stream_still_emit_each_session_once(
-    worker_env: WorkerEnv, workers: list[WorkerProcess], scope: str, restarted: bool
+    worker_env: WorkerEnv, workers: list[WorkerProcess], scope: str
 ) -> None:
     worker_env.transaction_scope = scope
     worker_env.extra["SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS"] = "2"
@@ -143,9 +136,8 @@ async def test_two_workers_and_a_sigkill_mid_stream_still_emit_each_session_once
     await asyncio.sleep(1.0)  # mid-stream: some transactions committed, some open
     b.kill()
     await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries[half:])
-    if restarted:
-        b = start(worker_env, workers, "b")
-        await asyncio.to_thread(b.wait_ready, 90.0)
+    b = start(worker_env, workers, "b")
+    await asyncio.to_thread(b.wait_ready, 90.0)
     in_effect = f'guarantee="exactly_once",transactions="{scope}"'
     assert f"sessionflow_processing_guarantee{{{in_effect}}} 1.0" in a.metrics()
     await completed_once(worker_env, p.expectations.complete)
