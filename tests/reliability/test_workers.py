@@ -134,6 +134,9 @@ async def _pair_under_faults(
             "accepted (2xx)": len(report.delivered),
             "completed / expected": f"{len(outcome.completed)} / {len(expected.complete)}",
             "transactions dropped, by reason": _dropped_by_reason(stack),
+            "lost workers fenced by a restore": stack.scrape_total(
+                "sessionflow_transactions_fenced_total"
+            ),
             "outputs complete after last 2xx (s)": round(outcome.waited_s, 1),
             "worker processes alive at the end": alive,
         },
@@ -162,8 +165,9 @@ async def test_a_frozen_worker_comes_back_as_a_zombie(
     """SIGSTOP one of two workers mid-transaction for longer than its session: the other takes its
     partitions and works them from their committed offsets while the frozen one still holds an
     open transaction with outputs for the same sessions. SIGCONT: the zombie must not commit that
-    work (KIP-447: the group refuses its offsets; one transaction per partition: the new owner's
-    producer fenced it), and must rejoin as a worker again, not stop."""
+    work (KIP-447: the group refuses its offsets; the new owner's restore fenced its transactional
+    id; one transaction per partition: the new owner's producer fenced it), and must rejoin as a
+    worker again, not stop."""
     freezes = by_scale(1, 6)
     plan = _pair_load(stack, "14")
     await stack.env.make_topics()
