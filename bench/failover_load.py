@@ -3,8 +3,9 @@
 B5's own fail-over kills an idle worker, which holds no open transaction. Under load a worker
 always has one, and what happens to it depends on the scope: with one transaction per partition
 the partition's next owner aborts it at once (it opens the same transactional id); with one per
-worker it stays open until the transaction timeout, and the partitions it touched wait that long
-(streams/runtime/worker_txn.py). Two exactly-once workers, complete sessions written to the raw
+worker the next owner's restore fences the lost worker's transactional id, which aborts it
+(streams/runtime/fencing.py; before that, it stayed open until the transaction timeout, and the
+partitions it touched waited that long). Two exactly-once workers, complete sessions written to the raw
 topic at a steady rate, kill -9 of one of them mid-load, not restarted; for the sessions sent after
 the kill, how long each took to its completed record (the longest per partition).
 """
