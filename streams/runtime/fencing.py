@@ -24,7 +24,10 @@ Why (3) keeps a live worker's transaction safe: Faust's rebalance is eager, and 
 its transaction as its partitions are revoked, before it rejoins (consumer.py, 5). So a live
 member of the group has no transaction open on a partition that moved to another; the one
 it opens next holds only partitions assigned to it. A transaction that holds a partition this
-worker now owns belongs to a worker outside the group: killed, paused or cut off.
+worker now owns belongs to a worker outside the group: killed, paused or cut off. One race is
+left, and it is benign: a worker that reopens the same id between steps 3 and 4 (a zombie
+rejoining) has its new producer fenced by step 4, and drops its uncommitted work and rejoins once
+more, as after any fence; nothing is lost or doubled.
 
 aiokafka 0.14 has none of these requests but InitProducerId v0, so the other three are declared
 here in streams/runtime/protocol.py's way (Kafka's layouts; brokers since Kafka 3.0 take them).
