@@ -197,7 +197,7 @@ async def test_start_with_the_broker_down(stack: Stack, report_book: ReportBook)
     producer = stack.producer()
     worker = stack.worker("w1")
     pids = stack.pids()
-    late_s = by_scale(15, 60)
+    late_s = by_scale(10, 60)
     deadline = time.monotonic() + late_s
     readiness: set[int | None] = set()
     while time.monotonic() < deadline:
