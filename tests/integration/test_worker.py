@@ -24,6 +24,7 @@ from tests.integration.worker_fixtures import (
     start,
     traffic,
 )
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -109,11 +110,17 @@ async def test_a_restarted_worker_re_emits_nothing_and_drops_late_duplicates(
     await asyncio.to_thread(second.wait_ready)
     # The sender retries everything once more, after the restart.
     await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, p.deliveries)
+    # Once the worker has applied every retry, anything it emitted for them is committed within
+    # a commit interval (0.1 s): a few seconds more show that nothing was.
+    await wait_until(
+        lambda: second.total("sessionflow_events_total") >= len(p.deliveries),
+        "the restarted worker to apply the retries",
+    )
     again = await read_records(
         worker_env.bootstrap,
         worker_env.topics.completed,
         until=len(p.expectations.complete) + 1,
-        timeout_s=15,
+        timeout_s=3,
     )
     assert_exactly_once(again, p.expectations.complete)
 
