@@ -73,6 +73,10 @@ _RETRY_CODES = frozenset(
         Errors.NotCoordinatorError.errno,
     }
 )
+# Of those, the ones after which the coordinator is looked up again.
+_COORDINATOR_MOVED = frozenset(
+    {Errors.CoordinatorNotAvailableError.errno, Errors.NotCoordinatorError.errno}
+)
 RETRY_BACKOFF_S = 0.05
 
 
@@ -190,16 +194,19 @@ async def _init_producer_id(
 ) -> None:
     """InitProducerId until the coordinator has aborted the open transaction (it answers
     CONCURRENT_TRANSACTIONS while it does) or `deadline` passes (RequestTimedOutError)."""
+    node = await client.coordinator_lookup(CoordinationType.TRANSACTION, transactional_id)
     while True:
-        node = await client.coordinator_lookup(CoordinationType.TRANSACTION, transactional_id)
         response = await client.send(node, InitProducerIdRequest(transactional_id, timeout_ms))
-        if not response.error_code:
+        code = response.error_code
+        if not code:
             return
-        if response.error_code not in _RETRY_CODES:
-            raise Errors.for_code(response.error_code)(transactional_id)
+        if code not in _RETRY_CODES:
+            raise Errors.for_code(code)(transactional_id)
         if time.monotonic() >= deadline:
-            raise Errors.RequestTimedOutError(f"{transactional_id}: still {response.error_code}")
+            raise Errors.RequestTimedOutError(f"{transactional_id}: still {code}")
         await asyncio.sleep(RETRY_BACKOFF_S)
+        if code in _COORDINATOR_MOVED:
+            node = await client.coordinator_lookup(CoordinationType.TRANSACTION, transactional_id)
 
 
 DESCRIBE_PRODUCERS = flexible_api(
