@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROKER := $(PYTHON) deploy/kafka/broker.py
 PYTEST_ARGS ?=
+# `make test` runs the reliability scenarios (private brokers) beside the rest (the shared broker):
+# two xdist workers, one stream each (tests/conftest.py). `make test PYTEST_STREAMS=` runs one.
+PYTEST_STREAMS ?= -n 2 --dist loadscope
 
 .PHONY: install lock tools test test-unit test-reliability-long lint format run kafka-up kafka-down kafka-reset bench clean
 
@@ -44,7 +47,7 @@ tools:
 # The whole suite against a real broker; the broker is stopped even when tests fail.
 test: install
 	@$(MAKE) --no-print-directory kafka-up
-	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(BIN)/python -m pytest $(PYTEST_STREAMS) $(PYTEST_ARGS) || status=$$?; \
 	  $(MAKE) --no-print-directory kafka-down; exit $$status
 
 # The fault-injection scenarios at their large counts (manual; `make test` runs the CI counts).

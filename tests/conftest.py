@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaError
@@ -58,6 +59,29 @@ def _docker_answers() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+RELIABILITY_TESTS = "tests/reliability/"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test`'s two streams (`-n 2 --dist loadscope`): the reliability scenarios, which start
+    brokers of their own, on one xdist worker, and every other test, on the shared broker, on the
+    other; each stream in its order, as the whole suite ran in one process. Most of the scenarios'
+    time is waiting (TTLs, timeouts, restarts), so the two overlap well on two cores.
+
+    A scheduler, not `xdist_group` marks: pytest 9.2 reads a node's id from a structure of its own,
+    and xdist 3.8's loadgroup, which appends the group to `item._nodeid`, no longer groups."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Streams(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no type hints here
+        def _split_scope(self, nodeid: str) -> str:
+            return "reliability" if nodeid.startswith(RELIABILITY_TESTS) else "shared-broker"
+
+    return Streams(config, log)
 
 
 @pytest.fixture(scope="session")
