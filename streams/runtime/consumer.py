@@ -63,7 +63,8 @@ start-up that every method overridden or read here is still the one Faust has.
    partition this worker now owns is a lost worker's (a live one commits before it rejoins), and
    nothing but the broker's timeout would end it: the recovery first fences that worker's
    transactional id, which aborts the transaction at once, as opening a partition's id does with
-   one transaction per partition (streams/runtime/fencing.py).
+   one transaction per partition (streams/runtime/fencing.py). Both steps live in
+   streams/runtime/stable_ends.py.
 """
 
 from __future__ import annotations
@@ -71,21 +72,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import ConsumerStoppedError, IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.transports import TPorTopicSet
 from mode import ServiceT
 
-from streams.runtime.fencing import fence_lost_transactions
 from streams.runtime.restore import restorer_of
 from streams.runtime.runner import Record, Runner
+from streams.runtime.stable_ends import StableEnds
 from streams.runtime.worker_txn import fetch_stable_offsets
 
 log = logging.getLogger(__name__)
@@ -96,14 +96,6 @@ FETCH_TIMEOUT_S = 1.0
 RESTORE_MAX_RECORDS = 10_000
 # mode's timer warns so when one run of its body outlasts the interval (10).
 MODE_TIMERS_LOGGER = "mode.timers"
-# (11) How often an open transaction's end is looked for, and for how long at most: within the
-# time Faust gives the whole lookup of the ends (its broker_request_timeout, 90 s by default).
-# The broker ends a transaction at its timeout (SESSIONFLOW_TRANSACTION_TIMEOUT_SECONDS, 10 s by
-# default) plus the interval of its look for such transactions (10 s by default).
-STABLE_POLL_S = 0.2
-STABLE_WAIT_MARGIN_S = 10.0
-# (12) How long the coordinator may take to abort a fenced worker's transaction (a few round trips).
-FENCE_LIMIT_S = 15.0
 OVERLAP_MESSAGE = "Timer %s is overlapping (interval=%r runtime=%r)"
 
 
@@ -128,15 +120,10 @@ class Fetched:
     positions: Mapping[TP, int]
 
 
-def open_transactions(stable: Mapping[TP, int], written: Mapping[TP, int]) -> set[TP]:
-    """The partitions whose stable end lies below their high watermark `written` (11)."""
-    return {tp for tp, end in written.items() if stable.get(tp, -1) < end}
-
-
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """The thread that runs aiokafka's consumer."""
 
-    _plain: AIOKafkaConsumer | None = None  # (11)
+    _stable_ends: StableEnds | None = None  # (11, 12)
 
     async def fetch(self, partitions: frozenset[TP], max_records: int) -> Fetched:
         result: Fetched = await self.call_thread(self._fetch, partitions, max_records)
@@ -170,92 +157,26 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         ends: dict[TP, int] = dict(await self._ensure_consumer().end_offsets(partitions))  # (4)
-        if self.consumer.in_transaction:
+        if self.consumer.in_transaction:  # (11, 12)
             active = restorer_of(self.app.tables).active_tps
-            await self._past_open_transactions(ends, [tp for tp in partitions if tp in active])
+            await self._stable().wait_past_open_transactions(
+                ends, [tp for tp in partitions if tp in active]
+            )
         return ends
 
-    async def _past_open_transactions(self, ends: dict[TP, int], partitions: list[TP]) -> None:
-        """(11) Wait until the stable `ends` of `partitions` reach their high watermarks of now;
-        `ends` is updated in place."""
-        if not partitions:
-            return
-        written = await (await self._plain_reader()).end_offsets(partitions)
-        waiting = open_transactions(ends, written)
-        if not waiting:
-            return
-        log.warning(
-            "changelog partitions %s hold a transaction still open (another worker's, paused, cut"
-            " off or killed): their recovery waits for it to end",
-            sorted(tp.partition for tp in waiting),
-        )
-        started = time.monotonic()
-        limit = self.app.conf.broker_request_timeout - STABLE_WAIT_MARGIN_S
-        fenced = await self._fence_lost_transactions(waiting)  # (12)
-        while waiting and time.monotonic() - started < limit:
-            await asyncio.sleep(STABLE_POLL_S)
-            ends.update(await self._ensure_consumer().end_offsets(sorted(waiting)))
-            waiting = open_transactions(ends, written)
-        self.app.on_restore_wait(time.monotonic() - started, fenced)  # type: ignore[attr-defined]  # streams.runtime.app.App
-        if waiting:
-            log.error(
-                "changelog partitions %s: a transaction is still open after %.0f s; recovering up"
-                " to it (records committed past it are not restored, and a store that holds them"
-                " stops the worker with Faust's ConsistencyError)",
-                sorted(tp.partition for tp in waiting),
-                limit,
+    def _stable(self) -> StableEnds:
+        if self._stable_ends is None:
+            self._stable_ends = StableEnds(
+                self.app,
+                self._ensure_consumer,
+                lambda: self._create_client_consumer(cast(Any, self.transport)),
             )
-        else:
-            log.info("the open transaction ended after %.1f s", time.monotonic() - started)
-
-    async def _fence_lost_transactions(self, waiting: set[TP]) -> int:
-        """(12) With one transaction per worker, end the transactions open on `waiting` now, by
-        fencing their workers' transactional ids; on any failure the wait goes on as before.
-        How many ids it fenced."""
-        worker = self.app.own_worker_transaction()  # type: ignore[attr-defined]  # streams.runtime.app.App
-        if worker is None:
-            return 0
-        try:
-            fenced = await fence_lost_transactions(
-                self._ensure_consumer()._client,
-                [TopicPartition(tp.topic, tp.partition) for tp in waiting],
-                own_id=worker.transactional_id,
-                timeout_ms=worker.timeout_ms,
-                limit_s=FENCE_LIMIT_S,
-            )
-        except (KafkaError, OSError, TimeoutError, NotImplementedError) as exc:
-            # NotImplementedError: the broker lacks a request's version (aiokafka's prepare).
-            log.warning(
-                "could not fence the worker that left these transactions open (%r): waiting for"
-                " the broker to abort them at their timeout",
-                exc,
-            )
-            return 0
-        if fenced:
-            log.warning(
-                "fenced %s (a worker outside the group left a transaction open on this worker's"
-                " partitions): the broker aborts it now instead of at its timeout",
-                ", ".join(fenced),
-            )
-        return len(fenced)
-
-    async def _plain_reader(self) -> AIOKafkaConsumer:
-        """A consumer without isolation, for high watermarks (11): started on first use, on this
-        thread, and stopped with it."""
-        if self._plain is None:
-            plain: AIOKafkaConsumer = self._create_client_consumer(cast(Any, self.transport))
-            try:
-                await plain.start()
-            except BaseException:
-                await plain.stop()
-                raise
-            self._plain = plain
-        return self._plain
+        return self._stable_ends
 
     async def on_thread_stop(self) -> None:
         await super().on_thread_stop()
-        if self._plain is not None:
-            await self._plain.stop()
+        if self._stable_ends is not None:
+            await self._stable_ends.stop()
 
     def verify_event_path(self, now: float, tp: TP) -> None:
         return None  # (6)

@@ -41,7 +41,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import ServiceTask
 from mode.timers import Timer as ModeTimer
 
-from streams.runtime.consumer import MODE_TIMERS_LOGGER, OVERLAP_MESSAGE, STABLE_WAIT_MARGIN_S
+from streams.runtime.consumer import MODE_TIMERS_LOGGER, OVERLAP_MESSAGE
+from streams.runtime.stable_ends import STABLE_WAIT_MARGIN_S
 
 
 @dataclass(frozen=True)
