@@ -112,7 +112,9 @@ class Window:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(APP), "worker", "--loglevel", "warn"],
+                # Faust's worker command starts its web server unless told not to, whatever the
+                # app's web_enabled says: on 0.0.0.0:6066, which a worker of `make run` may hold.
+                [sys.executable, str(APP), "worker", "--without-web", "--loglevel", "warn"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
