@@ -22,10 +22,10 @@ from typing import Any, Final, Literal, TypeAlias
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from cli.errors import CliError
-from cli.tail import Record, TailError, partitions_of, reached
+from cli.tail import Record, TailError, partitions_of, reached, started_reader
 from sessionflow import raw_record
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics
@@ -33,7 +33,6 @@ from sessionflow.topics import Topics
 Verdict: TypeAlias = Literal["completed", "waiting", "incomplete", "dead_lettered", "unknown"]
 DEFAULT_SINCE: Final = "72h"  # the default session TTL (48 h) and then some
 _POLL_MS: Final = 300
-_START_TIMEOUT_S: Final = 30.0
 _READ_TIMEOUT_S: Final = 120.0
 _WORKER_TIMEOUT_S: Final = 10.0
 _DURATION: Final = re.compile(r"^(\d+)([smhd])$")
@@ -201,16 +200,7 @@ async def read_partition(
     names = {"raw": topics.raw, "dlq": topics.dlq, "completed": topics.completed}
     names["incomplete"] = topics.incomplete
     key = session_id.encode()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    try:
-        await asyncio.wait_for(consumer.start(), _START_TIMEOUT_S)
-    except (TimeoutError, OSError) as exc:
-        raise InspectError(f"Kafka at {settings.kafka_bootstrap_servers} does not answer") from exc
+    consumer = await started_reader(settings)
     try:
         partition = raw_record.partition_for_key(
             key, len(await partitions_of(consumer, topics.raw))

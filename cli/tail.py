@@ -13,8 +13,10 @@ from typing import Any, Protocol, TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from cli.errors import CliError
+from sessionflow.kafka_security import aiokafka_security
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics
 from streams.runtime.runner import Record as FetchedRecord
@@ -116,13 +118,7 @@ async def tail(settings: KafkaSettings, options: TailOptions, out: TextIO) -> in
     moves anyone's offsets or triggers a rebalance.
     """
     topic = topic_for(options.which, Topics.for_settings(settings))
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await asyncio.wait_for(consumer.start(), _START_TIMEOUT_S)
+    consumer = await started_reader(settings)
     try:
         partitions = await partitions_of(consumer, topic)
         consumer.assign(partitions)
@@ -151,6 +147,26 @@ async def tail(settings: KafkaSettings, options: TailOptions, out: TextIO) -> in
         return printed
     finally:
         await consumer.stop()
+
+
+async def started_reader(settings: KafkaSettings) -> AIOKafkaConsumer:
+    """A started read_committed consumer without a group id (tail's and inspect's): nothing is
+    committed and no group rebalances. TailError when Kafka does not answer or refuses the
+    credentials (aiokafka has logged the broker's reason)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **aiokafka_security(settings),
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), _START_TIMEOUT_S)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await consumer.stop()
+        bootstrap = settings.kafka_bootstrap_servers
+        raise TailError(f"Kafka at {bootstrap} does not answer: {exc!r}") from exc
+    return consumer
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

@@ -36,6 +36,7 @@ from enricher.records import (
     session_id_of,
 )
 from enricher.settings import EnricherSettings
+from sessionflow.kafka_security import aiokafka_security
 from sessionflow.topics import Topics, ensure_topics, max_transcript_record_bytes
 from streams.models import format_ms
 
@@ -89,9 +90,12 @@ class Enricher:
         # Partitions assigned but not yet prepared (committed offset, read-back): kept paused.
         self._preparing: set[TopicPartition] = set()
         self._max_record = max_transcript_record_bytes(settings)
-        bootstrap = settings.kafka_bootstrap_servers
+        connection = {
+            "bootstrap_servers": settings.kafka_bootstrap_servers,
+            **aiokafka_security(settings),
+        }
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **connection,
             group_id=settings.group_id,
             client_id="sessionflow-enricher",
             isolation_level="read_committed",  # the worker's transactions: committed records only
@@ -99,7 +103,7 @@ class Enricher:
             auto_offset_reset="earliest",
         )
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **connection,
             client_id="sessionflow-enricher",
             acks="all",
             enable_idempotence=True,
@@ -107,11 +111,9 @@ class Enricher:
             linger_ms=5,
         )
         # Reads back the transcripts written after the last commit (no group, nothing committed).
-        self.reader = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-        )
+        self.reader = AIOKafkaConsumer(**connection, enable_auto_commit=False, group_id=None)
         self.admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=int(_KAFKA_TIMEOUT_S * 1000)
+            **connection, request_timeout_ms=int(_KAFKA_TIMEOUT_S * 1000)
         )
 
     # -- life cycle ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from producer.delivery import ReportPoller, settle
 from producer.errors import PublishUnavailable, RecordTooLarge
 from producer.settings import ProducerSettings
 from producer.tasks import Background
+from sessionflow.kafka_security import librdkafka_security
 from sessionflow.raw_record import RecordHeaders
 from sessionflow.topics import STARTUP_TIMEOUT_S, Topics, ensure_topics, max_record_bytes
 
@@ -48,6 +49,7 @@ def producer_config(settings: ProducerSettings) -> dict[str, Any]:
     """librdkafka's settings: what makes a 2xx mean "the exact bytes are in Kafka"."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **librdkafka_security(settings),
         "client.id": "sessionflow-producer",
         "enable.idempotence": True,
         "acks": "all",

@@ -1,8 +1,10 @@
-"""Settings shared by every sessionflow process: where Kafka is and how topics are laid out."""
+"""Settings shared by every sessionflow process: where Kafka is, how to reach it, and how topics
+are laid out."""
 
-from typing import Annotated, Final, Literal
+from pathlib import Path
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_PORT: Final = 65535
@@ -13,7 +15,11 @@ Port = Annotated[int, Field(ge=1, le=MAX_PORT)]
 class KafkaSettings(BaseSettings):
     """The base of each process's one frozen settings object (`SESSIONFLOW_*` variables)."""
 
-    model_config = SettingsConfigDict(env_prefix="SESSIONFLOW_", frozen=True, extra="ignore")
+    # An error names the setting and what is wrong with it, never the value: secrets (the webhook
+    # secrets, Kafka's password, the API key) stay out of the traceback.
+    model_config = SettingsConfigDict(
+        env_prefix="SESSIONFLOW_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
@@ -21,6 +27,13 @@ class KafkaSettings(BaseSettings):
             "KAFKA_BOOTSTRAP_SERVERS", "SESSIONFLOW_KAFKA_BOOTSTRAP_SERVERS"
         ),
     )
+    # How every Kafka client of the process connects (sessionflow/kafka_security.py): SASL's
+    # PLAIN or SCRAM with a user and password, TLS with the system's CAs or this file's.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: Path | None = None
     partitions: int = Field(default=12, ge=1, le=10_000)
     replication_factor: int = Field(default=1, ge=1, le=10)
     # The largest webhook body the producer takes; the raw and DLQ topics accept records this
@@ -35,3 +48,23 @@ class KafkaSettings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # Prefixed to every topic name; empty in production, unique per test so tests share a broker.
     topic_namespace: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Self:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(
+                f"SESSIONFLOW_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs"
+                " SESSIONFLOW_KAFKA_SASL_USERNAME and SESSIONFLOW_KAFKA_SASL_PASSWORD"
+            )
+        if self.kafka_ssl_cafile is not None:
+            if not self.kafka_security_protocol.endswith("SSL"):
+                raise ValueError(
+                    "SESSIONFLOW_KAFKA_SSL_CAFILE is set but SESSIONFLOW_KAFKA_SECURITY_PROTOCOL"
+                    f" is {self.kafka_security_protocol}, without TLS"
+                )
+            if not self.kafka_ssl_cafile.is_file():
+                raise ValueError(
+                    f"SESSIONFLOW_KAFKA_SSL_CAFILE {self.kafka_ssl_cafile} is not a file"
+                )
+        return self

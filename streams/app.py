@@ -6,8 +6,11 @@ web pages on it explicitly, from the entry point (`streams.worker`).
 
 from __future__ import annotations
 
+import faust
 import mode
+from faust.types.auth import CredentialsT
 
+from sessionflow.kafka_security import ssl_context, uses_sasl, uses_tls
 from streams.runtime.app import App, WorkerTransactionSettings
 from streams.settings import WorkerSettings
 
@@ -19,6 +22,9 @@ def create_app(settings: WorkerSettings) -> App:
     return App(
         f"{settings.topic_namespace}{settings.app_id}",
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        # Faust's own clients (its consumer, its admin requests); the runtime's producers take
+        # the same options from streams.register.
+        broker_credentials=credentials(settings),
         store=store,
         datadir=str(settings.data_dir),
         rocksdb_memory_bytes=settings.rocksdb_memory_mb * 1024**2,
@@ -55,3 +61,17 @@ def create_app(settings: WorkerSettings) -> App:
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=settings.batch_max_records,
     )
+
+
+def credentials(settings: WorkerSettings) -> CredentialsT | None:
+    """Faust's form of the connection sessionflow/kafka_security.py describes."""
+    if uses_sasl(settings):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context(settings),
+        )
+    if uses_tls(settings):
+        return faust.SSLCredentials(ssl_context(settings))
+    return None

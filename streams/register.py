@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from sessionflow.heap import heap_trimmer
+from sessionflow.kafka_security import aiokafka_security
 from sessionflow.topics import Topics
 from streams.expiry import Tick, encode_tick
 from streams.metrics import WorkerMetrics
@@ -42,6 +43,7 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
         table=table,
         partitions=settings.partitions,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        security=aiokafka_security(settings),
         on_held_back=lambda reason, count: metrics.held_back.labels(reason).inc(count),
         on_commit=metrics.observe_commit,
         on_dropped=lambda reason: metrics.transactions_dropped.labels(reason).inc(),

@@ -28,6 +28,8 @@ STOP_TIMEOUT_S = 30.0
 # Brokers started by this process, kept so that they are reaped when stopped (tests run the
 # launcher in-process; the command-line launcher leaves its broker running and exits).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+# The listeners every broker has; the SASL listener adds its own entry.
+PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,12 @@ class Broker:
     # A second client listener, (port, advertised port): a proxy in front of it, in tests, cuts
     # off only the clients that bootstrap through it. None: no second listener.
     proxied: tuple[int, int] | None = None
+    # A third client listener that takes only SASL (PLAIN or SCRAM-SHA-256), on this port, for
+    # these (user, password) pairs: tests of the clients' security settings. 0: no such listener.
+    sasl_port: int = 0
+    sasl_users: tuple[tuple[str, str], ...] = ()
+    # (PKCS12 keystore, its password): the SASL listener speaks TLS with this key (SASL_SSL).
+    sasl_tls: tuple[Path, str] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -99,10 +107,33 @@ class Broker:
     # -- configure and format -----------------------------------------------------------------
     def write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        proxied = proxied_advertised = ""
+        extra = extra_advertised = ""
         if self.proxied is not None:
-            proxied = f",PROXIED://127.0.0.1:{self.proxied[0]}"
-            proxied_advertised = f",PROXIED://127.0.0.1:{self.proxied[1]}"
+            extra = f",PROXIED://127.0.0.1:{self.proxied[0]}"
+            extra_advertised = f",PROXIED://127.0.0.1:{self.proxied[1]}"
+        protocols = PROTOCOL_MAP
+        sasl: list[str] = []
+        if self.sasl_port:
+            extra += f",SASL://127.0.0.1:{self.sasl_port}"
+            extra_advertised += f",SASL://127.0.0.1:{self.sasl_port}"
+            users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users)
+            protocol = "SASL_PLAINTEXT"
+            if self.sasl_tls is not None:
+                protocol = "SASL_SSL"
+                keystore, password = self.sasl_tls
+                sasl += [
+                    f"listener.name.sasl.ssl.keystore.location={keystore}",
+                    f"listener.name.sasl.ssl.keystore.password={password}",
+                    "listener.name.sasl.ssl.keystore.type=PKCS12",
+                ]
+            protocols += f",SASL:{protocol}"
+            sasl += [
+                "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
+                "listener.name.sasl.plain.sasl.jaas.config="
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+                "listener.name.sasl.scram-sha-256.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            ]
         self.config.write_text(
             "\n".join(
                 [
@@ -110,11 +141,12 @@ class Broker:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{proxied}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}{proxied_advertised}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}{extra}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.advertised_port or self.port}{extra_advertised}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT",
+                    f"listener.security.protocol.map={protocols}",
+                    *sasl,
                     f"log.dirs={self.data}",
                     "num.partitions=1",
                     # One node: internal topics and transactions (exactly-once) need replication 1.
@@ -149,6 +181,11 @@ class Broker:
                 cluster_id,
                 "-c",
                 str(self.config),
+                *(
+                    arg
+                    for name, password in self.sasl_users
+                    for arg in ("--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]")
+                ),
             ],
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -11,7 +11,7 @@ from faust.types import TP, TransportT
 from faust.types.enums import ProcessingGuarantee
 
 from streams.runtime.consumer import ConsumerThread
-from streams.runtime.producers import Producers, WorkerTransaction
+from streams.runtime.producers import PLAINTEXT, Producers, WorkerTransaction
 from streams.runtime.restore import TableManager, restorer_of
 from streams.runtime.runner import Processor, Runner, Sources
 from streams.runtime.store import SharedMemory, Table
@@ -101,6 +101,7 @@ class App(faust.App):
         table: Any,
         partitions: int,
         bootstrap_servers: str,
+        security: Mapping[str, Any] = PLAINTEXT,
         on_held_back: Callable[[str, int], None],
         on_commit: Callable[[float, int], None],
         on_dropped: Callable[[str], None] = lambda reason: None,
@@ -113,6 +114,7 @@ class App(faust.App):
         per_partition = self.in_transaction and not self.transaction_per_worker
         producers = Producers(
             bootstrap_servers=bootstrap_servers,
+            security=security,
             client_id=f"{self.conf.broker_client_id}-runner",
             transactional_id=self._transactional_id(sources.raw) if per_partition else None,
             group_id=self.conf.id,

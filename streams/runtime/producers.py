@@ -50,6 +50,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -63,6 +64,9 @@ from streams.runtime.lookups import pace_coordinator_lookups
 from streams.runtime.worker_txn import GroupMember, commit_with_generation
 
 log = logging.getLogger(__name__)
+# aiokafka's connection options beyond the bootstrap servers (sessionflow/kafka_security.py);
+# none: plaintext, unauthenticated.
+PLAINTEXT: Mapping[str, Any] = MappingProxyType({})
 
 Headers = Sequence[tuple[str, bytes]]
 # Transactional requests the broker refuses for a moment are tried again after this long
@@ -92,6 +96,7 @@ class Producers:
         self,
         *,
         bootstrap_servers: str,
+        security: Mapping[str, Any] = PLAINTEXT,
         client_id: str,
         transactional_id: Callable[[int], str] | None,
         group_id: str | None = None,
@@ -100,6 +105,7 @@ class Producers:
     ) -> None:
         self._settings: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
+            **security,
             "client_id": client_id,
             "acks": "all",
             "enable_idempotence": True,

@@ -27,6 +27,32 @@ def test_config_is_a_single_kraft_node_on_loopback_ready_for_transactions(tmp_pa
     assert lines["auto.create.topics.enable"] == "false"
 
 
+def test_a_sasl_listener_takes_plain_and_scram_and_speaks_tls_with_a_keystore(
+    tmp_path: Path,
+) -> None:
+    keystore = tmp_path / "broker.p12"
+    broker = launcher.Broker(
+        home=tmp_path,
+        port=19_999,
+        controller_port=20_000,
+        sasl_port=20_001,
+        sasl_users=(("alice", "a-pw"),),
+        sasl_tls=(keystore, "ks-pw"),
+    )
+    broker.write_config()
+    lines = dict(
+        line.split("=", 1)
+        for line in broker.config.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert lines["listeners"].endswith(",SASL://127.0.0.1:20001")
+    assert lines["listener.security.protocol.map"].endswith(",SASL:SASL_SSL")
+    assert lines["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256"
+    assert 'user_alice="a-pw"' in lines["listener.name.sasl.plain.sasl.jaas.config"]
+    assert lines["listener.name.sasl.ssl.keystore.location"] == str(keystore)
+    assert "inter.broker.listener.name" in lines  # brokers keep talking plaintext among themselves
+
+
 def test_cluster_ids_are_kafka_shaped() -> None:
     ids = {launcher._kafka_uuid() for _ in range(200)}
     assert len(ids) == 200

@@ -1,0 +1,176 @@
+"""Every process and tool against a broker listener that takes only SASL, over plaintext and over
+TLS: the `SESSIONFLOW_KAFKA_*` settings reach every Kafka client (sessionflow/kafka_security.py);
+a client left out could not connect."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TIMEOUT_S, load_launcher
+from tests.integration.agntix_fake import API_KEY, FakeAgntix
+from tests.integration.cli_fixtures import ServiceEnv, running
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+USER, PASSWORD = "sessionflow", "kafka-s3cret-for-tests"
+# Both mechanisms and both transports in two runs: PLAIN over TLS (as managed clusters offer it),
+# SCRAM over plaintext.
+MECHANISM = {"SASL_SSL": "PLAIN", "SASL_PLAINTEXT": "SCRAM-SHA-256"}
+
+
+def self_signed(folder: Path, password: str) -> tuple[Path, Path]:
+    """A key and self-signed certificate for 127.0.0.1 (JDK's keytool, which the broker's Java
+    brings): the broker's PKCS12 keystore, and the certificate as PEM for the clients' CA file."""
+    keytool = shutil.which("keytool")
+    if keytool is None:
+        pytest.skip("keytool (the JDK's) not on PATH")
+    keystore, cert = folder / "broker.p12", folder / "ca.pem"
+    store = ["-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", password]
+    key = ["-keyalg", "RSA", "-keysize", "2048", "-validity", "2", "-keypass", password]
+    name = ["-dname", "CN=localhost", "-ext", "SAN=ip:127.0.0.1,dns:localhost"]
+    subprocess.run(
+        [keytool, "-genkeypair", "-alias", "broker", *key, *name, *store],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [keytool, "-exportcert", "-rfc", "-alias", "broker", *store, "-file", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return keystore, cert
+
+
+@dataclass(frozen=True)
+class SecuredBroker:
+    broker: Any
+    protocol: str
+    cafile: Path | None = None
+
+
+@pytest.fixture(scope="module", params=["SASL_PLAINTEXT", "SASL_SSL"])
+def sasl_broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecuredBroker]:
+    """A broker of this module's own whose SASL listener (PLAIN and SCRAM-SHA-256, for USER)
+    speaks plaintext or TLS."""
+    home = tmp_path_factory.mktemp("kafka-sasl")
+    keystore = cafile = None
+    if request.param == "SASL_SSL":
+        keystore, cafile = self_signed(home, "keystore-pass")
+    broker = load_launcher().Broker(
+        home=home / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        sasl_port=free_port(),
+        sasl_users=((USER, PASSWORD),),
+        sasl_tls=(keystore, "keystore-pass") if keystore is not None else None,
+    )
+    broker.up()
+    try:
+        yield SecuredBroker(broker, request.param, cafile)
+    finally:
+        broker.down()
+
+
+@dataclass
+class SecuredEnv(ServiceEnv):
+    """A ServiceEnv whose processes and tools all connect with `security`."""
+
+    security: dict[str, str] = field(default_factory=dict)
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        return super().environ(**self.security, **extra)
+
+
+def secured(sasl: SecuredBroker, root: Path, password: str = PASSWORD) -> SecuredEnv:
+    mechanism = MECHANISM[sasl.protocol]
+    security = {
+        "SESSIONFLOW_KAFKA_SECURITY_PROTOCOL": sasl.protocol,
+        "SESSIONFLOW_KAFKA_SASL_MECHANISM": mechanism,
+        "SESSIONFLOW_KAFKA_SASL_USERNAME": USER,
+        "SESSIONFLOW_KAFKA_SASL_PASSWORD": password,
+    }
+    if sasl.cafile is not None:
+        security["SESSIONFLOW_KAFKA_SSL_CAFILE"] = str(sasl.cafile)
+    return SecuredEnv(
+        bootstrap=f"127.0.0.1:{sasl.broker.sasl_port}",  # the SASL listener only
+        namespace=f"t-sasl-{mechanism.lower()}.",
+        root=root,
+        security=security,
+    )
+
+
+def test_every_process_and_tool_runs_over_sasl(
+    sasl_broker: SecuredBroker, tmp_path: Path, fake: FakeAgntix
+) -> None:
+    env = secured(sasl_broker, tmp_path)
+    enricher = {
+        "AGNTIX_API_URL": fake.url,
+        "AGNTIX_API_KEY": API_KEY,
+        "SESSIONFLOW_ENRICHER_HOST": "127.0.0.1",
+        "SESSIONFLOW_ENRICHER_PORT": str(free_port()),
+    }
+    with running(env, {"producer", "worker", "enricher"}, **enricher) as (service, _):
+        # Producer (librdkafka), worker (Faust and the runtime's producers), enricher, `tail`.
+        expected, _found = env.send_and_tail(12, 5, "transcripts")
+        assert {str(r["sessionId"]) for r in env.tail("completed")} == expected
+
+        session = sorted(expected)[0]
+        story = env.run(
+            "inspect", session, "--worker", f"http://127.0.0.1:{env.worker_port}", "--json"
+        )
+        assert story.returncode == 0, story.stderr
+        assert json.loads(story.stdout)["verdict"] == "completed"
+        topics = env.run("topics", "--describe")
+        assert topics.returncode == 0, topics.stderr
+        assert env.run("dlq", "replay", "--dry-run").returncode == 0
+
+        service.proc.send_signal(signal.SIGINT)
+        assert service.proc.wait(timeout=TIMEOUT_S) == 0, service.log()[-4000:]
+        assert PASSWORD not in service.log()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("topics", "--describe"),
+        ("tail", "completed"),
+        ("inspect", "7f0c2b1e-3a4d-4e5f-8a9b-0c1d2e3f4a5b"),
+    ],
+    ids=lambda command: command[0],
+)
+def test_a_refused_password_is_a_clear_error_without_the_password(
+    sasl_broker: SecuredBroker, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    env = secured(sasl_broker, tmp_path, password="not-the-password")
+    done = env.run(*command)
+    assert done.returncode == 1
+    assert "Authentication failed" in done.stderr  # the broker's answer, as aiokafka logs it
+    assert f"sessionflow {command[0]}: " in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "not-the-password" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("sasl_broker", ["SASL_SSL"], indirect=True)
+def test_a_certificate_the_clients_do_not_trust_is_refused(
+    sasl_broker: SecuredBroker, tmp_path: Path
+) -> None:
+    """Without the CA file the broker's self-signed certificate is checked against the system's
+    CAs, and refused: TLS verifies the broker, it does not only encrypt."""
+    env = secured(sasl_broker, tmp_path)
+    del env.security["SESSIONFLOW_KAFKA_SSL_CAFILE"]
+    done = env.run("topics", "--describe")
+    assert done.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
