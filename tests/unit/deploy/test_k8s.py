@@ -160,9 +160,24 @@ def test_only_the_producer_gets_the_webhook_secret() -> None:
     producer = container(k8s("Deployment", "sessionflow-producer"))
     worker = container(k8s("StatefulSet", "sessionflow-worker"))
     assert {"secretRef": {"name": "sessionflow-webhook"}} in producer["envFrom"]
-    assert all("secretRef" not in ref for ref in worker["envFrom"])
+    assert {"secretRef": {"name": "sessionflow-webhook"}} not in worker["envFrom"]
     assert "SESSIONFLOW_WEBHOOK_SECRETS" in k8s("Secret", "sessionflow-webhook")["stringData"]
     assert not any("SECRET" in key for key in k8s("ConfigMap", "sessionflow")["data"])
+
+
+def test_every_workload_reads_the_kafka_credential_when_it_exists() -> None:
+    """A cluster that takes SASL: the user and password come from the Secret sessionflow-kafka,
+    optional, so a plaintext cluster needs none; the protocol is in the ConfigMap."""
+    for kind, name in (
+        ("Deployment", "sessionflow-producer"),
+        ("StatefulSet", "sessionflow-worker"),
+        ("Deployment", "sessionflow-enricher"),
+    ):
+        refs = container(k8s(kind, name))["envFrom"]
+        assert {"secretRef": {"name": "sessionflow-kafka", "optional": True}} in refs, name
+    data = k8s("ConfigMap", "sessionflow")["data"]
+    assert data["SESSIONFLOW_KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+    assert not any("PASSWORD" in key or "USERNAME" in key for key in data)
 
 
 def test_only_the_enricher_gets_the_api_credential() -> None:
