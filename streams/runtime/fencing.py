@@ -115,6 +115,13 @@ async def fence_lost_transactions(
     if not producers:
         return []
     ids = await _transactional_ids(client, producers)
+    if not ids:
+        # The coordinators list every transactional id a producer has, whatever its state, but
+        # only those the principal may describe: none is a refusal, not an absence.
+        raise Errors.TransactionalIdAuthorizationFailed(
+            f"no transactional id listed for producers {sorted(producers)}, which hold"
+            " transactions open: Describe on the workers' transactional ids is missing"
+        )
     described = [t for tid in ids for t in await _describe(client, tid)]
     fenced = to_fence(described, waiting, own_id)
     deadline = time.monotonic() + limit_s

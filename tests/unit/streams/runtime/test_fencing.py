@@ -171,3 +171,21 @@ async def test_init_producer_id_gives_up_at_its_deadline() -> None:
     with pytest.raises(Errors.RequestTimedOutError):
         await fencing._init_producer_id(client, "w-b", 10_000, time.monotonic() + 0.12)
     assert 2 <= len(client.asked) < 10
+
+
+async def test_open_transactions_whose_ids_are_not_listed_are_a_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ListTransactions leaves out the ids the principal may not describe: an empty list for
+    producers that hold transactions open is an authorization error, never a silent nothing."""
+
+    async def producers(client: Any, partitions: list[TopicPartition]) -> set[int]:
+        return {7, 9}
+
+    async def no_ids(client: Any, found: set[int]) -> set[str]:
+        return set()
+
+    monkeypatch.setattr(fencing, "_producers_with_open_transactions", producers)
+    monkeypatch.setattr(fencing, "_transactional_ids", no_ids)
+    with pytest.raises(Errors.TransactionalIdAuthorizationFailed, match=r"producers \[7, 9\]"):
+        await fencing.fence_lost_transactions(None, [CL0], "w-a", 10_000, 1.0)
