@@ -51,6 +51,9 @@ class Broker:
     sasl_users: tuple[tuple[str, str], ...] = ()
     # (PKCS12 keystore, its password): the SASL listener speaks TLS with this key (SASL_SSL).
     sasl_tls: tuple[Path, str] | None = None
+    # Kafka's ACLs apply to the SASL users (StandardAuthorizer); the plaintext listeners' clients
+    # (ANONYMOUS: the controller, tests' set-up) are super users.
+    sasl_acls: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -134,6 +137,11 @@ class Broker:
                 "listener.name.sasl.scram-sha-256.sasl.jaas.config="
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             ]
+            if self.sasl_acls:
+                sasl += [
+                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                    "super.users=User:ANONYMOUS",
+                ]
         self.config.write_text(
             "\n".join(
                 [
