@@ -127,6 +127,16 @@ class ServiceEnv(Namespace):
         return [orjson.loads(line) for line in done.stdout.splitlines()]
 
 
+@dataclass
+class SecuredEnv(ServiceEnv):
+    """A ServiceEnv whose processes and tools all connect with `security` (SESSIONFLOW_KAFKA_*)."""
+
+    security: dict[str, str] = field(default_factory=dict)
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        return super().environ(**self.security, **extra)
+
+
 class Service:
     """A `sessionflow` subprocess with its log in a file (a pipe nobody reads would block it)."""
 
@@ -192,3 +202,24 @@ def running(
         for pid in pids.values():
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def serving_transcripts(
+    env: ServiceEnv, api_url: str, api_key: str, seed: int
+) -> Iterator[tuple[Service, set[str]]]:
+    """`sessionflow run` with the enricher (API at `api_url`), a dozen sessions sent through it,
+    each complete one read once from the transcripts and the completed topics (`tail`): the
+    service and those session ids. Afterwards the run must stop cleanly on Ctrl-C."""
+    enricher = {
+        "AGNTIX_API_URL": api_url,
+        "AGNTIX_API_KEY": api_key,
+        "SESSIONFLOW_ENRICHER_HOST": "127.0.0.1",
+        "SESSIONFLOW_ENRICHER_PORT": str(free_port()),
+    }
+    with running(env, {"producer", "worker", "enricher"}, **enricher) as (service, _):
+        expected, _found = env.send_and_tail(12, seed, "transcripts")
+        assert {str(r["sessionId"]) for r in env.tail("completed")} == expected
+        yield service, expected
+        service.proc.send_signal(signal.SIGINT)
+        assert service.proc.wait(timeout=TIMEOUT_S) == 0, service.log()[-4000:]

@@ -1,11 +1,12 @@
-"""The fence (streams/runtime/fencing.py) on a cluster with ACLs: with the rights deploy/README
-lists (Write and Describe on the workers' transactional-id prefix, Read on the changelog), a
-worker's principal fences a lost worker's transaction; without them the fence is refused with an
+"""sessionflow on a cluster with ACLs (deploy/README, "Kafka ACLs"): every process and tool runs
+with the rights listed there and no others, and the fence (streams/runtime/fencing.py) ends a
+lost worker's transaction with them; without its rights the fence is refused with an
 authorization error, which the restore logs before it waits for the broker's timeout."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from sessionflow.settings import KafkaSettings
 from streams.runtime.fencing import fence_lost_transactions
 from streams.runtime.protocol import STRING, flexible_api, structs
 from tests.conftest import load_launcher
+from tests.integration.agntix_fake import API_KEY, FakeAgntix
+from tests.integration.cli_fixtures import SecuredEnv, serving_transcripts
 from tests.integration.conftest import free_port
 from tests.kafka_helpers import make_topics
 
@@ -55,7 +58,8 @@ CREATE_ACLS = flexible_api(
 )
 TOPIC, TRANSACTIONAL_ID = 2, 5  # resource types
 LITERAL, PREFIXED = 3, 4  # pattern types
-READ, WRITE, DESCRIBE = 3, 4, 8  # operations
+READ, WRITE, CREATE = 3, 4, 5  # operations
+GROUP = 3  # resource type
 ALLOW = 3
 
 
@@ -141,7 +145,6 @@ async def test_with_the_documented_rights_the_lost_transaction_is_fenced(
     await allow(
         acl_broker.bootstrap,
         (TRANSACTIONAL_ID, prefix, PREFIXED, WRITE),
-        (TRANSACTIONAL_ID, prefix, PREFIXED, DESCRIBE),
         (TOPIC, changelog, LITERAL, READ),
     )
     lost = await lost_transaction(acl_broker.bootstrap, changelog, f"{prefix}lost")
@@ -184,3 +187,34 @@ async def test_without_them_the_fence_is_refused_with_an_error(
         await lost.commit_transaction()  # not fenced: it commits
     finally:
         await lost.stop()
+
+
+# deploy/README's list, for one prefix (with a namespace every name starts with it). Kafka's
+# Read and Write imply Describe, which the fence's listing of transactional ids needs.
+PIPELINE_RIGHTS = [
+    *((TOPIC, op) for op in (READ, WRITE, CREATE)),
+    (GROUP, READ),
+    (TRANSACTIONAL_ID, WRITE),
+]
+
+
+async def test_every_process_and_tool_runs_with_the_documented_rights_alone(
+    acl_broker: Any, tmp_path: Path, fake: FakeAgntix, unique: str
+) -> None:
+    namespace = f"a-{unique}."
+    await allow(acl_broker.bootstrap, *[(k, namespace, PREFIXED, op) for k, op in PIPELINE_RIGHTS])
+    env = SecuredEnv(
+        bootstrap=f"127.0.0.1:{acl_broker.sasl_port}",
+        namespace=namespace,
+        root=tmp_path,
+        security={
+            "SESSIONFLOW_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "SESSIONFLOW_KAFKA_SASL_USERNAME": USER,
+            "SESSIONFLOW_KAFKA_SASL_PASSWORD": PASSWORD,
+        },
+    )
+    with serving_transcripts(env, fake.url, API_KEY, seed=9) as (service, _):
+        for command in (("topics", "--describe"), ("dlq", "replay")):
+            done = env.run(*command)
+            assert done.returncode == 0, done.stderr
+    assert "AuthorizationFailed" not in service.log()
