@@ -189,20 +189,31 @@ async def test_without_them_the_fence_is_refused_with_an_error(
         await lost.stop()
 
 
-# deploy/README's list, for one prefix (with a namespace every name starts with it). Kafka's
-# Read and Write imply Describe, which the fence's listing of transactional ids needs.
-PIPELINE_RIGHTS = [
-    *((TOPIC, op) for op in (READ, WRITE, CREATE)),
-    (GROUP, READ),
-    (TRANSACTIONAL_ID, WRITE),
+# deploy/README's table: (resource, prefix, operations). Kafka's Read and Write imply Describe,
+# which the fence's listing of transactional ids needs.
+DOCUMENTED_RIGHTS = [
+    (TOPIC, "agntix.", (READ, WRITE, CREATE)),
+    (TOPIC, "sessionflow", (READ, WRITE, CREATE)),
+    (GROUP, "sessionflow", (READ,)),
+    (TRANSACTIONAL_ID, "sessionflow", (WRITE,)),
 ]
 
 
+@pytest.mark.parametrize("namespaced", [False, True], ids=["names-as-shipped", "namespace"])
 async def test_every_process_and_tool_runs_with_the_documented_rights_alone(
-    acl_broker: Any, tmp_path: Path, fake: FakeAgntix, unique: str
+    acl_broker: Any, tmp_path: Path, fake: FakeAgntix, unique: str, namespaced: bool
 ) -> None:
-    namespace = f"a-{unique}."
-    await allow(acl_broker.bootstrap, *[(k, namespace, PREFIXED, op) for k, op in PIPELINE_RIGHTS])
+    """As shipped (no namespace) the table's prefixes apply; with a namespace, the namespace is
+    every name's prefix. The broker is this module's own, so the shipped names are free."""
+    namespace = f"a-{unique}." if namespaced else ""
+    await allow(
+        acl_broker.bootstrap,
+        *[
+            (kind, namespace or prefix, PREFIXED, operation)
+            for kind, prefix, operations in DOCUMENTED_RIGHTS
+            for operation in operations
+        ],
+    )
     env = SecuredEnv(
         bootstrap=f"127.0.0.1:{acl_broker.sasl_port}",
         namespace=namespace,
