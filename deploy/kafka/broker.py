@@ -45,15 +45,15 @@ class Broker:
     # A second client listener, (port, advertised port): a proxy in front of it, in tests, cuts
     # off only the clients that bootstrap through it. None: no second listener.
     proxied: tuple[int, int] | None = None
-    # A third client listener that takes only SASL (PLAIN or SCRAM-SHA-256), on this port, for
-    # these (user, password) pairs: tests of the clients' security settings. 0: no such listener.
-    sasl_port: int = 0
-    sasl_users: tuple[tuple[str, str], ...] = ()
-    # (PKCS12 keystore, its password): the SASL listener speaks TLS with this key (SASL_SSL).
-    sasl_tls: tuple[Path, str] | None = None
-    # Kafka's ACLs apply to the SASL users (StandardAuthorizer); the plaintext listeners' clients
-    # (ANONYMOUS: the controller, tests' set-up) are super users.
-    sasl_acls: bool = False
+    # A third client listener, secured, on this port (0: none), for tests of the clients'
+    # security settings: SASL (PLAIN or SCRAM-SHA-256) for these (user, password) pairs, TLS with
+    # this (PKCS12 keystore, password), or both. With `secured_acls` Kafka's ACLs apply to its
+    # users (StandardAuthorizer); the plaintext listeners' clients (ANONYMOUS: the controller,
+    # tests' set-up) are super users.
+    secured_port: int = 0
+    secured_users: tuple[tuple[str, str], ...] = ()
+    secured_tls: tuple[Path, str] | None = None
+    secured_acls: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -114,34 +114,12 @@ class Broker:
         if self.proxied is not None:
             extra = f",PROXIED://127.0.0.1:{self.proxied[0]}"
             extra_advertised = f",PROXIED://127.0.0.1:{self.proxied[1]}"
-        protocols = PROTOCOL_MAP
-        sasl: list[str] = []
-        if self.sasl_port:
-            extra += f",SASL://127.0.0.1:{self.sasl_port}"
-            extra_advertised += f",SASL://127.0.0.1:{self.sasl_port}"
-            users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users)
-            protocol = "SASL_PLAINTEXT"
-            if self.sasl_tls is not None:
-                protocol = "SASL_SSL"
-                keystore, password = self.sasl_tls
-                sasl += [
-                    f"listener.name.sasl.ssl.keystore.location={keystore}",
-                    f"listener.name.sasl.ssl.keystore.password={password}",
-                    "listener.name.sasl.ssl.keystore.type=PKCS12",
-                ]
-            protocols += f",SASL:{protocol}"
-            sasl += [
-                "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
-                "listener.name.sasl.plain.sasl.jaas.config="
-                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
-                "listener.name.sasl.scram-sha-256.sasl.jaas.config="
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            ]
-            if self.sasl_acls:
-                sasl += [
-                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                    "super.users=User:ANONYMOUS",
-                ]
+        protocols, secured = PROTOCOL_MAP, []
+        if self.secured_port:
+            extra += f",SECURED://127.0.0.1:{self.secured_port}"
+            extra_advertised += f",SECURED://127.0.0.1:{self.secured_port}"
+            protocols += f",SECURED:{self.secured_protocol}"
+            secured = self._secured_config()
         self.config.write_text(
             "\n".join(
                 [
@@ -154,7 +132,7 @@ class Broker:
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=PLAINTEXT",
                     f"listener.security.protocol.map={protocols}",
-                    *sasl,
+                    *secured,
                     f"log.dirs={self.data}",
                     "num.partitions=1",
                     # One node: internal topics and transactions (exactly-once) need replication 1.
@@ -175,6 +153,36 @@ class Broker:
             )
         )
 
+    @property
+    def secured_protocol(self) -> str:
+        sasl, tls = bool(self.secured_users), self.secured_tls is not None
+        return {(True, True): "SASL_SSL", (True, False): "SASL_PLAINTEXT"}.get((sasl, tls), "SSL")
+
+    def _secured_config(self) -> list[str]:
+        lines = []
+        if self.secured_tls is not None:
+            keystore, password = self.secured_tls
+            lines += [
+                f"listener.name.secured.ssl.keystore.location={keystore}",
+                f"listener.name.secured.ssl.keystore.password={password}",
+                "listener.name.secured.ssl.keystore.type=PKCS12",
+            ]
+        if self.secured_users:
+            users = " ".join(f'user_{name}="{password}"' for name, password in self.secured_users)
+            lines += [
+                "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
+                "listener.name.secured.plain.sasl.jaas.config="
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+                "listener.name.secured.scram-sha-256.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            ]
+        if self.secured_acls:
+            lines += [
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users=User:ANONYMOUS",
+            ]
+        return lines
+
     def format_storage(self) -> None:
         if (self.data / "meta.properties").exists():
             return
@@ -191,7 +199,7 @@ class Broker:
                 str(self.config),
                 *(
                     arg
-                    for name, password in self.sasl_users
+                    for name, password in self.secured_users
                     for arg in ("--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]")
                 ),
             ],

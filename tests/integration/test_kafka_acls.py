@@ -70,9 +70,9 @@ def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         home=tmp_path_factory.mktemp("kafka-acls"),
         port=free_port(),
         controller_port=free_port(),
-        sasl_port=free_port(),
-        sasl_users=((USER, PASSWORD),),
-        sasl_acls=True,
+        secured_port=free_port(),
+        secured_users=((USER, PASSWORD),),
+        secured_acls=True,
     )
     broker.up()
     try:
@@ -101,7 +101,7 @@ async def allow(bootstrap: str, *acls: tuple[int, str, int, int]) -> None:
 async def worker_client(acl_broker: Any) -> AsyncIterator[AIOKafkaClient]:
     """A client that authenticates as the workers' principal."""
     settings = KafkaSettings(
-        kafka_bootstrap_servers=f"127.0.0.1:{acl_broker.sasl_port}",
+        kafka_bootstrap_servers=f"127.0.0.1:{acl_broker.secured_port}",
         kafka_security_protocol="SASL_PLAINTEXT",
         kafka_sasl_username=USER,
         kafka_sasl_password=PASSWORD,
@@ -215,7 +215,7 @@ async def test_every_process_and_tool_runs_with_the_documented_rights_alone(
         ],
     )
     env = SecuredEnv(
-        bootstrap=f"127.0.0.1:{acl_broker.sasl_port}",
+        bootstrap=f"127.0.0.1:{acl_broker.secured_port}",
         namespace=namespace,
         root=tmp_path,
         security={

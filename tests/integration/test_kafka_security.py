@@ -1,6 +1,6 @@
-"""Every process and tool against a broker listener that takes only SASL, over plaintext and over
-TLS: the `SESSIONFLOW_KAFKA_*` settings reach every Kafka client (sessionflow/kafka_security.py);
-a client left out could not connect."""
+"""Every process and tool against a broker listener that takes only SASL over plaintext, SASL over
+TLS, or TLS alone: the `SESSIONFLOW_KAFKA_*` settings reach every Kafka client
+(sessionflow/kafka_security.py); a client left out could not connect."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ USER, PASSWORD = "sessionflow", "kafka-s3cret-for-tests"
 # Both mechanisms and both transports in two runs: PLAIN over TLS (as managed clusters offer it),
 # SCRAM over plaintext.
 MECHANISM = {"SASL_SSL": "PLAIN", "SASL_PLAINTEXT": "SCRAM-SHA-256"}
+SASL, TLS = ["SASL_PLAINTEXT", "SASL_SSL"], ["SASL_SSL", "SSL"]
 
 
 def self_signed(folder: Path, password: str) -> tuple[Path, Path]:
@@ -57,24 +58,25 @@ class SecuredBroker:
     cafile: Path | None = None
 
 
-@pytest.fixture(scope="module", params=["SASL_PLAINTEXT", "SASL_SSL"])
-def sasl_broker(
+@pytest.fixture(scope="module", params=["SASL_PLAINTEXT", "SASL_SSL", "SSL"])
+def secured_broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecuredBroker]:
-    """A broker of this module's own whose SASL listener (PLAIN and SCRAM-SHA-256, for USER)
-    speaks plaintext or TLS."""
-    home = tmp_path_factory.mktemp("kafka-sasl")
+    """A broker of this module's own whose secured listener speaks the protocol of the param:
+    SASL (PLAIN and SCRAM-SHA-256, for USER), TLS, or both."""
+    home = tmp_path_factory.mktemp("kafka-secured")
     keystore = cafile = None
-    if request.param == "SASL_SSL":
+    if request.param in TLS:
         keystore, cafile = self_signed(home, "keystore-pass")
     broker = load_launcher().Broker(
         home=home / "kafka",
         port=free_port(),
         controller_port=free_port(),
-        sasl_port=free_port(),
-        sasl_users=((USER, PASSWORD),),
-        sasl_tls=(keystore, "keystore-pass") if keystore is not None else None,
+        secured_port=free_port(),
+        secured_users=((USER, PASSWORD),) if request.param in SASL else (),
+        secured_tls=(keystore, "keystore-pass") if keystore is not None else None,
     )
+    assert broker.secured_protocol == request.param
     broker.up()
     try:
         yield SecuredBroker(broker, request.param, cafile)
@@ -82,28 +84,28 @@ def sasl_broker(
         broker.down()
 
 
-def secured(sasl: SecuredBroker, root: Path, password: str = PASSWORD) -> SecuredEnv:
-    mechanism = MECHANISM[sasl.protocol]
-    security = {
-        "SESSIONFLOW_KAFKA_SECURITY_PROTOCOL": sasl.protocol,
-        "SESSIONFLOW_KAFKA_SASL_MECHANISM": mechanism,
-        "SESSIONFLOW_KAFKA_SASL_USERNAME": USER,
-        "SESSIONFLOW_KAFKA_SASL_PASSWORD": password,
-    }
-    if sasl.cafile is not None:
-        security["SESSIONFLOW_KAFKA_SSL_CAFILE"] = str(sasl.cafile)
+def secured(broker: SecuredBroker, root: Path, password: str = PASSWORD) -> SecuredEnv:
+    security = {"SESSIONFLOW_KAFKA_SECURITY_PROTOCOL": broker.protocol}
+    if broker.protocol in SASL:
+        security |= {
+            "SESSIONFLOW_KAFKA_SASL_MECHANISM": MECHANISM[broker.protocol],
+            "SESSIONFLOW_KAFKA_SASL_USERNAME": USER,
+            "SESSIONFLOW_KAFKA_SASL_PASSWORD": password,
+        }
+    if broker.cafile is not None:
+        security["SESSIONFLOW_KAFKA_SSL_CAFILE"] = str(broker.cafile)
     return SecuredEnv(
-        bootstrap=f"127.0.0.1:{sasl.broker.sasl_port}",  # the SASL listener only
-        namespace=f"t-sasl-{mechanism.lower()}.",
+        bootstrap=f"127.0.0.1:{broker.broker.secured_port}",  # the secured listener only
+        namespace=f"t-{broker.protocol.lower()}.",
         root=root,
         security=security,
     )
 
 
-def test_every_process_and_tool_runs_over_sasl(
-    sasl_broker: SecuredBroker, tmp_path: Path, fake: FakeAgntix
+def test_every_process_and_tool_runs_secured(
+    secured_broker: SecuredBroker, tmp_path: Path, fake: FakeAgntix
 ) -> None:
-    env = secured(sasl_broker, tmp_path)
+    env = secured(secured_broker, tmp_path)
     # Producer (librdkafka), worker (Faust and the runtime's producers), enricher, `tail`.
     with serving_transcripts(env, fake.url, API_KEY, seed=5) as (service, expected):
         session = sorted(expected)[0]
@@ -118,6 +120,7 @@ def test_every_process_and_tool_runs_over_sasl(
     assert PASSWORD not in service.log()
 
 
+@pytest.mark.parametrize("secured_broker", SASL, indirect=True)
 @pytest.mark.parametrize(
     "command",
     [
@@ -128,9 +131,9 @@ def test_every_process_and_tool_runs_over_sasl(
     ids=lambda command: command[0],
 )
 def test_a_refused_password_is_a_clear_error_without_the_password(
-    sasl_broker: SecuredBroker, tmp_path: Path, command: tuple[str, ...]
+    secured_broker: SecuredBroker, tmp_path: Path, command: tuple[str, ...]
 ) -> None:
-    env = secured(sasl_broker, tmp_path, password="not-the-password")
+    env = secured(secured_broker, tmp_path, password="not-the-password")
     done = env.run(*command)
     assert done.returncode == 1
     assert "Authentication failed" in done.stderr  # the broker's answer, as aiokafka logs it
@@ -139,13 +142,13 @@ def test_a_refused_password_is_a_clear_error_without_the_password(
     assert "not-the-password" not in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("sasl_broker", ["SASL_SSL"], indirect=True)
+@pytest.mark.parametrize("secured_broker", TLS, indirect=True)
 def test_a_certificate_the_clients_do_not_trust_is_refused(
-    sasl_broker: SecuredBroker, tmp_path: Path
+    secured_broker: SecuredBroker, tmp_path: Path
 ) -> None:
     """Without the CA file the broker's self-signed certificate is checked against the system's
     CAs, and refused: TLS verifies the broker, it does not only encrypt."""
-    env = secured(sasl_broker, tmp_path)
+    env = secured(secured_broker, tmp_path)
     del env.security["SESSIONFLOW_KAFKA_SSL_CAFILE"]
     done = env.run("topics", "--describe")
     assert done.returncode == 1

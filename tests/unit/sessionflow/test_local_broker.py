@@ -6,6 +6,8 @@ import socket
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import load_launcher
 
 launcher = load_launcher()
@@ -27,7 +29,7 @@ def test_config_is_a_single_kraft_node_on_loopback_ready_for_transactions(tmp_pa
     assert lines["auto.create.topics.enable"] == "false"
 
 
-def test_a_sasl_listener_takes_plain_and_scram_and_speaks_tls_with_a_keystore(
+def test_a_secured_listener_takes_plain_and_scram_and_speaks_tls_with_a_keystore(
     tmp_path: Path,
 ) -> None:
     keystore = tmp_path / "broker.p12"
@@ -35,9 +37,9 @@ def test_a_sasl_listener_takes_plain_and_scram_and_speaks_tls_with_a_keystore(
         home=tmp_path,
         port=19_999,
         controller_port=20_000,
-        sasl_port=20_001,
-        sasl_users=(("alice", "a-pw"),),
-        sasl_tls=(keystore, "ks-pw"),
+        secured_port=20_001,
+        secured_users=(("alice", "a-pw"),),
+        secured_tls=(keystore, "ks-pw"),
     )
     broker.write_config()
     lines = dict(
@@ -45,12 +47,35 @@ def test_a_sasl_listener_takes_plain_and_scram_and_speaks_tls_with_a_keystore(
         for line in broker.config.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
-    assert lines["listeners"].endswith(",SASL://127.0.0.1:20001")
-    assert lines["listener.security.protocol.map"].endswith(",SASL:SASL_SSL")
+    assert lines["listeners"].endswith(",SECURED://127.0.0.1:20001")
+    assert lines["listener.security.protocol.map"].endswith(",SECURED:SASL_SSL")
     assert lines["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256"
-    assert 'user_alice="a-pw"' in lines["listener.name.sasl.plain.sasl.jaas.config"]
-    assert lines["listener.name.sasl.ssl.keystore.location"] == str(keystore)
+    assert 'user_alice="a-pw"' in lines["listener.name.secured.plain.sasl.jaas.config"]
+    assert lines["listener.name.secured.ssl.keystore.location"] == str(keystore)
     assert "inter.broker.listener.name" in lines  # brokers keep talking plaintext among themselves
+
+
+@pytest.mark.parametrize(
+    ("users", "tls", "protocol"),
+    [
+        ((("a", "b"),), True, "SASL_SSL"),
+        ((("a", "b"),), False, "SASL_PLAINTEXT"),
+        ((), True, "SSL"),
+    ],
+)
+def test_the_secured_listeners_protocol_follows_its_users_and_keystore(
+    tmp_path: Path, users: tuple[tuple[str, str], ...], tls: bool, protocol: str
+) -> None:
+    keystore = (tmp_path / "broker.p12", "ks-pw") if tls else None
+    broker = launcher.Broker(
+        home=tmp_path,
+        port=1,
+        controller_port=2,
+        secured_port=3,
+        secured_users=users,
+        secured_tls=keystore,
+    )
+    assert broker.secured_protocol == protocol
 
 
 def test_cluster_ids_are_kafka_shaped() -> None:
