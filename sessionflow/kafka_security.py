@@ -4,8 +4,8 @@ The producer speaks to Kafka through librdkafka (confluent-kafka), everything el
 (the worker's Faust app too, whose credentials come from `aiokafka_security` by way of
 streams/app.py). Each construction site adds what these return, so one set of
 `SESSIONFLOW_KAFKA_*` variables reaches every client: a client left out would fail to connect to
-a secured cluster, and tests/integration/test_kafka_security.py runs every process against a
-broker that only takes SASL.
+a secured cluster, and tests/integration/test_kafka_security.py runs every process and tool
+against a listener that takes only SASL, only TLS, or both.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from typing import Any
 
 from aiokafka.helpers import create_ssl_context
 
-from sessionflow.settings import KafkaSettings
+from sessionflow.settings import SASL_PROTOCOLS, TLS_PROTOCOLS, KafkaSettings
 
 
 def uses_tls(settings: KafkaSettings) -> bool:
-    return settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+    return settings.kafka_security_protocol in TLS_PROTOCOLS
 
 
 def uses_sasl(settings: KafkaSettings) -> bool:
-    return settings.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+    return settings.kafka_security_protocol in SASL_PROTOCOLS
 
 
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:

@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MAX_PORT: Final = 65535
 # A TCP port one of our listeners takes (the producer's two, the worker's, the enricher's).
 Port = Annotated[int, Field(ge=1, le=MAX_PORT)]
+# Kafka's security protocols that speak TLS, and those that authenticate with SASL.
+TLS_PROTOCOLS: Final = frozenset({"SSL", "SASL_SSL"})
+SASL_PROTOCOLS: Final = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
 
 class KafkaSettings(BaseSettings):
@@ -51,14 +54,14 @@ class KafkaSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_kafka_security(self) -> Self:
-        sasl = self.kafka_security_protocol.startswith("SASL_")
+        sasl = self.kafka_security_protocol in SASL_PROTOCOLS
         if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
             raise ValueError(
                 f"SESSIONFLOW_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs"
                 " SESSIONFLOW_KAFKA_SASL_USERNAME and SESSIONFLOW_KAFKA_SASL_PASSWORD"
             )
         if self.kafka_ssl_cafile is not None:
-            if not self.kafka_security_protocol.endswith("SSL"):
+            if self.kafka_security_protocol not in TLS_PROTOCOLS:
                 raise ValueError(
                     "SESSIONFLOW_KAFKA_SSL_CAFILE is set but SESSIONFLOW_KAFKA_SECURITY_PROTOCOL"
                     f" is {self.kafka_security_protocol}, without TLS"
