@@ -28,8 +28,10 @@ STOP_TIMEOUT_S = 30.0
 # Brokers started by this process, kept so that they are reaped when stopped (tests run the
 # launcher in-process; the command-line launcher leaves its broker running and exits).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-# The listeners every broker has; the SASL listener adds its own entry.
+# The listeners every broker has; the secured listener adds its own entry.
 PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT"
+# The broker's JVM: a small heap and short GC pauses.
+JVM = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true")
 
 
 @dataclass(frozen=True)
@@ -92,18 +94,9 @@ class Broker:
             )
         print(f"kafka: fetching the broker jars into {self.libs} (once)", flush=True)
         shutil.rmtree(self.libs, ignore_errors=True)
+        copy = ["dependency:copy-dependencies", f"-DoutputDirectory={self.libs}"]
         subprocess.run(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={self.libs}",
-                "-DincludeScope=runtime",
-            ],
-            check=True,
+            ["mvn", "-q", "-B", "-f", str(pom), *copy, "-DincludeScope=runtime"], check=True
         )
         stamp.write_bytes(pom.read_bytes())
 
@@ -186,24 +179,13 @@ class Broker:
     def format_storage(self) -> None:
         if (self.data / "meta.properties").exists():
             return
-        cluster_id = _kafka_uuid()
-        _run_java(
-            self.libs,
-            [
-                "kafka.tools.StorageTool",
-                "format",
-                "--standalone",
-                "-t",
-                cluster_id,
-                "-c",
-                str(self.config),
-                *(
-                    arg
-                    for name, password in self.secured_users
-                    for arg in ("--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]")
-                ),
-            ],
-        )
+        scram = [
+            arg
+            for name, password in self.secured_users
+            for arg in ("--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]")
+        ]
+        storage = ["kafka.tools.StorageTool", "format", "--standalone", "-t", _kafka_uuid()]
+        _run_java(self.libs, [*storage, "-c", str(self.config), *scram])
 
     # -- run --------------------------------------------------------------------------------
     def pid(self) -> int | None:
@@ -228,11 +210,7 @@ class Broker:
             proc = subprocess.Popen(
                 [
                     *_java_command(self.libs),
-                    "-Xms256m",
-                    "-Xmx1g",
-                    "-XX:+UseG1GC",
-                    "-XX:MaxGCPauseMillis=20",
-                    "-Djava.awt.headless=true",
+                    *JVM,
                     f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
                     "kafka.Kafka",
                     str(self.config),
