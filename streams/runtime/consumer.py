@@ -65,6 +65,14 @@ start-up that every method overridden or read here is still the one Faust has.
    transactional id, which aborts the transaction at once, as opening a partition's id does with
    one transaction per partition (streams/runtime/fencing.py). Both steps live in
    streams/runtime/stable_ends.py.
+13. A failed metadata update waits the retry backoff. aiokafka's fetcher, finding a partition
+   without a leader, asks for a metadata update and waits for it, then looks again; while the
+   broker is down the update fails at once, and nothing in between waits. A single broker
+   stopping cleanly reports its partitions leaderless just before it goes, so when a refresh
+   landed then, the worker spun a core for the whole outage: reliability scenario 12 measured
+   20.1 s of CPU in a 20 s outage (it is 0.5 s otherwise), and 173,000 failed updates.
+   `backoff_failed_metadata_updates` makes the consumer's client sleep `retry_backoff_ms`
+   (100 ms) after each failed update, as aiokafka's own retries do elsewhere.
 """
 
 from __future__ import annotations
@@ -111,6 +119,20 @@ class _CommitOverlaps(logging.Filter):
 def quiet_commit_overlaps() -> None:  # (10)
     """mode's warning of a commit longer than the commit interval becomes a DEBUG record."""
     logging.getLogger(MODE_TIMERS_LOGGER).addFilter(_CommitOverlaps())
+
+
+def backoff_failed_metadata_updates(client: Any) -> None:  # (13)
+    """After a failed metadata update, `client` (an AIOKafkaClient) waits its retry backoff
+    before the next can start: callers that loop on updates without waiting no longer spin."""
+    update = client._metadata_update
+
+    async def _metadata_update(cluster_metadata: Any, topics: Any) -> bool:
+        updated: bool = await update(cluster_metadata, topics)
+        if not updated:
+            await asyncio.sleep(client._retry_backoff)
+        return updated
+
+    client._metadata_update = _metadata_update
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +213,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # Read by AIOKafkaConsumer.start() for its Fetcher; Faust passes no way to set it.
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]  # streams.runtime.app.App
+        backoff_failed_metadata_updates(consumer._client)  # (13)
         return consumer
 
 

@@ -357,6 +357,21 @@ REQUIREMENTS: Final = (
         ),
     ),
     Requirement(
+        "aiokafka AIOKafkaClient._metadata_update(self, cluster_metadata, topics) returning"
+        " whether it updated, awaited by _md_synchronizer; _retry_backoff",
+        "a failed metadata update waits the retry backoff, so the fetcher does not spin a core"
+        " while the broker is down and a partition has no leader (consumer.py, 13)",
+        lambda app: (
+            _method(AIOKafkaClient, "_metadata_update", "cluster_metadata", "topics")
+            and _source_says(
+                AIOKafkaClient._md_synchronizer, "await self._metadata_update(self.cluster, topics)"
+            )
+            and _source_says(
+                AIOKafkaClient.__init__, "self._retry_backoff = retry_backoff_ms / 1000"
+            )
+        ),
+    ),
+    Requirement(
         "faust Conductor.add(self, topic)",
         "the source topics are subscribed like an agent's (app.py)",
         lambda app: _method(Conductor, "add", "topic"),
