@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from cli.tail import TailError, partitions_of
 from producer.envelope import parse_envelope
 from producer.errors import EnvelopeError
-from sessionflow.kafka_security import aiokafka_security
+from sessionflow.kafka_security import aiokafka_connection
 from sessionflow.raw_record import (
     EVENT_TYPE,
     MESSAGE_ID,
@@ -128,8 +128,7 @@ async def replay(
     group = group_for(settings, options.reasons)
     summary = ReplaySummary(dry_run=options.dry_run)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        **aiokafka_security(settings),
+        **aiokafka_connection(settings),
         group_id=group,
         isolation_level="read_committed",
         enable_auto_commit=False,
@@ -138,8 +137,7 @@ async def replay(
     producer: AIOKafkaProducer | None = None
     if not options.dry_run:
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            **aiokafka_security(settings),
+            **aiokafka_connection(settings),
             acks="all",
             enable_idempotence=True,
             # Stable per group: a second concurrent replay fences the first instead of racing it.

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from cli.errors import CliError
-from sessionflow.kafka_security import aiokafka_security
+from sessionflow.kafka_security import aiokafka_connection
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics
 from streams.runtime.runner import Record as FetchedRecord
@@ -154,8 +154,7 @@ async def started_reader(settings: KafkaSettings) -> AIOKafkaConsumer:
     committed and no group rebalances. TailError when Kafka does not answer or refuses the
     credentials (aiokafka has logged the broker's reason)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        **aiokafka_security(settings),
+        **aiokafka_connection(settings),
         isolation_level="read_committed",
         enable_auto_commit=False,
         group_id=None,

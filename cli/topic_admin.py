@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from sessionflow.kafka_security import aiokafka_security
+from sessionflow.kafka_security import aiokafka_connection
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import DAY_MS, TopicError, Topics, TopicSpec, ensure_topics
 
@@ -70,8 +70,7 @@ def rows(specs: list[TopicSpec], found: dict[str, TopicInfo]) -> list[list[str]]
 
 async def describe_topics(settings: KafkaSettings, names: list[str]) -> dict[str, TopicInfo]:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        **aiokafka_security(settings),
+        **aiokafka_connection(settings),
         request_timeout_ms=int(_TIMEOUT_S * 1000),
     )
     await asyncio.wait_for(admin.start(), _TIMEOUT_S)

@@ -36,7 +36,7 @@ from enricher.records import (
     session_id_of,
 )
 from enricher.settings import EnricherSettings
-from sessionflow.kafka_security import aiokafka_security
+from sessionflow.kafka_security import aiokafka_connection
 from sessionflow.topics import Topics, ensure_topics, max_transcript_record_bytes
 from streams.models import format_ms
 
@@ -90,10 +90,7 @@ class Enricher:
         # Partitions assigned but not yet prepared (committed offset, read-back): kept paused.
         self._preparing: set[TopicPartition] = set()
         self._max_record = max_transcript_record_bytes(settings)
-        connection = {
-            "bootstrap_servers": settings.kafka_bootstrap_servers,
-            **aiokafka_security(settings),
-        }
+        connection = aiokafka_connection(settings)
         self.consumer = AIOKafkaConsumer(
             **connection,
             group_id=settings.group_id,

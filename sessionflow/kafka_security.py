@@ -1,7 +1,7 @@
 """How every Kafka client of a process connects: one reading of the settings for each client library.
 
 The producer speaks to Kafka through librdkafka (confluent-kafka), everything else through aiokafka
-(the worker's Faust app too, whose credentials come from `aiokafka_security` by way of
+(the worker's Faust app too, whose credentials come from these settings by way of
 streams/app.py). Each construction site adds what these return, so one set of
 `SESSIONFLOW_KAFKA_*` variables reaches every client: a client left out would fail to connect to
 a secured cluster, and tests/integration/test_kafka_security.py runs every process and tool
@@ -45,6 +45,12 @@ def aiokafka_security(settings: KafkaSettings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return options
+
+
+def aiokafka_connection(settings: KafkaSettings) -> dict[str, Any]:
+    """Where Kafka is and how to reach it, for an aiokafka client: its bootstrap servers and
+    `aiokafka_security`, so that no client is given the one without the other."""
+    return {"bootstrap_servers": settings.kafka_bootstrap_servers, **aiokafka_security(settings)}
 
 
 def librdkafka_security(settings: KafkaSettings) -> dict[str, str]:

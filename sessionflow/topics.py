@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from sessionflow.errors import SessionflowError
-from sessionflow.kafka_security import aiokafka_security
+from sessionflow.kafka_security import aiokafka_connection
 from sessionflow.settings import KafkaSettings
 
 log = logging.getLogger("sessionflow.topics")
@@ -149,8 +149,7 @@ async def ensure_topics(
 
 async def _ensure_once(settings: KafkaSettings, wanted: list[TopicSpec], timeout_s: float) -> None:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        **aiokafka_security(settings),
+        **aiokafka_connection(settings),
         request_timeout_ms=int(timeout_s * 1000),
     )
     try:

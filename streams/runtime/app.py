@@ -11,7 +11,7 @@ from faust.types import TP, TransportT
 from faust.types.enums import ProcessingGuarantee
 
 from streams.runtime.consumer import ConsumerThread
-from streams.runtime.producers import PLAINTEXT, Producers, WorkerTransaction
+from streams.runtime.producers import Producers, WorkerTransaction
 from streams.runtime.restore import TableManager, restorer_of
 from streams.runtime.runner import Processor, Runner, Sources
 from streams.runtime.store import SharedMemory, Table
@@ -101,7 +101,7 @@ class App(faust.App):
         table: Any,
         partitions: int,
         bootstrap_servers: str,
-        security: Mapping[str, Any] = PLAINTEXT,
+        security: Mapping[str, Any],
         on_held_back: Callable[[str, int], None],
         on_commit: Callable[[float, int], None],
         on_dropped: Callable[[str], None] = lambda reason: None,

@@ -34,6 +34,7 @@ from faust.types import TP, TransportT
 
 from streams.runtime.app import App as RuntimeApp
 from streams.runtime.consumer import Consumer as RuntimeConsumer
+from streams.runtime.producers import PLAINTEXT
 from streams.runtime.runner import Sources
 from streams.runtime.transport import Transport as RuntimeTransport
 from streams.runtime.unit import Unit
@@ -132,6 +133,7 @@ if isinstance(app, RuntimeApp):
         table=app.Table("seen", partitions=1, key_type=bytes, value_type=bytes),
         partitions=1,
         bootstrap_servers=os.environ["WINDOW_BOOTSTRAP"],
+        security=PLAINTEXT,
         on_held_back=lambda reason, count: None,
         on_commit=lambda seconds, partitions: None,
     )

@@ -16,7 +16,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import ProducerFenced
 from aiokafka.protocol.types import Int8, Int16, Int32
 
-from sessionflow.kafka_security import aiokafka_security
+from sessionflow.kafka_security import aiokafka_connection
 from sessionflow.settings import KafkaSettings
 from streams.runtime.fencing import fence_lost_transactions
 from streams.runtime.protocol import STRING, flexible_api, structs
@@ -106,9 +106,7 @@ async def worker_client(acl_broker: Any) -> AsyncIterator[AIOKafkaClient]:
         kafka_sasl_username=USER,
         kafka_sasl_password=PASSWORD,
     )
-    client = AIOKafkaClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, **aiokafka_security(settings)
-    )
+    client = AIOKafkaClient(**aiokafka_connection(settings))
     await client.bootstrap()
     try:
         yield client
