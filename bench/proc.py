@@ -18,22 +18,60 @@ REPO = Path(__file__).resolve().parent.parent
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
+PORT_BLOCK = 16  # ports p with p // PORT_BLOCK % lanes == lane belong to one lane
+
+
+class _PortBook:
+    """The ports this process has handed out, and its lane among processes picking side by side.
+
+    The kernel may give the same port to two `bind(0)` calls once the first socket is closed, and
+    a process started with that port binds it only seconds later: two ports picked in a row could
+    be one. So a port is handed out at most once per process, and processes that pick at the same
+    time (`make test`'s two streams) each keep to their own blocks of ports."""
+
+    def __init__(self) -> None:
+        self.handed: set[int] = set()
+        self.lane, self.lanes = 0, 1
+
+    def takes(self, ports: range) -> bool:
+        return all(
+            p // PORT_BLOCK % self.lanes == self.lane and p not in self.handed for p in ports
+        )
+
+
+_PORTS = _PortBook()
+
+
+def share_ports(lane: int, lanes: int) -> tuple[int, int]:
+    """This process picks ports beside `lanes` - 1 others; it keeps to lane `lane` of them.
+    Returns the lane and lanes it kept to before."""
+    if not 0 <= lane < lanes:
+        raise ValueError(f"lane {lane} is not one of {lanes}")
+    before = _PORTS.lane, _PORTS.lanes
+    _PORTS.lane, _PORTS.lanes = lane, lanes
+    return before
+
+
 def free_port(room: int = 1) -> int:
     """A free loopback port p, with p + 1 .. p + room - 1 free too (a producer of several
-    processes serves admin ports p + i). A port the kernel gives for binding is often next to
-    one it gave a client connection, so the neighbours are checked, not assumed."""
-    for _ in range(100):
+    processes serves admin ports p + i), none of them handed out before by this process or in
+    another's lane. A port the kernel gives for binding is often next to one it gave a client
+    connection, so the neighbours are checked, not assumed."""
+    for _ in range(1000):
         with contextlib.ExitStack() as held:
             socks = [held.enter_context(socket.socket()) for _ in range(room)]
             socks[0].bind(("127.0.0.1", 0))
             port: int = socks[0].getsockname()[1]
+            if not _PORTS.takes(range(port, port + room)):
+                continue
             try:
                 for i, sock in enumerate(socks[1:], start=1):
                     sock.bind(("127.0.0.1", port + i))
             except OSError:
                 continue
+            _PORTS.handed.update(range(port, port + room))
             return port
-    raise RuntimeError(f"no {room} adjacent free ports on loopback")
+    raise RuntimeError(f"no {room} adjacent free ports on loopback in lane {_PORTS.lane}")
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaError
 
+from bench.proc import share_ports
 from sessionflow.topics import delete_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,6 +60,14 @@ def _docker_answers() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An xdist worker picks its free ports in a lane of its own: the two streams of `make test`
+    start processes side by side, and a port one stream picked may be bound only seconds later."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... set by pytest-xdist
+    if worker is not None:
+        share_ports(int(worker.removeprefix("gw")), int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
 
 
 RELIABILITY_TESTS = "tests/reliability/"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
 
+from bench.proc import free_port
 from cli import delivery
 from sessionflow.events import SESSION_ENDED
 from streams.models import IncompleteReason
@@ -97,9 +97,7 @@ async def test_an_event_that_never_gets_a_2xx_is_a_failure(serve: Callable[..., 
 
 
 async def test_connection_errors_are_retried_then_reported() -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     plan = make_plan(2)
     report = await delivery.deliver(
         plan,

@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from bench.proc import free_port
 from producer.server import bind, listeners, server_config
 from producer.settings import ProducerSettings
 
@@ -24,13 +25,6 @@ def test_a_bound_listener_refuses_connections_until_it_listens() -> None:
         sock.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _settings(http_port: int, admin_port: int) -> ProducerSettings:
     return ProducerSettings(
         webhook_secrets=SECRET,
@@ -42,7 +36,7 @@ def _settings(http_port: int, admin_port: int) -> ProducerSettings:
 
 
 def test_both_listeners_bind_in_order() -> None:
-    http_port, admin_port = _free_port(), _free_port()
+    http_port, admin_port = free_port(), free_port()
     public, admin = listeners(_settings(http_port, admin_port))
     try:
         assert public.getsockname() == ("127.0.0.1", http_port)
@@ -56,7 +50,7 @@ def test_a_taken_port_fails_before_anything_starts() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        http_port = _free_port()
+        http_port = free_port()
         port = taken.getsockname()[1]
         # The error names the address: which port is taken is what an operator needs to know.
         with pytest.raises(OSError, match=rf"in use \(127\.0\.0\.1:{port}\)"):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.proc import free_port
 from tests.conftest import load_launcher
 
 launcher = load_launcher()
@@ -85,10 +86,7 @@ def test_cluster_ids_are_kafka_shaped() -> None:
 
 
 def test_readiness_probe_is_false_for_a_closed_port_and_a_mute_server() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    assert launcher.metadata_ready("127.0.0.1", port, timeout_s=0.2) is False
+    assert launcher.metadata_ready("127.0.0.1", free_port(), timeout_s=0.2) is False
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

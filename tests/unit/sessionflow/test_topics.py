@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 
 import pytest
 from aiokafka.errors import KafkaError
 
+from bench.proc import free_port
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics, TopicSpec, ensure_topics, max_transcript_record_bytes
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_waits_for_the_broker_until_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
-    settings = KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}")
+    settings = KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, "sessionflow.topics"), pytest.raises(KafkaError):
         await ensure_topics(settings, [TopicSpec("t", 1, 1, {})], startup_timeout_s=1.5)
@@ -30,7 +23,7 @@ async def test_waits_for_the_broker_until_the_deadline(caplog: pytest.LogCapture
 
 
 async def test_no_wait_without_a_startup_budget() -> None:
-    settings = KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}")
+    settings = KafkaSettings(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
     started = time.monotonic()
     with pytest.raises(KafkaError):
         await ensure_topics(settings, [TopicSpec("t", 1, 1, {})], startup_timeout_s=0)
