@@ -28,6 +28,7 @@ def _producer(_: argparse.Namespace) -> int:
 
 
 def _worker(_: argparse.Namespace) -> int:
+    from sessionflow.errors import SessionflowError
     from streams.runtime.compat import IncompatibleLibraries
     from streams.settings import WorkerSettings
     from streams.worker import run
@@ -36,6 +37,9 @@ def _worker(_: argparse.Namespace) -> int:
         return run(WorkerSettings())
     except IncompatibleLibraries as exc:
         print(f"sessionflow worker: {exc}", file=sys.stderr)
+        return 2
+    except SessionflowError as exc:  # Kafka refused this client or the topics, before Faust ran
+        print(f"sessionflow worker: refusing to start: {exc}", file=sys.stderr)
         return 2
 
 

@@ -11,9 +11,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from sessionflow.errors import SessionflowError
 from sessionflow.kafka_security import aiokafka_connection
 from sessionflow.settings import KafkaSettings
-from sessionflow.topics import DAY_MS, TopicError, Topics, TopicSpec, ensure_topics
+from sessionflow.topics import DAY_MS, Topics, TopicSpec, ensure_topics
 
 _TIMEOUT_S = 30.0
 _SHOWN_CONFIGS = ("retention.ms", "max.message.bytes", "cleanup.policy")
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.describe:
             asyncio.run(ensure_topics(settings, specs, timeout_s=_TIMEOUT_S))
         found = asyncio.run(describe_topics(settings, [s.name for s in specs]))
-    except (TopicError, KafkaError, TimeoutError, OSError) as exc:
+    except (SessionflowError, KafkaError, TimeoutError, OSError) as exc:
         sys.stderr.write(f"sessionflow topics: {exc}\n")
         return 1
     table = rows(specs, found)

@@ -16,8 +16,8 @@ from enricher.errors import EnricherCrashed
 from enricher.metrics import EnricherMetrics
 from enricher.service import Enricher
 from enricher.settings import EnricherSettings
+from sessionflow.errors import SessionflowError
 from sessionflow.logs import configure_logging
-from sessionflow.topics import TopicError
 
 log = logging.getLogger("enricher")
 
@@ -101,7 +101,8 @@ def serve(settings: EnricherSettings) -> int:
             return await run_until_stopped(settings, stop)
         except EnricherCrashed:
             log.exception("the enricher stopped after an unexpected failure; a restart resumes")
-        except (TopicError, KafkaError, OSError) as exc:
+        # Kafka refusing this client or the topics (SessionflowError), or gone for too long.
+        except (SessionflowError, KafkaError, OSError) as exc:
             log.error(
                 "the enricher stopped: %s", exc, extra={"fields": {"error": type(exc).__name__}}
             )

@@ -25,6 +25,7 @@ from producer.publisher import KafkaPublisher, Publisher
 from producer.settings import ProducerSettings
 from producer.tasks import Background
 from producer.verify import WebhookVerifier, signature_header
+from sessionflow.errors import SessionflowError
 from sessionflow.heap import collect_young_less_often, freeze_startup_objects
 from sessionflow.raw_record import dlq_headers, format_received_at, raw_headers
 
@@ -116,7 +117,10 @@ class ProducerApp:
                 try:
                     await self.publisher.start()
                 except Exception as exc:  # any failure must reach the server, which then exits
-                    logging.getLogger("producer").exception("startup failed")
+                    if isinstance(exc, SessionflowError):  # a refusal that says why: no traceback
+                        logging.getLogger("producer").error("refusing to start: %s", exc)
+                    else:
+                        logging.getLogger("producer").exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                     return
                 freeze_startup_objects()  # full collections skip what lives as long as we do

@@ -6,15 +6,28 @@ streams/app.py). Each construction site adds what these return, so one set of
 `SESSIONFLOW_KAFKA_*` variables reaches every client: a client left out would fail to connect to
 a secured cluster, and tests/integration/test_kafka_security.py runs every process and tool
 against a listener that takes only SASL, only TLS, or both.
+
+`refusal` tells a broker that answers and refuses a client (credentials, certificate) from one
+that does not answer yet: the first stops a service at start, the second is waited for.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import ssl
-from typing import Any
+from typing import Any, Final
 
+from aiokafka import conn as aiokafka_conn
+from aiokafka.errors import (
+    IllegalSaslStateError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.helpers import create_ssl_context
 
+from sessionflow.errors import SessionflowError
 from sessionflow.settings import SASL_PROTOCOLS, TLS_PROTOCOLS, KafkaSettings
 
 
@@ -66,3 +79,103 @@ def librdkafka_security(settings: KafkaSettings) -> dict[str, str]:
         options["sasl.username"] = settings.kafka_sasl_username
         options["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
     return options
+
+
+# -- why Kafka refuses a client --------------------------------------------------------------------
+# aiokafka's clients log why a bootstrap connection failed and raise a bare KafkaConnectionError, so
+# a refused password or an untrusted certificate looks like a broker that is down, and a service
+# would wait out its start-up timeout for a broker that will never take it. `refusal` opens one
+# connection itself, with the function aiokafka's client bootstraps with: aiokafka.conn.create_conn
+# and collect_hosts, which are not in aiokafka's documented API (verified on 0.14.0, pinned in
+# pyproject.toml). `check_refusal_probe` refuses to run when they no longer fit.
+_CREATE_CONN_PARAMETERS: Final = frozenset(
+    {
+        "host",
+        "port",
+        "request_timeout_ms",
+        "ssl_context",
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+    }
+)
+# Answers that no retry changes: the credentials, the mechanism, the broker's certificate.
+_REFUSALS: Final = (
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+    IllegalSaslStateError,
+    ssl.SSLCertVerificationError,
+)
+
+
+class KafkaClientMismatch(SessionflowError, RuntimeError):
+    """aiokafka no longer has the connection function `refusal` opens its probe with."""
+
+
+class KafkaRefused(SessionflowError, RuntimeError):
+    """Kafka answers, and refuses this client for good: its credentials or its certificate."""
+
+
+def check_refusal_probe() -> None:
+    """Refuse to run when aiokafka.conn no longer has what `refusal` calls (see above)."""
+    create_conn = getattr(aiokafka_conn, "create_conn", None)
+    if not inspect.iscoroutinefunction(create_conn) or not callable(
+        getattr(aiokafka_conn, "collect_hosts", None)
+    ):
+        raise KafkaClientMismatch(
+            f"aiokafka {_aiokafka_version()} has no aiokafka.conn.create_conn coroutine or"
+            " collect_hosts (verified on 0.14.0): update sessionflow/kafka_security.py"
+        )
+    missing = _CREATE_CONN_PARAMETERS - set(inspect.signature(create_conn).parameters)
+    if missing:
+        raise KafkaClientMismatch(
+            f"aiokafka {_aiokafka_version()}'s create_conn takes no {', '.join(sorted(missing))}"
+            " (verified on 0.14.0): update sessionflow/kafka_security.py"
+        )
+
+
+async def refusal(settings: KafkaSettings, timeout_s: float) -> str | None:
+    """Why Kafka refuses these settings for good, read from one connection to each bootstrap
+    server in turn; None when none answers (a broker that is down or starting) or one accepts.
+    A plaintext client has nothing to be refused: it is not probed."""
+    if not (uses_tls(settings) or uses_sasl(settings)):
+        return None
+    security = aiokafka_security(settings)
+    for host, port, _family in aiokafka_conn.collect_hosts(settings.kafka_bootstrap_servers):
+        try:
+            connection = await asyncio.wait_for(
+                aiokafka_conn.create_conn(
+                    host, port, request_timeout_ms=int(timeout_s * 1000), **security
+                ),
+                timeout_s,
+            )
+        except _REFUSALS as exc:
+            return _why(settings, f"{host}:{port}", exc)
+        except (KafkaError, OSError, TimeoutError):
+            continue
+        connection.close()
+        return None
+    return None
+
+
+def _why(settings: KafkaSettings, server: str, exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        trusted = (
+            f"the CA file {settings.kafka_ssl_cafile}"
+            if settings.kafka_ssl_cafile is not None
+            else "the system's CAs (SESSIONFLOW_KAFKA_SSL_CAFILE is not set)"
+        )
+        return (
+            f"Kafka at {server}: its certificate is not trusted by {trusted}: {exc.verify_message}"
+        )
+    return (
+        f"Kafka at {server} refused {settings.kafka_sasl_mechanism} authentication as user"
+        f" {settings.kafka_sasl_username!r} (SESSIONFLOW_KAFKA_SASL_USERNAME and _PASSWORD): {exc}"
+    )
+
+
+def _aiokafka_version() -> str:
+    import aiokafka
+
+    return str(aiokafka.__version__)

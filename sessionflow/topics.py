@@ -14,7 +14,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from sessionflow.errors import SessionflowError
-from sessionflow.kafka_security import aiokafka_connection
+from sessionflow.kafka_security import (
+    KafkaRefused,
+    aiokafka_connection,
+    check_refusal_probe,
+    refusal,
+)
 from sessionflow.settings import KafkaSettings
 
 log = logging.getLogger("sessionflow.topics")
@@ -25,6 +30,8 @@ DAY_MS = 24 * 60 * 60 * 1000
 STARTUP_TIMEOUT_S = 120.0
 _RETRY_FIRST_S = 0.5
 _RETRY_CAP_S = 5.0
+# How long the connection that asks why a start-up attempt failed may take.
+_PROBE_TIMEOUT_S = 10.0
 # Room for the record's key, headers and batch framing beyond the body itself.
 RECORD_OVERHEAD_BYTES = 64 * 1024
 
@@ -123,8 +130,10 @@ async def ensure_topics(
     """Create the missing topics; refuse to run over a topic with another partition count.
 
     While no broker answers (a connection error or a timeout), retry with backoff until
-    `startup_timeout_s` has passed, then raise the last error; a refusal is raised at once.
+    `startup_timeout_s` has passed, then raise the last error; a refusal is raised at once: of
+    the topics, or of this client (KafkaRefused: its credentials or the broker's certificate).
     """
+    check_refusal_probe()
     wanted = list(specs)
     deadline = time.monotonic() + startup_timeout_s
     delay = _RETRY_FIRST_S
@@ -132,6 +141,9 @@ async def ensure_topics(
         try:
             await _ensure_once(settings, wanted, timeout_s)
         except (KafkaError, OSError, TimeoutError) as exc:
+            why = await refusal(settings, min(timeout_s, _PROBE_TIMEOUT_S))
+            if why is not None:
+                raise KafkaRefused(why) from exc
             left = deadline - time.monotonic()
             if left <= 0:
                 raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from tests.conftest import load_launcher
 from tests.integration.agntix_fake import API_KEY, FakeAgntix
-from tests.integration.cli_fixtures import SecuredEnv, serving_transcripts
+from tests.integration.cli_fixtures import SecuredEnv, cli, serving_transcripts
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -154,3 +155,49 @@ def test_a_certificate_the_clients_do_not_trust_is_refused(
     assert done.returncode == 1
     assert "CERTIFICATE_VERIFY_FAILED" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+# Each service refuses to start at once, in its own way: uvicorn's start-up failure, the worker's
+# refusal, the enricher's stop; none waits out its 120 s for a broker that answers and refuses.
+SERVICES = {"producer": 3, "worker": 2, "enricher": 1}
+STARTS_WITHIN_S = 45.0
+
+
+def start_refused(env: SecuredEnv, service: str) -> str:
+    """Start `service` alone; it must exit with its refusal code well before its start-up timeout.
+    Its output."""
+    started = time.monotonic()
+    done = subprocess.run(
+        cli(service),
+        env=env.environ(AGNTIX_API_URL="http://127.0.0.1:9/", AGNTIX_API_KEY=API_KEY),
+        capture_output=True,
+        text=True,
+        timeout=STARTS_WITHIN_S,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == SERVICES[service], output
+    assert time.monotonic() - started < STARTS_WITHIN_S
+    assert "Traceback" not in output
+    return output
+
+
+@pytest.mark.parametrize("secured_broker", ["SASL_PLAINTEXT"], indirect=True)
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_refused_its_password_stops_at_once_and_says_why(
+    secured_broker: SecuredBroker, tmp_path: Path, service: str
+) -> None:
+    output = start_refused(secured(secured_broker, tmp_path, password="not-the-password"), service)
+    assert f"refused SCRAM-SHA-256 authentication as user '{USER}'" in output, output
+    assert "not-the-password" not in output
+
+
+@pytest.mark.parametrize("secured_broker", ["SSL"], indirect=True)
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_that_does_not_trust_the_certificate_stops_at_once_and_says_why(
+    secured_broker: SecuredBroker, tmp_path: Path, service: str
+) -> None:
+    env = secured(secured_broker, tmp_path)
+    del env.security["SESSIONFLOW_KAFKA_SSL_CAFILE"]
+    output = start_refused(env, service)
+    assert "its certificate is not trusted by the system's CAs" in output, output

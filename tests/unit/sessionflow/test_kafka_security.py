@@ -1,5 +1,6 @@
 """sessionflow.kafka_security and the settings it reads: one connection, spelled for each client
-library; settings that cannot connect are refused at start, without printing the password."""
+library; settings that cannot connect are refused at start, without printing the password; the
+probe that tells a refusing broker from one that is down fits the locked aiokafka."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import conn as aiokafka_conn
 from pydantic import ValidationError
 
-from sessionflow.kafka_security import aiokafka_security, librdkafka_security
+from bench.proc import free_port
+from sessionflow.kafka_security import (
+    KafkaClientMismatch,
+    aiokafka_security,
+    check_refusal_probe,
+    librdkafka_security,
+    refusal,
+)
 from sessionflow.settings import KafkaSettings
 
 PASSWORD = "the-kafka-password"
@@ -100,3 +109,30 @@ def test_settings_that_cannot_connect_are_refused_without_their_values(
 
 def test_the_password_stays_out_of_the_settings_repr() -> None:
     assert PASSWORD not in repr(sasl())
+
+
+def test_the_refusal_probe_fits_the_locked_aiokafka() -> None:
+    check_refusal_probe()
+
+
+async def _create_conn_without_sasl(host: str, port: int, *, ssl_context: Any = None) -> None:
+    """A create_conn that lost its SASL parameters."""
+
+
+@pytest.mark.parametrize(
+    ("create_conn", "names"),
+    [(None, "no aiokafka.conn.create_conn"), (_create_conn_without_sasl, "takes no request_")],
+)
+def test_the_refusal_probe_refuses_to_run_on_an_aiokafka_that_changed(
+    monkeypatch: pytest.MonkeyPatch, create_conn: Any, names: str
+) -> None:
+    monkeypatch.setattr(aiokafka_conn, "create_conn", create_conn)
+    with pytest.raises(KafkaClientMismatch, match=names) as refused:
+        check_refusal_probe()
+    assert "update sessionflow/kafka_security.py" in str(refused.value)
+
+
+async def test_no_answer_is_no_refusal() -> None:
+    """A broker that is down may come up: only an answer that refuses is a refusal."""
+    down = sasl(kafka_bootstrap_servers=f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}")
+    assert await refusal(down, timeout_s=1.0) is None
