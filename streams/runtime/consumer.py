@@ -71,8 +71,9 @@ start-up that every method overridden or read here is still the one Faust has.
    stopping cleanly reports its partitions leaderless just before it goes, so when a refresh
    landed then, the worker spun a core for the whole outage: reliability scenario 12 measured
    20.1 s of CPU in a 20 s outage (it is 0.5 s otherwise), and 173,000 failed updates.
-   `backoff_failed_metadata_updates` makes the consumer's client sleep `retry_backoff_ms`
-   (100 ms) after each failed update, as aiokafka's own retries do elsewhere.
+   `backoff_failed_metadata_updates` (lookups.py) makes the consumer's client sleep
+   `retry_backoff_ms` (100 ms) after each failed update, as aiokafka's own retries do elsewhere;
+   the worker's producers have the same loop and the same remedy (producers.py).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ from faust.types import TP
 from faust.types.transports import TPorTopicSet
 from mode import ServiceT
 
+from streams.runtime.lookups import backoff_failed_metadata_updates
 from streams.runtime.restore import restorer_of
 from streams.runtime.runner import Record, Runner
 from streams.runtime.stable_ends import StableEnds
@@ -119,20 +121,6 @@ class _CommitOverlaps(logging.Filter):
 def quiet_commit_overlaps() -> None:  # (10)
     """mode's warning of a commit longer than the commit interval becomes a DEBUG record."""
     logging.getLogger(MODE_TIMERS_LOGGER).addFilter(_CommitOverlaps())
-
-
-def backoff_failed_metadata_updates(client: Any) -> None:  # (13)
-    """After a failed metadata update, `client` (an AIOKafkaClient) waits its retry backoff
-    before the next can start: callers that loop on updates without waiting no longer spin."""
-    update = client._metadata_update
-
-    async def _metadata_update(cluster_metadata: Any, topics: Any) -> bool:
-        updated: bool = await update(cluster_metadata, topics)
-        if not updated:
-            await asyncio.sleep(client._retry_backoff)
-        return updated
-
-    client._metadata_update = _metadata_update
 
 
 @dataclass(frozen=True, slots=True)

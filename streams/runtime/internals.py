@@ -359,8 +359,8 @@ REQUIREMENTS: Final = (
     Requirement(
         "aiokafka AIOKafkaClient._metadata_update(self, cluster_metadata, topics) returning"
         " whether it updated, awaited by _md_synchronizer; _retry_backoff",
-        "a failed metadata update waits the retry backoff, so the fetcher does not spin a core"
-        " while the broker is down and a partition has no leader (consumer.py, 13)",
+        "a failed metadata update waits the retry backoff, so neither the fetcher nor a producer's"
+        " sender spins a core while the broker is down and a partition has no leader (lookups.py)",
         lambda app: (
             _method(AIOKafkaClient, "_metadata_update", "cluster_metadata", "topics")
             and _source_says(

@@ -60,7 +60,7 @@ from aiokafka.errors import (
     ProducerFenced,
 )
 
-from streams.runtime.lookups import pace_coordinator_lookups
+from streams.runtime.lookups import backoff_failed_metadata_updates, pace_coordinator_lookups
 from streams.runtime.worker_txn import GroupMember, commit_with_generation
 
 log = logging.getLogger(__name__)
@@ -298,6 +298,7 @@ class Producers:
             extra["transaction_timeout_ms"] = self._worker.timeout_ms
         producer = AIOKafkaProducer(**self._settings, **extra, transactional_id=transactional_id)
         pace_coordinator_lookups(producer.client)
+        backoff_failed_metadata_updates(producer.client)
         if transactional_id is not None and self._group_id is not None:
             add_offsets_early(producer._txn_manager, self._group_id)
         if self._worker is not None:

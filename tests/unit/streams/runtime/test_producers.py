@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,6 +104,24 @@ async def test_transactional_producers_retry_after_the_short_backoff_the_shared_
     finally:
         await transactional.stop()
         await shared.stop()
+
+
+async def test_a_failed_metadata_update_of_either_producer_waits_its_retry_backoff() -> None:
+    """No broker known: the update fails at once, then waits (lookups.py: the sender's loop)."""
+    producers = Producers(
+        bootstrap_servers="127.0.0.1:9",
+        client_id="w",
+        transactional_id=lambda partition: f"app-group-{partition}",
+        group_id="g",
+    )
+    for transactional_id, backoff_s in (("app-group-0", TXN_RETRY_BACKOFF_MS / 1000), (None, 0.1)):
+        producer = producers._new(transactional_id)
+        try:
+            started = time.monotonic()
+            assert await producer.client._metadata_update(producer.client.cluster, None) is False
+            assert time.monotonic() - started >= backoff_s
+        finally:
+            await producer.stop()
 
 
 def _worker_scope(transactional_id: Any = None) -> Producers:
