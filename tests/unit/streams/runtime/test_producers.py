@@ -89,13 +89,18 @@ def test_transactional_producers_need_the_group_whose_offsets_they_commit() -> N
         Producers(bootstrap_servers="127.0.0.1:9", client_id="c", transactional_id=str)
 
 
-async def test_transactional_producers_retry_after_the_short_backoff_the_shared_one_not() -> None:
-    producers = Producers(
+def _partition_scope() -> Producers:
+    """Producers with a transaction per partition (and the shared one, for transactional_id None)."""
+    return Producers(
         bootstrap_servers="127.0.0.1:9",
         client_id="w",
         transactional_id=lambda partition: f"app-group-{partition}",
         group_id="g",
     )
+
+
+async def test_transactional_producers_retry_after_the_short_backoff_the_shared_one_not() -> None:
+    producers = _partition_scope()
     transactional = producers._new("app-group-0")
     shared = producers._new(None)
     try:
@@ -108,12 +113,7 @@ async def test_transactional_producers_retry_after_the_short_backoff_the_shared_
 
 async def test_a_failed_metadata_update_of_either_producer_waits_its_retry_backoff() -> None:
     """No broker known: the update fails at once, then waits (lookups.py: the sender's loop)."""
-    producers = Producers(
-        bootstrap_servers="127.0.0.1:9",
-        client_id="w",
-        transactional_id=lambda partition: f"app-group-{partition}",
-        group_id="g",
-    )
+    producers = _partition_scope()
     for transactional_id, backoff_s in (("app-group-0", TXN_RETRY_BACKOFF_MS / 1000), (None, 0.1)):
         producer = producers._new(transactional_id)
         try:
