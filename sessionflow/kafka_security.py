@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ssl
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, Final, TypeGuard
 
 from aiokafka import conn as aiokafka_conn
 from aiokafka.errors import (
     IllegalSaslStateError,
+    KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
@@ -40,12 +42,22 @@ def uses_sasl(settings: KafkaSettings) -> bool:
 
 
 def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
-    """The TLS context of aiokafka's clients: the system's CAs, or only the configured file's."""
+    """The TLS context of aiokafka's clients: the system's CAs, or only the configured file's; with
+    the client certificate, where one is configured."""
     if not uses_tls(settings):
         return None
-    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile is not None else None
-    context: ssl.SSLContext = create_ssl_context(cafile=cafile)
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=_path(settings.kafka_ssl_cafile),
+        certfile=_path(settings.kafka_ssl_certfile),
+        keyfile=_path(settings.kafka_ssl_keyfile),
+        # Never None: OpenSSL would prompt on the terminal for an encrypted key's password.
+        password=settings.kafka_ssl_key_password.get_secret_value(),
+    )
     return context
+
+
+def _path(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def aiokafka_security(settings: KafkaSettings) -> dict[str, Any]:
@@ -74,6 +86,11 @@ def librdkafka_security(settings: KafkaSettings) -> dict[str, str]:
         # OpenSSL does not know the distribution's path).
         cafile = settings.kafka_ssl_cafile
         options["ssl.ca.location"] = str(cafile) if cafile is not None else "probe"
+        if settings.kafka_ssl_certfile is not None and settings.kafka_ssl_keyfile is not None:
+            options["ssl.certificate.location"] = str(settings.kafka_ssl_certfile)
+            options["ssl.key.location"] = str(settings.kafka_ssl_keyfile)
+        if settings.kafka_ssl_key_password.get_secret_value():
+            options["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
     if uses_sasl(settings):
         options["sasl.mechanism"] = settings.kafka_sasl_mechanism
         options["sasl.username"] = settings.kafka_sasl_username
@@ -83,11 +100,12 @@ def librdkafka_security(settings: KafkaSettings) -> dict[str, str]:
 
 # -- why Kafka refuses a client --------------------------------------------------------------------
 # aiokafka's clients log why a bootstrap connection failed and raise a bare KafkaConnectionError, so
-# a refused password or an untrusted certificate looks like a broker that is down, and a service
-# would wait out its start-up timeout for a broker that will never take it. `refusal` opens one
-# connection itself, with the function aiokafka's client bootstraps with: aiokafka.conn.create_conn
-# and collect_hosts, which are not in aiokafka's documented API (verified on 0.14.0, pinned in
-# pyproject.toml). `check_refusal_probe` refuses to run when they no longer fit.
+# a refused password, an untrusted broker certificate or a client certificate the broker turns down
+# looks like a broker that is down, and a service would wait out its start-up timeout for a broker
+# that will never take it. `refusal` opens one connection itself, with the function aiokafka's
+# client bootstraps with: aiokafka.conn.create_conn and collect_hosts, which are not in aiokafka's
+# documented API (verified on 0.14.0, pinned in pyproject.toml). `check_refusal_probe` refuses to
+# run when they no longer fit.
 _CREATE_CONN_PARAMETERS: Final = frozenset(
     {
         "host",
@@ -100,12 +118,25 @@ _CREATE_CONN_PARAMETERS: Final = frozenset(
         "sasl_plain_password",
     }
 )
-# Answers that no retry changes: the credentials, the mechanism, the broker's certificate.
+# Answers that no retry changes: the credentials, the mechanism, the broker's certificate (and,
+# below, the client's).
 _REFUSALS: Final = (
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
     IllegalSaslStateError,
     ssl.SSLCertVerificationError,
+)
+
+# The TLS alerts (OpenSSL's reasons end so) with which a broker that requires client certificates
+# turns ours down: none sent, or one it does not trust, that has expired, or was revoked.
+_CERTIFICATE_ALERTS: Final = (
+    "BAD_CERTIFICATE",
+    "CERTIFICATE_REQUIRED",
+    "CERTIFICATE_UNKNOWN",
+    "UNKNOWN_CA",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "UNSUPPORTED_CERTIFICATE",
 )
 
 
@@ -152,6 +183,10 @@ async def refusal(settings: KafkaSettings, timeout_s: float) -> str | None:
             )
         except _REFUSALS as exc:
             return _why(settings, f"{host}:{port}", exc)
+        except KafkaConnectionError as exc:
+            if _certificate_alert(exc.__cause__):  # the broker's TLS alert about ours
+                return _why_not_ours(settings, f"{host}:{port}", exc.__cause__)
+            continue
         except (KafkaError, OSError, TimeoutError):
             continue
         connection.close()
@@ -172,6 +207,24 @@ def _why(settings: KafkaSettings, server: str, exc: BaseException) -> str:
     return (
         f"Kafka at {server} refused {settings.kafka_sasl_mechanism} authentication as user"
         f" {settings.kafka_sasl_username!r} (SESSIONFLOW_KAFKA_SASL_USERNAME and _PASSWORD): {exc}"
+    )
+
+
+def _certificate_alert(error: BaseException | None) -> TypeGuard[ssl.SSLError]:
+    """A TLS alert in which the broker turns down the client's certificate, or its absence."""
+    reason = getattr(error, "reason", None) if isinstance(error, ssl.SSLError) else None
+    return isinstance(reason, str) and "ALERT" in reason and reason.endswith(_CERTIFICATE_ALERTS)
+
+
+def _why_not_ours(settings: KafkaSettings, server: str, alert: ssl.SSLError) -> str:
+    if settings.kafka_ssl_certfile is None:
+        return (
+            f"Kafka at {server} asks for a client certificate (mutual TLS), and"
+            f" SESSIONFLOW_KAFKA_SSL_CERTFILE and _KEYFILE are not set: {alert.reason}"
+        )
+    return (
+        f"Kafka at {server} does not accept the client certificate"
+        f" {settings.kafka_ssl_certfile} (SESSIONFLOW_KAFKA_SSL_CERTFILE): {alert.reason}"
     )
 
 

@@ -1,6 +1,7 @@
 """Settings shared by every sessionflow process: where Kafka is, how to reach it, and how topics
 are laid out."""
 
+import ssl
 from pathlib import Path
 from typing import Annotated, Final, Literal, Self
 
@@ -31,12 +32,16 @@ class KafkaSettings(BaseSettings):
         ),
     )
     # How every Kafka client of the process connects (sessionflow/kafka_security.py): SASL's
-    # PLAIN or SCRAM with a user and password, TLS with the system's CAs or this file's.
+    # PLAIN or SCRAM with a user and password, TLS with the system's CAs or this file's, and with a
+    # client certificate (mutual TLS) where the brokers ask for one.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr = SecretStr("")
     partitions: int = Field(default=12, ge=1, le=10_000)
     replication_factor: int = Field(default=1, ge=1, le=10)
     # The largest webhook body the producer takes; the raw and DLQ topics accept records this
@@ -60,14 +65,42 @@ class KafkaSettings(BaseSettings):
                 f"SESSIONFLOW_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs"
                 " SESSIONFLOW_KAFKA_SASL_USERNAME and SESSIONFLOW_KAFKA_SASL_PASSWORD"
             )
-        if self.kafka_ssl_cafile is not None:
+        tls_files = {
+            "SESSIONFLOW_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "SESSIONFLOW_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "SESSIONFLOW_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        for name, path in tls_files.items():
+            if path is None:
+                continue
             if self.kafka_security_protocol not in TLS_PROTOCOLS:
                 raise ValueError(
-                    "SESSIONFLOW_KAFKA_SSL_CAFILE is set but SESSIONFLOW_KAFKA_SECURITY_PROTOCOL"
+                    f"{name} is set but SESSIONFLOW_KAFKA_SECURITY_PROTOCOL"
                     f" is {self.kafka_security_protocol}, without TLS"
                 )
-            if not self.kafka_ssl_cafile.is_file():
-                raise ValueError(
-                    f"SESSIONFLOW_KAFKA_SSL_CAFILE {self.kafka_ssl_cafile} is not a file"
-                )
+            if not path.is_file():
+                raise ValueError(f"{name} {path} is not a file")
+        self._check_client_certificate()
         return self
+
+    def _check_client_certificate(self) -> None:
+        """The certificate and its key come together, and load: a wrong pair or key password is
+        a start-up error, not a TLS failure at the first connection."""
+        cert, key = self.kafka_ssl_certfile, self.kafka_ssl_keyfile
+        password = self.kafka_ssl_key_password.get_secret_value()
+        if (cert is None) != (key is None) or (password and key is None):
+            raise ValueError(
+                "SESSIONFLOW_KAFKA_SSL_CERTFILE and SESSIONFLOW_KAFKA_SSL_KEYFILE go together"
+                " (and SESSIONFLOW_KAFKA_SSL_KEY_PASSWORD only with them)"
+            )
+        if cert is None:
+            return
+        try:
+            # A password, even empty, never None: OpenSSL would prompt for one on the terminal.
+            ssl.create_default_context().load_cert_chain(cert, key, password)
+        except ssl.SSLError as exc:  # names the failure, never the password
+            raise ValueError(
+                "SESSIONFLOW_KAFKA_SSL_CERTFILE and SESSIONFLOW_KAFKA_SSL_KEYFILE do not load as a"
+                " certificate and its key (a wrong or missing SESSIONFLOW_KAFKA_SSL_KEY_PASSWORD,"
+                f" a key of another certificate, or not PEM): {exc}"
+            ) from None

@@ -47,14 +47,14 @@ class Broker:
     # A second client listener, (port, advertised port): a proxy in front of it, in tests, cuts
     # off only the clients that bootstrap through it. None: no second listener.
     proxied: tuple[int, int] | None = None
-    # A third client listener, secured, on this port (0: none), for tests of the clients'
-    # security settings: SASL (PLAIN or SCRAM-SHA-256) for these (user, password) pairs, TLS with
-    # this (PKCS12 keystore, password), or both. With `secured_acls` Kafka's ACLs apply to its
-    # users (StandardAuthorizer); the plaintext listeners' clients (ANONYMOUS: the controller,
-    # tests' set-up) are super users.
+    # A third client listener, secured, on this port (0: none), for tests: SASL (PLAIN, SCRAM-SHA-256)
+    # for these (user, password) pairs, TLS with this (PKCS12 keystore, password), or both; TLS
+    # requires a client certificate in `secured_clients` (PKCS12, same password) when given. With
+    # `secured_acls`, ACLs apply to its users; the plaintext listeners' (ANONYMOUS) are super users.
     secured_port: int = 0
     secured_users: tuple[tuple[str, str], ...] = ()
     secured_tls: tuple[Path, str] | None = None
+    secured_clients: Path | None = None
     secured_acls: bool = False
 
     @property
@@ -155,11 +155,15 @@ class Broker:
         lines = []
         if self.secured_tls is not None:
             keystore, password = self.secured_tls
-            lines += [
-                f"listener.name.secured.ssl.keystore.location={keystore}",
-                f"listener.name.secured.ssl.keystore.password={password}",
-                "listener.name.secured.ssl.keystore.type=PKCS12",
-            ]
+            for store, path in (("keystore", keystore), ("truststore", self.secured_clients)):
+                if path is not None:
+                    lines += [
+                        f"listener.name.secured.ssl.{store}.location={path}",
+                        f"listener.name.secured.ssl.{store}.password={password}",
+                        f"listener.name.secured.ssl.{store}.type=PKCS12",
+                    ]
+            if self.secured_clients is not None:
+                lines.append("listener.name.secured.ssl.client.auth=required")
         if self.secured_users:
             users = " ".join(f'user_{name}="{password}"' for name, password in self.secured_users)
             lines += [

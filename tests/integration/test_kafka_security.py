@@ -1,11 +1,11 @@
 """Every process and tool against a broker listener that takes only SASL over plaintext, SASL over
-TLS, or TLS alone: the `SESSIONFLOW_KAFKA_*` settings reach every Kafka client
-(sessionflow/kafka_security.py); a client left out could not connect."""
+TLS, or TLS alone with a client certificate (mutual TLS): the `SESSIONFLOW_KAFKA_*` settings reach
+every Kafka client (sessionflow/kafka_security.py); a client left out could not connect. A broker
+that refuses a client stops each service at once, saying why."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.certificates import broker_keystore, client_certificate, truststore
 from tests.conftest import load_launcher
 from tests.integration.agntix_fake import API_KEY, FakeAgntix
 from tests.integration.cli_fixtures import SecuredEnv, cli, serving_transcripts
@@ -23,33 +24,11 @@ from tests.integration.conftest import free_port
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "sessionflow", "kafka-s3cret-for-tests"
+KEY_PASSWORD = "client-key-s3cret"  # the client certificate's key, for mutual TLS
 # Both mechanisms and both transports in two runs: PLAIN over TLS (as managed clusters offer it),
 # SCRAM over plaintext.
 MECHANISM = {"SASL_SSL": "PLAIN", "SASL_PLAINTEXT": "SCRAM-SHA-256"}
 SASL, TLS = ["SASL_PLAINTEXT", "SASL_SSL"], ["SASL_SSL", "SSL"]
-
-
-def self_signed(folder: Path, password: str) -> tuple[Path, Path]:
-    """A key and self-signed certificate for 127.0.0.1 (JDK's keytool, which the broker's Java
-    brings): the broker's PKCS12 keystore, and the certificate as PEM for the clients' CA file."""
-    keytool = shutil.which("keytool")
-    if keytool is None:
-        pytest.skip("keytool (the JDK's) not on PATH")
-    keystore, cert = folder / "broker.p12", folder / "ca.pem"
-    store = ["-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", password]
-    key = ["-keyalg", "RSA", "-keysize", "2048", "-validity", "2", "-keypass", password]
-    name = ["-dname", "CN=localhost", "-ext", "SAN=ip:127.0.0.1,dns:localhost"]
-    subprocess.run(
-        [keytool, "-genkeypair", "-alias", "broker", *key, *name, *store],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [keytool, "-exportcert", "-rfc", "-alias", "broker", *store, "-file", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return keystore, cert
 
 
 @dataclass(frozen=True)
@@ -57,6 +36,9 @@ class SecuredBroker:
     broker: Any
     protocol: str
     cafile: Path | None = None
+    # TLS alone requires a client certificate (mutual TLS): this one, its key encrypted with
+    # KEY_PASSWORD.
+    client: tuple[Path, Path] | None = None
 
 
 @pytest.fixture(scope="module", params=["SASL_PLAINTEXT", "SASL_SSL", "SSL"])
@@ -64,11 +46,15 @@ def secured_broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecuredBroker]:
     """A broker of this module's own whose secured listener speaks the protocol of the param:
-    SASL (PLAIN and SCRAM-SHA-256, for USER), TLS, or both."""
+    SASL (PLAIN and SCRAM-SHA-256, for USER), TLS with a client certificate, or both (SASL
+    authenticates then, not a certificate)."""
     home = tmp_path_factory.mktemp("kafka-secured")
-    keystore = cafile = None
+    keystore = cafile = client = trusted = None
     if request.param in TLS:
-        keystore, cafile = self_signed(home, "keystore-pass")
+        keystore, cafile = broker_keystore(home, "keystore-pass")
+    if request.param == "SSL":
+        client = client_certificate(home, password=KEY_PASSWORD)
+        trusted = truststore(home, [client[0]], "keystore-pass")
     broker = load_launcher().Broker(
         home=home / "kafka",
         port=free_port(),
@@ -76,11 +62,12 @@ def secured_broker(
         secured_port=free_port(),
         secured_users=((USER, PASSWORD),) if request.param in SASL else (),
         secured_tls=(keystore, "keystore-pass") if keystore is not None else None,
+        secured_clients=trusted,
     )
     assert broker.secured_protocol == request.param
     broker.up()
     try:
-        yield SecuredBroker(broker, request.param, cafile)
+        yield SecuredBroker(broker, request.param, cafile, client)
     finally:
         broker.down()
 
@@ -95,6 +82,12 @@ def secured(broker: SecuredBroker, root: Path, password: str = PASSWORD) -> Secu
         }
     if broker.cafile is not None:
         security["SESSIONFLOW_KAFKA_SSL_CAFILE"] = str(broker.cafile)
+    if broker.client is not None:
+        security |= {
+            "SESSIONFLOW_KAFKA_SSL_CERTFILE": str(broker.client[0]),
+            "SESSIONFLOW_KAFKA_SSL_KEYFILE": str(broker.client[1]),
+            "SESSIONFLOW_KAFKA_SSL_KEY_PASSWORD": KEY_PASSWORD,
+        }
     return SecuredEnv(
         bootstrap=f"127.0.0.1:{broker.broker.secured_port}",  # the secured listener only
         namespace=f"t-{broker.protocol.lower()}.",
@@ -201,3 +194,27 @@ def test_a_service_that_does_not_trust_the_certificate_stops_at_once_and_says_wh
     del env.security["SESSIONFLOW_KAFKA_SSL_CAFILE"]
     output = start_refused(env, service)
     assert "its certificate is not trusted by the system's CAs" in output, output
+
+
+@pytest.mark.parametrize("secured_broker", ["SSL"], indirect=True)
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize(
+    ("certificate", "said"),
+    [
+        ("none", "asks for a client certificate (mutual TLS)"),
+        ("untrusted", "does not accept the client certificate"),
+    ],
+)
+def test_a_service_whose_client_certificate_is_turned_down_stops_at_once_and_says_why(
+    secured_broker: SecuredBroker, tmp_path: Path, service: str, certificate: str, said: str
+) -> None:
+    env = secured(secured_broker, tmp_path)
+    for name in ("CERTFILE", "KEYFILE", "KEY_PASSWORD"):
+        del env.security[f"SESSIONFLOW_KAFKA_SSL_{name}"]
+    if certificate == "untrusted":  # well-formed, but not in the broker's truststore
+        cert, key = client_certificate(tmp_path, name="stranger")
+        env.security |= {
+            "SESSIONFLOW_KAFKA_SSL_CERTFILE": str(cert),
+            "SESSIONFLOW_KAFKA_SSL_KEYFILE": str(key),
+        }
+    assert said in start_refused(env, service)

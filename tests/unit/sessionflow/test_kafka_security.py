@@ -15,12 +15,14 @@ from pydantic import ValidationError
 from bench.proc import free_port
 from sessionflow.kafka_security import (
     KafkaClientMismatch,
+    _certificate_alert,
     aiokafka_security,
     check_refusal_probe,
     librdkafka_security,
     refusal,
 )
 from sessionflow.settings import KafkaSettings
+from tests.certificates import client_certificate
 
 PASSWORD = "the-kafka-password"
 
@@ -105,6 +107,106 @@ def test_settings_that_cannot_connect_are_refused_without_their_values(
     said = str(refused.value)
     assert message in said
     assert PASSWORD not in said
+
+
+KEY_PASSWORD = "the-client-key-password"
+
+
+@pytest.fixture(scope="module")
+def client_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A client certificate and its key, encrypted with KEY_PASSWORD."""
+    return client_certificate(tmp_path_factory.mktemp("client"), password=KEY_PASSWORD)
+
+
+def mutual_tls(pair: tuple[Path, Path], **values: Any) -> KafkaSettings:
+    return settings(
+        kafka_security_protocol="SSL",
+        kafka_ssl_certfile=pair[0],
+        kafka_ssl_keyfile=pair[1],
+        kafka_ssl_key_password=KEY_PASSWORD,
+        **values,
+    )
+
+
+def test_mutual_tls_gives_each_library_the_client_certificate(
+    client_pair: tuple[Path, Path],
+) -> None:
+    cert, key = client_pair
+    context = aiokafka_security(mutual_tls(client_pair))["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)  # it loaded the pair, with the key's password
+    assert librdkafka_security(mutual_tls(client_pair)) == {
+        "security.protocol": "ssl",
+        "ssl.ca.location": "probe",
+        "ssl.certificate.location": str(cert),
+        "ssl.key.location": str(key),
+        "ssl.key.password": KEY_PASSWORD,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"kafka_ssl_keyfile": None, "kafka_ssl_key_password": ""},
+            "SESSIONFLOW_KAFKA_SSL_CERTFILE and SESSIONFLOW_KAFKA_SSL_KEYFILE go together",
+        ),
+        (
+            {"kafka_ssl_certfile": None, "kafka_ssl_keyfile": None},
+            "SESSIONFLOW_KAFKA_SSL_KEY_PASSWORD only with them",
+        ),
+        (
+            {"kafka_security_protocol": "SASL_PLAINTEXT"},
+            "SESSIONFLOW_KAFKA_SSL_CERTFILE is set but SESSIONFLOW_KAFKA_SECURITY_PROTOCOL is"
+            " SASL_PLAINTEXT, without TLS",
+        ),
+        (
+            {"kafka_ssl_key_password": "not-the-key-password"},
+            "do not load as a certificate and its key",
+        ),
+        ({"kafka_ssl_key_password": ""}, "do not load as a certificate and its key"),
+    ],
+    ids=[
+        "cert-without-key",
+        "password-without-key",
+        "without-tls",
+        "wrong-key-password",
+        "no-key-password",
+    ],
+)
+def test_a_client_certificate_that_cannot_serve_is_refused_at_start(
+    client_pair: tuple[Path, Path], change: dict[str, Any], message: str
+) -> None:
+    values: dict[str, Any] = {
+        "kafka_security_protocol": "SSL",
+        "kafka_ssl_certfile": client_pair[0],
+        "kafka_ssl_keyfile": client_pair[1],
+        "kafka_ssl_key_password": KEY_PASSWORD,
+        "kafka_sasl_username": "u",
+        "kafka_sasl_password": PASSWORD,
+    } | change
+    with pytest.raises(ValidationError) as refused:
+        settings(**values)
+    said = str(refused.value)
+    assert message in said
+    assert KEY_PASSWORD not in said
+    assert "not-the-key-password" not in said
+
+
+@pytest.mark.parametrize(
+    ("alert", "turned_down"),
+    [
+        (ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate"), True),
+        (ssl.SSLError(1, "x"), False),
+        (OSError("connection reset"), False),
+        (None, False),
+    ],
+)
+def test_only_the_brokers_alerts_about_the_client_certificate_are_refusals(
+    alert: BaseException | None, turned_down: bool
+) -> None:
+    if isinstance(alert, ssl.SSLError) and "ALERT" in str(alert):
+        alert.reason = "SSLV3_ALERT_BAD_CERTIFICATE"  # as OpenSSL sets it
+    assert _certificate_alert(alert) is turned_down
 
 
 def test_the_password_stays_out_of_the_settings_repr() -> None:

@@ -56,6 +56,26 @@ def test_a_secured_listener_takes_plain_and_scram_and_speaks_tls_with_a_keystore
     assert "inter.broker.listener.name" in lines  # brokers keep talking plaintext among themselves
 
 
+def test_a_secured_tls_listener_with_a_truststore_requires_client_certificates(
+    tmp_path: Path,
+) -> None:
+    keystore, clients = tmp_path / "broker.p12", tmp_path / "clients.p12"
+    broker = launcher.Broker(
+        home=tmp_path,
+        port=19_999,
+        controller_port=20_000,
+        secured_port=20_001,
+        secured_tls=(keystore, "ks-pw"),
+        secured_clients=clients,
+    )
+    broker.write_config()
+    config = broker.config.read_text().splitlines()
+    assert "listener.name.secured.ssl.client.auth=required" in config
+    assert f"listener.name.secured.ssl.truststore.location={clients}" in config
+    assert "listener.name.secured.ssl.truststore.password=ks-pw" in config
+    assert broker.secured_protocol == "SSL"
+
+
 @pytest.mark.parametrize(
     ("users", "tls", "protocol"),
     [
