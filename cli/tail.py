@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from cli.errors import CliError
-from sessionflow.kafka_security import aiokafka_connection
+from sessionflow.kafka_security import aiokafka_connection, refusal
 from sessionflow.settings import KafkaSettings
 from sessionflow.topics import Topics
 from streams.runtime.runner import Record as FetchedRecord
@@ -151,8 +151,8 @@ async def tail(settings: KafkaSettings, options: TailOptions, out: TextIO) -> in
 
 async def started_reader(settings: KafkaSettings) -> AIOKafkaConsumer:
     """A started read_committed consumer without a group id (tail's and inspect's): nothing is
-    committed and no group rebalances. TailError when Kafka does not answer or refuses the
-    credentials (aiokafka has logged the broker's reason)."""
+    committed and no group rebalances. TailError when Kafka does not answer, or refuses this
+    client (saying why: the credentials, a certificate)."""
     consumer = AIOKafkaConsumer(
         **aiokafka_connection(settings),
         isolation_level="read_committed",
@@ -163,8 +163,9 @@ async def started_reader(settings: KafkaSettings) -> AIOKafkaConsumer:
         await asyncio.wait_for(consumer.start(), _START_TIMEOUT_S)
     except (KafkaError, OSError, TimeoutError) as exc:
         await consumer.stop()
+        why = await refusal(settings, _START_TIMEOUT_S)
         bootstrap = settings.kafka_bootstrap_servers
-        raise TailError(f"Kafka at {bootstrap} does not answer: {exc!r}") from exc
+        raise TailError(why or f"Kafka at {bootstrap} does not answer: {exc!r}") from exc
     return consumer
 
 

@@ -72,7 +72,9 @@ def secured_broker(
         broker.down()
 
 
-def secured(broker: SecuredBroker, root: Path, password: str = PASSWORD) -> SecuredEnv:
+def secured(
+    broker: SecuredBroker, root: Path, password: str = PASSWORD, with_certificate: bool = True
+) -> SecuredEnv:
     security = {"SESSIONFLOW_KAFKA_SECURITY_PROTOCOL": broker.protocol}
     if broker.protocol in SASL:
         security |= {
@@ -82,7 +84,7 @@ def secured(broker: SecuredBroker, root: Path, password: str = PASSWORD) -> Secu
         }
     if broker.cafile is not None:
         security["SESSIONFLOW_KAFKA_SSL_CAFILE"] = str(broker.cafile)
-    if broker.client is not None:
+    if broker.client is not None and with_certificate:
         security |= {
             "SESSIONFLOW_KAFKA_SSL_CERTFILE": str(broker.client[0]),
             "SESSIONFLOW_KAFKA_SSL_KEYFILE": str(broker.client[1]),
@@ -208,9 +210,7 @@ def test_a_service_that_does_not_trust_the_certificate_stops_at_once_and_says_wh
 def test_a_service_whose_client_certificate_is_turned_down_stops_at_once_and_says_why(
     secured_broker: SecuredBroker, tmp_path: Path, service: str, certificate: str, said: str
 ) -> None:
-    env = secured(secured_broker, tmp_path)
-    for name in ("CERTFILE", "KEYFILE", "KEY_PASSWORD"):
-        del env.security[f"SESSIONFLOW_KAFKA_SSL_{name}"]
+    env = secured(secured_broker, tmp_path, with_certificate=False)
     if certificate == "untrusted":  # well-formed, but not in the broker's truststore
         cert, key = client_certificate(tmp_path, name="stranger")
         env.security |= {
@@ -218,3 +218,16 @@ def test_a_service_whose_client_certificate_is_turned_down_stops_at_once_and_say
             "SESSIONFLOW_KAFKA_SSL_KEYFILE": str(key),
         }
     assert said in start_refused(env, service)
+
+
+@pytest.mark.parametrize("secured_broker", ["SSL"], indirect=True)
+@pytest.mark.parametrize("command", [("tail", "completed"), ("topics",)], ids=lambda c: c[0])
+def test_a_tool_whose_client_certificate_is_missing_says_so(
+    secured_broker: SecuredBroker, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    env = secured(secured_broker, tmp_path, with_certificate=False)
+    done = env.run(*command)
+    assert done.returncode == 1
+    assert f"sessionflow {command[0]}: Kafka at " in done.stderr, done.stderr
+    assert "asks for a client certificate (mutual TLS)" in done.stderr
+    assert "Traceback" not in done.stderr
