@@ -19,6 +19,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Final, TypeGuard
 
+import aiokafka
 from aiokafka import conn as aiokafka_conn
 from aiokafka.errors import (
     IllegalSaslStateError,
@@ -128,7 +129,9 @@ _REFUSALS: Final = (
 )
 
 # The TLS alerts (OpenSSL's reasons end so) with which a broker that requires client certificates
-# turns ours down: none sent, or one it does not trust, that has expired, or was revoked.
+# turns ours down: none sent, or one it does not trust, that has expired, or was revoked. They
+# arrive at the first read, after the handshake; aiokafka raises its KafkaConnectionError from
+# them. Where it no longer does, such a broker is taken for one that is down, and waited for.
 _CERTIFICATE_ALERTS: Final = (
     "BAD_CERTIFICATE",
     "CERTIFICATE_REQUIRED",
@@ -155,13 +158,13 @@ def check_refusal_probe() -> None:
         getattr(aiokafka_conn, "collect_hosts", None)
     ):
         raise KafkaClientMismatch(
-            f"aiokafka {_aiokafka_version()} has no aiokafka.conn.create_conn coroutine or"
+            f"aiokafka {aiokafka.__version__} has no aiokafka.conn.create_conn coroutine or"
             " collect_hosts (verified on 0.14.0): update sessionflow/kafka_security.py"
         )
     missing = _CREATE_CONN_PARAMETERS - set(inspect.signature(create_conn).parameters)
     if missing:
         raise KafkaClientMismatch(
-            f"aiokafka {_aiokafka_version()}'s create_conn takes no {', '.join(sorted(missing))}"
+            f"aiokafka {aiokafka.__version__}'s create_conn takes no {', '.join(sorted(missing))}"
             " (verified on 0.14.0): update sessionflow/kafka_security.py"
         )
 
@@ -226,9 +229,3 @@ def _why_not_ours(settings: KafkaSettings, server: str, alert: ssl.SSLError) -> 
         f"Kafka at {server} does not accept the client certificate"
         f" {settings.kafka_ssl_certfile} (SESSIONFLOW_KAFKA_SSL_CERTFILE): {alert.reason}"
     )
-
-
-def _aiokafka_version() -> str:
-    import aiokafka
-
-    return str(aiokafka.__version__)
