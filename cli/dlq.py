@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from cli.tail import TailError, partitions_of
+from cli.tail import TailError, not_started, partitions_of
 from producer.envelope import parse_envelope
 from producer.errors import EnvelopeError
 from sessionflow.kafka_security import aiokafka_connection
@@ -143,10 +143,13 @@ async def replay(
             # Stable per group: a second concurrent replay fences the first instead of racing it.
             transactional_id=f"{group}.tx",
         )
-    await asyncio.wait_for(consumer.start(), _START_TIMEOUT_S)
     try:
-        if producer is not None:
-            await asyncio.wait_for(producer.start(), _START_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(consumer.start(), _START_TIMEOUT_S)
+            if producer is not None:
+                await asyncio.wait_for(producer.start(), _START_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise await not_started(settings, exc) from exc
         partitions = await partitions_of(consumer, topics.dlq)
         consumer.assign(partitions)
         starts: dict[TopicPartition, int] = {}

@@ -163,10 +163,15 @@ async def started_reader(settings: KafkaSettings) -> AIOKafkaConsumer:
         await asyncio.wait_for(consumer.start(), _START_TIMEOUT_S)
     except (KafkaError, OSError, TimeoutError) as exc:
         await consumer.stop()
-        why = await refusal(settings, _START_TIMEOUT_S)
-        bootstrap = settings.kafka_bootstrap_servers
-        raise TailError(why or f"Kafka at {bootstrap} does not answer: {exc!r}") from exc
+        raise await not_started(settings, exc) from exc
     return consumer
+
+
+async def not_started(settings: KafkaSettings, exc: BaseException) -> TailError:
+    """The error of a tool whose Kafka client did not start: Kafka refuses it (saying why: the
+    credentials, a certificate), or does not answer."""
+    why = await refusal(settings, _START_TIMEOUT_S)
+    return TailError(why or f"Kafka at {settings.kafka_bootstrap_servers} does not answer: {exc!r}")
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

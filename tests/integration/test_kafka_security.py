@@ -123,6 +123,7 @@ def test_every_process_and_tool_runs_secured(
         ("topics", "--describe"),
         ("tail", "completed"),
         ("inspect", "7f0c2b1e-3a4d-4e5f-8a9b-0c1d2e3f4a5b"),
+        ("dlq", "replay"),
     ],
     ids=lambda command: command[0],
 )
@@ -132,8 +133,9 @@ def test_a_refused_password_is_a_clear_error_without_the_password(
     env = secured(secured_broker, tmp_path, password="not-the-password")
     done = env.run(*command)
     assert done.returncode == 1
-    assert "Authentication failed" in done.stderr  # the broker's answer, as aiokafka logs it
-    assert f"sessionflow {command[0]}: " in done.stderr
+    assert "Authentication failed" in done.stderr  # the broker's answer
+    # "sessionflow tail: ...", "sessionflow dlq replay: ..."
+    assert f"sessionflow {command[0]}{' replay' if command[0] == 'dlq' else ''}: " in done.stderr
     assert "Traceback" not in done.stderr
     assert "not-the-password" not in done.stdout + done.stderr
 
