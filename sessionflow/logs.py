@@ -35,6 +35,10 @@ FAULTS_LOGGER: Final = "sessionflow.faults"
 SUMMARY_S: Final = 10.0
 QUIET_S: Final = 10.0
 _TICK_S: Final = 1.0
+# Library warnings that are advice about the configuration, not faults: the first is written, its
+# repeats dropped and never summed up as "still failing". aiokafka gives this one at every
+# connection with SASL PLAIN over plaintext (SESSIONFLOW_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT).
+ADVISORIES: Final = frozenset({("aiokafka.conn", "Sending username and password in the clear")})
 
 # What must never reach a log, whatever logged it: webhook secrets, signature values, phone
 # numbers (E.164). One pattern, so a line is scanned once.
@@ -132,6 +136,7 @@ class FaultGate:
     def __init__(self, *, summary_s: float = SUMMARY_S, quiet_s: float = QUIET_S) -> None:
         self.summary_s, self.quiet_s = summary_s, quiet_s
         self._faults: dict[tuple[str, str], _Fault] = {}
+        self._advised: set[tuple[str, str]] = set()
         self._last_summary_s: float | None = None
         self._lock = threading.Lock()
 
@@ -139,6 +144,10 @@ class FaultGate:
         """True: write this record (the first of its kind); False: counted instead."""
         key = (logger, template)
         with self._lock:
+            if key in ADVISORIES:
+                first = key not in self._advised
+                self._advised.add(key)
+                return first
             fault = self._faults.get(key)
             if fault is None:
                 self._faults[key] = _Fault(logger, now, now, message)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import io
 import logging
 import queue
@@ -12,7 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessionflow.logs import _SECRETS, FaultGate, Formatter, Writer, _mask, handler, scrub
+from sessionflow.logs import (
+    _SECRETS,
+    ADVISORIES,
+    FaultGate,
+    Formatter,
+    Writer,
+    _mask,
+    handler,
+    scrub,
+)
 
 
 def record(
@@ -98,6 +109,22 @@ def test_the_first_fault_of_a_kind_is_written_its_repeats_counted() -> None:
     # Another kind (another template or logger) is its own first.
     assert gate.admit("aiokafka", "Got error produce response: %s", "x", 1.0)
     assert gate.admit("producer", template, "y", 1.0)
+
+
+def test_an_advisory_is_written_once_and_never_reads_as_a_fault() -> None:
+    gate = FaultGate(summary_s=10, quiet_s=5)
+    ((logger, template),) = ADVISORIES
+    assert gate.admit(logger, template, template, 0.0)
+    assert not any(gate.admit(logger, template, template, i) for i in range(1, 60))
+    assert gate.tick(10.0) == []  # no "still failing" summary
+    assert gate.tick(60.0) == []  # and no end
+    assert not gate.admit(logger, template, template, 61.0)  # once per process
+
+
+def test_the_advisories_are_what_the_locked_libraries_log() -> None:
+    for logger, template in ADVISORIES:
+        module = importlib.import_module(logger)
+        assert f'log.warning("{template}")' in inspect.getsource(module)
 
 
 def test_a_summary_while_it_lasts_and_one_line_when_it_ends() -> None:
