@@ -73,11 +73,14 @@ class ServiceEnv(Namespace):
             **extra,
         }
 
-    def run(self, *args: str, timeout_s: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-        """One `sessionflow` command to completion; output captured, stdout not a terminal."""
+    def run(
+        self, *args: str, timeout_s: float = TIMEOUT_S, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        """One `sessionflow` command to completion, with `extra` variables; output captured,
+        stdout not a terminal."""
         return subprocess.run(
             cli(*args),
-            env=self.environ(),
+            env=self.environ(**extra),
             capture_output=True,
             text=True,
             timeout=timeout_s,

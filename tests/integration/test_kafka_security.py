@@ -6,7 +6,6 @@ that refuses a client stops each service at once, saying why."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import pytest
 from tests.certificates import broker_keystore, client_certificate, truststore
 from tests.conftest import load_launcher
 from tests.integration.agntix_fake import API_KEY, FakeAgntix
-from tests.integration.cli_fixtures import SecuredEnv, cli, serving_transcripts
+from tests.integration.cli_fixtures import SecuredEnv, serving_transcripts
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -164,13 +163,11 @@ def start_refused(env: SecuredEnv, service: str) -> str:
     """Start `service` alone; it must exit with its refusal code well before its start-up timeout.
     Its output."""
     started = time.monotonic()
-    done = subprocess.run(
-        cli(service),
-        env=env.environ(AGNTIX_API_URL="http://127.0.0.1:9/", AGNTIX_API_KEY=API_KEY),
-        capture_output=True,
-        text=True,
-        timeout=STARTS_WITHIN_S,
-        check=False,
+    done = env.run(
+        service,
+        timeout_s=STARTS_WITHIN_S,
+        AGNTIX_API_URL="http://127.0.0.1:9/",
+        AGNTIX_API_KEY=API_KEY,
     )
     output = done.stdout + done.stderr
     assert done.returncode == SERVICES[service], output
