@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,9 @@ from pydantic import ValidationError
 from enricher.settings import EnricherSettings
 from producer.openapi import WEBHOOK_PATH
 from producer.settings import ProducerSettings
+from sessionflow.settings import KafkaSettings
 from streams.settings import WorkerSettings
+from tests.certificates import client_certificate
 from tests.unit.deploy._manifests import (
     K8S,
     VALID_API_KEY,
@@ -24,6 +27,14 @@ from tests.unit.deploy._manifests import (
     load_settings,
     named_ports,
 )
+
+WORKLOADS = [
+    ("Deployment", "sessionflow-producer"),
+    ("StatefulSet", "sessionflow-worker"),
+    ("Deployment", "sessionflow-enricher"),
+]
+# Where every pod finds Kafka's TLS files (the Secret sessionflow-kafka-tls).
+KAFKA_TLS_DIR = Path("/etc/sessionflow/kafka-tls")
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -168,16 +179,69 @@ def test_only_the_producer_gets_the_webhook_secret() -> None:
 def test_every_workload_reads_the_kafka_credential_when_it_exists() -> None:
     """A cluster that takes SASL: the user and password come from the Secret sessionflow-kafka,
     optional, so a plaintext cluster needs none; the protocol is in the ConfigMap."""
-    for kind, name in (
-        ("Deployment", "sessionflow-producer"),
-        ("StatefulSet", "sessionflow-worker"),
-        ("Deployment", "sessionflow-enricher"),
-    ):
+    for kind, name in WORKLOADS:
         refs = container(k8s(kind, name))["envFrom"]
         assert {"secretRef": {"name": "sessionflow-kafka", "optional": True}} in refs, name
     data = k8s("ConfigMap", "sessionflow")["data"]
     assert data["SESSIONFLOW_KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
     assert not any("PASSWORD" in key or "USERNAME" in key for key in data)
+
+
+def test_every_workload_mounts_the_kafka_tls_files_when_they_exist() -> None:
+    """A private CA or mutual TLS: the PEM files come from the Secret sessionflow-kafka-tls,
+    optional (a plaintext cluster needs none), read-only at one directory in every pod."""
+    for kind, name in WORKLOADS:
+        pod = k8s(kind, name)["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["kafka-tls"]["secret"] == {
+            "secretName": "sessionflow-kafka-tls",
+            "optional": True,
+        }, name
+        mounts = {m["name"]: m for m in container(k8s(kind, name))["volumeMounts"]}
+        assert mounts["kafka-tls"] == {
+            "name": "kafka-tls",
+            "mountPath": str(KAFKA_TLS_DIR),
+            "readOnly": True,
+        }, name
+
+
+def test_the_configmaps_tls_example_loads_with_the_files_in_place(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The commented example names real settings and files in the mounted directory: with a CA,
+    a client certificate and its key there (here: tmp_path), every process's settings load."""
+    example = dict(
+        re.findall(
+            r"^  # (SESSIONFLOW_KAFKA_SSL_\w+): (\S+)$", (K8S / "configmap.yaml").read_text(), re.M
+        )
+    )
+    assert set(example) == {
+        "SESSIONFLOW_KAFKA_SSL_CAFILE",
+        "SESSIONFLOW_KAFKA_SSL_CERTFILE",
+        "SESSIONFLOW_KAFKA_SSL_KEYFILE",
+    }
+    assert {Path(path).parent for path in example.values()} == {KAFKA_TLS_DIR}
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    cert, key = client_certificate(tmp_path)
+    # Any PEM certificate serves as the CA file for loading the settings.
+    for name, source in (("ca.crt", cert), ("user.crt", cert), ("user.key", key)):
+        (mounted / name).write_bytes(source.read_bytes())
+    tls = {var: str(mounted / Path(path).name) for var, path in example.items()}
+    tls["SESSIONFLOW_KAFKA_SECURITY_PROTOCOL"] = "SSL"
+    processes: tuple[type[KafkaSettings], ...] = (
+        ProducerSettings,
+        WorkerSettings,
+        EnricherSettings,
+    )
+    for (kind, name), cls in zip(WORKLOADS, processes, strict=True):
+        env = dict(k8s("ConfigMap", "sessionflow")["data"])
+        env.update(pod_env(container(k8s(kind, name)), "10.1.2.3", f"{name}-0"))
+        env.update(tls, SESSIONFLOW_WEBHOOK_SECRETS=VALID_SECRET, AGNTIX_API_KEY=VALID_API_KEY)
+        settings = load_settings(cls, monkeypatch, env)
+        assert settings.kafka_ssl_cafile == mounted / "ca.crt", name
+        assert settings.kafka_ssl_certfile == mounted / "user.crt", name
+        assert settings.kafka_ssl_keyfile == mounted / "user.key", name
 
 
 def test_only_the_enricher_gets_the_api_credential() -> None:
@@ -225,14 +289,7 @@ def test_the_workers_keep_rocksdb_on_a_claimed_volume() -> None:
     assert sts["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == dockerfile_uid()
 
 
-@pytest.mark.parametrize(
-    ("kind", "name"),
-    [
-        ("Deployment", "sessionflow-producer"),
-        ("StatefulSet", "sessionflow-worker"),
-        ("Deployment", "sessionflow-enricher"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "name"), WORKLOADS)
 def test_the_pods_run_as_the_images_non_root_user_on_a_read_only_root(kind: str, name: str) -> None:
     pod = k8s(kind, name)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -264,7 +321,7 @@ def pod_env(c: dict[str, Any], pod_ip: str, pod_name: str) -> dict[str, str]:
     fieldRefs, `$(NAME)` expanded from the entries before it."""
     fields = {"status.podIP": pod_ip, "metadata.name": pod_name}
     env: dict[str, str] = {}
-    for entry in c["env"]:
+    for entry in c.get("env", []):
         if "value" in entry:
             env[entry["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], entry["value"])
         else:
