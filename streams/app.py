@@ -46,6 +46,7 @@ def create_app(settings: WorkerSettings) -> App:
         # A survivor learns of a rebalance from its next heartbeat: at a tenth of the session
         # timeout (0.6 s by default) it rejoins within that after a dead worker is noticed.
         broker_heartbeat_interval=settings.consumer_session_timeout_seconds / 10,
+        consumer_group_instance_id=settings.group_instance_id,
         web_host=settings.worker_host,
         web_port=settings.worker_port,
         # The URL the group's assignment advertises: other workers forward to it.

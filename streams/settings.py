@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sessionflow.settings import KafkaSettings, Port
 
@@ -52,6 +52,10 @@ class WorkerSettings(KafkaSettings):
     # How long the group waits for a silent worker (killed, frozen) before its partitions move:
     # the fail-over time after a kill -9. Faust's default is 60 s.
     consumer_session_timeout_seconds: float = Field(default=6.0, ge=6.0, le=300.0)
+    # Static group membership (KIP-345) under worker_id: a worker that stops and starts again
+    # within the session timeout keeps its partitions, and the others do not rebalance. A worker
+    # that stops also holds its partitions for the session timeout (it does not leave the group).
+    static_membership: bool = False
     # How long a fetch may wait at the broker for records (streams/runtime/consumer.py, 8): what a
     # raw record can wait behind a fetch of partitions with nothing new. Faust's is 1.5 s.
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
@@ -62,6 +66,22 @@ class WorkerSettings(KafkaSettings):
     # A partition whose committed offset stands still this long while records wait behind it
     # makes the worker not ready (sessionflow_partition_stalled_seconds shows it sooner).
     stall_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_static_membership(self) -> Self:
+        if self.static_membership and not self.worker_id:
+            # A name made up from the host would change with the pod: each start a new member,
+            # and the last one's partitions idle until its session timeout.
+            raise ValueError(
+                "SESSIONFLOW_STATIC_MEMBERSHIP needs SESSIONFLOW_WORKER_ID, a name that stays the"
+                " same when the worker starts again (a StatefulSet's pod name)"
+            )
+        return self
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """The worker's static member name in the group, or None (dynamic membership)."""
+        return self.worker_key if self.static_membership else None
 
     @property
     def faust_log_level(self) -> str:

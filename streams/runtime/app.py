@@ -176,7 +176,12 @@ class App(faust.App):
         """This worker in its consumer group right now (its consumer's group coordinator, on the
         consumer's thread: two attributes read)."""
         coordinator = self.consumer._thread._consumer._coordinator  # type: ignore[attr-defined]
-        return GroupMember(generation=coordinator.generation, member_id=coordinator.member_id)
+        return GroupMember(
+            generation=coordinator.generation,
+            member_id=coordinator.member_id,
+            # A static member names itself too: a newer instance under its name fences it.
+            group_instance_id=self.conf.consumer_group_instance_id,
+        )
 
     async def _commit_offsets(self, offsets: Any) -> bool:
         # At-least-once: the consumer group's plain offset commit (Faust's, on its thread).

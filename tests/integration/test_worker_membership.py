@@ -33,6 +33,7 @@ for good, and nothing else would end its transaction within the test.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -249,5 +250,61 @@ async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
     await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, rest)
     await completed_once(worker_env, p.expectations.complete)
     for w in (owner, other):
+        assert w.proc is not None
+        assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"
+
+
+def _joined(worker: WorkerProcess) -> list[int]:
+    """The generations the worker's consumer joined, in order (aiokafka logs each at INFO)."""
+    text = worker.log_path.read_text(errors="replace")
+    return [int(g) for g in re.findall(r"Joined group '[^']*' \(generation (\d+)\)", text)]
+
+
+def _led(worker: WorkerProcess) -> int:
+    """How often the worker's consumer was the group's leader (it computed the assignment)."""
+    return worker.log_path.read_text(errors="replace").count("Elected group leader")
+
+
+@pytest.mark.parametrize("role", ["leader", "follower"])
+async def test_a_static_member_restarted_within_its_session_timeout_keeps_its_partitions(
+    worker_env: WorkerEnv, workers: list[WorkerProcess], role: str
+) -> None:
+    """Static membership: one of two workers stopped and started again under its name within the
+    session timeout. The group does not rebalance: the other worker joins no new generation, the
+    restarted one rejoins the same generation with its partitions, and every session sent across
+    the restart is emitted once."""
+    worker_env.extra |= {
+        "SESSIONFLOW_STATIC_MEMBERSHIP": "true",
+        "SESSIONFLOW_CONSUMER_SESSION_TIMEOUT_SECONDS": "45",
+        "SESSIONFLOW_LOG_LEVEL": "INFO",
+    }
+    await worker_env.make_topics()
+    p = traffic(300, seed=16, half_only=0.0)
+    first = start(worker_env, workers, "w1")
+    await asyncio.to_thread(first.wait_ready)
+    second = start(worker_env, workers, "w2")
+    await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (first, second)))
+    await wait_until(
+        lambda: bool(_joined(first)) and _joined(first)[-1:] == _joined(second)[-1:],
+        "both workers in one generation",
+    )
+    generation = _joined(first)[-1]
+    leader, follower = (first, second) if _led(first) else (second, first)
+    assert _led(leader)
+    assert not _led(follower)
+    restarted, other = (leader, follower) if role == "leader" else (follower, leader)
+    other_joins = len(_joined(other))
+
+    sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
+    await asyncio.sleep(1.0)  # mid-stream
+    assert restarted.stop() == 0, restarted.log_tail()
+    restarted.start()
+    await asyncio.to_thread(restarted.wait_ready)
+    await sending
+
+    await completed_once(worker_env, p.expectations.complete)
+    assert len(_joined(other)) == other_joins, other.log_tail()
+    assert _joined(restarted)[-1] == generation, restarted.log_tail()
+    for w in (restarted, other):
         assert w.proc is not None
         assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"

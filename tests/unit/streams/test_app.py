@@ -1,5 +1,6 @@
 """streams.app: the Faust app's credentials are the connection sessionflow/kafka_security.py
-describes (Faust's own clients take them; the runtime's producers take aiokafka_security's)."""
+describes (Faust's own clients take them; the runtime's producers take aiokafka_security's), and
+its consumer joins the group as a static member only when asked to."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 import faust
 import pytest
+from pydantic import ValidationError
 
-from streams.app import credentials
+from streams.app import create_app, credentials
 from streams.settings import WorkerSettings
 
 
@@ -47,3 +49,21 @@ def test_tls_alone_is_faust_ssl(tmp_path: Path) -> None:
     found = credentials(worker_settings(tmp_path, kafka_security_protocol="SSL"))
     assert isinstance(found, faust.SSLCredentials)
     assert found.protocol.value == "SSL"
+
+
+def test_membership_is_dynamic_unless_static_membership_is_asked_for(tmp_path: Path) -> None:
+    settings = worker_settings(tmp_path, worker_id="sessionflow-worker-0")
+    assert settings.group_instance_id is None
+    assert create_app(settings).conf.consumer_group_instance_id is None
+
+
+def test_a_static_member_is_named_by_its_worker_id(tmp_path: Path) -> None:
+    settings = worker_settings(tmp_path, static_membership=True, worker_id="sessionflow-worker-0")
+    assert settings.group_instance_id == "sessionflow-worker-0"
+    assert create_app(settings).conf.consumer_group_instance_id == "sessionflow-worker-0"
+
+
+def test_static_membership_without_a_worker_id_is_refused(tmp_path: Path) -> None:
+    # A name made up from the host changes with the pod: every start would be a new member.
+    with pytest.raises(ValidationError, match="SESSIONFLOW_WORKER_ID"):
+        worker_settings(tmp_path, static_membership=True)
