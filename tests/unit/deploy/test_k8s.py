@@ -336,6 +336,11 @@ def test_k8s_worker_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(WorkerSettings, monkeypatch, env)
     # A pod started again under its (stable) name aborts the transaction it left open at once.
     assert settings.worker_key == "sessionflow-worker-1"
+    # and, with the ConfigMap's commented static membership, rejoins the group under it.
+    assert settings.group_instance_id is None
+    env["SESSIONFLOW_STATIC_MEMBERSHIP"] = "true"
+    static = load_settings(WorkerSettings, monkeypatch, env)
+    assert static.group_instance_id == "sessionflow-worker-1"
     assert settings.worker_port == 6066
     assert settings.partitions == 12
     assert settings.replication_factor == 3
