@@ -293,7 +293,7 @@ async def test_a_static_member_restarted_within_its_session_timeout_keeps_its_pa
     assert _led(leader)
     assert not _led(follower)
     restarted, other = (leader, follower) if role == "leader" else (follower, leader)
-    other_joins = len(_joined(other))
+    other_joins, restarted_joins = len(_joined(other)), len(_joined(restarted))
 
     sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
     await asyncio.sleep(1.0)  # mid-stream
@@ -304,7 +304,8 @@ async def test_a_static_member_restarted_within_its_session_timeout_keeps_its_pa
 
     await completed_once(worker_env, p.expectations.complete)
     assert len(_joined(other)) == other_joins, other.log_tail()
-    assert _joined(restarted)[-1] == generation, restarted.log_tail()
+    # The restarted worker's new consumer joined, and into the generation it left.
+    assert _joined(restarted)[restarted_joins:] == [generation], restarted.log_tail()
     for w in (restarted, other):
         assert w.proc is not None
         assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"
