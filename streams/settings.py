@@ -44,7 +44,8 @@ class WorkerSettings(KafkaSettings):
     # one per partition (each partition's next owner fences the last by its transactional id).
     transaction_scope: Literal["worker", "partition"] = "worker"
     # Scope "worker": names this worker's transaction, so that the worker restarted aborts what it
-    # left open at once (a StatefulSet's pod name). Unset: this host's name and worker_port.
+    # left open at once (a StatefulSet's pod name); with static_membership, its member in the
+    # group too. Unset: this host's name and worker_port.
     worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
     # Scope "worker": how long the broker lets a transaction stay open before it aborts it (and
     # fences the producer): what a dead worker's partitions wait at most before they move on.

@@ -174,7 +174,7 @@ class App(faust.App):
 
     def group_member(self) -> GroupMember:
         """This worker in its consumer group right now (its consumer's group coordinator, on the
-        consumer's thread: two attributes read)."""
+        consumer's thread: two attributes read) and its static member name, if it has one."""
         coordinator = self.consumer._thread._consumer._coordinator  # type: ignore[attr-defined]
         return GroupMember(
             generation=coordinator.generation,
