@@ -7,13 +7,13 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import failover_load, index_rebuild
+from bench import failover_load, index_rebuild, rolling_restart
 from bench.b3_worker import all_ready, exactly_once_workers, worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher, preload
@@ -148,23 +148,23 @@ async def _run(ctx: Context) -> dict[str, Any]:
         )
     failover = out[f"failover_session_{FAILOVER_SESSION_TIMEOUTS[0]:g}s"]
     # The same under load, where the lost worker holds an open transaction, in both scopes.
-    load_bodies = Bodies(seed=9)
-    load_sessions = [
-        (sid, [load_bodies.created(sid), load_bodies.ended(sid)])
-        for sid in (
-            load_bodies.new_id() for _ in range(int(failover_load.RATE * failover_load.SECONDS))
-        )
-    ]
     # Which partitions the lost worker's last transaction touched is chance: two kills a scope,
     # in alternating order, and the longer of each scope's two waits.
-    runs: dict[str, list[dict[str, Any]]] = {"partition": [], "worker": []}
-    for run, scope in enumerate(("partition", "worker", "worker", "partition")):
-        runs[scope].append(await failover_load.measure(ctx, scope, load_sessions, run))
-    for scope, measured in runs.items():
-        out[f"failover_load_{scope}"] = max(measured, key=lambda m: m["longest_wait_s"])
-        out[f"failover_load_{scope}"]["runs_longest_wait_s"] = [
-            m["longest_wait_s"] for m in measured
-        ]
+    load_sessions = complete_sessions(Bodies(seed=9), failover_load.RATE * failover_load.SECONDS)
+    loads = await alternating(
+        ("partition", "worker"),
+        lambda scope, run: failover_load.measure(ctx, scope, load_sessions, run),
+    )
+    out |= {f"failover_load_{scope}": measured for scope, measured in loads.items()}
+    # A rolling restart of one of two workers under load: the default membership (the baseline)
+    # against static membership, the same way.
+    restart_sessions = complete_sessions(Bodies(seed=10), rolling_restart.session_count())
+    restarts = await alternating(
+        rolling_restart.MEMBERSHIPS,
+        lambda membership, run: rolling_restart.measure(ctx, membership, restart_sessions, run),
+    )
+    out |= {f"rolling_restart_{m}": measured for m, measured in restarts.items()}
+    dynamic, static = restarts["dynamic"], restarts["static"]
     # One partition's share of the table taken over (in-process, real RocksDB, no broker).
     out["index_rebuild"] = rebuild = index_rebuild.run(max(1, n // parts))
 
@@ -187,6 +187,11 @@ async def _run(ctx: Context) -> dict[str, Any]:
         # the kill waited, with one transaction per partition and with one per worker.
         "state_failover_load_s_partition_txns": out["failover_load_partition"]["longest_wait_s"],
         "state_failover_load_s_worker_txn": out["failover_load_worker"]["longest_wait_s"],
+        # A rolling restart under load: the longest a session waited, static membership against
+        # the default (the baseline).
+        "state_rolling_restart_s_dynamic": dynamic["longest_wait_s"],
+        "state_rolling_restart_s_static": static["longest_wait_s"],
+        "state_rolling_restart_ratio": ratio(static["longest_wait_s"], dynamic["longest_wait_s"]),
         # The longest unit of work while a taken-over partition's expiry index is rebuilt, against
         # the whole partition read in one unit (the baseline, as it was before).
         "state_index_rebuild_unit_ms": rebuild["sliced_longest_unit_ms"],
@@ -296,6 +301,29 @@ async def _owned_partitions(port: int, wait_s: float) -> set[int]:
             return owned
         await asyncio.sleep(1.0)
     raise RuntimeError(f"the worker on port {port} reported no partitions in {wait_s:.0f} s")
+
+
+def complete_sessions(bodies: Bodies, count: float) -> list[tuple[str, list[Any]]]:
+    """`count` complete sessions, each its id and its two halves (created, ended)."""
+    ids = [bodies.new_id() for _ in range(int(count))]
+    return [(sid, [bodies.created(sid), bodies.ended(sid)]) for sid in ids]
+
+
+async def alternating(
+    variants: tuple[str, str],
+    measure: Callable[[str, int], Awaitable[dict[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """Each of two variants measured twice in the order a, b, b, a; per variant the run with the
+    longer `longest_wait_s`, with both runs' in `runs_longest_wait_s`."""
+    first, second = variants
+    runs: dict[str, list[dict[str, Any]]] = {first: [], second: []}
+    for run, variant in enumerate((first, second, second, first)):
+        runs[variant].append(await measure(variant, run))
+    out = {}
+    for variant, measured in runs.items():
+        out[variant] = max(measured, key=lambda m: m["longest_wait_s"])
+        out[variant]["runs_longest_wait_s"] = [m["longest_wait_s"] for m in measured]
+    return out
 
 
 def run(ctx: Context) -> dict[str, Any]:

@@ -33,7 +33,7 @@ KILL_AFTER_S = 6.0
 DRAIN_S = 120.0
 
 
-async def _send_steadily(
+async def send_steadily(
     ctx: Context, topic: str, sessions: list[tuple[str, list[Any]]], on_tick: Any
 ) -> dict[str, float]:
     """Each session's two halves at RATE sessions a second; when each session's last half went."""
@@ -84,7 +84,7 @@ async def measure(
         if f"sessionflow_processing_guarantee{in_effect}" not in metrics:
             raise RuntimeError(f"fail-over under load: the workers do not run {scope} transactions")
         reading = asyncio.create_task(watcher.until(len(sessions), SECONDS + DRAIN_S))
-        sent_at = await _send_steadily(ctx, topics.raw, sessions, kill_when_due)
+        sent_at = await send_steadily(ctx, topics.raw, sessions, kill_when_due)
         if not await reading:
             raise RuntimeError(
                 f"fail-over under load ({scope}): {len(watcher.seen)} of {len(sessions)} sessions"

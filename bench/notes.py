@@ -112,6 +112,26 @@ def _half_load_view(figures: dict[str, Any]) -> str:
     )
 
 
+_ROLLING_RESTART = (
+    "B5 rolling restart under load (bench/rolling_restart.py: two exactly-once workers,"
+    " {sessions:,} complete sessions at a steady rate, one worker stopped and started again at"
+    " once under its name; two restarts each): the longest a session waited, {dynamic_runs} s"
+    " with the default membership (its partitions move to the other worker and back) against"
+    " {static_runs} s as a static member (they wait for it; stop to ready {stop_to_ready} s);"
+    " p99 {dynamic_p99} against {static_p99} s in the longer run of each."
+)
+
+
+def _measured_pair(
+    b5: dict[str, Any], prefix: str, variants: tuple[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """B5's `prefix`_<variant> results for both variants, or None when either did not measure."""
+    first, second = (b5.get(f"{prefix}_{variant}") or {} for variant in variants)
+    if first.get("longest_wait_s") is None or second.get("longest_wait_s") is None:
+        return None
+    return first, second
+
+
 def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
     """What the figures say, from the figures: bottlenecks, ratios, the honest caveats."""
     out: list[str] = []
@@ -298,8 +318,8 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
             f" {f.get('state_failover_s_session_10s')} s at 10 s: the group noticing the dead"
             " worker is most of it; the standby's partitions then restore in well under a second."
         )
-        loads = [b5.get(f"failover_load_{scope}") or {} for scope in ("partition", "worker")]
-        if all(load.get("longest_wait_s") is not None for load in loads):
+        loads = _measured_pair(b5, "failover_load", ("partition", "worker"))
+        if loads is not None:
             per_partition, per_worker = loads
             out.append(
                 "B5 fail-over under load (bench/failover_load.py: two exactly-once workers,"
@@ -312,6 +332,19 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
                 " the longest per partition,"
                 f" {per_partition['longest_wait_per_partition_s'][:6]} against"
                 f" {per_worker['longest_wait_per_partition_s'][:6]} s."
+            )
+        restarts = _measured_pair(b5, "rolling_restart", ("dynamic", "static"))
+        if restarts is not None:
+            dynamic, static = restarts
+            out.append(
+                _ROLLING_RESTART.format(
+                    sessions=dynamic["sessions"],
+                    dynamic_runs=dynamic["runs_longest_wait_s"],
+                    static_runs=static["runs_longest_wait_s"],
+                    stop_to_ready=static["stop_to_ready_s"],
+                    dynamic_p99=dynamic["wait_p99_s"],
+                    static_p99=static["wait_p99_s"],
+                )
             )
         rebuild = b5.get("index_rebuild")
         if rebuild:
