@@ -47,10 +47,10 @@ async def measure(
     tag = f"rolling-{membership}-{run}"
     namespace = ctx.namespace(tag)
     topics = await ctx.make_topics(namespace)
-    envs, workers = [], []
-    for i in range(2):
-        name, port = f"{tag}-{i}", free_port()
-        env = worker_env(
+    names = [f"{tag}-{i}" for i in range(2)]
+    ports = [free_port() for _ in names]
+    envs = [
+        worker_env(
             ctx,
             namespace,
             name,
@@ -59,10 +59,16 @@ async def measure(
             SESSIONFLOW_WORKER_ID=name,
             **_membership_env(membership),
         )
-        envs.append(env)
-        workers.append(
-            Worker(Service(name, python_module("cli", "worker"), env, ctx.workdir), port)
+        for name, port in zip(names, ports, strict=True)
+    ]
+
+    def start(i: int) -> Worker:
+        """Worker `i` under its name: its worker id, data folder and port, as before a restart."""
+        return Worker(
+            Service(names[i], python_module("cli", "worker"), envs[i], ctx.workdir), ports[i]
         )
+
+    workers = [start(i) for i in range(len(names))]
     watcher = Watcher(ctx.bootstrap, topics.completed)
     await watcher.start()
     restarts: list[asyncio.Task[float]] = []
@@ -71,9 +77,7 @@ async def measure(
         """Stop worker 0 and start it again under its name; seconds from the stop to ready."""
         stopped = time.monotonic()
         await asyncio.to_thread(workers[0].service.stop)
-        name = workers[0].service.name
-        service = Service(name, python_module("cli", "worker"), envs[0], ctx.workdir)
-        workers[0] = Worker(service, workers[0].port)
+        workers[0] = start(0)
         await all_ready([workers[0]], 120)
         return time.monotonic() - stopped
 

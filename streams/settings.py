@@ -55,7 +55,8 @@ class WorkerSettings(KafkaSettings):
     consumer_session_timeout_seconds: float = Field(default=6.0, ge=6.0, le=300.0)
     # Static group membership (KIP-345) under worker_id: a worker that stops and starts again
     # within the session timeout keeps its partitions, and the others do not rebalance. A worker
-    # that stops also holds its partitions for the session timeout (it does not leave the group).
+    # that stops also holds its partitions for the session timeout (it does not leave the group):
+    # usually slower than moving them (README, "Roll the workers"; bench B5).
     static_membership: bool = False
     # How long a fetch may wait at the broker for records (streams/runtime/consumer.py, 8): what a
     # raw record can wait behind a fetch of partitions with nothing new. Faust's is 1.5 s.
