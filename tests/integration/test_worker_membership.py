@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -43,6 +42,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import ProducerFenced
 
 from cli.traffic import Delivery
+from tests import pausing
 from tests.integration.worker_fixtures import (
     WorkerEnv,
     WorkerProcess,
@@ -113,9 +113,8 @@ async def test_a_worker_paused_past_its_transactions_life_emits_each_session_onc
 
     sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
     await asyncio.sleep(1.0)  # mid-stream: the open transaction holds processed records
-    worker.proc.send_signal(signal.SIGSTOP)
-    await asyncio.sleep(case.pause_s)
-    worker.proc.send_signal(signal.SIGCONT)
+    async with pausing.paused(worker.proc.pid):
+        await asyncio.sleep(case.pause_s)
     await sending
 
     await completed_once(worker_env, p.expectations.complete)
@@ -145,9 +144,8 @@ async def test_a_paused_worker_whose_partitions_moved_rejoins_and_emits_each_ses
 
     sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
     await asyncio.sleep(1.0)  # mid-stream: the open transaction holds processed records
-    paused.proc.send_signal(signal.SIGSTOP)
-    await asyncio.sleep(ZOMBIE_PAUSE_S)
-    paused.proc.send_signal(signal.SIGCONT)
+    async with pausing.paused(paused.proc.pid):
+        await asyncio.sleep(ZOMBIE_PAUSE_S)
     await sending
 
     await completed_once(worker_env, p.expectations.complete)

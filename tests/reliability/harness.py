@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from tests.conftest import http_status, load_launcher
 from tests.integration.conftest import free_port
 from tests.integration.producer_fixtures import SECRET
 from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
+from tests.pausing import paused
 from tests.polling import wait_until
 
 SCALE = os.environ.get("SESSIONFLOW_RELIABILITY_SCALE", "ci")
@@ -84,18 +86,13 @@ class PrivateBroker:
     async def kill(self) -> None:
         await asyncio.to_thread(self.broker.kill)
 
-    def freeze(self) -> None:
-        """SIGSTOP: the broker keeps its connections open and answers nothing (a long GC pause,
-        a stalled VM), where a kill closes them and clients learn at once."""
-        self._signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        self._signal(signal.SIGCONT)
-
-    def _signal(self, signum: signal.Signals) -> None:
+    def frozen(self) -> AbstractAsyncContextManager[float]:
+        """Stopped (SIGSTOP) for the body, every thread of it: the broker keeps its connections
+        open and answers nothing (a long GC pause, a stalled VM), where a kill closes them and
+        clients learn at once."""
         pid = self.pid()
         assert pid is not None, "the broker is not running"
-        os.kill(pid, signum)
+        return paused(pid)
 
 
 class ProducerProcess:

@@ -110,14 +110,11 @@ async def test_broker_frozen_under_load(stack: Stack, report_book: ReportBook) -
     load = await probed_load(stack, sessions, seed=13, rate=by_scale(300, 1000))
     broker, producer, pids, probe = load.broker, load.producer, load.pids, load.probe
 
-    broker.freeze()
-    frozen = time.monotonic()
-    try:
+    async with broker.frozen() as stopping_s:
+        frozen = time.monotonic()
         await wait_until(lambda: producer.alive_readyz() == 503, "producer readiness 503", 30)
         unready_s = time.monotonic() - frozen
         await asyncio.sleep(by_scale(20, 40) - unready_s)
-    finally:
-        broker.thaw()
     thawed = time.monotonic()
     ready_s = await producer.wait_ready()
 
@@ -134,6 +131,7 @@ async def test_broker_frozen_under_load(stack: Stack, report_book: ReportBook) -
             "load sender's statuses": dict(sorted(report.status_counts.items())),
             "probe's statuses inside the freeze": dict(sorted(during.items())),
             "broker frozen (s)": round(thawed - frozen, 1),
+            "SIGSTOP until the broker's last thread stopped (ms)": round(stopping_s * 1000, 1),
             "producer readiness 503 after the freeze (s)": round(unready_s, 1),
             "longest answer to a probe begun in the freeze (s)": round(max(held, default=0), 1),
             "producer ready after the thaw (s)": round(ready_s, 1),

@@ -10,7 +10,6 @@ and the test's readers are not cut off.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +23,7 @@ from bench.proc import free_port
 from cli import traffic
 from tests.integration.metadata_proxy import MetadataProxy
 from tests.integration.worker_fixtures import WorkerProcess
+from tests.pausing import paused
 from tests.reliability.conftest import ReportBook, make_env
 from tests.reliability.harness import (
     LONG,
@@ -153,9 +153,8 @@ FREEZE_S = 8.5
 
 async def _freeze(worker: WorkerProcess) -> None:
     assert worker.proc is not None
-    worker.proc.send_signal(signal.SIGSTOP)
-    await asyncio.sleep(FREEZE_S)
-    worker.proc.send_signal(signal.SIGCONT)
+    async with paused(worker.proc.pid):
+        await asyncio.sleep(FREEZE_S)
 
 
 @scenario("14")
