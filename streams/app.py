@@ -25,6 +25,9 @@ def create_app(settings: WorkerSettings) -> App:
         # Faust's own clients (its consumer, its admin requests); the runtime's producers take
         # the same options from streams.register.
         broker_credentials=credentials(settings),
+        # The group lists each member under it: operators see the worker, and a worker sees
+        # another one under its own id (streams/runtime/namesakes.py).
+        broker_client_id=settings.worker_key,
         store=store,
         datadir=str(settings.data_dir),
         rocksdb_memory_bytes=settings.rocksdb_memory_mb * 1024**2,

@@ -11,6 +11,7 @@ from faust.types import TP, TransportT
 from faust.types.enums import ProcessingGuarantee
 
 from streams.runtime.consumer import ConsumerThread
+from streams.runtime.namesakes import Member, refuse_namesakes
 from streams.runtime.producers import Producers, WorkerTransaction
 from streams.runtime.restore import TableManager, restorer_of
 from streams.runtime.runner import Processor, Runner, Sources
@@ -137,7 +138,24 @@ class App(faust.App):
             on_dropped=restore_dropped,
         )
         self.runner.serve(processor)
+        if self.transaction_per_worker:  # the worker id names a transactional id
+            self._refuse_namesakes_once(bootstrap_servers, security)
         return self.runner
+
+    def _refuse_namesakes_once(self, bootstrap_servers: str, security: Mapping[str, Any]) -> None:
+        """At the first assignment, stop if another live worker runs under this one's id
+        (streams/runtime/namesakes.py): raised there, Faust crashes the worker."""
+        first = True
+
+        async def on_assigned(sender: object, /, *args: object, **kwargs: object) -> None:
+            nonlocal first
+            if not first:
+                return
+            first = False
+            own = Member(self.group_member().member_id, self.conf.broker_client_id, host="")
+            await refuse_namesakes(self.conf.id, own, bootstrap_servers, security)
+
+        self.on_partitions_assigned.connect(on_assigned)
 
     async def _restore_dropped(
         self, changelog_topic: str, partitions: list[int], *, rejoin: bool

@@ -48,6 +48,7 @@ from tests.integration.worker_fixtures import (
     WorkerProcess,
     completed_once,
     produce_deliveries,
+    send_steadily,
     start,
     traffic,
 )
@@ -55,8 +56,6 @@ from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
-CHUNK = 20  # deliveries sent together, every CHUNK_EVERY_S: load keeps flowing while paused
-CHUNK_EVERY_S = 0.05
 # Work applied before the pause stays uncommitted for a while.
 COMMIT_INTERVAL_S = 5.0
 # The broker looks for transactions past their timeout this often
@@ -88,13 +87,6 @@ CASES = {
 }
 
 
-async def _send_steadily(worker_env: WorkerEnv, deliveries: list[Delivery]) -> None:
-    for i in range(0, len(deliveries), CHUNK):
-        chunk = deliveries[i : i + CHUNK]
-        await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, chunk)
-        await asyncio.sleep(CHUNK_EVERY_S)
-
-
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 async def test_a_worker_paused_past_its_transactions_life_emits_each_session_once(
     worker_env: WorkerEnv, workers: list[WorkerProcess], case: Case
@@ -111,7 +103,7 @@ async def test_a_worker_paused_past_its_transactions_life_emits_each_session_onc
     await asyncio.to_thread(worker.wait_ready)
     assert worker.proc is not None
 
-    sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
+    sending = asyncio.create_task(send_steadily(worker_env, list(p.deliveries)))
     await asyncio.sleep(1.0)  # mid-stream: the open transaction holds processed records
     async with pausing.paused(worker.proc.pid):
         await asyncio.sleep(case.pause_s)
@@ -142,7 +134,7 @@ async def test_a_paused_worker_whose_partitions_moved_rejoins_and_emits_each_ses
     await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (paused, other)))
     assert paused.proc is not None
 
-    sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
+    sending = asyncio.create_task(send_steadily(worker_env, list(p.deliveries)))
     await asyncio.sleep(1.0)  # mid-stream: the open transaction holds processed records
     async with pausing.paused(paused.proc.pid):
         await asyncio.sleep(ZOMBIE_PAUSE_S)
@@ -172,7 +164,7 @@ async def test_a_worker_killed_for_good_is_fenced_by_the_one_that_takes_its_part
     lost, survivor = start(worker_env, workers, "w1"), start(worker_env, workers, "w2")
     await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (lost, survivor)))
 
-    sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
+    sending = asyncio.create_task(send_steadily(worker_env, list(p.deliveries)))
     await asyncio.sleep(1.0)  # mid-stream: the open transaction holds processed records
     lost.kill()
     await sending
@@ -293,7 +285,7 @@ async def test_a_static_member_restarted_within_its_session_timeout_keeps_its_pa
     restarted, other = (leader, follower) if role == "leader" else (follower, leader)
     other_joins, restarted_joins = len(_joined(other)), len(_joined(restarted))
 
-    sending = asyncio.create_task(_send_steadily(worker_env, list(p.deliveries)))
+    sending = asyncio.create_task(send_steadily(worker_env, list(p.deliveries)))
     await asyncio.sleep(1.0)  # mid-stream
     assert restarted.stop() == 0, restarted.log_tail()
     restarted.start()

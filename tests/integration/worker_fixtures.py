@@ -170,6 +170,18 @@ async def produce_deliveries(bootstrap: str, topic: str, deliveries: Iterable[De
     return count
 
 
+CHUNK = 20  # deliveries sent together, every CHUNK_EVERY_S: load keeps flowing through a fault
+CHUNK_EVERY_S = 0.05
+
+
+async def send_steadily(worker_env: WorkerEnv, deliveries: list[Delivery]) -> None:
+    """`deliveries` to the raw topic CHUNK at a time, CHUNK_EVERY_S apart."""
+    for i in range(0, len(deliveries), CHUNK):
+        chunk = deliveries[i : i + CHUNK]
+        await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, chunk)
+        await asyncio.sleep(CHUNK_EVERY_S)
+
+
 async def read_records(
     bootstrap: str, topic: str, *, until: int, settle_s: float = 3.0, timeout_s: float = TIMEOUT_S
 ) -> list[dict[str, object]]:

@@ -1,6 +1,7 @@
 """streams.app: the Faust app's credentials are the connection sessionflow/kafka_security.py
 describes (Faust's own clients take them; the runtime's producers take aiokafka_security's), and
-its consumer joins the group as a static member only when asked to."""
+its consumer joins the group as a static member only when asked to, its clients named by the
+worker id."""
 
 from __future__ import annotations
 
@@ -61,6 +62,12 @@ def test_a_static_member_is_named_by_its_worker_id(tmp_path: Path) -> None:
     settings = worker_settings(tmp_path, static_membership=True, worker_id="sessionflow-worker-0")
     assert settings.group_instance_id == "sessionflow-worker-0"
     assert create_app(settings).conf.consumer_group_instance_id == "sessionflow-worker-0"
+
+
+def test_the_kafka_clients_are_named_by_the_worker_id(tmp_path: Path) -> None:
+    # The group lists each member under it (streams/runtime/namesakes.py).
+    settings = worker_settings(tmp_path, worker_id="sessionflow-worker-0")
+    assert create_app(settings).conf.broker_client_id == "sessionflow-worker-0"
 
 
 def test_static_membership_without_a_worker_id_is_refused(tmp_path: Path) -> None:
