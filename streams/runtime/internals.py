@@ -477,8 +477,9 @@ REQUIREMENTS: Final = (
     ),
     Requirement(
         "aiokafka Sender._sender_routine re-raising ProducerFenced as it is, Sender.sender_task"
-        " (a property), and _fail_all handing the sender's error to"
-        " TransactionManager.fatal_error(exc), which fails the pending offsets with it, and its"
+        " (a property), and _fail_all, the sender task's done-callback, handing the sender's"
+        " error to TransactionManager.fatal_error(exc), which fails the pending offsets with it,"
+        " and its"
         " wait_for_transaction_end(self); GroupCoordinator.request_rejoin(self); faust"
         " ConsumerThread.call_thread(self, method)",
         "exactly-once: a fenced transaction, or a sender stopped on another error, reaches the"
@@ -493,6 +494,7 @@ REQUIREMENTS: Final = (
                     inspect.getattr_static(AIOKafkaSender, "sender_task", None), property
                 )
                 and _source_says(AIOKafkaSender._fail_all, "fatal_error(task_exception)")
+                and _source_says(AIOKafkaSender.start, "add_done_callback(self._fail_all)")
                 and _source_says(
                     AIOKafkaTransactionManager.fatal_error,
                     "for _, _, fut in self._pending_txn_offsets",

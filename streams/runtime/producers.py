@@ -351,7 +351,7 @@ def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
         stopped = task is not None and task.done() and not task.cancelled()
         cause = task.exception() if stopped else None
         if cause is not None:
-            _transaction_end_seen(producer)
+            _transaction_end_seen(producer, task)
         if cause is None or isinstance(exc, ProducerFenced):
             raise
         if isinstance(cause, ProducerFenced):
@@ -359,12 +359,21 @@ def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
         raise SenderStopped(cause) from exc
 
 
-def _transaction_end_seen(producer: AIOKafkaProducer) -> None:
-    """The stopped sender failed the transaction's end with its error too, and nobody will await
-    it now: mark it seen, or it is logged at ERROR ("Future exception was never retrieved")."""
+def _transaction_end_seen(producer: AIOKafkaProducer, sender_task: asyncio.Future[Any]) -> None:
+    """The stopped sender fails the transaction's end with its error too, and nobody will await
+    it now: mark it seen, or it is logged at ERROR ("Future exception was never retrieved"). Once
+    now, and once more after the sender's own done-callback (`_fail_all`, called in order before
+    this one): when the transaction had failed already, that callback may not have run yet, and
+    it fails a new end in place of the old (two workers under one id showed it)."""
     txn_manager = producer._txn_manager
-    if txn_manager is not None:
+    if txn_manager is None:
+        return
+
+    def seen(_: object = None) -> None:
         _failure_seen(txn_manager.wait_for_transaction_end())
+
+    seen()
+    sender_task.add_done_callback(seen)
 
 
 def add_offsets_early(txn_manager: Any, group_id: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -251,6 +252,37 @@ async def test_the_transaction_end_a_fence_failed_is_not_reported_as_never_retri
         with pytest.raises(ProducerFenced), fenced_as_such(producer):
             raise fence  # as send_offsets_to_transaction raises it
         del txn, producer
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
+
+
+def _fail_all(txn: TransactionManager, stopped: asyncio.Future[Any]) -> None:
+    """What the sender's done-callback does to the transaction."""
+    txn.fatal_error(stopped.exception())
+
+
+async def test_an_end_failed_again_after_the_fence_was_seen_is_not_reported_either() -> None:
+    # The sender's handler failed the transaction, the sender stopped, and its own done-callback
+    # (_fail_all: fatal_error, which fails a new end) had not run when the next send saw it.
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        fence = ProducerFenced()
+        txn = _in_transaction()
+        txn.error_transaction(fence)
+        task: asyncio.Future[Any] = loop.create_future()
+        task.set_exception(fence)
+        task.add_done_callback(partial(_fail_all, txn))
+        producer = SimpleNamespace(_sender=SimpleNamespace(sender_task=task), _txn_manager=txn)
+        with pytest.raises(ProducerFenced), fenced_as_such(producer):
+            raise IllegalOperation("Can't send messages while not in transaction")
+        first_end = txn.wait_for_transaction_end()
+        await asyncio.sleep(0)  # the callbacks run: fatal_error's new end, then the mark
+        assert txn.wait_for_transaction_end() is not first_end
+        del txn, producer, task, first_end, fence  # its traceback holds the producer
         gc.collect()
     finally:
         loop.set_exception_handler(None)
