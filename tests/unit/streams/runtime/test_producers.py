@@ -5,8 +5,10 @@ stopped on another error, is raised as such."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
+from collections.abc import Iterator
 from functools import partial
 from types import SimpleNamespace
 from typing import Any
@@ -210,11 +212,23 @@ async def test_a_sender_stopped_on_another_error_raises_sender_stopped(
     assert "UnknownError" in str(stopped.value)
 
 
+@contextlib.contextmanager
+def loop_reports() -> Iterator[list[str]]:
+    """What the running loop's exception handler gets within the block, which collects garbage
+    as it ends: a failed future that nobody looked at is reported then."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    try:
+        yield reported
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+
+
 async def test_batches_failed_by_a_fence_are_not_reported_as_never_retrieved() -> None:
     loop = asyncio.get_running_loop()
-    reported: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    try:
+    with loop_reports() as reported:
         batches: list[asyncio.Future[Any]] = []
 
         async def send_batch(batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
@@ -233,17 +247,11 @@ async def test_batches_failed_by_a_fence_are_not_reported_as_never_retrieved() -
         sent.clear()
         batches.clear()
         del failed, unseen
-        gc.collect()
-    finally:
-        loop.set_exception_handler(None)
-    assert [c["message"] for c in reported] == ["Future exception was never retrieved"]
+    assert reported == ["Future exception was never retrieved"]
 
 
 async def test_the_transaction_end_a_fence_failed_is_not_reported_as_never_retrieved() -> None:
-    loop = asyncio.get_running_loop()
-    reported: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    try:
+    with loop_reports() as reported:
         fence = ProducerFenced()
         txn = _in_transaction()
         txn.fatal_error(fence)  # what the stopped sender does: nobody awaits the end any more
@@ -252,9 +260,6 @@ async def test_the_transaction_end_a_fence_failed_is_not_reported_as_never_retri
         with pytest.raises(ProducerFenced), fenced_as_such(producer):
             raise fence  # as send_offsets_to_transaction raises it
         del txn, producer
-        gc.collect()
-    finally:
-        loop.set_exception_handler(None)
     assert reported == []
 
 
@@ -267,9 +272,7 @@ async def test_an_end_failed_again_after_the_fence_was_seen_is_not_reported_eith
     # The sender's handler failed the transaction, the sender stopped, and its own done-callback
     # (_fail_all: fatal_error, which fails a new end) had not run when the next send saw it.
     loop = asyncio.get_running_loop()
-    reported: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    try:
+    with loop_reports() as reported:
         fence = ProducerFenced()
         txn = _in_transaction()
         txn.error_transaction(fence)
@@ -283,7 +286,4 @@ async def test_an_end_failed_again_after_the_fence_was_seen_is_not_reported_eith
         await asyncio.sleep(0)  # the callbacks run: fatal_error's new end, then the mark
         assert txn.wait_for_transaction_end() is not first_end
         del txn, producer, task, first_end, fence  # its traceback holds the producer
-        gc.collect()
-    finally:
-        loop.set_exception_handler(None)
     assert reported == []
