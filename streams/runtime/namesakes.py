@@ -8,11 +8,11 @@ producer in turn. Nothing is lost or doubled, but nothing settles either: two su
 fenced each other 20 times in 20 s, and 300 sessions took 21 s where they take 6.
 
 Each of the worker's Kafka clients carries the id as its client id (streams/app.py), and the
-group coordinator lists every member with its client id. At its first
-assignment the worker asks for its group's members (DescribeGroups, aiokafka's admin client);
-another member under its client id is a live worker: one killed and started again under its name
-is never in the same generation as its successor, and a static member's successor replaces it.
-So the worker stops, naming the other's host. Only a worker that has just started asks, so the
+group coordinator lists every member with its client id. At its first assignment the worker asks
+for its group's members (DescribeGroups, aiokafka's admin client); another member under its
+client id is a live worker: one killed and started again under its name is never in the same
+generation as its successor, and a static member's successor replaces it. So the worker stops,
+naming the other's host. Only a worker that has just started asks, so the
 one that ran first keeps its partitions (two started together both stop, and the first one
 started again runs). Anything that fails the question leaves the worker running, as before.
 """
