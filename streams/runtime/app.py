@@ -11,7 +11,7 @@ from faust.types import TP, TransportT
 from faust.types.enums import ProcessingGuarantee
 
 from streams.runtime.consumer import ConsumerThread
-from streams.runtime.namesakes import Member, refuse_namesakes
+from streams.runtime.namesakes import refuse_namesakes
 from streams.runtime.producers import Producers, WorkerTransaction
 from streams.runtime.restore import TableManager, restorer_of
 from streams.runtime.runner import Processor, Runner, Sources
@@ -152,8 +152,8 @@ class App(faust.App):
             if not first:
                 return
             first = False
-            own = Member(self.group_member().member_id, self.conf.broker_client_id, host="")
-            await refuse_namesakes(self.conf.id, own, bootstrap_servers, security)
+            member_id, client_id = self.group_member().member_id, self.conf.broker_client_id
+            await refuse_namesakes(self.conf.id, member_id, client_id, bootstrap_servers, security)
 
         self.on_partitions_assigned.connect(on_assigned)
 

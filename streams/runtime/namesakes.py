@@ -12,13 +12,15 @@ group coordinator lists every member with its client id. At its first assignment
 for its group's members (DescribeGroups, aiokafka's admin client); another member under its
 client id is a live worker: one killed and started again under its name is never in the same
 generation as its successor, and a static member's successor replaces it. So the worker stops,
-naming the other's host. Only a worker that has just started asks, so the
-one that ran first keeps its partitions (two started together both stop, and the first one
-started again runs). Anything that fails the question leaves the worker running, as before.
+naming the other's host. Only a worker that has just started asks, so the one that ran first
+keeps its partitions (two started together both stop, and the first one started again runs). The
+question holds up that first assignment for a round trip or two, CHECK_LIMIT_S at most; anything
+that fails it, or takes longer, leaves the worker running, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,9 +45,9 @@ class NamesakeWorker(RuntimeError):
     """Another live worker runs under this worker's id."""
 
 
-def namesakes(members: Iterable[Member], own: Member) -> list[Member]:
-    """The members other than `own` under its client id."""
-    return [m for m in members if m.client_id == own.client_id and m.member_id != own.member_id]
+def namesakes(members: Iterable[Member], member_id: str, client_id: str) -> list[Member]:
+    """The members other than `member_id` under `client_id`."""
+    return [m for m in members if m.client_id == client_id and m.member_id != member_id]
 
 
 def members_of(description: Mapping[str, Any]) -> list[Member]:
@@ -59,17 +61,27 @@ def members_of(description: Mapping[str, Any]) -> list[Member]:
     ]
 
 
+# The longest the first assignment waits for the answer (it takes milliseconds).
+CHECK_LIMIT_S = 5.0
+
+
 async def refuse_namesakes(
-    group_id: str, own: Member, bootstrap_servers: str, security: Mapping[str, Any]
+    group_id: str,
+    member_id: str,
+    client_id: str,
+    bootstrap_servers: str,
+    security: Mapping[str, Any],
 ) -> None:
-    """Raise NamesakeWorker when the group holds another member under `own`'s client id."""
+    """Raise NamesakeWorker when the group holds a member other than `member_id` under
+    `client_id`, this worker's."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, client_id=own.client_id, **security
+        bootstrap_servers=bootstrap_servers, client_id=client_id, **security
     )
     try:
-        await admin.start()
-        (answer,) = await admin.describe_consumer_groups([group_id])
-        others = namesakes(members_of(answer.to_object()), own)
+        async with asyncio.timeout(CHECK_LIMIT_S):
+            await admin.start()
+            (answer,) = await admin.describe_consumer_groups([group_id])
+        others = namesakes(members_of(answer.to_object()), member_id, client_id)
     except (KafkaError, OSError, TimeoutError) as exc:
         log.warning("could not look for another worker under this worker's id (%r)", exc)
         return
@@ -77,7 +89,7 @@ async def refuse_namesakes(
         await admin.close()
     if others:
         raise NamesakeWorker(
-            f"another live worker in group {group_id} runs under this worker's id ({own.client_id}"
+            f"another live worker in group {group_id} runs under this worker's id ({client_id}"
             f" on {', '.join(sorted({m.host for m in others}))}): two workers under one"
             " SESSIONFLOW_WORKER_ID fence each other's transactions without end. Give each"
             " worker its own id (in Kubernetes, the StatefulSet's pod name); this one stops."

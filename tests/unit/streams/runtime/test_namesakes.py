@@ -15,12 +15,12 @@ OWN = Member("w1-aaa", "w1", "10.0.0.1")
 def test_another_member_under_the_same_client_id_is_a_namesake() -> None:
     twin = Member("w1-bbb", "w1", "10.0.0.2")
     other = Member("w2-ccc", "w2", "10.0.0.3")
-    assert namesakes([OWN, other, twin], OWN) == [twin]
+    assert namesakes([OWN, other, twin], OWN.member_id, OWN.client_id) == [twin]
 
 
 def test_the_worker_alone_under_its_id_has_no_namesake() -> None:
     w10 = Member("w10-ddd", "w10", "10.0.0.4")
-    assert namesakes([OWN, w10], OWN) == []
+    assert namesakes([OWN, w10], OWN.member_id, OWN.client_id) == []
 
 
 def _answer(error_code: int, members: list[dict[str, object]]) -> dict[str, object]:
@@ -46,4 +46,6 @@ def test_an_error_code_in_the_answer_is_raised() -> None:
 
 async def test_no_answer_leaves_the_worker_running() -> None:
     # Nothing listens on port 9: the question fails, and the worker is not stopped for it.
-    await refuse_namesakes("g", OWN, "127.0.0.1:9", {"request_timeout_ms": 1000})
+    await refuse_namesakes(
+        "g", OWN.member_id, OWN.client_id, "127.0.0.1:9", {"request_timeout_ms": 1000}
+    )
