@@ -34,6 +34,16 @@ PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT"
 JVM = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true")
 
 
+class _InHome:
+    """A file or folder of a broker's home, named once: `log = _InHome("broker.log")`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, broker: Broker, owner: type[Broker] | None = None) -> Path:
+        return broker.home / self.name
+
+
 @dataclass(frozen=True)
 class Broker:
     """One local broker: where its files live and which loopback ports it takes."""
@@ -56,6 +66,11 @@ class Broker:
     secured_tls: tuple[Path, str] | None = None
     secured_clients: Path | None = None
     secured_acls: bool = False
+    # What it keeps in its home: the log segments, the generated config, its output, its pid.
+    data = _InHome("data")
+    config = _InHome("server.properties")
+    log = _InHome("broker.log")
+    pidfile = _InHome("broker.pid")
 
     @property
     def bootstrap(self) -> str:
@@ -64,22 +79,6 @@ class Broker:
     @property
     def libs(self) -> Path:
         return self.cache / "libs"
-
-    @property
-    def data(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def config(self) -> Path:
-        return self.home / "server.properties"
-
-    @property
-    def log(self) -> Path:
-        return self.home / "broker.log"
-
-    @property
-    def pidfile(self) -> Path:
-        return self.home / "broker.pid"
 
     # -- fetch ------------------------------------------------------------------------------
     def fetch(self) -> None:
