@@ -17,7 +17,16 @@ from bench import failover_load, index_rebuild, rolling_restart
 from bench.b3_worker import all_ready, exactly_once_workers, worker_env
 from bench.context import Context
 from bench.kafka_io import Watcher, preload
-from bench.proc import Service, dir_mb, fetch_text, free_port, python_module, rss_mb, wait_http
+from bench.proc import (
+    Service,
+    dir_mb,
+    fetch_text,
+    free_port,
+    peak_rss_mb,
+    python_module,
+    rss_mb,
+    wait_http,
+)
 from bench.progress import ProgressGuard
 from bench.stats import extrapolate, ratio
 from bench.webhooks import session_plan
@@ -119,6 +128,7 @@ async def _run(ctx: Context) -> dict[str, Any]:
         rss = rss_mb(first.pid) or 0.0
         out["rss_mb_empty"] = round(rss0, 1)
         out["rss_mb"] = round(rss, 1)
+        out["rss_mb_peak"] = round(peak_rss_mb(first.pid) or 0.0, 1)
     finally:
         first.stop()
         await guard.stop()
@@ -137,6 +147,7 @@ async def _run(ctx: Context) -> dict[str, Any]:
             )
         out["restore_s"] = round(time.monotonic() - spawned, 2)
         out["rss_mb_after_restore"] = round(rss_mb(fresh.pid) or 0.0, 1)
+        out["rss_mb_peak_after_restore"] = round(peak_rss_mb(fresh.pid) or 0.0, 1)
     finally:
         fresh.stop()
         await watcher.stop()
@@ -176,6 +187,9 @@ async def _run(ctx: Context) -> dict[str, Any]:
         "state_rocksdb_mb": out["rocksdb_mb"],
         "state_restore_s": out["restore_s"],
         "state_rss_mb_1m": round(extrapolate(out["rss_mb_empty"], out["rss_mb"], n, TARGET), 1),
+        "state_rss_peak_mb_1m": round(
+            extrapolate(out["rss_mb_empty"], out["rss_mb_peak"], n, TARGET), 1
+        ),
         "state_rocksdb_mb_1m": round(extrapolate(0.0, out["rocksdb_mb"], n, TARGET), 1),
         "state_restore_s_1m": round(
             extrapolate(out["empty_startup_s"], out["restore_s"], n, TARGET), 1

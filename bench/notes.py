@@ -132,6 +132,11 @@ def _measured_pair(
     return first, second
 
 
+def _peak(peak_mb: float | None) -> str:
+    """B5's peak RSS, where the run measured it (runs before it was measured have none)."""
+    return "" if peak_mb is None else f", {peak_mb} MB at its peak"
+
+
 def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
     """What the figures say, from the figures: bottlenecks, ratios, the honest caveats."""
     out: list[str] = []
@@ -308,6 +313,7 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
         )
         out.append(
             f"B5: {f['state_sessions']:,} pending sessions: worker RSS {f['state_rss_mb']} MB"
+            f" 2 s after the fill{_peak(b5.get('rss_mb_peak'))}"
             f" ({b5['rss_mb_empty']} MB empty), RocksDB {f['state_rocksdb_mb']} MB on disk, a fresh"
             f" worker restored the table and completed one probe session per partition"
             f" {f['state_restore_s']} s after its start (empty-state start: {b5['empty_startup_s']} s)."

@@ -84,9 +84,20 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def rss_mb(pid: int) -> float | None:
+    """The process's resident memory now; None once it is gone."""
+    return _status_mb(pid, "VmRSS:")
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The most the process has held resident since it started (the kernel's high-water mark):
+    what a memory limit must cover, which one sample of `rss_mb` can miss."""
+    return _status_mb(pid, "VmHWM:")
+
+
+def _status_mb(pid: int, field: str) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         return None
