@@ -56,5 +56,6 @@ def test_the_peak_rss_is_the_high_water_mark_not_the_present() -> None:
 
 
 def test_a_process_that_is_gone_has_no_rss() -> None:
+    # Above Linux's largest pid (2**22), so no process has it.
     assert rss_mb(2**22 + 1) is None
     assert peak_rss_mb(2**22 + 1) is None
