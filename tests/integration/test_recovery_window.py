@@ -211,6 +211,14 @@ def window_factory(kafka_bootstrap: str, unique: str, tmp_path: Path) -> Iterato
         window.stop()
 
 
+def _first_gap(offsets: set[int]) -> int:
+    """The first offset above the smallest of `offsets` that is not one of them."""
+    gap = min(offsets)
+    while gap in offsets:
+        gap += 1
+    return gap
+
+
 QUEUED = "queued_during_seek"
 DROPPED = "dropped_before_seek"
 
@@ -271,15 +279,14 @@ async def test_faust_never_reads_again_what_it_dropped_without_a_committed_offse
     before = window.logged_position("before the seek")
     assert RECORDS in processed, seen
     assert not processed & set(range(before, RECORDS)), seen
-    early = processed - {RECORDS}
-    if not early:
-        # The commit goes past the never-read ones: lost without a trace (no stall, no lag).
-        assert committed == RECORDS + 1, seen
-    else:
-        # On a loaded machine Faust's first fetch can hand a record to the agent before recovery
-        # pauses the partition (1 run in 18 with two cores kept busy): the commit then stays
-        # in front of the lost records, the stall of issue 17.
-        assert committed == max(early) + 1, seen
+    # Faust commits up to the end of the first run of consecutive offsets its agent processed,
+    # and never across a gap after that (faust Consumer._new_offset). When only the record that
+    # came after was processed, the commit goes past the never-read ones: lost without a trace
+    # (no stall, no lag). On a loaded machine Faust's first fetch can hand records to the agent
+    # before recovery pauses the partition (1 run in 18 with two cores kept busy; once, in a
+    # clean clone, 0, 4 and 5 but not 1 to 3): the commit then stays in front of the first lost
+    # record, the stall of issue 17.
+    assert committed == _first_gap(processed), seen
 
 
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
