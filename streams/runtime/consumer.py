@@ -74,6 +74,16 @@ start-up that every method overridden or read here is still the one Faust has.
    `backoff_failed_metadata_updates` (lookups.py) makes the consumer's client sleep
    `retry_backoff_ms` (100 ms) after each failed update, as aiokafka's own retries do elsewhere;
    the worker's producers have the same loop and the same remedy (producers.py).
+14. A standby partition's end is not waited for as in (11): Faust builds the standbys' ends after
+   the active partitions are restored and before the worker's streams start, so a wait there
+   would hold them, and a standby replica reads on as the changelog grows anyway. Nor is anyone
+   fenced for it: its new active owner may be live, with a transaction open there already. But
+   a worker that owned the partition in the last generation holds, in its store, records it
+   committed past a lost worker's open transaction, and Faust stopped the worker with a
+   ConsistencyError where the store's offset lay past the standby's stable end (reliability
+   scenario 15 on December 6: a worker cut off, rejoining). Such a standby's end is the store's,
+   where the partition's high watermark holds it (a store past that is Faust's real
+   inconsistency, a changelog deleted under it); its replica reads on as the transaction ends.
 """
 
 from __future__ import annotations
@@ -167,11 +177,12 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         ends: dict[TP, int] = dict(await self._ensure_consumer().end_offsets(partitions))  # (4)
-        if self.consumer.in_transaction:  # (11, 12)
-            active = restorer_of(self.app.tables).active_tps
-            await self._stable().wait_past_open_transactions(
-                ends, [tp for tp in partitions if tp in active]
-            )
+        if self.consumer.in_transaction:
+            restorer, stable = restorer_of(self.app.tables), self._stable()
+            active = [tp for tp in partitions if tp in restorer.active_tps]
+            await stable.wait_past_open_transactions(ends, active)  # (11, 12)
+            stored = {tp: restorer.standby_offsets.get(tp) for tp in partitions if tp not in active}
+            await stable.reach_standby_stores(ends, stored)  # (14)
         return ends
 
     def _stable(self) -> StableEnds:

@@ -5,8 +5,10 @@ to is its last stable offset: the first offset of the oldest transaction still o
 nothing can be read until that transaction ends. `StableEnds.wait_past_open_transactions` finds
 the partitions whose stable end lies below their high watermark (read through a second consumer
 without isolation), ends the transactions there that a lost worker left open (fencing.py), and
-waits until their stable ends reach what was written before the rebalance. consumer.py's
-docstring says why each step is needed.
+waits until their stable ends reach what was written before the rebalance.
+`StableEnds.reach_standby_stores` neither fences nor waits: a standby partition's end is raised to
+what its store already holds where that lies past such a transaction. consumer.py's docstring
+says why each step is needed (items 11, 12 and 14).
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ FENCE_LIMIT_S = 15.0
 def open_transactions(stable: Mapping[TP, int], written: Mapping[TP, int]) -> set[TP]:
     """The partitions whose stable end lies below their high watermark `written`."""
     return {tp for tp, end in written.items() if stable.get(tp, -1) < end}
+
+
+def stored_past_stable_end(stable: Mapping[TP, int], stored: Mapping[TP, int]) -> set[TP]:
+    """The partitions whose store holds a record (its offset in `stored`) at or past the stable
+    end: the first offset not yet readable, read_committed."""
+    return {tp for tp, offset in stored.items() if stable.get(tp, -1) <= offset}
 
 
 class StableEnds:
@@ -88,6 +96,30 @@ class StableEnds:
             )
         else:
             log.info("the open transaction ended after %.1f s", time.monotonic() - started)
+
+    async def reach_standby_stores(
+        self, ends: dict[TP, int], stored: Mapping[TP, int | None]
+    ) -> None:
+        """Raise the stable `ends` of standby partitions to just past the last record their
+        stores hold (`stored`), where that lies past the stable end and within the partition's
+        high watermark (consumer.py, 14); `ends` is updated in place."""
+        held = {tp: offset for tp, offset in stored.items() if offset is not None}
+        behind = stored_past_stable_end(ends, held)
+        if not behind:
+            return
+        written = await (await self._plain_reader()).end_offsets(sorted(behind))
+        raised = sorted(
+            (tp for tp in behind if written.get(tp, -1) > held[tp]), key=lambda tp: tp.partition
+        )
+        for tp in raised:
+            ends[tp] = held[tp] + 1
+        if raised:
+            log.warning(
+                "standby changelog partitions %s hold a transaction still open (another worker's,"
+                " paused, cut off or killed) below the records this worker committed there: their"
+                " replicas read on past what their stores hold as it ends",
+                [tp.partition for tp in raised],
+            )
 
     async def _fence_lost_transactions(self, waiting: set[TP]) -> int:
         """With one transaction per worker, end the transactions open on `waiting` now, by

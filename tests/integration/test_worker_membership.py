@@ -28,6 +28,10 @@ Recovery now waits for such a transaction to end (streams/runtime/consumer.py, 1
 holds one open with a plain transactional producer. With one transaction per worker the recovery
 first fences the transaction's id (12), which ends it at once: the test before it kills a worker
 for good, and nothing else would end its transaction within the test.
+
+A standby's end is not waited for (14), and the worker that owned the partition before the
+rebalance holds records in its store past the open transaction: Faust's ConsistencyError stopped
+it there too (scenario 15 again, December 6), until a standby's end became what its store holds.
 """
 
 from __future__ import annotations
@@ -63,9 +67,12 @@ COMMIT_INTERVAL_S = 5.0
 BROKER_TXN_CLEANUP_S = 10.0
 # Past the session timeout (6 s) and the other worker's takeover, within the transaction timeout.
 ZOMBIE_PAUSE_S = 9.0
-# The open transaction of the last test ends this long after the second worker starts: longer
+# The open transaction of the zombie tests ends this long after the second worker starts: longer
 # than the rebalance, so the recovery meets it open.
 OPEN_AFTER_REBALANCE_S = 4.0
+# The changelog partitions a worker holding all four gives up when a second joins: Faust's
+# assignor drops a worker's extra partitions with set.pop(), the lowest first.
+GIVEN_UP = (0, 1)
 
 
 @dataclass(frozen=True)
@@ -242,6 +249,57 @@ async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
     for w in (owner, other):
         assert w.proc is not None
         assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"
+
+
+async def test_a_standby_holding_records_past_a_zombies_open_transaction_runs_on(
+    worker_env: WorkerEnv, workers: list[WorkerProcess]
+) -> None:
+    """The zombie's transaction is open only on the partitions the first worker gives up: they are
+    its standbys after the rebalance, its store holds records it committed past the transaction,
+    and with one transaction per partition nobody fences the zombie, so the first worker builds
+    its standbys' ends while the transaction is open (consumer.py, 14)."""
+    worker_env.transaction_scope = "partition"
+    await worker_env.make_topics()
+    p = traffic(120, seed=16, half_only=0.0)
+    first, rest = _first_halves(p.deliveries)
+    owner = start(worker_env, workers, "w1")
+    await asyncio.to_thread(owner.wait_ready)
+
+    changelog = f"{worker_env.namespace}sessionflow-sessions-changelog"
+    zombie = AIOKafkaProducer(
+        bootstrap_servers=worker_env.bootstrap,
+        transactional_id=f"{worker_env.namespace}zombie",
+        transaction_timeout_ms=60_000,
+    )
+    await zombie.start()
+    try:
+        await zombie.begin_transaction()
+        for partition in GIVEN_UP:
+            await zombie.send_and_wait(changelog, b"{}", key=b"zombie", partition=partition)
+        await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, first)
+        await wait_until(
+            lambda: owner.total("sessionflow_events_total") >= len(first),
+            "the first halves applied",
+        )
+        await asyncio.sleep(1.0)  # and committed (every 0.1 s), past the open transaction
+
+        other = start(worker_env, workers, "w2")
+        raised = f"standby changelog partitions {list(GIVEN_UP)}"
+        await wait_until(
+            lambda: raised in owner.log_tail(400) or not owner.alive(),
+            "the first worker to build its standbys' ends",
+        )
+        assert owner.alive(), f"w1 stopped:\n{owner.log_tail()}"
+        await asyncio.sleep(OPEN_AFTER_REBALANCE_S)
+        await zombie.abort_transaction()
+    finally:
+        await zombie.stop()
+    await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (owner, other)))
+
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, rest)
+    await completed_once(worker_env, p.expectations.complete)
+    for w in (owner, other):
+        assert w.alive(), f"{w.name} stopped:\n{w.log_tail()}"
 
 
 def _joined(worker: WorkerProcess) -> list[int]:

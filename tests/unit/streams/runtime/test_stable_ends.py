@@ -1,6 +1,7 @@
-"""streams.runtime.stable_ends, through the consumer thread that asks it (consumer.py items 11 and
-12): a table partition is restored only past the transactions still open on its changelog, and a
-lost worker's transaction there is fenced rather than waited for."""
+"""streams.runtime.stable_ends, through the consumer thread that asks it (consumer.py items 11, 12
+and 14): a table partition is restored only past the transactions still open on its changelog, a
+lost worker's transaction there is fenced rather than waited for, and a standby's end is never
+below what its store holds of the changelog."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aiokafka import errors as Errors
 from faust.types import TP
 
 from streams.runtime import stable_ends
-from streams.runtime.stable_ends import open_transactions
+from streams.runtime.stable_ends import open_transactions, stored_past_stable_end
 from streams.settings import WorkerSettings
 
 CHANGELOG = "unit.sessionflow-sessions-changelog"
@@ -137,6 +138,56 @@ def test_a_transaction_open_past_the_lookups_time_is_reported_and_recovery_goes_
     assert ends == {TP0: 79, TP1: 50}
     assert len(stable.asked) > 2
     assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
+
+
+def test_stores_past_the_stable_end_hold_a_record_at_or_past_it() -> None:
+    assert stored_past_stable_end({TP0: 300, TP1: 50}, {TP0: 344, TP1: 49}) == {TP0}
+    assert stored_past_stable_end({TP0: 300}, {TP0: 300}) == {TP0}
+    assert stored_past_stable_end({}, {TP0: 0}) == {TP0}
+
+
+def _standby_ends(
+    thread: Any, stable: Ends, written: Ends, stored: int, caplog: pytest.LogCaptureFixture
+) -> dict[TP, int]:
+    """The ends of TP0 and STANDBY, whose store holds the changelog up to offset `stored`."""
+    thread.app.tables.recovery.standby_offsets[STANDBY] = stored
+    _install(thread, stable, written)
+    with caplog.at_level(logging.INFO, logger=stable_ends.__name__):
+        return dict(asyncio.get_event_loop().run_until_complete(thread._highwaters([TP0, STANDBY])))
+
+
+def test_a_standby_store_past_an_open_transaction_sets_its_end(
+    thread: Any, fence: Fence, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reliability scenario 15, December 6: this worker committed STANDBY's records up to 344 in
+    the last generation, past a cut-off worker's transaction open at 300; Faust stopped it with a
+    ConsistencyError (344 > 299) where the standby's end is its stable end."""
+    stable, written = Ends({TP0: 40, STANDBY: 300}), Ends({TP0: 40, STANDBY: 346})
+    ends = _standby_ends(thread, stable, written, 344, caplog)
+    assert ends == {TP0: 40, STANDBY: 345}
+    assert stable.asked == [[TP0, STANDBY]]  # never waited for
+    assert written.asked == [[TP0], [STANDBY]]
+    assert fence.calls == []  # its active owner may be live
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "standby changelog partitions [2]" in caplog.records[0].getMessage()
+
+
+def test_a_standby_store_past_the_high_watermark_keeps_fausts_consistency_check(
+    thread: Any, fence: Fence, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store past everything the changelog holds (it was deleted under the store) is what
+    Faust's ConsistencyError is for: the end stays the broker's."""
+    stable, written = Ends({TP0: 40, STANDBY: 12}), Ends({TP0: 40, STANDBY: 12})
+    assert _standby_ends(thread, stable, written, 344, caplog) == {TP0: 40, STANDBY: 12}
+    assert caplog.records == []
+
+
+def test_a_standby_store_within_the_stable_end_costs_no_lookup(
+    thread: Any, fence: Fence, caplog: pytest.LogCaptureFixture
+) -> None:
+    stable, written = Ends({TP0: 40, STANDBY: 346}), Ends({TP0: 40})
+    assert _standby_ends(thread, stable, written, 344, caplog) == {TP0: 40, STANDBY: 346}
+    assert written.asked == [[TP0]]
 
 
 def _wait_with_fence(
