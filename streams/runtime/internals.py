@@ -21,7 +21,7 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.consumer.fetcher import Fetcher as AIOKafkaFetcher
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
-from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.producer.message_accumulator import BatchBuilder, MessageAccumulator, MessageBatch
 from aiokafka.producer.sender import Sender as AIOKafkaSender
 from aiokafka.producer.sender import TxnOffsetCommitHandler
 from aiokafka.producer.transaction_manager import (
@@ -480,7 +480,9 @@ REQUIREMENTS: Final = (
         " (a property), and _fail_all, the sender task's done-callback, handing the sender's"
         " error to TransactionManager.fatal_error(exc), which fails the pending offsets with it,"
         " and its"
-        " wait_for_transaction_end(self); GroupCoordinator.request_rejoin(self); faust"
+        " wait_for_transaction_end(self), and to MessageAccumulator.fail_all(exception), which"
+        " fails the drain waiter of every batch in _batches and _pending_batches"
+        " (MessageBatch.failure); GroupCoordinator.request_rejoin(self); faust"
         " ConsumerThread.call_thread(self, method)",
         "exactly-once: a fenced transaction, or a sender stopped on another error, reaches the"
         " runner as ProducerFenced or SenderStopped (producers.py, fenced_as_such), which drops"
@@ -501,6 +503,12 @@ REQUIREMENTS: Final = (
                     "fut.set_exception(exc)",
                 )
                 and _method(AIOKafkaTransactionManager, "wait_for_transaction_end")
+                and _source_says(
+                    MessageAccumulator.fail_all, "self._batches.values()", "self._pending_batches"
+                )
+                and _source_says(
+                    MessageBatch.failure, "self._drain_waiter.set_exception(exception)"
+                )
                 and _method(GroupCoordinator, "request_rejoin")
                 and callable(getattr(_THREAD, "call_thread", None))
             )

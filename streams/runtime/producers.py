@@ -351,7 +351,7 @@ def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
         stopped = task is not None and task.done() and not task.cancelled()
         cause = task.exception() if stopped else None
         if cause is not None:
-            _transaction_end_seen(producer, task)
+            _sender_failures_seen(producer, task)
         if cause is None or isinstance(exc, ProducerFenced):
             raise
         if isinstance(cause, ProducerFenced):
@@ -359,18 +359,24 @@ def fenced_as_such(producer: AIOKafkaProducer) -> Iterator[None]:
         raise SenderStopped(cause) from exc
 
 
-def _transaction_end_seen(producer: AIOKafkaProducer, sender_task: asyncio.Future[Any]) -> None:
-    """The stopped sender fails the transaction's end with its error too, and nobody will await
-    it now: mark it seen, or it is logged at ERROR ("Future exception was never retrieved"). Once
-    now, and once more after the sender's own done-callback (`_fail_all`, called in order before
-    this one): when the transaction had failed already, that callback may not have run yet, and
-    it fails a new end in place of the old (two workers under one id showed it)."""
+def _sender_failures_seen(producer: AIOKafkaProducer, sender_task: asyncio.Future[Any]) -> None:
+    """The stopped sender fails the transaction's end with its error too, and the drain waiter
+    of every batch it had not sent (or had taken back to retry): nobody will await them now, so
+    mark them seen, or each is logged at ERROR ("Future exception was never retrieved";
+    reliability scenario 15 logged four, a worker cut off mid-send). Once now, and once more
+    after the sender's own done-callback (`_fail_all`, called in order before this one): when
+    the transaction had failed already, that callback may not have run yet, and it fails a new
+    end in place of the old (two workers under one id showed it), and the batches."""
     txn_manager = producer._txn_manager
     if txn_manager is None:
         return
+    accumulator = producer._message_accumulator
 
     def seen(_: object = None) -> None:
         _failure_seen(txn_manager.wait_for_transaction_end())
+        for queued in (*accumulator._batches.values(), accumulator._pending_batches):
+            for batch in queued:
+                _failure_seen(batch._drain_waiter)
 
     seen()
     sender_task.add_done_callback(seen)

@@ -176,7 +176,13 @@ def _stopped_sender(error: BaseException | None) -> Any:
     task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     if error is not None:
         task.set_exception(error)
-    return SimpleNamespace(_sender=SimpleNamespace(sender_task=task), _txn_manager=None)
+    return SimpleNamespace(
+        _sender=SimpleNamespace(sender_task=task), _txn_manager=None, _message_accumulator=None
+    )
+
+
+# An accumulator without batches (aiokafka's MessageAccumulator: those queued, those sent).
+NO_BATCHES = SimpleNamespace(_batches={}, _pending_batches=set())
 
 
 async def test_a_send_after_a_fence_raises_the_fence_not_aiokafkas_state_error() -> None:
@@ -256,7 +262,7 @@ async def test_the_transaction_end_a_fence_failed_is_not_reported_as_never_retri
         txn = _in_transaction()
         txn.fatal_error(fence)  # what the stopped sender does: nobody awaits the end any more
         producer = _stopped_sender(fence)
-        producer._txn_manager = txn
+        producer._txn_manager, producer._message_accumulator = txn, NO_BATCHES
         with pytest.raises(ProducerFenced), fenced_as_such(producer):
             raise fence  # as send_offsets_to_transaction raises it
         del txn, producer
@@ -279,11 +285,46 @@ async def test_an_end_failed_again_after_the_fence_was_seen_is_not_reported_eith
         task: asyncio.Future[Any] = loop.create_future()
         task.set_exception(fence)
         task.add_done_callback(partial(_fail_all, txn))
-        producer = SimpleNamespace(_sender=SimpleNamespace(sender_task=task), _txn_manager=txn)
+        producer = SimpleNamespace(
+            _sender=SimpleNamespace(sender_task=task),
+            _txn_manager=txn,
+            _message_accumulator=NO_BATCHES,
+        )
         with pytest.raises(ProducerFenced), fenced_as_such(producer):
             raise IllegalOperation("Can't send messages while not in transaction")
         first_end = txn.wait_for_transaction_end()
         await asyncio.sleep(0)  # the callbacks run: fatal_error's new end, then the mark
         assert txn.wait_for_transaction_end() is not first_end
         del txn, producer, task, first_end, fence  # its traceback holds the producer
+    assert reported == []
+
+
+async def test_batches_the_stopped_sender_had_not_sent_are_not_reported_as_never_retrieved() -> (
+    None
+):
+    """The sender fails the drain waiter of each batch still queued (or taken back to retry) with
+    its error; nothing awaits it after a fence. Reliability scenario 15 logged four such reports,
+    a worker cut off from the broker mid-send."""
+    loop = asyncio.get_running_loop()
+    with loop_reports() as reported:
+        unstarted = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")
+        accumulator = unstarted._message_accumulator
+        builder = unstarted.create_batch()
+        builder.append(key=b"k", value=b"v", timestamp=None)
+        queued = await accumulator.add_batch(builder, TopicPartition("out", 0), timeout=1)
+        queued.add_done_callback(lambda f: f.exception())  # as Producers._send watches it
+        fence, txn = ProducerFenced(), _in_transaction()
+        task: asyncio.Future[Any] = loop.create_future()
+        task.set_exception(fence)
+        accumulator.fail_all(fence)  # what the sender's done-callback (_fail_all) does
+        txn.fatal_error(fence)
+        producer = SimpleNamespace(
+            _sender=SimpleNamespace(sender_task=task),
+            _txn_manager=txn,
+            _message_accumulator=accumulator,
+        )
+        with pytest.raises(ProducerFenced), fenced_as_such(producer):
+            raise fence  # as send_offsets_to_transaction raises it
+        await unstarted.stop()
+        del txn, producer, task, fence, accumulator, queued, unstarted
     assert reported == []
