@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import pytest
@@ -195,14 +195,21 @@ def _first_halves(deliveries: Iterable[Delivery]) -> tuple[list[Delivery], list[
     return first, rest
 
 
-@pytest.mark.parametrize("scope", ["worker", "partition"])
-async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
-    worker_env: WorkerEnv, workers: list[WorkerProcess], scope: str
+# What a test does while the zombie's transaction is open and the second worker starts, given
+# the zombie, its transactional id and the two workers: it ends the transaction.
+Meanwhile = Callable[[AIOKafkaProducer, str, WorkerProcess, WorkerProcess], Awaitable[None]]
+
+
+async def _rebalance_under_a_zombie(
+    worker_env: WorkerEnv,
+    workers: list[WorkerProcess],
+    partitions: Iterable[int],
+    meanwhile: Meanwhile,
 ) -> None:
-    """With one transaction per worker the recovery fences the zombie's transactional id, which
-    ends the transaction at once (consumer.py, 12); with one per partition it waits for the
-    zombie's own abort (11: a partition's id is its new owner's, nobody else's to fence)."""
-    worker_env.transaction_scope = scope
+    """A worker commits each session's first half to its table past a transaction a plain
+    producer (the zombie) holds open on the changelog's `partitions`; a second worker starts (a
+    rebalance while it is open), and `meanwhile` ends it. Then each session completes once, and
+    both workers run on."""
     await worker_env.make_topics()
     p = traffic(120, seed=15, half_only=0.0)
     first, rest = _first_halves(p.deliveries)
@@ -219,17 +226,37 @@ async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
     await zombie.start()
     try:
         await zombie.begin_transaction()
-        for partition in range(worker_env.partitions):
+        for partition in partitions:
             await zombie.send_and_wait(changelog, b"{}", key=b"zombie", partition=partition)
-        # The owner commits each session's first half to the table, past the open transaction.
         await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, first)
         await wait_until(
             lambda: owner.total("sessionflow_events_total") >= len(first),
             "the first halves applied",
         )
-        await asyncio.sleep(1.0)  # and committed (every 0.1 s)
+        await asyncio.sleep(1.0)  # and committed (every 0.1 s), past the open transaction
+        other = start(worker_env, workers, "w2")
+        await meanwhile(zombie, zombie_id, owner, other)
+    finally:
+        await zombie.stop()
+    await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (owner, other)))
 
-        other = start(worker_env, workers, "w2")  # a rebalance while the transaction is open
+    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, rest)
+    await completed_once(worker_env, p.expectations.complete)
+    for w in (owner, other):
+        assert w.alive(), f"{w.name} stopped:\n{w.log_tail()}"
+
+
+@pytest.mark.parametrize("scope", ["worker", "partition"])
+async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
+    worker_env: WorkerEnv, workers: list[WorkerProcess], scope: str
+) -> None:
+    """With one transaction per worker the recovery fences the zombie's transactional id, which
+    ends the transaction at once (consumer.py, 12); with one per partition it waits for the
+    zombie's own abort (11: a partition's id is its new owner's, nobody else's to fence)."""
+
+    async def fenced_or_aborted(
+        zombie: AIOKafkaProducer, zombie_id: str, owner: WorkerProcess, other: WorkerProcess
+    ) -> None:
         if scope == "worker":
             await wait_until(
                 lambda: any(f"fenced {zombie_id}" in w.log_tail(400) for w in (owner, other)),
@@ -240,15 +267,11 @@ async def test_a_rebalance_under_a_zombies_open_transaction_loses_no_state(
         else:
             await asyncio.sleep(OPEN_AFTER_REBALANCE_S)
             await zombie.abort_transaction()
-    finally:
-        await zombie.stop()
-    await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (owner, other)))
 
-    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, rest)
-    await completed_once(worker_env, p.expectations.complete)
-    for w in (owner, other):
-        assert w.proc is not None
-        assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"
+    worker_env.transaction_scope = scope
+    await _rebalance_under_a_zombie(
+        worker_env, workers, range(worker_env.partitions), fenced_or_aborted
+    )
 
 
 async def test_a_standby_holding_records_past_a_zombies_open_transaction_runs_on(
@@ -258,32 +281,10 @@ async def test_a_standby_holding_records_past_a_zombies_open_transaction_runs_on
     its standbys after the rebalance, its store holds records it committed past the transaction,
     and with one transaction per partition nobody fences the zombie, so the first worker builds
     its standbys' ends while the transaction is open (consumer.py, 14)."""
-    worker_env.transaction_scope = "partition"
-    await worker_env.make_topics()
-    p = traffic(120, seed=16, half_only=0.0)
-    first, rest = _first_halves(p.deliveries)
-    owner = start(worker_env, workers, "w1")
-    await asyncio.to_thread(owner.wait_ready)
 
-    changelog = f"{worker_env.namespace}sessionflow-sessions-changelog"
-    zombie = AIOKafkaProducer(
-        bootstrap_servers=worker_env.bootstrap,
-        transactional_id=f"{worker_env.namespace}zombie",
-        transaction_timeout_ms=60_000,
-    )
-    await zombie.start()
-    try:
-        await zombie.begin_transaction()
-        for partition in GIVEN_UP:
-            await zombie.send_and_wait(changelog, b"{}", key=b"zombie", partition=partition)
-        await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, first)
-        await wait_until(
-            lambda: owner.total("sessionflow_events_total") >= len(first),
-            "the first halves applied",
-        )
-        await asyncio.sleep(1.0)  # and committed (every 0.1 s), past the open transaction
-
-        other = start(worker_env, workers, "w2")
+    async def standbys_built_then_aborted(
+        zombie: AIOKafkaProducer, zombie_id: str, owner: WorkerProcess, other: WorkerProcess
+    ) -> None:
         raised = f"standby changelog partitions {list(GIVEN_UP)}"
         await wait_until(
             lambda: raised in owner.log_tail(400) or not owner.alive(),
@@ -292,14 +293,9 @@ async def test_a_standby_holding_records_past_a_zombies_open_transaction_runs_on
         assert owner.alive(), f"w1 stopped:\n{owner.log_tail()}"
         await asyncio.sleep(OPEN_AFTER_REBALANCE_S)
         await zombie.abort_transaction()
-    finally:
-        await zombie.stop()
-    await asyncio.gather(*(asyncio.to_thread(w.wait_ready) for w in (owner, other)))
 
-    await produce_deliveries(worker_env.bootstrap, worker_env.topics.raw, rest)
-    await completed_once(worker_env, p.expectations.complete)
-    for w in (owner, other):
-        assert w.alive(), f"{w.name} stopped:\n{w.log_tail()}"
+    worker_env.transaction_scope = "partition"
+    await _rebalance_under_a_zombie(worker_env, workers, GIVEN_UP, standbys_built_then_aborted)
 
 
 def _joined(worker: WorkerProcess) -> list[int]:
