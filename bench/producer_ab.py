@@ -47,6 +47,12 @@ def tree_cpu(pid: int) -> float:
     return sum(cpu_seconds(p) or 0.0 for p in descendants(pid))
 
 
+def cli_module(src: Path) -> str:
+    """The command line of the variant at `src`: `cli`, or `sessionflow.cli` in trees from
+    before issue 16 moved it (the issue's starting point, `8d71518`, among them)."""
+    return "cli" if (src / "cli").is_dir() else "sessionflow.cli"
+
+
 def run_variant(
     ctx: Context,
     load: Load,
@@ -69,7 +75,7 @@ def run_variant(
         **extra,
     )
     service = Service(
-        f"producer-{name}", python_module("cli", "producer"), env, ctx.workdir, cwd=src
+        f"producer-{name}", python_module(cli_module(src), "producer"), env, ctx.workdir, cwd=src
     )
     try:
         wait_http(f"http://127.0.0.1:{admin}/readyz", service.proc, 60, service.log)
