@@ -23,7 +23,7 @@ from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.consumer.subscription_state import SubscriptionState, TopicPartitionState
 from aiokafka.producer.message_accumulator import BatchBuilder, MessageAccumulator, MessageBatch
 from aiokafka.producer.sender import Sender as AIOKafkaSender
-from aiokafka.producer.sender import TxnOffsetCommitHandler
+from aiokafka.producer.sender import SendProduceReqHandler, TxnOffsetCommitHandler
 from aiokafka.producer.transaction_manager import (
     TransactionManager as AIOKafkaTransactionManager,
 )
@@ -509,9 +509,27 @@ REQUIREMENTS: Final = (
                 and _source_says(
                     MessageBatch.failure, "self._drain_waiter.set_exception(exception)"
                 )
+                and _source_says(SendProduceReqHandler.do, "_message_accumulator.reenqueue(batch)")
+                and _source_says(
+                    MessageAccumulator.reenqueue, "self._pending_batches.remove(batch)"
+                )
                 and _method(GroupCoordinator, "request_rejoin")
                 and callable(getattr(_THREAD, "call_thread", None))
             )
+        ),
+    ),
+    Requirement(
+        "aiokafka SendProduceReqHandler.do handing a retried batch back with"
+        " self._sender._message_accumulator.reenqueue(batch) after the backoff, and"
+        " MessageAccumulator.reenqueue(self, batch) removing it from _pending_batches, which a"
+        " failed batch has left",
+        "every worker producer drops the retry of a batch its stopped sender failed during the"
+        " backoff (producers.py, skip_settled_retries); aiokafka's KeyError there is logged at"
+        " ERROR as a task exception never retrieved",
+        lambda app: (
+            _source_says(SendProduceReqHandler.do, "_message_accumulator.reenqueue(batch)")
+            and _method(MessageAccumulator, "reenqueue", "batch")
+            and _source_says(MessageAccumulator.reenqueue, "self._pending_batches.remove(batch)")
         ),
     ),
     Requirement(

@@ -17,7 +17,8 @@ producer with the same ids.
 At-least-once: one idempotent producer with acks=all for every partition.
 
 Every producer here has its coordinator lookups paced after failures, and tried again where
-aiokafka would stop the producer (streams/runtime/lookups.py).
+aiokafka would stop the producer (streams/runtime/lookups.py), and drops the retry of a batch
+that its stopped sender failed meanwhile (`skip_settled_retries`).
 
 A transaction takes the consumer group's offsets partition as soon as it holds data. aiokafka
 adds it (AddOffsetsToTxn) only when the offsets are sent, at the commit, which is then three
@@ -299,6 +300,7 @@ class Producers:
         producer = AIOKafkaProducer(**self._settings, **extra, transactional_id=transactional_id)
         pace_coordinator_lookups(producer.client)
         backoff_failed_metadata_updates(producer.client)
+        skip_settled_retries(producer._message_accumulator)
         if transactional_id is not None and self._group_id is not None:
             add_offsets_early(producer._txn_manager, self._group_id)
         if self._worker is not None:
@@ -380,6 +382,25 @@ def _sender_failures_seen(producer: AIOKafkaProducer, sender_task: asyncio.Futur
 
     seen()
     sender_task.add_done_callback(seen)
+
+
+def skip_settled_retries(accumulator: Any) -> None:
+    """Have `accumulator` (aiokafka's MessageAccumulator) drop the retry of a batch that was
+    settled meanwhile. A produce request that failed for a retriable reason (a lost connection)
+    waits the retry backoff before it hands its batches back. A sender that stopped during that
+    wait (a fence, a lost membership) failed every batch, and a failed batch leaves the pending
+    set, so aiokafka's `reenqueue` raised KeyError in a task nobody awaits any more: logged at
+    ERROR as "Task exception was never retrieved" (reliability scenario 15, a worker cut off
+    mid-send). Such a batch has nothing left to send."""
+    reenqueue = accumulator.reenqueue
+
+    def reenqueue_unsettled(batch: Any) -> None:
+        if not batch.future.done():
+            reenqueue(batch)
+
+    # An instance attribute: the sender's produce handler calls
+    # self._sender._message_accumulator.reenqueue (streams/runtime/internals.py checks it).
+    accumulator.reenqueue = reenqueue_unsettled
 
 
 def add_offsets_early(txn_manager: Any, group_id: str) -> None:

@@ -30,6 +30,7 @@ from streams.runtime.producers import (
     WorkerTransaction,
     add_offsets_early,
     fenced_as_such,
+    skip_settled_retries,
 )
 from streams.runtime.worker_txn import GroupMember
 
@@ -328,3 +329,32 @@ async def test_batches_the_stopped_sender_had_not_sent_are_not_reported_as_never
         await unstarted.stop()
         del txn, producer, task, fence, accumulator, queued, unstarted
     assert reported == []
+
+
+async def test_a_retry_of_a_batch_the_stopped_sender_failed_is_dropped() -> None:
+    """A produce request failed for a retriable reason hands its batches back after the backoff;
+    when the sender stopped meanwhile (reliability scenario 15: a worker cut off mid-send), the
+    batch had failed and left the pending set, and aiokafka's reenqueue raised KeyError."""
+    unstarted = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")
+    accumulator = unstarted._message_accumulator
+    skip_settled_retries(accumulator)
+    tp = TopicPartition("out", 0)
+
+    async def in_flight() -> tuple[Any, asyncio.Future[Any]]:
+        builder = unstarted.create_batch()
+        builder.append(key=b"k", value=b"v", timestamp=None)
+        sent = await accumulator.add_batch(builder, tp, timeout=1)
+        return accumulator._pop_batch(tp), sent  # as drain_by_nodes hands it to a request
+
+    settled, sent = await in_flight()
+    accumulator.fail_all(ProducerFenced())  # the sender stopped during the backoff
+    await asyncio.sleep(0)  # the failed batch leaves the pending set
+    accumulator.reenqueue(settled)
+    assert tp not in accumulator._batches
+    assert isinstance(sent.exception(), ProducerFenced)
+
+    accumulator._exception = None  # a sender still running: its retry goes back in the queue
+    unsettled, _ = await in_flight()
+    accumulator.reenqueue(unsettled)
+    assert list(accumulator._batches[tp]) == [unsettled]
+    await unstarted.stop()
