@@ -523,7 +523,7 @@ REQUIREMENTS: Final = (
         " self._sender._message_accumulator.reenqueue(batch) after the backoff, and"
         " MessageAccumulator.reenqueue(self, batch) removing it from _pending_batches, which a"
         " failed batch has left",
-        "every worker producer drops the retry of a batch its stopped sender failed during the"
+        "every worker producer ends the retry of a batch its stopped sender failed during the"
         " backoff (producers.py, skip_settled_retries); aiokafka's KeyError there is logged at"
         " ERROR as a task exception never retrieved",
         lambda app: (

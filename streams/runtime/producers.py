@@ -17,8 +17,8 @@ producer with the same ids.
 At-least-once: one idempotent producer with acks=all for every partition.
 
 Every producer here has its coordinator lookups paced after failures, and tried again where
-aiokafka would stop the producer (streams/runtime/lookups.py), and drops the retry of a batch
-that its stopped sender failed meanwhile (`skip_settled_retries`).
+aiokafka would stop the producer (streams/runtime/lookups.py), and ends the retry of a batch that
+its stopped sender failed meanwhile (`skip_settled_retries`).
 
 A transaction takes the consumer group's offsets partition as soon as it holds data. aiokafka
 adds it (AddOffsetsToTxn) only when the offsets are sent, at the commit, which is then three
@@ -385,18 +385,22 @@ def _sender_failures_seen(producer: AIOKafkaProducer, sender_task: asyncio.Futur
 
 
 def skip_settled_retries(accumulator: Any) -> None:
-    """Have `accumulator` (aiokafka's MessageAccumulator) drop the retry of a batch that was
+    """Have `accumulator` (aiokafka's MessageAccumulator) end the retry of a batch that was
     settled meanwhile. A produce request that failed for a retriable reason (a lost connection)
-    waits the retry backoff before it hands its batches back. A sender that stopped during that
-    wait (a fence, a lost membership) failed every batch, and a failed batch leaves the pending
-    set, so aiokafka's `reenqueue` raised KeyError in a task nobody awaits any more: logged at
-    ERROR as "Task exception was never retrieved" (reliability scenario 15, a worker cut off
-    mid-send). Such a batch has nothing left to send."""
+    waits the retry backoff in a task of its own before it hands its batches back. Only a
+    stopped sender (a fence, a lost membership) settles them during that wait: it fails every
+    batch, and a failed batch leaves the pending set. aiokafka's `reenqueue` then raised KeyError
+    in that task, which nobody awaits any more: logged at ERROR as "Task exception was never
+    retrieved" (reliability scenario 15, a worker cut off mid-send). Skipping the batch alone
+    left the task waiting for a metadata update of a client closed meanwhile, logged at ERROR as
+    "Task was destroyed but it is pending!". So the task ends as cancelled, which is what it is:
+    its sender is gone, and nothing is left to send."""
     reenqueue = accumulator.reenqueue
 
     def reenqueue_unsettled(batch: Any) -> None:
-        if not batch.future.done():
-            reenqueue(batch)
+        if batch.future.done():
+            raise asyncio.CancelledError
+        reenqueue(batch)
 
     # An instance attribute: the sender's produce handler calls
     # self._sender._message_accumulator.reenqueue (streams/runtime/internals.py checks it).
