@@ -181,7 +181,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             restorer, stable = restorer_of(self.app.tables), self._stable()
             active = [tp for tp in partitions if tp in restorer.active_tps]
             await stable.wait_past_open_transactions(ends, active)  # (11, 12)
-            stored = {tp: restorer.standby_offsets.get(tp) for tp in partitions if tp not in active}
+            standby = [tp for tp in partitions if tp not in restorer.active_tps]
+            stored = {tp: restorer.standby_offsets.get(tp) for tp in standby}
             await stable.reach_standby_stores(ends, stored)  # (14)
         return ends
 

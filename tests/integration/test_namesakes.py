@@ -42,6 +42,5 @@ async def test_a_second_worker_under_a_running_workers_id_stops(
 
     await sending
     await completed_once(worker_env, p.expectations.complete)
-    assert first.proc is not None
-    assert first.proc.poll() is None, f"the first worker stopped:\n{first.log_tail()}"
+    assert first.alive(), f"the first worker stopped:\n{first.log_tail()}"
     assert "another live worker" not in first.log_path.read_text(errors="replace")

@@ -117,7 +117,7 @@ async def test_a_worker_paused_past_its_transactions_life_emits_each_session_onc
     await sending
 
     await completed_once(worker_env, p.expectations.complete)
-    assert worker.proc.poll() is None, f"the worker stopped:\n{worker.log_tail()}"
+    assert worker.alive(), f"the worker stopped:\n{worker.log_tail()}"
     dropped = worker.dropped_transactions()
     if case.dropped is None:
         assert dropped == {}
@@ -149,8 +149,7 @@ async def test_a_paused_worker_whose_partitions_moved_rejoins_and_emits_each_ses
 
     await completed_once(worker_env, p.expectations.complete)
     for w in (paused, other):
-        assert w.proc is not None
-        assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"
+        assert w.alive(), f"{w.name} stopped:\n{w.log_tail()}"
     dropped = paused.dropped_transactions()
     assert sum(dropped.values()) >= 1, (dropped, paused.log_tail())
 
@@ -177,8 +176,7 @@ async def test_a_worker_killed_for_good_is_fenced_by_the_one_that_takes_its_part
     await sending
 
     await completed_once(worker_env, p.expectations.complete)
-    assert survivor.proc is not None
-    assert survivor.proc.poll() is None, f"the survivor stopped:\n{survivor.log_tail()}"
+    assert survivor.alive(), f"the survivor stopped:\n{survivor.log_tail()}"
     assert survivor.total("sessionflow_transactions_fenced_total") >= 1, survivor.log_tail()
 
 
@@ -351,5 +349,4 @@ async def test_a_static_member_restarted_within_its_session_timeout_keeps_its_pa
     # The restarted worker's new consumer joined, and into the generation it left.
     assert _joined(restarted)[restarted_joins:] == [generation], restarted.log_tail()
     for w in (restarted, other):
-        assert w.proc is not None
-        assert w.proc.poll() is None, f"{w.name} stopped:\n{w.log_tail()}"
+        assert w.alive(), f"{w.name} stopped:\n{w.log_tail()}"

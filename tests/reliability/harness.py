@@ -231,7 +231,7 @@ class Stack:
         return paths
 
     def live_workers(self) -> list[WorkerProcess]:
-        return [w for w in self.workers if w.proc is not None and w.proc.poll() is None]
+        return [w for w in self.workers if w.alive()]
 
     def scrape_total(self, metric: str) -> int:
         """A counter's samples (`<name>_total`) summed over the live workers' /metrics."""

@@ -75,9 +75,7 @@ async def test_rebalance_under_load_one_three_one(stack: Stack, report_book: Rep
             "1 -> 3 workers, all ready after (s)": round(up_s, 1),
             "3 -> 1 workers, ready after (s)": round(down_s, 1),
             "outputs complete after last 2xx (s)": round(outcome.waited_s, 1),
-            "worker processes alive at the end": sum(
-                w.proc is not None and w.proc.poll() is None for w in stack.workers
-            ),
+            "worker processes alive at the end": sum(w.alive() for w in stack.workers),
         },
     )
     assert_invariants(outcome, expected)
@@ -123,7 +121,7 @@ async def _pair_under_faults(
         await fault()
         await stack.ready_workers(pair, RECOVERY_S)
     report, expected, outcome = await settle(stack.env, sending)
-    alive = sum(w.proc is not None and w.proc.poll() is None for w in pair)
+    alive = sum(w.alive() for w in pair)
     report_book.record(
         item,
         title,
