@@ -131,6 +131,12 @@ class WorkerMetrics:
             ["partition"],
             registry=r,
         )
+        self.ends_read = Gauge(
+            "sessionflow_partition_ends_read_timestamp_seconds",
+            "When the worker last read its raw partitions' ends (Unix time): the consumer lag and"
+            " stall figures are as of then",
+            registry=r,
+        )
         self.commit = Histogram(
             "sessionflow_commit_seconds",
             "How long a commit took (exactly-once: every changed partition's transaction ends)",

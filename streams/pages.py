@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
 from typing import Any, Final
 
 from prometheus_client import generate_latest
 
 from streams.metrics import WorkerMetrics
+from streams.readiness import ProgressReadings, readiness
 from streams.runtime.app import App
-from streams.runtime.runner import PartitionProgress
 
 PROMETHEUS_TEXT: Final = "text/plain; version=0.0.4"
 
@@ -17,7 +17,7 @@ PROMETHEUS_TEXT: Final = "text/plain; version=0.0.4"
 def register_pages(
     app: App,
     metrics: WorkerMetrics,
-    progress: Mapping[int, PartitionProgress],
+    readings: ProgressReadings,
     *,
     stall_s: float,
 ) -> None:
@@ -32,26 +32,16 @@ def register_pages(
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        # Ready once the worker has joined the group and restored its tables for this
-        # generation (an empty assignment before the first rebalance is not ready), and while no
-        # partition it owns has stood still behind its end for longer than `stall_s`.
         recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # not on TableManagerT
         sources = app.runner.sources
-        owns = any(tp.topic == sources.raw for tp in app.assignor.assigned_actives())
-        settled = recovery.completed.is_set() and not app.rebalancing and not app.in_recovery
-        if not settled or (owns and not app.runner.ready):
-            return web.json({"status": "rebalancing"}, status=503)
-        stalled = {
-            str(p.partition): {
-                "committed": p.committed,
-                "end": p.end,
-                "stalled_s": round(p.stalled_s),
-            }
-            for p in progress.values()
-            if p.stalled_s >= stall_s
-        }
-        if stalled:
-            return web.json({"status": "stalled", "partitions": stalled}, status=503)
-        return web.json({"status": "ready"})
+        answer = readiness(
+            settled=recovery.completed.is_set() and not app.rebalancing and not app.in_recovery,
+            owns=any(tp.topic == sources.raw for tp in app.assignor.assigned_actives()),
+            runner_ready=app.runner.ready,
+            readings=readings,
+            now=time.monotonic(),
+            stall_s=stall_s,
+        )
+        return web.json(answer.body, status=answer.status)
 
     del prometheus, healthz, readyz

@@ -16,8 +16,9 @@ from streams.expiry import Tick, encode_tick
 from streams.metrics import WorkerMetrics
 from streams.pages import register_pages
 from streams.processor import OutputTopics, SessionProcessor, now_ms
+from streams.readiness import ProgressReadings
 from streams.runtime.app import App
-from streams.runtime.runner import PartitionProgress, Sources
+from streams.runtime.runner import Sources
 from streams.sessions_view import SessionsView, register_sessions_page
 from streams.settings import WorkerSettings
 from tables.sessions import sessions_table
@@ -52,7 +53,7 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
     # What is in effect, not what was asked for: the runner's producers say it.
     in_effect = "exactly_once" if runner.producers.transactional else "at_least_once"
     metrics.guarantee.labels(in_effect, runner.producers.transaction_scope).set(1)
-    progress: dict[int, PartitionProgress] = {}
+    readings = ProgressReadings(time.monotonic())
     trim_heap = heap_trimmer()
 
     def owned_partitions() -> list[int]:
@@ -79,21 +80,22 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
             value = encode_tick(Tick(at_ms=at_ms, raw_end=ends.get(tp)))
             await producer.send(topics.ticks, None, value, tp.partition, None, None)
         # The committed offsets against the ends: lag, and how long a partition stood still.
-        progress.clear()
+        now = time.monotonic()
+        readings.read(runner.progress(ends, now), now)
+        metrics.ends_read.set(time.time())
         metrics.consumer_lag.clear()
         metrics.stalled.clear()
-        for p in runner.progress(ends, time.monotonic()):
-            progress[p.partition] = p
+        for p in readings.partitions.values():
             metrics.consumer_lag.labels(str(p.partition)).set(p.end - p.committed)
             metrics.stalled.labels(str(p.partition)).set(p.stalled_s)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: object, /, *args: object, **kwargs: object) -> None:
-        progress.clear()
+        readings.reassigned(time.monotonic())
         metrics.consumer_lag.clear()
         metrics.stalled.clear()
 
-    register_pages(app, metrics, progress, stall_s=settings.stall_seconds)
+    register_pages(app, metrics, readings, stall_s=settings.stall_seconds)
     sessions = SessionsView(
         app,
         table,

@@ -66,7 +66,8 @@ class WorkerSettings(KafkaSettings):
     # a partition at a time, with its outputs and changelog sent as record batches.
     batch_max_records: int = Field(default=1000, ge=1, le=100_000)
     # A partition whose committed offset stands still this long while records wait behind it
-    # makes the worker not ready (sessionflow_partition_stalled_seconds shows it sooner).
+    # makes the worker not ready (sessionflow_partition_stalled_seconds shows it sooner); so does
+    # a broker that has not answered a read of the partitions' ends for this long.
     stall_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")

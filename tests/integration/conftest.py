@@ -20,6 +20,7 @@ from tests.conftest import TIMEOUT_S, load_launcher
 if TYPE_CHECKING:  # these fixture modules import free_port and stop_process from here
     from tests.integration.agntix_fake import FakeAgntix
     from tests.integration.cli_fixtures import ServiceEnv
+    from tests.integration.metadata_proxy import MetadataProxy
     from tests.integration.producer_fixtures import RunningProducer
     from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
 
@@ -74,6 +75,27 @@ def restartable_broker(tmp_path: Path) -> Iterator[RestartableBroker]:
         yield RestartableBroker(broker)
     finally:
         broker.down()
+
+
+@pytest.fixture
+async def proxied_broker(tmp_path: Path) -> AsyncIterator[MetadataProxy]:
+    """A broker of its own that advertises the port of a proxy in front of it, so that its
+    clients reach it only through the proxy (which can fence or cut them off)."""
+    from tests.integration.metadata_proxy import MetadataProxy
+
+    proxy_port = free_port()
+    broker = load_launcher().Broker(
+        home=tmp_path / "kafka",
+        port=free_port(),
+        controller_port=free_port(),
+        advertised_port=proxy_port,
+    )
+    await asyncio.to_thread(broker.up)
+    try:
+        async with MetadataProxy(broker.bootstrap, proxy_port) as proxy:
+            yield proxy
+    finally:
+        await asyncio.to_thread(broker.down)
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ class MetadataProxy:
         tb: TracebackType | None,
     ) -> None:
         assert self._server is not None
+        self.release()  # a held frame would keep its connection's task waiting for good
         self._server.close()
         for writer in self._writers:
             writer.close()

@@ -9,15 +9,11 @@ through a fresh client.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from sessionflow.topics import Topics
-from tests.conftest import load_launcher
-from tests.integration.conftest import free_port
 from tests.integration.metadata_proxy import MetadataProxy
 from tests.integration.producer_fixtures import (
     consume,
@@ -36,28 +32,10 @@ SHUTDOWNS = 4
 FRESH_CLIENT_AFTER_S = 1.0
 
 
-@pytest.fixture
-async def fenceable(tmp_path: Path) -> AsyncIterator[MetadataProxy]:
-    """A broker of its own that advertises the proxy's port: its clients go through the proxy."""
-    proxy_port = free_port()
-    broker = load_launcher().Broker(
-        home=tmp_path / "kafka",
-        port=free_port(),
-        controller_port=free_port(),
-        advertised_port=proxy_port,
-    )
-    await asyncio.to_thread(broker.up)
-    try:
-        async with MetadataProxy(broker.bootstrap, proxy_port) as proxy:
-            yield proxy
-    finally:
-        await asyncio.to_thread(broker.down)
-
-
 async def test_a_client_left_without_brokers_gives_way_to_a_fresh_one(
-    fenceable: MetadataProxy,
+    proxied_broker: MetadataProxy,
 ) -> None:
-    proxy = fenceable
+    proxy = proxied_broker
     settings = make_settings(
         kafka_bootstrap_servers=proxy.bootstrap,
         readiness_interval_seconds=0.2,
