@@ -4,8 +4,9 @@ The expiry ticker reads the raw partitions' ends every interval; their committed
 those ends are the lag and stall figures. A worker cut off from the broker (a network partition)
 cannot read them: the read hangs until the network heals or the client's request timeout, and
 the group may already have given the worker's partitions to another. Until then the last
-figures would stand, looking healthy. So the time since the broker last answered a read (or
-an assignment) counts too: past `stall_s` the worker is not ready, and says why.
+figures would stand, looking healthy. So the time since the broker last answered a read counts
+too (a rebalance, which reads nothing, starts it again): past `stall_s` the worker is not ready,
+and says why.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ class ProgressReadings:
         self.partitions = {p.partition: p for p in progress}
         self._answered_at = now
 
-    def reassigned(self, now: float) -> None:
-        """Partitions were assigned (the broker answered the join): no reading of them yet."""
+    def moving(self, now: float) -> None:
+        """The partitions are moving (a rebalance, and the restore in it): the last reading no
+        longer holds, and none is due until they settle, however long the restore takes."""
         self.partitions = {}
         self._answered_at = now
 
     def unanswered_s(self, now: float) -> float:
-        """Seconds since the last reading or assignment."""
+        """Seconds since the last reading, or since the partitions last moved."""
         return max(0.0, now - self._answered_at)
 
 

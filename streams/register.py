@@ -65,7 +65,8 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
     async def tick() -> None:
         trim_heap()  # what the last interval's batches freed goes back to the system
         # Plain (non-transactional) sends: a tick must be visible at once, also on an idle partition.
-        if app.rebalancing:
+        if app.rebalancing:  # until the restore in it is done
+            readings.moving(time.monotonic())
             return
         producer = app.producer
         await producer.maybe_start()
@@ -91,7 +92,7 @@ def register(app: App, settings: WorkerSettings, metrics: WorkerMetrics) -> Sess
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: object, /, *args: object, **kwargs: object) -> None:
-        readings.reassigned(time.monotonic())
+        readings.moving(time.monotonic())
         metrics.consumer_lag.clear()
         metrics.stalled.clear()
 

@@ -77,9 +77,9 @@ def test_the_next_reading_makes_it_ready_again() -> None:
     assert answer(readings, 200.5).status == 200
 
 
-def test_an_assignment_counts_as_an_answer_and_forgets_the_last_reading() -> None:
+def test_partitions_on_the_move_forget_the_last_reading_and_start_the_wait_again() -> None:
     readings = read_at(100.0, PartitionProgress(0, 10, 20, STALL_S))
-    readings.reassigned(300.0)
+    readings.moving(300.0)
     assert readings.partitions == {}
     assert readings.unanswered_s(301.0) == 1.0
     assert answer(readings, 301.0).status == 200
