@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import importlib.util
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -68,6 +70,39 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... set by pytest-xdist
     if worker is not None:
         share_ports(int(worker.removeprefix("gw")), int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+
+
+def exited_starter() -> str:
+    """A broker's starter file as `Broker.up` writes it, naming a process that has exited."""
+    launcher = load_launcher()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = launcher._start_time(proc.pid)
+    proc.wait()
+    return f"{proc.pid} {started}\n"
+
+
+def runs_temp_root(config: pytest.Config) -> Path:
+    """Where pytest keeps the temporary folders of its runs, this one's and earlier ones': the
+    `--basetemp` given, else `{temproot}/pytest-of-{user}` (pytest's documented rule)."""
+    if config.option.basetemp:
+        return Path(config.option.basetemp).resolve()
+    temproot = os.environ.get("PYTEST_DEBUG_TEMPROOT") or tempfile.gettempdir()
+    return Path(temproot).resolve() / f"pytest-of-{getpass.getuser()}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop the private brokers that an earlier run, killed from outside, left running: their
+    homes are in pytest's temporary folders, and their starter is gone. Each holds a core's worth
+    of threads, and they slowed a whole suite here from 13 to 20 minutes. Once per run: the
+    controller sweeps, its xdist workers do not."""
+    if hasattr(session.config, "workerinput"):
+        return
+    killed = load_launcher().kill_orphaned_brokers(runs_temp_root(session.config))
+    if killed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        line = f"stopped {len(killed)} Kafka broker(s) left running by a killed test run: {killed}"
+        if reporter is not None:
+            reporter.write_line(line, yellow=True)
 
 
 RELIABILITY_TESTS = "tests/reliability/"

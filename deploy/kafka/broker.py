@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -30,6 +31,8 @@ STOP_TIMEOUT_S = 30.0
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 # The listeners every broker has; the secured listener adds its own entry.
 PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT"
+# The file in a broker's home naming the process that started it: its pid and start time.
+STARTER = "broker.starter"
 # The broker's JVM: a small heap and short GC pauses.
 JVM = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true")
 
@@ -71,6 +74,7 @@ class Broker:
     config = _InHome("server.properties")
     log = _InHome("broker.log")
     pidfile = _InHome("broker.pid")
+    starter = _InHome(STARTER)
 
     @property
     def bootstrap(self) -> str:
@@ -226,6 +230,7 @@ class Broker:
             log.close()
             _CHILDREN[proc.pid] = proc
             self.pidfile.write_text(f"{proc.pid}\n")
+            self.starter.write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
         self._wait_ready(started, timeout_s)
         return time.monotonic() - started
 
@@ -357,6 +362,52 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot (/proc/<pid>/stat, field 22); None
+    when there is no such process. A pid with another start time is another process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def orphaned_brokers(under: Path) -> list[int]:
+    """The pids of brokers this launcher started with their home under `under` whose starting
+    process has exited. A test run killed from outside leaves its private brokers running (they
+    have a session of their own), each with a core's worth of threads on a shared machine."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            config = Path(os.fsdecode(args[args.index(b"kafka.Kafka") + 1]))
+        except (OSError, ValueError, IndexError):
+            continue  # not a broker, or gone meanwhile
+        if not config.is_relative_to(under):
+            continue
+        try:
+            starter_pid, started = (config.parent / STARTER).read_text().split()
+            starter_alive = _start_time(int(starter_pid)) == started
+        except (OSError, ValueError):
+            continue  # not started by this launcher
+        if not starter_alive:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_orphaned_brokers(under: Path) -> list[int]:
+    """SIGKILL the `orphaned_brokers` under `under` (their data is a test's, to be thrown away)."""
+    killed = []
+    for pid in orphaned_brokers(under):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            _reap(pid)  # when it is this process's child (a test's)
+    return killed
 
 
 def default_broker() -> Broker:

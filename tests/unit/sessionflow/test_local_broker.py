@@ -1,15 +1,20 @@
-"""The local broker launcher's pure parts: its config, its ids and its readiness probe."""
+"""The local broker launcher's parts that need no broker: its config, its ids, its readiness probe,
+and how it finds brokers left running by a run killed from outside."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.proc import free_port
-from tests.conftest import load_launcher
+from tests.conftest import exited_starter, load_launcher
 
 launcher = load_launcher()
 
@@ -124,3 +129,66 @@ def test_readiness_probe_is_false_for_a_closed_port_and_a_mute_server() -> None:
     finally:
         thread.join(timeout=5)
         server.close()
+
+
+class FakeBrokers:
+    """Processes that look like the launcher's brokers (`... kafka.Kafka <home>/server.properties`),
+    each with a starter file as `Broker.up` writes it."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, home: Path, starter: str | None) -> subprocess.Popen[bytes]:
+        home.mkdir(parents=True)
+        if starter is not None:
+            (home / launcher.STARTER).write_text(starter)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time; time.sleep(60)",
+                "kafka.Kafka",
+                str(home / "server.properties"),
+            ]
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def fake_brokers() -> Iterator[FakeBrokers]:
+    brokers = FakeBrokers()
+    yield brokers
+    brokers.stop()
+
+
+def test_a_broker_whose_starter_exited_is_an_orphan_and_is_killed(
+    tmp_path: Path, fake_brokers: FakeBrokers
+) -> None:
+    ours = f"{os.getpid()} {launcher._start_time(os.getpid())}"
+    orphan = fake_brokers.start(tmp_path / "runs" / "a" / "kafka", exited_starter())
+    alive = fake_brokers.start(tmp_path / "runs" / "b" / "kafka", ours)
+    # A pid taken again by another process: not the starter.
+    reused = fake_brokers.start(tmp_path / "runs" / "c" / "kafka", f"{os.getpid()} 1")
+    elsewhere = fake_brokers.start(tmp_path / "elsewhere" / "kafka", exited_starter())
+    unknown = fake_brokers.start(tmp_path / "runs" / "d" / "kafka", None)
+
+    runs = tmp_path / "runs"
+    assert sorted(launcher.orphaned_brokers(runs)) == sorted([orphan.pid, reused.pid])
+    assert sorted(launcher.kill_orphaned_brokers(runs)) == sorted([orphan.pid, reused.pid])
+    assert orphan.wait(timeout=10) == -9
+    assert reused.wait(timeout=10) == -9
+    assert all(p.poll() is None for p in (alive, elsewhere, unknown))
+    assert launcher.orphaned_brokers(runs) == []
+
+
+def test_a_started_broker_names_this_process_as_its_starter(tmp_path: Path) -> None:
+    broker = launcher.Broker(home=tmp_path, port=free_port(), controller_port=free_port())
+    assert broker.starter == tmp_path / launcher.STARTER
+    assert launcher._start_time(os.getpid()) is not None
+    assert launcher._start_time(2**22 + 1) is None  # above the kernel's pid limit: no process
