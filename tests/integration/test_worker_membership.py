@@ -286,7 +286,8 @@ async def test_a_standby_holding_records_past_a_zombies_open_transaction_runs_on
         raised = f"standby changelog partitions {list(GIVEN_UP)}"
         await wait_until(
             lambda: raised in owner.log_tail(400) or not owner.alive(),
-            "the first worker to build its standbys' ends",
+            f"the first worker to build its standbys' ends ({raised}); no such line at all means"
+            " Faust's assignor no longer gives up the lowest partitions first: see GIVEN_UP",
         )
         assert owner.alive(), f"w1 stopped:\n{owner.log_tail()}"
         await asyncio.sleep(OPEN_AFTER_REBALANCE_S)
