@@ -103,6 +103,11 @@ class EnricherMetrics:
             ["partition"],
             registry=r,
         )
+        self.ends_read = Gauge(
+            "sessionflow_enricher_ends_read_timestamp_seconds",
+            "When the enricher last read its partitions' ends (Unix time): the lag is as of then",
+            registry=r,
+        )
         self.authorized.set(1)
         # Every series exists from the start, so dashboards and alerts see zeros, not gaps.
         for outcome in TranscriptStatus:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from typing import Final
 
 import prometheus_client
@@ -34,10 +35,8 @@ def create_web_app(enricher: Enricher) -> web.Application:
         return web.json_response({"status": "alive"})
 
     async def readyz(_: web.Request) -> web.Response:
-        if enricher.ready:
-            return web.json_response({"status": "ready"})
-        state = "starting" if not enricher.started else "unauthorized"
-        return web.json_response({"status": state}, status=503)
+        answer = enricher.readiness(time.monotonic())
+        return web.json_response(answer.body, status=answer.status)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

@@ -28,6 +28,7 @@ from enricher.gate import AuthGate
 from enricher.metrics import EnricherMetrics
 from enricher.progress import PartitionProgress, Remembered, decode_metadata
 from enricher.readback import read_back
+from enricher.readiness import readiness
 from enricher.records import (
     WRITTEN,
     TranscriptRecord,
@@ -39,6 +40,7 @@ from enricher.settings import EnricherSettings
 from sessionflow.kafka_security import aiokafka_connection
 from sessionflow.topics import Topics, ensure_topics, max_transcript_record_bytes
 from streams.models import format_ms
+from streams.readiness import Readiness
 
 log = logging.getLogger("enricher")
 
@@ -89,6 +91,9 @@ class Enricher:
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         # Partitions assigned but not yet prepared (committed offset, read-back): kept paused.
         self._preparing: set[TopicPartition] = set()
+        # When the broker last answered a read of the partitions' ends (or an assignment).
+        self._ends_answered_at = time.monotonic()
+        self._watching: asyncio.Task[None] | None = None
         self._max_record = max_transcript_record_bytes(settings)
         connection = aiokafka_connection(settings)
         self.consumer = AIOKafkaConsumer(
@@ -123,10 +128,15 @@ class Enricher:
         await self.producer.start()
         await self.consumer.start()
         self.consumer.subscribe([self.topics.completed], listener=_Rebalance(self))
+        self._ends_answered_at = time.monotonic()
+        self._watching = asyncio.create_task(self._watch_ends())
         self.started = True
 
     async def stop(self) -> None:
         """Finish what is in flight (up to the shutdown timeout), commit, close everything."""
+        if self._watching is not None:
+            self._watching.cancel()
+            await asyncio.gather(self._watching, return_exceptions=True)
         tasks = [t for group in self._tasks.values() for t in group]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.shutdown_timeout_s)
@@ -141,9 +151,14 @@ class Enricher:
         await self.client.close()
         self.started = False
 
-    @property
-    def ready(self) -> bool:
-        return self.started and self.gate.is_open
+    def readiness(self, now: float) -> Readiness:
+        return readiness(
+            started=self.started,
+            authorized=self.gate.is_open,
+            owns=bool(self._progress),
+            unanswered_s=now - self._ends_answered_at,
+            limit_s=self.settings.enricher_unreachable_seconds,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set."""
@@ -166,7 +181,6 @@ class Enricher:
                 self._start_batch(tp, records)
             if time.monotonic() - last_commit >= interval:
                 await self.commit()
-                self._update_lag()
                 last_commit = time.monotonic()
 
     @property
@@ -341,6 +355,7 @@ class Enricher:
                 self.metrics.consumer_lag.remove(str(tp.partition))
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
+        self._ends_answered_at = time.monotonic()  # the group's coordinator just answered
         if not assigned:
             return
         # Nothing is fetched from these partitions until the commit's read-back is done.
@@ -386,11 +401,24 @@ class Enricher:
                 extra={"fields": {"partitions": sorted(starts), "sessions": len(found_ids)}},
             )
 
-    def _update_lag(self) -> None:
-        for tp, progress in self._progress.items():
-            end = self.consumer.last_stable_offset(tp)
-            if end is None:
-                end = self.consumer.highwater(tp)
-            position = progress.position()
-            if end is not None and position is not None:
-                self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, end - position))
+    async def _watch_ends(self) -> None:
+        """Every commit interval, the stable ends of the prepared partitions (read_committed):
+        their lag, also while they are paused, and the proof that the broker answers."""
+        while True:
+            await asyncio.sleep(self.settings.enricher_commit_interval_seconds)
+            partitions = list(self._progress)
+            try:
+                ends = await self.consumer.end_offsets(partitions) if partitions else {}
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning(
+                    "could not read the input's ends",
+                    extra={"fields": {"error": type(exc).__name__}},
+                )
+                continue
+            self._ends_answered_at = time.monotonic()
+            self.metrics.ends_read.set(time.time())
+            for tp, end in ends.items():
+                progress = self._progress.get(tp)  # revoked meanwhile: no gauge again
+                position = progress.position() if progress is not None else None
+                if position is not None:
+                    self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, end - position))

@@ -80,6 +80,9 @@ class EnricherSettings(KafkaSettings):
     enricher_auth_retry_seconds: float = Field(default=60.0, gt=0, le=3600)
     # Offsets of sessions whose transcript Kafka acknowledged are committed this often.
     enricher_commit_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Not ready while the broker has not answered a read of the input's ends (one every commit
+    # interval) for this long: a cut-off enricher's fetches only come back empty.
+    enricher_unreachable_seconds: float = Field(default=60.0, gt=0, le=3600)
     # Session ids this process remembers having written (a duplicate completed record is skipped).
     enricher_remember_sessions: int = Field(default=100_000, ge=0, le=10_000_000)
 
