@@ -8,15 +8,10 @@ without an answer it is not ready. The broker sits behind a proxy that holds eve
 
 from __future__ import annotations
 
-import asyncio
 import time
-import urllib.error
-import urllib.request
 
-import orjson
 import pytest
 
-from enricher.settings import EnricherSettings
 from tests.conftest import TIMEOUT_S
 from tests.integration.agntix_fake import FakeAgntix, new_session_id
 from tests.integration.enricher_fixtures import (
@@ -27,43 +22,13 @@ from tests.integration.enricher_fixtures import (
     transcripts,
 )
 from tests.integration.metadata_proxy import MetadataProxy
+from tests.integration.readiness_probes import cut_off, read_after, readyz_says
 
 pytestmark = pytest.mark.integration
 
 UNREACHABLE_S = 2.0
 ENDS_READ = "sessionflow_enricher_ends_read_timestamp_seconds"
 LAG = "sessionflow_enricher_consumer_lag{"
-
-
-def _readyz(settings: EnricherSettings) -> tuple[int, dict[str, object]]:
-    url = f"http://127.0.0.1:{settings.enricher_port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status, orjson.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read())
-
-
-async def answer_becomes(
-    settings: EnricherSettings, status: str, within_s: float
-) -> tuple[int, dict[str, object]]:
-    deadline = time.monotonic() + within_s
-    seen: list[tuple[int, dict[str, object]]] = []
-    while time.monotonic() < deadline:
-        answer = await asyncio.to_thread(_readyz, settings)
-        if answer[1].get("status") == status:
-            return answer
-        if not seen or seen[-1] != answer:
-            seen.append(answer)
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"/readyz not {status!r} within {within_s} s; it said {seen}")
-
-
-async def ends_read_after(settings: EnricherSettings, after: float, within_s: float) -> None:
-    deadline = time.monotonic() + within_s
-    while (read_at := (await scrape(settings)).get(ENDS_READ, 0.0)) <= after:
-        assert time.monotonic() < deadline, f"ends last read at {read_at}, not after {after}"
-        await asyncio.sleep(0.1)
 
 
 async def test_an_enricher_cut_off_from_the_broker_is_not_ready_and_its_lag_ages(
@@ -75,23 +40,22 @@ async def test_an_enricher_cut_off_from_the_broker_is_not_ready_and_its_lag_ages
     )
     session_ids = [new_session_id() for _ in range(3)]
     await produce_completed(settings, session_ids)
+    url = f"http://127.0.0.1:{settings.enricher_port}/readyz"
+
+    async def ends_read_at() -> float:
+        return (await scrape(settings)).get(ENDS_READ, 0.0)
+
     async with enricher(settings):
-        await answer_becomes(settings, "ready", TIMEOUT_S)
+        await readyz_says(url, "ready", TIMEOUT_S)
         assert set(await transcripts(settings, until=len(session_ids))) == set(session_ids)
-        await ends_read_after(settings, time.time(), within_s=UNREACHABLE_S)
+        await read_after(ends_read_at, time.time(), UNREACHABLE_S)
         lags = [v for k, v in (await scrape(settings)).items() if k.startswith(LAG)]
         assert lags, "no lag read"
         assert all(lag == 0 for lag in lags), lags
 
-        proxy.hold()
-        held_at = time.time()
-        status, body = await answer_becomes(settings, "unreachable", UNREACHABLE_S + 5)
-        assert status == 503
-        unanswered = body["unanswered_s"]
-        assert isinstance(unanswered, int)
-        assert unanswered >= UNREACHABLE_S
+        held_at = await cut_off(proxy, url, UNREACHABLE_S)
         assert (await scrape(settings))[ENDS_READ] <= held_at
 
         proxy.release()
-        await answer_becomes(settings, "ready", TIMEOUT_S)
-        await ends_read_after(settings, held_at, within_s=UNREACHABLE_S)
+        await readyz_says(url, "ready", TIMEOUT_S)
+        await read_after(ends_read_at, held_at, UNREACHABLE_S)

@@ -11,30 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.error
-import urllib.request
+from functools import partial
 from pathlib import Path
 
-import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TIMEOUT_S
 from tests.integration.metadata_proxy import MetadataProxy
+from tests.integration.readiness_probes import cut_off, read_after, readyz_says
 from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 STALL_S = 3.0
-
-
-def readyz(worker: WorkerProcess) -> tuple[int, dict[str, object]]:
-    url = f"http://127.0.0.1:{worker.port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status, orjson.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read())
 
 
 def ends_read_at(worker: WorkerProcess) -> float:
@@ -44,29 +34,6 @@ def ends_read_at(worker: WorkerProcess) -> float:
             if sample.name == "sessionflow_partition_ends_read_timestamp_seconds":
                 return float(sample.value)
     raise AssertionError("no sessionflow_partition_ends_read_timestamp_seconds")
-
-
-async def ends_read_after(worker: WorkerProcess, after: float, within_s: float) -> None:
-    """Wait until the worker has read its partitions' ends since `after` (Unix time)."""
-    deadline = time.monotonic() + within_s
-    while (read_at := await asyncio.to_thread(ends_read_at, worker)) <= after:
-        assert time.monotonic() < deadline, f"ends last read at {read_at}, not after {after}"
-        await asyncio.sleep(0.1)
-
-
-async def answer_becomes(
-    worker: WorkerProcess, status: str, within_s: float
-) -> tuple[int, dict[str, object]]:
-    deadline = time.monotonic() + within_s
-    seen: list[tuple[int, dict[str, object]]] = []
-    while time.monotonic() < deadline:
-        answer = await asyncio.to_thread(readyz, worker)
-        if answer[1].get("status") == status:
-            return answer
-        if not seen or seen[-1] != answer:
-            seen.append(answer)
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"/readyz not {status!r} within {within_s} s; it said {seen}")
 
 
 async def test_a_worker_cut_off_from_the_broker_is_not_ready_and_its_figures_age(
@@ -84,20 +51,15 @@ async def test_a_worker_cut_off_from_the_broker_is_not_ready_and_its_figures_age
     workers.append(worker)
     worker.start()
     await asyncio.to_thread(worker.wait_ready)
-    await answer_becomes(worker, "ready", TIMEOUT_S)
-    await ends_read_after(worker, time.time(), within_s=STALL_S)
+    url = f"http://127.0.0.1:{worker.port}/readyz"
+    await readyz_says(url, "ready", TIMEOUT_S)
+    await read_after(partial(asyncio.to_thread, ends_read_at, worker), time.time(), STALL_S)
 
-    proxy.hold()
-    held_at = time.time()
-    status, body = await answer_becomes(worker, "unreachable", STALL_S + 5)
-    assert status == 503
-    unanswered = body["unanswered_s"]
-    assert isinstance(unanswered, int)
-    assert unanswered >= STALL_S
+    held_at = await cut_off(proxy, url, STALL_S)
     # The lag and stall figures are as old as the last reading, and the metric says how old.
     assert ends_read_at(worker) <= held_at
 
     proxy.release()
-    await answer_becomes(worker, "ready", TIMEOUT_S)
-    await ends_read_after(worker, held_at, within_s=STALL_S)
+    await readyz_says(url, "ready", TIMEOUT_S)
+    await read_after(partial(asyncio.to_thread, ends_read_at, worker), held_at, STALL_S)
     assert worker.alive(), worker.log_tail()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from enricher.readiness import readiness
@@ -8,16 +10,10 @@ from streams.readiness import Readiness
 LIMIT_S = 60.0
 
 
-def answer(
-    *, started: bool = True, authorized: bool = True, owns: bool = True, unanswered_s: float = 0.0
-) -> Readiness:
-    return readiness(
-        started=started,
-        authorized=authorized,
-        owns=owns,
-        unanswered_s=unanswered_s,
-        limit_s=LIMIT_S,
-    )
+# Ready unless a test says otherwise.
+answer = partial(
+    readiness, started=True, authorized=True, owns=True, unanswered_s=0.0, limit_s=LIMIT_S
+)
 
 
 def test_a_started_authorized_enricher_the_broker_answers_is_ready() -> None:
