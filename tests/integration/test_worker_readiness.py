@@ -15,7 +15,6 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TIMEOUT_S
 from tests.integration.metadata_proxy import MetadataProxy
@@ -25,15 +24,7 @@ from tests.integration.worker_fixtures import WorkerEnv, WorkerProcess
 pytestmark = pytest.mark.integration
 
 STALL_S = 3.0
-
-
-def ends_read_at(worker: WorkerProcess) -> float:
-    """sessionflow_partition_ends_read_timestamp_seconds, as the worker's /metrics says."""
-    for family in text_string_to_metric_families(worker.metrics()):
-        for sample in family.samples:
-            if sample.name == "sessionflow_partition_ends_read_timestamp_seconds":
-                return float(sample.value)
-    raise AssertionError("no sessionflow_partition_ends_read_timestamp_seconds")
+ENDS_READ = "sessionflow_partition_ends_read_timestamp_seconds"
 
 
 async def test_a_worker_cut_off_from_the_broker_is_not_ready_and_its_figures_age(
@@ -53,13 +44,13 @@ async def test_a_worker_cut_off_from_the_broker_is_not_ready_and_its_figures_age
     await asyncio.to_thread(worker.wait_ready)
     url = f"http://127.0.0.1:{worker.port}/readyz"
     await readyz_says(url, "ready", TIMEOUT_S)
-    await read_after(partial(asyncio.to_thread, ends_read_at, worker), time.time(), STALL_S)
+    await read_after(partial(asyncio.to_thread, worker.total, ENDS_READ), time.time(), STALL_S)
 
     held_at = await cut_off(proxy, url, STALL_S)
     # The lag and stall figures are as old as the last reading, and the metric says how old.
-    assert ends_read_at(worker) <= held_at
+    assert worker.total(ENDS_READ) <= held_at
 
     proxy.release()
     await readyz_says(url, "ready", TIMEOUT_S)
-    await read_after(partial(asyncio.to_thread, ends_read_at, worker), held_at, STALL_S)
+    await read_after(partial(asyncio.to_thread, worker.total, ENDS_READ), held_at, STALL_S)
     assert worker.alive(), worker.log_tail()
