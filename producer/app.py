@@ -1,22 +1,24 @@
-"""The producer's raw ASGI application: the public webhook listener and the admin listener.
+"""The producer's application: what each request is answered, on both of its listeners.
 
-One app serves both sockets of one server (one lifespan, one Kafka client); a request's
-listener is the local port it arrived on (ASGI `scope["server"]`), which a client cannot forge.
+One app per process, one lifespan, one Kafka client. The admin listener (health, readiness,
+metrics, OpenAPI) is raw ASGI under uvicorn. The public listener, the webhook and liveness only,
+is `producer/http1.py` on the same event loop, started by the lifespan once Kafka is reachable;
+it parses, and the methods under "The public listener's side" decide, count and log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
-from producer.deadlines import Deadlines
 from producer.envelope import event_type_label, parse_envelope
 from producer.errors import EnvelopeError, PublishUnavailable, RecordTooLarge, VerificationError
+from producer.http1 import MAX_HEADER_BYTES, Answer, Headers, PublicListener
 from producer.loop_lag import watch_loop_lag
 from producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from producer.metrics import ProducerMetrics
@@ -37,7 +39,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("producer.requests")
 
-_CLOSE = (b"connection", b"close")
 _OK = b'{"status":"ok"}'
 # Enough of the (unverified) id to correlate logs, never enough to flood them.
 _MAX_LOGGED_ID = 128
@@ -59,6 +60,8 @@ class _Outcome(Exception):
         reason: str,
         detail: str = "",
         headers: Iterable[tuple[bytes, bytes]] = (),
+        *,
+        close: bool = False,
     ) -> None:
         super().__init__(reason)
         self.status = status
@@ -66,6 +69,10 @@ class _Outcome(Exception):
         self.reason = reason
         self.detail = detail
         self.headers = tuple(headers)
+        self.close = close
+
+    def answer(self) -> Answer:
+        return Answer(self.status, _error(self.reason, self.detail), self.headers, self.close)
 
 
 class ProducerApp:
@@ -86,27 +93,27 @@ class ProducerApp:
             settings.webhook_keys(), tolerance_seconds=settings.timestamp_tolerance_seconds
         )
         self._max_body = settings.max_body_bytes
-        # One sweeper for every request's body deadline: a timer each costs more than the rest
-        # of the handler's bookkeeping (bench/results/producer-experiments.md).
-        self._body_deadlines = Deadlines(settings.body_timeout_seconds)
+        self.public = PublicListener(
+            self,
+            request_timeout_s=settings.body_timeout_seconds,
+            max_body=settings.max_body_bytes,
+            shutdown_timeout_s=settings.shutdown_timeout_seconds,
+        )
+        self._public_socket: socket.socket | None = None
         self._loop_lag = Background(
             "loop-lag", lambda: watch_loop_lag(self.metrics.loop_lag.observe)
         )
         self._retry_after = (b"retry-after", str(settings.retry_after_seconds).encode())
         self._openapi = render_openapi(settings.max_body_bytes)
-        self._admin_port = settings.admin_port
+
+    def serve_public_on(self, sock: socket.socket) -> None:
+        """The bound public socket: listened on once the lifespan has reached Kafka."""
+        self._public_socket = sock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The admin listener and the lifespan; the public listener is `producer.http1`'s."""
         if scope["type"] == "http":
-            # Routed here, not in helpers: each coroutine layer costs the hot path a little.
-            server = scope.get("server")
-            # Anything not provably on the admin listener is public (a unix socket has no port).
-            if server is not None and server[1] == self._admin_port:
-                await self._admin(scope["path"], scope["method"], send)
-            elif scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
-                await self._webhook(scope, receive, send)
-            else:
-                await self._public(scope["path"], scope["method"], send)
+            await self._admin(scope["path"], scope["method"], send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -126,32 +133,24 @@ class ProducerApp:
                 freeze_startup_objects()  # full collections skip what lives as long as we do
                 collect_young_less_often()  # requests in flight are not garbage
                 self._loop_lag.start()
+                if self._public_socket is not None:
+                    await self.public.start(self._public_socket)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                # In-flight webhooks end first: each still needs its Kafka acknowledgement.
+                await self.public.close()
                 await self._loop_lag.stop()
-                await self._body_deadlines.stop()
                 await self.publisher.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    async def _public(self, path: str, method: str, send: Send) -> None:
-        """The internet-facing listener, besides POST on the webhook: liveness, else 405/404."""
-        if path == WEBHOOK_PATH:
-            self.metrics.count("unknown", "method_not_allowed")
-            await _not_allowed(send, b"POST")
-        elif path == LIVENESS_PATH:
-            # Alive, nothing more: readiness and figures are the admin listener's business.
-            await (_respond(send, 200, _OK) if method == "GET" else _not_allowed(send, b"GET"))
-        else:
-            self.metrics.count("unknown", "not_found")
-            await _respond(send, 404, _error("not_found", "unknown path"))
 
     async def _admin(self, path: str, method: str, send: Send) -> None:
         """The operators' listener: health, readiness, metrics and the OpenAPI document."""
         if path not in ADMIN_PATHS:
             await _respond(send, 404, _error("not_found", "unknown path"))
         elif method != "GET":
-            await _not_allowed(send, b"GET")
+            answer = _not_allowed("GET")
+            await _respond(send, answer.status, answer.body, answer.headers)
         elif path == "/healthz":
             await _respond(send, 200, _OK)
         elif path == "/readyz":
@@ -168,18 +167,77 @@ class ProducerApp:
         else:
             await _respond(send, 200, self._openapi)
 
-    async def _webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
+    # The public listener's side (producer/http1.py parses; these decide and count).
+
+    def route(self, method: str, path: str, headers: Headers, started: float) -> Answer | None:
+        """The answer a request gets before its body is read, or None: read it, then `webhook`."""
+        if path == WEBHOOK_PATH:
+            if method != "POST":
+                self.metrics.count("unknown", "method_not_allowed")
+                return _not_allowed("POST")
+            return self._admit(headers, started)
+        if path == LIVENESS_PATH:
+            # Alive, nothing more: readiness and figures are the admin listener's business.
+            return Answer(200, _OK) if method == "GET" else _not_allowed("GET")
+        self.metrics.count("unknown", "not_found")
+        return Answer(404, _error("not_found", "unknown path"))
+
+    def _admit(self, headers: Headers, started: float) -> Answer | None:
+        """415, 400 or 413 from the headers alone, else None: the body may come."""
+        try:
+            if not _is_json(headers.get(b"content-type")):
+                raise _Outcome(
+                    415, "unsupported_media_type", "unsupported_media_type", "send application/json"
+                )
+            declared = headers.get(b"content-length")
+            if declared is not None:
+                try:
+                    length = int(declared)
+                except ValueError as exc:
+                    raise _Outcome(400, "bad_request", "bad_content_length", close=True) from exc
+                if length > self._max_body:
+                    self.metrics.body_bytes.observe(length)
+                    raise self._too_large()
+        except _Outcome as out:
+            return self._refuse(out, started, headers)
+        return None
+
+    def body_too_large(self, size: int, headers: Headers, started: float) -> Answer:
+        """The body grew past the cap while it arrived: 413, and the connection closes."""
+        self.metrics.body_bytes.observe(size)
+        return self._refuse(self._too_large(), started, headers)
+
+    def body_timeout(self, headers: Headers, started: float) -> Answer:
+        """The request did not arrive whole in time: 408, and the connection closes."""
+        out = _Outcome(
+            408, "timeout", "body_timeout", "the body did not arrive in time", close=True
+        )
+        return self._refuse(out, started, headers)
+
+    def client_left(self, headers: Headers, started: float) -> None:
+        """The client went away before its request was whole: nobody to answer, nothing stored."""
+        msg_id = signature_header(headers, b"id")
+        self._finish(started, "unknown", "client_disconnected", 499, msg_id)
+
+    def malformed(self, started: float, *, head_too_large: bool = False) -> Answer:
+        """Bytes that are not an HTTP/1.1 request (400), or a head over the cap (431)."""
+        if head_too_large:
+            detail = f"at most {MAX_HEADER_BYTES} bytes of request line and headers"
+            out = _Outcome(431, "too_large", "headers_too_large", detail, close=True)
+        else:
+            out = _Outcome(
+                400, "bad_request", "malformed_http", "not an HTTP/1.1 request", close=True
+            )
+        self._finish(started, "unknown", out.outcome, out.status, None, out.reason)
+        return out.answer()
+
+    async def webhook(self, headers: Headers, body: bytes, started: float) -> Answer:
+        """A whole webhook request: verify, parse, publish; the answer once Kafka has spoken."""
         received_at = format_received_at(time.time())
-        headers: dict[bytes, bytes] = dict(scope["headers"])
         label = "unknown"
         msg_id = signature_header(headers, b"id")
+        self.metrics.body_bytes.observe(len(body))
         try:
-            body = await self._read_body(headers, receive)
-            if body is None:
-                # The client left: nobody to answer, and nothing was stored.
-                self._finish(started, label, "client_disconnected", 499, msg_id)
-                return
             try:
                 msg_id = self._verifier.verify(
                     body,
@@ -194,67 +252,31 @@ class ProducerApp:
             except EnvelopeError as exc:
                 dlq = dlq_headers(msg_id, exc.reason, received_at)
                 await self._publish(self.publisher.publish_dlq(None, body, dlq))
-                await _respond(send, 202, _status("dead_lettered", msg_id, exc.reason))
                 self._finish(started, label, "dead_lettered", 202, msg_id, exc.reason)
-                return
+                return Answer(202, _status("dead_lettered", msg_id, exc.reason))
             label = event_type_label(envelope.event_type)
             raw = raw_headers(msg_id, envelope.event_type, received_at)
             await self._publish(self.publisher.publish_raw(envelope.key, body, raw))
-            await _respond(send, 202, _status("accepted", msg_id))
             self._finish(started, label, "accepted", 202, msg_id)
+            return Answer(202, _status("accepted", msg_id))
         except _Outcome as out:
-            await _respond(send, out.status, _error(out.reason, out.detail), out.headers)
             self._finish(started, label, out.outcome, out.status, msg_id, out.reason)
+            return out.answer()
 
-    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes | None:
-        """The whole body, or None if the client disconnected; _Outcome for 415/413/408/400."""
-        if not _is_json(headers.get(b"content-type")):
-            raise _Outcome(
-                415, "unsupported_media_type", "unsupported_media_type", "send application/json"
-            )
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError as exc:
-                raise _Outcome(400, "bad_request", "bad_content_length", "", (_CLOSE,)) from exc
-            if length > self._max_body:
-                self.metrics.body_bytes.observe(length)
-                raise _Outcome(
-                    413, "too_large", "too_large", f"at most {self._max_body} bytes", (_CLOSE,)
-                )
-        chunks: list[bytes] = []
-        size = 0
-        # A request always runs in a task.
-        task = cast("asyncio.Task[None]", asyncio.current_task())
-        deadline = self._body_deadlines.arm(task.cancel)
-        try:
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return None
-                chunk: bytes = message.get("body", b"")
-                size += len(chunk)
-                if size > self._max_body:
-                    self.metrics.body_bytes.observe(size)
-                    raise _Outcome(
-                        413, "too_large", "too_large", f"at most {self._max_body} bytes", (_CLOSE,)
-                    )
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-        except asyncio.CancelledError:
-            if not deadline.expired:
-                raise
-            # Our deadline, not a shutdown: take the cancellation back and answer.
-            task.uncancel()
-            raise _Outcome(
-                408, "timeout", "body_timeout", "the body did not arrive in time", (_CLOSE,)
-            ) from None
-        finally:
-            deadline.disarm()
-        self.metrics.body_bytes.observe(size)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    def _too_large(self) -> _Outcome:
+        detail = f"at most {self._max_body} bytes"
+        return _Outcome(413, "too_large", "too_large", detail, close=True)
+
+    def _refuse(self, out: _Outcome, started: float, headers: Headers) -> Answer:
+        self._finish(
+            started,
+            "unknown",
+            out.outcome,
+            out.status,
+            signature_header(headers, b"id"),
+            out.reason,
+        )
+        return out.answer()
 
     async def _publish(self, write: Awaitable[None]) -> None:
         """Await one Kafka write; what Kafka cannot take becomes the answer (503 or 413)."""
@@ -306,9 +328,8 @@ def _status(status: str, msg_id: bytes, reason: str = "") -> bytes:
     return orjson.dumps(doc)
 
 
-async def _not_allowed(send: Send, allow: bytes) -> None:
-    detail = "use " + allow.decode()
-    await _respond(send, 405, _error("method_not_allowed", detail), ((b"allow", allow),))
+def _not_allowed(allow: str) -> Answer:
+    return Answer(405, _error("method_not_allowed", "use " + allow), ((b"allow", allow.encode()),))
 
 
 async def _respond(
@@ -334,5 +355,5 @@ async def _respond(
 
 
 def create_app(settings: ProducerSettings, publisher: Publisher | None = None) -> ProducerApp:
-    """The ASGI app; without a publisher it makes a KafkaPublisher, started by the lifespan."""
+    """The app; without a publisher it makes a KafkaPublisher, started by the lifespan."""
     return ProducerApp(settings, publisher)

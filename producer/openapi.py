@@ -101,6 +101,7 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
                         "408": error,
                         "413": error,
                         "415": error,
+                        "431": error,
                         "503": retry,
                     },
                 },

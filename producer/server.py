@@ -1,4 +1,5 @@
-"""Runs the producer app under uvicorn (uvloop + httptools) on two listeners until SIGINT/SIGTERM."""
+"""Runs the producer until SIGINT/SIGTERM: uvicorn (uvloop + httptools) serves the admin listener
+and the lifespan, and the lifespan serves the public listener (producer/http1.py) on the same loop."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import prometheus_client
 import uvicorn
 
-from producer.app import ASGIApp, create_app
+from producer.app import ASGIApp, ProducerApp, create_app
 from producer.settings import ProducerSettings
 from sessionflow.logs import configure_logging
 
@@ -58,7 +59,8 @@ def stack_config(app: ASGIApp | str, host: str, port: int, **options: Any) -> uv
 
 
 def server_config(settings: ProducerSettings) -> uvicorn.Config:
-    """uvicorn settings: our JSON logs replace its access log; shutdown waits for in-flight work."""
+    """uvicorn settings: our JSON logs replace its access log; shutdown waits for in-flight work
+    (the admin listener's here, the public listener's in the app's lifespan)."""
     return stack_config(
         create_app(settings),
         settings.http_host,
@@ -103,6 +105,17 @@ def listeners(settings: ProducerSettings, *, reuse_port: bool = False) -> list[s
         raise
 
 
+def public_apart(config: uvicorn.Config, sockets: list[socket.socket]) -> list[socket.socket]:
+    """Hand the public socket to the app (its lifespan listens on it once Kafka is reachable);
+    what is left, the admin socket, is uvicorn's."""
+    public, *admin = sockets
+    app = config.app
+    if not isinstance(app, ProducerApp):
+        raise TypeError(f"not the producer's app: {app!r}")
+    app.serve_public_on(public)
+    return admin
+
+
 def serve(settings: ProducerSettings) -> None:
     """Serve until a signal: stop accepting, finish in-flight requests, flush Kafka, return.
 
@@ -131,9 +144,10 @@ def _serve_one(settings: ProducerSettings, *, reuse_port: bool) -> None:
     except OSError as exc:
         log.error("cannot bind the listeners: %s", exc)
         raise SystemExit(STARTUP_FAILURE) from exc
-    server = ProducerServer(server_config(settings))
+    config = server_config(settings)
+    server = ProducerServer(config)
     try:
-        server.run(sockets=sockets)
+        server.run(sockets=public_apart(config, sockets))
     finally:
         for sock in sockets:
             with contextlib.suppress(OSError):

@@ -19,7 +19,7 @@ import uvicorn
 from svix.webhooks import Webhook
 
 from producer.app import ProducerApp
-from producer.server import ProducerServer, listeners, server_config
+from producer.server import ProducerServer, listeners, public_apart, server_config
 from producer.settings import ProducerSettings
 from sessionflow.signing import decode_secret
 from tests.conftest import new_unique
@@ -98,7 +98,7 @@ async def run_producer(settings: ProducerSettings) -> AsyncIterator[RunningProdu
     config = server_config(settings)
     config.timeout_graceful_shutdown = 5
     server = ProducerServer(config)
-    task = asyncio.create_task(server.serve(sockets=listeners(settings)))
+    task = asyncio.create_task(server.serve(sockets=public_apart(config, listeners(settings))))
     try:
         async with asyncio.timeout(TIMEOUT_S * 2):
             while not server.started:

@@ -1,21 +1,24 @@
-"""Driving the producer's ASGI app directly: a fake publisher, signed requests, answers."""
+"""Driving the producer's app: a fake publisher, signed requests, answers from either listener."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import MutableMapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from svix.webhooks import Webhook
 
 from producer.app import ProducerApp
 from sessionflow.raw_record import RecordHeaders
+from tests.polling import wait_until
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-# Where a request arrived (ASGI scope["server"]): the settings' default ports.
-ON_PUBLIC, ON_ADMIN = ("127.0.0.1", 8080), ("127.0.0.1", 8081)
+# Which listener a request goes to: the public one (producer/http1.py) or the admin one (ASGI).
+ON_PUBLIC: Literal["public"] = "public"
+ON_ADMIN: Literal["admin"] = "admin"
 BODY = b'{"eventType":"session.created","id":"7b0c5a4e-0000-4000-8000-000000000001","state":"OPEN"}'
 
 
@@ -48,15 +51,23 @@ class FakePublisher:
 
 
 class Response:
-    def __init__(self, messages: list[dict[str, Any]]) -> None:
-        self.messages = messages
-        start = messages[0] if messages else {}
-        self.status: int | None = start.get("status")
-        self.headers = {k.decode(): v.decode() for k, v in start.get("headers", [])}
-        self.body = b"".join(m.get("body", b"") for m in messages[1:])
+    def __init__(self, status: int | None, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
 
     def json(self) -> Any:
         return orjson.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    @classmethod
+    def of_asgi(cls, messages: list[dict[str, Any]]) -> Response:
+        start = messages[0] if messages else {}
+        headers = {k.decode(): v.decode() for k, v in start.get("headers", [])}
+        return cls(start.get("status"), headers, b"".join(m.get("body", b"") for m in messages[1:]))
 
 
 async def call(
@@ -68,32 +79,68 @@ async def call(
     *,
     delay: float = 0.0,
     disconnect: bool = False,
-    server: tuple[str, int | None] | None = ON_PUBLIC,
+    server: Literal["public", "admin"] = ON_PUBLIC,
 ) -> Response:
-    pending = list(chunks)
+    """One request: on the public listener over loopback (the `app` fixture serves it), or to
+    the admin listener's ASGI app directly. `chunks` are written apart, each after `delay`;
+    with `disconnect` the client leaves after the head: no answer (status None)."""
+    if server == ON_ADMIN:
+        return await _asgi(app, method, path)
+    head = [f"{method} {path} HTTP/1.1", "host: test"]
+    fields = {k.lower(): v for k, v in (headers or {}).items()}
+    fields.setdefault("content-length", str(sum(len(c) for c in chunks)))
+    head += [f"{k}: {v}" for k, v in fields.items()]
+    reader, writer = await asyncio.open_connection(*app.public.address)
+    try:
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        if disconnect:
+            return Response(None, {}, b"")
+        for chunk in chunks:
+            if delay:
+                await asyncio.sleep(delay)
+            writer.write(chunk)
+            await writer.drain()
+        return await _read_response(reader, head_only=method == "HEAD")
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def metrics_once(app: ProducerApp, line: str, timeout_s: float = 2.0) -> str:
+    """The admin listener's /metrics once it has `line` (the public listener's work is async)."""
+    texts: list[str] = []
+
+    async def has_line() -> bool:
+        texts.append((await call(app, "GET", "/metrics", server=ON_ADMIN)).text)
+        return line in texts[-1]
+
+    await wait_until(has_line, line, timeout_s)
+    return texts[-1]
+
+
+async def _read_response(reader: asyncio.StreamReader, *, head_only: bool) -> Response:
+    status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        if line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    length = 0 if head_only else int(headers["content-length"])
+    return Response(int(status_line.split()[1]), headers, await reader.readexactly(length))
+
+
+async def _asgi(app: ProducerApp, method: str, path: str) -> Response:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        if disconnect or not pending:
-            return {"type": "http.disconnect"}
-        if delay:
-            await asyncio.sleep(delay)
-        chunk = pending.pop(0)
-        return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+        return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(dict(message))
 
-    raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "headers": raw_headers,
-        "server": server,
-    }
-    await app(scope, receive, send)
-    return Response(sent)
+    await app({"type": "http", "method": method, "path": path, "headers": []}, receive, send)
+    return Response.of_asgi(sent)
 
 
 def signed(body: bytes = BODY, *, msg_id: str = "msg_1", family: str = "svix") -> dict[str, str]:

@@ -14,6 +14,7 @@ from tests.unit.producer.asgi import (
     ON_ADMIN,
     FakePublisher,
     call,
+    metrics_once,
     signed,
 )
 
@@ -158,7 +159,12 @@ async def test_slow_body_is_408(app: ProducerApp, publisher: FakePublisher) -> N
 
 async def test_client_disconnect_gets_no_answer(app: ProducerApp, publisher: FakePublisher) -> None:
     resp = await call(app, "POST", "/webhooks/agntix", signed(), [BODY], disconnect=True)
-    assert resp.messages == []
+    assert resp.status is None
+    # Timed, not counted: no outcome was given to anybody.
+    text = await metrics_once(app, "sessionflow_webhook_request_seconds_count 1.0")
+    counted = re.findall(r"^sessionflow_webhooks_total\{.*\} (\S+)$", text, re.M)
+    assert counted
+    assert {float(value) for value in counted} == {0.0}
     assert publisher.raw == []
 
 

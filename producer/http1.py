@@ -1,0 +1,506 @@
+"""The public listener: HTTP/1.1 on httptools' parser and asyncio's transports, no ASGI.
+
+The webhook is the producer's one hot path, and under uvicorn the request cycle around it (the
+ASGI scope, the receive and send messages, a response built from header lists) cost more of the
+event loop than our handler did. Here the parser's callbacks collect a request, the app decides
+(`Intake.route` from the headers, `Intake.webhook` once the body is whole), and the answer goes
+out in one write: +51% accepted webhooks per second and -38% CPU per request, measured
+(bench/results/producer-experiments.md, section 24). The admin listener stays on uvicorn.
+
+What this owns, per connection:
+- requests answered one at a time, in order; a pipelined request waits, reading paused;
+- a deadline for each request to arrive whole (headers and body), answered 408;
+- the body cap while the body streams in (413), headers capped too (431);
+- `Expect: 100-continue`, keep-alive (HTTP/1.0 and 1.1 rules, as httptools reads them), HEAD;
+- an idle keep-alive connection closed after `keep_alive_s`;
+- at shutdown: no new connections, idle ones closed, every request in flight answered before its
+  connection closes, for at most `shutdown_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+import time
+from collections.abc import Coroutine
+from email.utils import formatdate
+from typing import Any, NamedTuple, Protocol, TypeAlias, cast
+from urllib.parse import unquote
+
+import httptools
+
+from producer.deadlines import Deadline, Deadlines
+
+log = logging.getLogger("producer.http")
+
+Headers: TypeAlias = dict[bytes, bytes]
+
+# Header bytes a request may send (names and values): far above any webhook's, far below memory.
+MAX_HEADER_BYTES = 64 * 1024
+KEEP_ALIVE_S = 30.0
+_REASONS = {
+    100: b"Continue",
+    200: b"OK",
+    202: b"Accepted",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    415: b"Unsupported Media Type",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Answer(NamedTuple):
+    """A response: status, JSON body, extra headers, and whether the connection closes after."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    close: bool = False
+
+
+_FAILED = Answer(500, b'{"error":"internal_error","detail":""}', close=True)
+
+
+class Intake(Protocol):
+    """What the listener asks of the app (producer.app.ProducerApp)."""
+
+    def route(self, method: str, path: str, headers: Headers, started: float) -> Answer | None: ...
+
+    def webhook(
+        self, headers: Headers, body: bytes, started: float
+    ) -> Coroutine[Any, Any, Answer]: ...
+
+    def body_too_large(self, size: int, headers: Headers, started: float) -> Answer: ...
+
+    def body_timeout(self, headers: Headers, started: float) -> Answer: ...
+
+    def client_left(self, headers: Headers, started: float) -> None: ...
+
+    def malformed(self, started: float, *, head_too_large: bool = False) -> Answer: ...
+
+
+class _Date:
+    """The Date header, formatted once a second."""
+
+    __slots__ = ("second", "value")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.value = b""
+
+    def header(self) -> bytes:
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.value = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        return self.value
+
+
+def render(answer: Answer, date: bytes, *, close: bool, head_only: bool = False) -> bytes:
+    """The response's bytes: status line, headers, body (none for HEAD)."""
+    status = answer.status
+    parts = [
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        % (status, _REASONS.get(status, b""), len(answer.body)),
+        date,
+    ]
+    for name, value in answer.headers:
+        parts.append(name + b": " + value + b"\r\n")
+    if close:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head_only:
+        parts.append(answer.body)
+    return b"".join(parts)
+
+
+class _Request:
+    """One request on a connection, from its first byte to its answer."""
+
+    __slots__ = (
+        "answer",
+        "body",
+        "chunks",
+        "complete",
+        "deadline",
+        "head_only",
+        "header_bytes",
+        "headers",
+        "keep_alive",
+        "size",
+        "started",
+        "url",
+    )
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.url = b""
+        self.headers: Headers = {}
+        self.header_bytes = 0
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.body = b""
+        # Decided before the body was read (a refusal, liveness): the body is read and dropped.
+        self.answer: Answer | None = None
+        self.complete = False
+        self.keep_alive = True
+        self.head_only = False
+        self.deadline: Deadline | None = None
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, queue, answer in order."""
+
+    def __init__(self, listener: PublicListener, loop: asyncio.AbstractEventLoop) -> None:
+        self._listener = listener
+        self._loop = loop
+        self._intake = listener.intake
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        # In arrival order; the head is the one being answered, the tail may still be arriving.
+        self._requests: collections.deque[_Request] = collections.deque()
+        self._reading: _Request | None = None
+        self._answering = False  # the head request's webhook task runs
+        self._done = False  # the connection closes after what is queued; read no more
+        # Reading pauses while a whole request waits behind another, or while the client does
+        # not read its answers (the transport's buffer is full).
+        self._pipelined = False
+        self._write_paused = False
+        self._read_paused = False
+        self._idle: Deadline | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast("asyncio.Transport", transport)  # a stream server's are
+        self._listener.connections.add(self)
+        self._idle = self._listener.idle.arm(self._idle_expired)
+
+    def data_received(self, data: bytes) -> None:
+        if self._done:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No protocol but HTTP/1.1 is spoken here (no WebSocket, no h2c): the upgrade is
+            # ignored, as HTTP allows, and the request answered; what follows it is not read.
+            self._done = True
+            self._advance()
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _TooLarge):
+                self._fail(self._intake.malformed(self._started(), head_too_large=True))
+            else:  # one of our callbacks failed: a defect, not the client's
+                log.error("request handling failed", exc_info=exc)
+                self._fail(_FAILED)
+        except httptools.HttpParserError:
+            self._fail(self._intake.malformed(self._started()))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._listener.connections.discard(self)
+        self._done = True
+        if self._idle is not None:
+            self._idle.disarm()
+        # Whole requests still queued were never handed to Kafka: no answer, nothing stored, so
+        # the sender retries. The one being answered ends on its own (its write is skipped).
+        for request in self._requests:
+            if request.deadline is not None:
+                request.deadline.disarm()
+            if not request.complete:
+                self._intake.client_left(request.headers, request.started)
+        self._requests.clear()
+        self._listener.closed.set()
+
+    # httptools' callbacks
+
+    def on_message_begin(self) -> None:
+        if self._done:  # the rest of a read after a refusal that closes: not read
+            return
+        if self._idle is not None:
+            self._idle.disarm()
+            self._idle = None
+        request = _Request(time.perf_counter())
+        request.deadline = self._listener.requests.arm(lambda: self._timed_out(request))
+        self._reading = request
+        self._requests.append(request)
+
+    def on_url(self, url: bytes) -> None:
+        request = self._reading
+        if request is not None:
+            request.url += url
+            self._count_header_bytes(request, len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        request = self._reading
+        if request is not None:
+            self._count_header_bytes(request, len(name) + len(value))
+            request.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        request = self._reading
+        if request is None:
+            return
+        method = self._parser.get_method().decode("latin-1")
+        # An upgrade stops the parser after this head: answered, and the connection closed.
+        request.keep_alive = self._parser.should_keep_alive() and not self._parser.should_upgrade()
+        request.head_only = method == "HEAD"
+        url = request.url
+        # The origin form, else the absolute form ("http://host/path"), which servers accept.
+        raw_path = url.split(b"?", 1)[0] if url.startswith(b"/") else httptools.parse_url(url).path
+        path = (raw_path or b"").decode("latin-1")
+        if "%" in path:
+            path = unquote(path, encoding="latin-1")
+        answer = self._intake.route(method, path, request.headers, request.started)
+        expects_continue = request.headers.get(b"expect", b"").lower() == b"100-continue"
+        if answer is None:
+            if expects_continue and self._requests[0] is request and self._transport is not None:
+                self._transport.write(_CONTINUE)
+            return
+        if expects_continue:  # the client waits for a go-ahead it will not get: answer now
+            answer = answer._replace(close=True)
+        request.answer = answer
+        if answer.close:
+            # Refused on its head alone (a body too large, a length unreadable): answered
+            # without reading further.
+            self._finish_reading(request)
+
+    def on_body(self, chunk: bytes) -> None:
+        request = self._reading
+        if request is None:
+            return
+        request.size += len(chunk)
+        if request.size > self._listener.max_body:
+            if request.answer is None:
+                request.answer = self._intake.body_too_large(
+                    request.size, request.headers, request.started
+                )
+            else:  # a refused request's body is dropped, but not without end
+                request.answer = request.answer._replace(close=True)
+            self._finish_reading(request)
+        elif request.answer is None:
+            request.chunks.append(chunk)
+
+    def on_message_complete(self) -> None:
+        request = self._reading
+        if request is None:
+            return
+        chunks = request.chunks
+        request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        request.chunks = []
+        self._finish_reading(request)
+
+    # answering
+
+    def _finish_reading(self, request: _Request) -> None:
+        self._reading = None
+        request.complete = True
+        if request.deadline is not None:
+            request.deadline.disarm()
+            request.deadline = None
+        if request.answer is not None and request.answer.close:
+            self._done = True
+        if self._requests[0] is not request:
+            # Pipelined behind a request still being answered: let the socket fill meanwhile.
+            self._pipelined = True
+            self._update_reading()
+        self._advance()
+
+    def _advance(self) -> None:
+        """Answer what can be answered, in order: decided answers at once, webhooks by a task."""
+        while self._requests and not self._answering:
+            request = self._requests[0]
+            if not request.complete:
+                return
+            if request.answer is not None:
+                self._write(request, request.answer)
+                continue
+            self._answering = True
+            task = self._loop.create_task(
+                self._intake.webhook(request.headers, request.body, request.started)
+            )
+            task.add_done_callback(self._answered)
+            return
+        if self._answering:
+            return
+        if self._done or self._listener.closing:
+            self._close()
+            return
+        if self._pipelined:
+            self._pipelined = False
+            self._update_reading()
+        if self._reading is None and self._idle is None:
+            self._idle = self._listener.idle.arm(self._idle_expired)
+
+    def _answered(self, task: asyncio.Future[Answer]) -> None:
+        self._answering = False
+        if task.cancelled():
+            answer = _FAILED
+        elif (error := task.exception()) is not None:
+            log.error("webhook failed", exc_info=error)
+            answer = _FAILED
+        else:
+            answer = task.result()
+        if self._requests:
+            self._write(self._requests[0], answer)
+        self._advance()
+
+    def _write(self, request: _Request, answer: Answer) -> None:
+        self._requests.popleft()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        close = answer.close or not request.keep_alive
+        if close or (self._listener.closing and not self._requests):
+            close = True
+            self._done = True
+        transport.write(
+            render(answer, self._listener.date.header(), close=close, head_only=request.head_only)
+        )
+        if close:
+            self._requests.clear()
+            self._close()
+
+    def _fail(self, answer: Answer) -> None:
+        """The bytes are not HTTP we can read: answer after those ahead, then close."""
+        self._done = True
+        request = self._reading
+        if request is None:
+            request = _Request(time.perf_counter())
+            self._requests.append(request)
+        self._reading = None
+        if request.deadline is not None:
+            request.deadline.disarm()
+            request.deadline = None
+        request.complete = True
+        request.answer = answer
+        self._advance()
+
+    def _started(self) -> float:
+        """When the request that failed to parse began (now, if none had)."""
+        return self._reading.started if self._reading is not None else time.perf_counter()
+
+    @staticmethod
+    def _count_header_bytes(request: _Request, count: int) -> None:
+        request.header_bytes += count
+        if request.header_bytes > MAX_HEADER_BYTES:
+            raise _TooLarge  # stops the parser: data_received answers 431
+
+    def _update_reading(self) -> None:
+        pause = self._pipelined or self._write_paused
+        transport = self._transport
+        if pause == self._read_paused or transport is None or transport.is_closing():
+            return
+        self._read_paused = pause
+        if pause:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    def _timed_out(self, request: _Request) -> None:
+        if request.complete or self._transport is None or self._transport.is_closing():
+            return
+        request.answer = self._intake.body_timeout(request.headers, request.started)
+        self._done = True
+        self._finish_reading(request)
+
+    def _idle_expired(self) -> None:
+        self._idle = None
+        if not self._requests and self._reading is None:
+            self._close()
+
+    def _close(self) -> None:
+        self._done = True
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def shut_down(self) -> None:
+        """The listener is closing: close now if idle, else after the answers in flight."""
+        if not self._requests:
+            self._close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class _TooLarge(Exception):
+    """Raised in a header callback to stop the parser: the request's head is over the cap."""
+
+
+class PublicListener:
+    """The public socket's server: its connections, their deadlines, its graceful close."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        *,
+        request_timeout_s: float,
+        max_body: int,
+        shutdown_timeout_s: float,
+        keep_alive_s: float = KEEP_ALIVE_S,
+    ) -> None:
+        self.intake = intake
+        self.max_body = max_body
+        self.shutdown_timeout_s = shutdown_timeout_s
+        # One sweeper per kind, not a timer per request: a timer each costs more than the rest
+        # of a request's bookkeeping (producer/deadlines.py).
+        self.requests = Deadlines(request_timeout_s)
+        self.idle = Deadlines(keep_alive_s, resolution=1.0)
+        self.connections: set[_Connection] = set()
+        self.closed = asyncio.Event()
+        self.closing = False
+        self.date = _Date()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        """Listen on a bound socket (producer.server.bind)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self, loop), sock=sock)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port listened on (after `start`)."""
+        if self._server is None:
+            raise RuntimeError("the public listener has not started")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def close(self) -> None:
+        """Stop accepting; answer what is in flight, then close every connection; at most
+        `shutdown_timeout_s`, after which the rest are cut."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.shut_down()
+        deadline = time.monotonic() + self.shutdown_timeout_s
+        while self.connections and time.monotonic() < deadline:
+            self.closed.clear()
+            try:
+                await asyncio.wait_for(self.closed.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+        if self.connections:
+            log.warning("%d connections cut at shutdown", len(self.connections))
+            for connection in list(self.connections):
+                connection.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+        await self.requests.stop()
+        await self.idle.stop()

@@ -1,0 +1,326 @@
+"""The public listener's HTTP over loopback: connections, order, limits, deadlines, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from producer.app import ProducerApp
+from producer.http1 import MAX_HEADER_BYTES, PublicListener
+from producer.server import bind
+from sessionflow.raw_record import RecordHeaders
+from tests.polling import wait_until
+from tests.unit.producer.asgi import BODY, FakePublisher, signed
+
+
+class GatedPublisher(FakePublisher):
+    """Holds every publish until `gate` is set: a Kafka acknowledgement that takes its time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def publish_raw(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
+        self.waiting += 1
+        await self.gate.wait()
+        await super().publish_raw(key, body, headers)
+
+
+@pytest.fixture
+def publisher() -> GatedPublisher:
+    publisher = GatedPublisher()
+    publisher.gate.set()
+    return publisher
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    app: ProducerApp, *, keep_alive_s: float = 30.0, shutdown_timeout_s: float = 2.0
+) -> AsyncIterator[PublicListener]:
+    listener = PublicListener(
+        app,
+        request_timeout_s=0.2,
+        max_body=4096,
+        shutdown_timeout_s=shutdown_timeout_s,
+        keep_alive_s=keep_alive_s,
+    )
+    await listener.start(bind("127.0.0.1", 0))
+    try:
+        yield listener
+    finally:
+        await listener.close()
+
+
+def webhook(body: bytes = BODY, *, msg_id: str = "msg_1", extra: str = "") -> bytes:
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed(body, msg_id=msg_id).items())
+    return (
+        f"POST /webhooks/agntix HTTP/1.1\r\nhost: t\r\n{head}{extra}"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = dict(
+        (name.lower(), value.strip()) for name, value in (h.split(":", 1) for h in head[1:] if h)
+    )
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(head[0].split()[1]), headers, body
+
+
+_clients: list[asyncio.StreamWriter] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
+async def connect(
+    listener: PublicListener,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client connection, closed after the test."""
+    reader, writer = await asyncio.open_connection(*listener.address)
+    _clients.append(writer)
+    return reader, writer
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    async with asyncio.timeout(2):
+        return await reader.read() == b""
+
+
+async def test_keep_alive_serves_requests_one_after_another(app: ProducerApp) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        for i in range(3):
+            writer.write(webhook(msg_id=f"msg_{i}"))
+            status, headers, body = await read_answer(reader)
+            assert status == 202
+            assert "connection" not in headers
+            assert f'"msg_{i}"' in body.decode()
+            assert headers["date"].endswith("GMT")
+        writer.close()
+
+
+async def test_http_1_0_without_keep_alive_is_answered_and_closed(app: ProducerApp) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        writer.write(webhook().replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        status, headers, _ = await read_answer(reader)
+        assert (status, headers["connection"]) == (202, "close")
+        assert await closed_by_server(reader)
+
+
+async def test_pipelined_requests_are_answered_in_order(
+    app: ProducerApp, publisher: GatedPublisher
+) -> None:
+    publisher.gate.clear()
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        liveness = b"GET /livez HTTP/1.1\r\nhost: t\r\n\r\n"
+        writer.write(webhook(msg_id="msg_a") + liveness + webhook(msg_id="msg_b"))
+        await wait_until(lambda: publisher.waiting, "the publish to begin", 2)
+        await asyncio.sleep(0.05)
+        # The liveness answer is ready at once, but it waits for the webhook ahead of it.
+        assert publisher.waiting == 1
+        publisher.gate.set()
+        answers = [await read_answer(reader) for _ in range(3)]
+        assert [a[0] for a in answers] == [202, 200, 202]
+        assert b'"msg_a"' in answers[0][2]
+        assert b'"msg_b"' in answers[2][2]
+        assert [body for _, body, _ in publisher.raw] == [BODY, BODY]
+        writer.close()
+
+
+async def test_expect_100_continue_is_answered_before_the_body(app: ProducerApp) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        head, body = webhook(extra="expect: 100-continue\r\n").split(b"\r\n\r\n", 1)
+        writer.write(head + b"\r\n\r\n")
+        async with asyncio.timeout(2):
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        assert (await read_answer(reader))[0] == 202
+        writer.close()
+
+
+async def test_a_chunked_body_is_stored_whole(app: ProducerApp, publisher: FakePublisher) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        head = (
+            webhook()
+            .split(b"\r\n\r\n", 1)[0]
+            .replace(b"content-length: %d" % len(BODY), b"transfer-encoding: chunked")
+        )
+        parts = [BODY[:7], BODY[7:40], BODY[40:]]
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+        writer.write(head + b"\r\n\r\n" + chunked)
+        assert (await read_answer(reader))[0] == 202
+        assert publisher.raw[0][1] == BODY
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"this is not HTTP\r\n\r\n",
+        b"POST /webhooks/agntix HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
+    ],
+    ids=["garbage", "two lengths"],
+)
+async def test_what_is_not_http_we_speak_is_400_and_closed(
+    app: ProducerApp, request_bytes: bytes
+) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        writer.write(request_bytes)
+        status, headers, body = await read_answer(reader)
+        assert (status, headers["connection"]) == (400, "close")
+        assert orjson.loads(body)["error"] == "malformed_http"
+        assert await closed_by_server(reader)
+    text = app.metrics.render().decode()
+    assert 'sessionflow_webhooks_total{event_type="unknown",outcome="bad_request"} 1.0' in text
+
+
+async def test_a_refusal_is_not_held_for_a_client_waiting_to_continue(app: ProducerApp) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        head = webhook(extra="expect: 100-continue\r\n").split(b"\r\n\r\n", 1)[0]
+        writer.write(head.replace(b"application/json", b"text/plain") + b"\r\n\r\n")
+        status, headers, _ = await read_answer(reader)
+        assert (status, headers["connection"]) == (415, "close")
+
+
+async def test_the_absolute_form_of_the_url_is_the_same_path(
+    app: ProducerApp, publisher: FakePublisher
+) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        writer.write(webhook().replace(b"POST /", b"POST http://example.test/", 1))
+        assert (await read_answer(reader))[0] == 202
+        assert len(publisher.raw) == 1
+
+
+@pytest.mark.parametrize(
+    "upgrade",
+    [
+        "connection: upgrade\r\nupgrade: websocket",
+        "connection: upgrade, http2-settings\r\nupgrade: h2c",
+    ],
+    ids=["websocket", "h2c"],
+)
+async def test_an_upgrade_is_ignored_the_request_answered_and_closed(
+    app: ProducerApp, upgrade: str
+) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        writer.write(f"GET /livez HTTP/1.1\r\nhost: t\r\n{upgrade}\r\n\r\n".encode())
+        answer = await read_answer(reader)
+        assert (answer[0], answer[1]["connection"]) == (200, "close")
+        assert await closed_by_server(reader)
+
+
+async def test_headers_over_the_cap_are_431(app: ProducerApp) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        writer.write(b"POST /webhooks/agntix HTTP/1.1\r\nhost: t\r\n")
+        filler = b"x-filler: " + b"f" * 1000 + b"\r\n"
+        with contextlib.suppress(ConnectionError):
+            for _ in range(MAX_HEADER_BYTES // 1000 + 2):
+                writer.write(filler)
+            await writer.drain()
+        status, headers, body = await read_answer(reader)
+        assert (status, headers["connection"]) == (431, "close")
+        assert orjson.loads(body)["error"] == "headers_too_large"
+
+
+async def test_slow_headers_are_408_like_a_slow_body(app: ProducerApp) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        writer.write(b"POST /webhooks/agntix HTTP/1.1\r\nhost: t\r\n")
+        status, headers, body = await read_answer(reader)
+        assert (status, headers["connection"]) == (408, "close")
+        assert b"body_timeout" in body
+
+
+async def test_an_idle_connection_is_closed_after_keep_alive(app: ProducerApp) -> None:
+    async with listening(app, keep_alive_s=0.2) as listener:
+        reader, writer = await connect(listener)
+        writer.write(webhook())
+        assert (await read_answer(reader))[0] == 202
+        assert await closed_by_server(reader)
+        assert not listener.connections
+
+
+async def test_closing_answers_what_is_in_flight_then_closes(
+    app: ProducerApp, publisher: GatedPublisher
+) -> None:
+    publisher.gate.clear()
+    async with listening(app) as listener:
+        idle_reader, _idle = await connect(listener)
+        reader, writer = await connect(listener)
+        writer.write(webhook())
+        await wait_until(lambda: publisher.waiting, "the publish to begin", 2)
+        address = listener.address
+        closing = asyncio.create_task(listener.close())
+        assert await closed_by_server(idle_reader)
+        with pytest.raises(ConnectionError):
+            await asyncio.open_connection(*address)
+        assert not closing.done()
+        publisher.gate.set()
+        status, headers, _ = await read_answer(reader)
+        assert (status, headers["connection"]) == (202, "close")
+        assert await closed_by_server(reader)
+        await asyncio.wait_for(closing, 2)
+        assert len(publisher.raw) == 1
+
+
+async def test_closing_cuts_what_outlasts_the_shutdown_timeout(
+    app: ProducerApp, publisher: GatedPublisher
+) -> None:
+    publisher.gate.clear()
+    async with listening(app, shutdown_timeout_s=0.3) as listener:
+        reader, writer = await connect(listener)
+        writer.write(webhook())
+        await wait_until(lambda: publisher.waiting, "the publish to begin", 2)
+        await asyncio.wait_for(listener.close(), 2)
+        with contextlib.suppress(ConnectionError):
+            assert await closed_by_server(reader)
+        assert not listener.connections
+
+
+async def test_a_client_that_leaves_while_kafka_answers_still_has_its_event_stored(
+    app: ProducerApp, publisher: GatedPublisher
+) -> None:
+    publisher.gate.clear()
+    async with listening(app) as listener:
+        _reader, writer = await connect(listener)
+        writer.write(webhook())
+        await wait_until(lambda: publisher.waiting, "the publish to begin", 2)
+        writer.close()
+        await wait_until(lambda: not listener.connections, "the client to be gone", 2)
+        publisher.gate.set()
+        await wait_until(lambda: publisher.raw, "the event to be stored", 2)
+
+
+async def test_a_defect_in_the_app_is_500_and_logged(
+    app: ProducerApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(app, "route", broken)
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        writer.write(webhook())
+        status, headers, _ = await read_answer(reader)
+        assert (status, headers["connection"]) == (500, "close")
+    assert "RuntimeError: a defect" in caplog.text
