@@ -10,6 +10,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -176,12 +177,19 @@ def _measured(
 
 
 @contextlib.contextmanager
-def _bare_endpoint(workdir: Path, load: Load) -> Iterator[tuple[Service, int]]:
-    """The baseline: the producer's server stack (`producer.server.stack_config`), a bare
-    endpoint that reads the body and answers 200."""
+def _bare_endpoint(
+    workdir: Path, load: Load, *, own_stack: bool = False
+) -> Iterator[tuple[Service, int]]:
+    """A bare endpoint that reads the body and answers at once. The baseline the issue set:
+    uvicorn, as the producer configures it (`producer.server.stack_config`). With `own_stack`:
+    the producer's own HTTP layer (`bench/bare_http1.py`), which its public listener runs on."""
     port = free_port()
-    cmd = server_commands(workdir, port)[_BASELINE]  # writes the bare ASGI module into workdir
-    baseline = Service("baseline-http", cmd, os.environ, workdir, cwd=workdir)
+    if own_stack:
+        cmd = [sys.executable, str(Path(__file__).with_name("bare_http1.py")), str(port)]
+    else:
+        cmd = server_commands(workdir, port)[_BASELINE]  # writes the bare ASGI module into workdir
+    name = "baseline-http1" if own_stack else "baseline-http"
+    baseline = Service(name, cmd, os.environ, workdir, cwd=workdir)
     try:
         wait_http(f"http://127.0.0.1:{port}/", baseline.proc, 30, baseline.log)
         load.closed(port, 64, 2)  # warm-up
@@ -253,6 +261,10 @@ def run(ctx: Context) -> dict[str, Any]:
 
     with _bare_endpoint(workdir, load) as (baseline, port):
         out["baseline"] = [_measured(load, baseline, port, c, ctx.seconds) for c in ctx.concurrency]
+    with _bare_endpoint(workdir, load, own_stack=True) as (baseline, port):
+        out["baseline_own_stack"] = [
+            _measured(load, baseline, port, c, ctx.seconds) for c in ctx.concurrency
+        ]
 
     namespace = ctx.namespace("producer")
     asyncio.run(ctx.make_topics(namespace))
@@ -290,6 +302,7 @@ def run(ctx: Context) -> dict[str, Any]:
         half = out["paced"][1]
         base_top = max(out["baseline"], key=lambda p: p["rps"])
         base_best = base_top["rps"]
+        own_top = max(out["baseline_own_stack"], key=lambda p: p["rps"])
         with _bare_endpoint(workdir, load) as (baseline, bare_port):
             out["alternating"] = _alternating(
                 load,
@@ -312,6 +325,11 @@ def run(ctx: Context) -> dict[str, Any]:
         "producer_ratio_alternating": out["alternating"]["ratio_median"],
         "producer_cpu_s_per_1k": cpu_s_per_1k(top.get("server_cpu_cores"), best),
         "producer_baseline_cpu_s_per_1k": cpu_s_per_1k(base_top.get("server_cpu_cores"), base_best),
+        "producer_baseline_own_stack_rps": own_top["rps"],
+        "producer_ratio_own_stack": ratio(best, own_top["rps"]),
+        "producer_baseline_own_stack_cpu_s_per_1k": cpu_s_per_1k(
+            own_top.get("server_cpu_cores"), own_top["rps"]
+        ),
         "producer_p50_ms_half_load": half.get("p50_ms"),
         "producer_p99_ms_half_load": half.get("p99_ms"),
         "producer_p999_ms_half_load": half.get("p999_ms"),

@@ -144,10 +144,14 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
     if b1.get("producer"):
         best = max(b1["producer"], key=lambda p: p["ok_rps"])
         base = max(b1["baseline"], key=lambda p: p["rps"])
+        own = max(b1.get("baseline_own_stack") or [{"rps": None}], key=lambda p: p["rps"] or 0)
         out.append(
             f"B1: the producer accepted {best['ok_rps']:,.0f}/s at {best['connections']} connections"
-            f" ({ratio(best['ok_rps'], base['rps'])} x the bare endpoint's {base['rps']:,.0f}/s on the"
-            f" producer's own HTTP stack, producer.server.stack_config). At that point the producer process used"
+            f" ({ratio(best['ok_rps'], base['rps'])} x the bare endpoint's {base['rps']:,.0f}/s on"
+            " uvicorn as the producer configures it, producer.server.stack_config: the issue's"
+            f" baseline; {ratio(best['ok_rps'], own['rps'])} x a bare endpoint on the producer's"
+            f" own HTTP layer, {own['rps'] or 0:,.0f}/s, bench/bare_http1.py: what the webhook's"
+            " own work costs beyond its HTTP). At that point the producer process used"
             f" {best.get('server_cpu_cores')} cores, the broker {best.get('broker_cpu_cores')} and the"
             f" load generator ({best.get('loadgen')}) {best.get('loadgen_cpu_cores')}: the generator"
             " is not the bottleneck. Each accepted request is an HMAC check, an envelope parse and a"
@@ -269,7 +273,8 @@ def notes(results: dict[str, Any], details: dict[str, Any]) -> list[str]:
         out.append(
             "Producer profile: one process, one core, and it is CPU-bound at saturation (see the"
             " cores above). Its time splits between the event loop and socket I/O (uvloop, shown as"
-            " stdlib/Runner.run), uvicorn's HTTP parsing and response writes, the hand-over to"
+            " stdlib/Runner.run), its HTTP layer (producer/http1.py: httptools' parser and one write"
+            " per answer), the hand-over to"
             " librdkafka and its delivery reports, and our handler (HMAC verify, orjson envelope"
             " parse, the response). No single frame dominates: beyond what one process accepts"
             " (B1 above) the lever is more producer processes (SESSIONFLOW_HTTP_PROCESSES), which"

@@ -1,8 +1,8 @@
 """What one accepted webhook costs the producer, part by part (CPU microseconds per request).
 
 In-process and single-threaded except the Kafka part: signature check, envelope parse, record
-headers, metrics, response building, the whole ASGI handler with a publisher that acks at once
-(no HTTP, no Kafka), and the Kafka client's send path alone (64 concurrent senders awaiting
+headers, metrics, response building, the app's whole webhook decision with a publisher that acks
+at once (no HTTP, no Kafka), and the Kafka client's send path alone (64 concurrent senders awaiting
 acks=all against the broker; CPU of every thread of this process, librdkafka's included). The
 HTTP part is the bare-endpoint server under load, which `--http` measures in a child process.
 
@@ -20,7 +20,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -91,28 +91,13 @@ class InstantPublisher:
 
 
 async def handler_us(app: ProducerApp, requests: list[Request], repeat: int) -> float:
-    sent: list[MutableMapping[str, Any]] = []
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
+    """The app's webhook decision (verify, parse, publish, count), as the public listener calls
+    it once a request is whole: no HTTP."""
+    whole = [(dict(headers), body) for headers, body in requests]
     started = time.process_time()
     for _ in range(repeat):
-        for headers, body in requests:
-            message = {"type": "http.request", "body": body, "more_body": False}
-
-            async def receive(m: dict[str, Any] = message) -> dict[str, Any]:
-                return m
-
-            scope = {
-                "type": "http",
-                "method": "POST",
-                "path": "/webhooks/agntix",
-                "headers": headers,
-                "server": ("127.0.0.1", 8080),
-            }
-            await app(scope, receive, send)
-            sent.clear()
+        for headers, body in whole:
+            await app.webhook(headers, body, time.perf_counter())
     return 1e6 * (time.process_time() - started) / (repeat * len(requests))
 
 
