@@ -43,6 +43,9 @@ class BareIntake:
     def malformed(self, started: float, *, head_too_large: bool = False) -> Answer:
         return Answer(431 if head_too_large else 400, b"{}", close=True)
 
+    def failed(self, started: float) -> Answer:
+        return Answer(500, b"{}", close=True)
+
 
 async def serve(port: int) -> None:
     listener = PublicListener(

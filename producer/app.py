@@ -210,7 +210,7 @@ class ProducerApp:
     def body_timeout(self, headers: Headers, started: float) -> Answer:
         """The request did not arrive whole in time: 408, and the connection closes."""
         out = _Outcome(
-            408, "timeout", "body_timeout", "the body did not arrive in time", close=True
+            408, "timeout", "body_timeout", "the request did not arrive whole in time", close=True
         )
         return self._refuse(out, started, headers)
 
@@ -228,6 +228,12 @@ class ProducerApp:
             out = _Outcome(
                 400, "bad_request", "malformed_http", "not an HTTP/1.1 request", close=True
             )
+        self._finish(started, "unknown", out.outcome, out.status, None, out.reason)
+        return out.answer()
+
+    def failed(self, started: float) -> Answer:
+        """A defect answered (500), counted; the listener has logged its traceback."""
+        out = _Outcome(500, "internal_error", "internal_error", close=True)
         self._finish(started, "unknown", out.outcome, out.status, None, out.reason)
         return out.answer()
 

@@ -67,9 +67,6 @@ class Answer(NamedTuple):
     close: bool = False
 
 
-_FAILED = Answer(500, b'{"error":"internal_error","detail":""}', close=True)
-
-
 class Intake(Protocol):
     """What the listener asks of the app (producer.app.ProducerApp)."""
 
@@ -86,6 +83,8 @@ class Intake(Protocol):
     def client_left(self, headers: Headers, started: float) -> None: ...
 
     def malformed(self, started: float, *, head_too_large: bool = False) -> Answer: ...
+
+    def failed(self, started: float) -> Answer: ...
 
 
 class _Date:
@@ -200,7 +199,7 @@ class _Connection(asyncio.Protocol):
                 self._fail(self._intake.malformed(self._started(), head_too_large=True))
             else:  # one of our callbacks failed: a defect, not the client's
                 log.error("request handling failed", exc_info=exc)
-                self._fail(_FAILED)
+                self._fail(self._intake.failed(self._started()))
         except httptools.HttpParserError:
             self._fail(self._intake.malformed(self._started()))
 
@@ -349,15 +348,15 @@ class _Connection(asyncio.Protocol):
 
     def _answered(self, task: asyncio.Future[Answer]) -> None:
         self._answering = False
-        if task.cancelled():
-            answer = _FAILED
-        elif (error := task.exception()) is not None:
-            log.error("webhook failed", exc_info=error)
-            answer = _FAILED
-        else:
+        request = self._requests[0] if self._requests else None
+        if not task.cancelled() and task.exception() is None:
             answer = task.result()
-        if self._requests:
-            self._write(self._requests[0], answer)
+        else:  # a defect: the webhook coroutine answers every outcome itself
+            if not task.cancelled():
+                log.error("webhook failed", exc_info=task.exception())
+            answer = self._intake.failed(request.started if request else time.perf_counter())
+        if request is not None:
+            self._write(request, answer)
         self._advance()
 
     def _write(self, request: _Request, answer: Answer) -> None:

@@ -25,9 +25,10 @@ OUTCOMES = (
     "method_not_allowed",
     "not_found",
     "bad_request",
+    "internal_error",
 )
 # The outcomes answered with a 5xx: the sender retries them, operators should look.
-SERVER_ERROR_OUTCOMES = frozenset({"timeout", "unavailable"})
+SERVER_ERROR_OUTCOMES = frozenset({"timeout", "unavailable", "internal_error"})
 # Before the body is parsed the event type is not known; afterwards it is a known one or `other`.
 EVENT_TYPE_LABELS = (*sorted(KNOWN_EVENT_TYPES), "other", "unknown")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

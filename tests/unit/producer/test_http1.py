@@ -321,6 +321,22 @@ async def test_a_defect_in_the_app_is_500_and_logged(
     async with listening(app) as listener:
         reader, writer = await connect(listener)
         writer.write(webhook())
+        status, headers, body = await read_answer(reader)
+        assert (status, headers["connection"]) == (500, "close")
+        assert orjson.loads(body)["error"] == "internal_error"
+    assert "RuntimeError: a defect" in caplog.text
+    text = app.metrics.render().decode()
+    assert 'sessionflow_webhooks_total{event_type="unknown",outcome="internal_error"} 1.0' in text
+
+
+async def test_a_defect_while_publishing_is_500_and_the_connection_closes(
+    app: ProducerApp, publisher: FakePublisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher.error = RuntimeError("not a refusal Kafka gives")
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        writer.write(webhook())
         status, headers, _ = await read_answer(reader)
         assert (status, headers["connection"]) == (500, "close")
-    assert "RuntimeError: a defect" in caplog.text
+        assert await closed_by_server(reader)
+    assert "not a refusal Kafka gives" in caplog.text
