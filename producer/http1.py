@@ -31,7 +31,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from producer.deadlines import Deadline, Deadlines
+from producer.tasks import Background
 
 log = logging.getLogger("producer.http")
 
@@ -40,6 +40,9 @@ Headers: TypeAlias = dict[bytes, bytes]
 # Header bytes a request may send (names and values): far above any webhook's, far below memory.
 MAX_HEADER_BYTES = 64 * 1024
 KEEP_ALIVE_S = 30.0
+# How often every connection's deadlines are checked: a request's arrival and a keep-alive's idle
+# time. One scan of the connections, no timer or deadline entry per request.
+CHECK_INTERVAL_S = 0.1
 _REASONS = {
     100: b"Continue",
     200: b"OK",
@@ -130,7 +133,6 @@ class _Request:
         "body",
         "chunks",
         "complete",
-        "deadline",
         "head_only",
         "header_bytes",
         "headers",
@@ -153,7 +155,6 @@ class _Request:
         self.complete = False
         self.keep_alive = True
         self.head_only = False
-        self.deadline: Deadline | None = None
 
 
 class _Connection(asyncio.Protocol):
@@ -175,14 +176,13 @@ class _Connection(asyncio.Protocol):
         self._pipelined = False
         self._write_paused = False
         self._read_paused = False
-        self._idle: Deadline | None = None
+        self._idle_since = time.perf_counter()
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast("asyncio.Transport", transport)  # a stream server's are
         self._listener.connections.add(self)
-        self._idle = self._listener.idle.arm(self._idle_expired)
 
     def data_received(self, data: bytes) -> None:
         if self._done:
@@ -214,13 +214,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._listener.connections.discard(self)
         self._done = True
-        if self._idle is not None:
-            self._idle.disarm()
         # Whole requests still queued were never handed to Kafka: no answer, nothing stored, so
         # the sender retries. The one being answered ends on its own (its write is skipped).
         for request in self._requests:
-            if request.deadline is not None:
-                request.deadline.disarm()
             if not request.complete:
                 self._intake.client_left(request.headers, request.started)
         self._requests.clear()
@@ -231,11 +227,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._done:  # the rest of a read after a refusal that closes: not read
             return
-        if self._idle is not None:
-            self._idle.disarm()
-            self._idle = None
         request = _Request(time.perf_counter())
-        request.deadline = self._listener.requests.arm(lambda: self._timed_out(request))
         self._reading = request
         self._requests.append(request)
 
@@ -243,12 +235,16 @@ class _Connection(asyncio.Protocol):
         request = self._reading
         if request is not None:
             request.url += url
-            self._count_header_bytes(request, len(url))
+            request.header_bytes += len(url)
+            if request.header_bytes > MAX_HEADER_BYTES:
+                raise _TooLarge  # stops the parser: data_received answers 431
 
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self._reading
         if request is not None:
-            self._count_header_bytes(request, len(name) + len(value))
+            request.header_bytes += len(name) + len(value)
+            if request.header_bytes > MAX_HEADER_BYTES:
+                raise _TooLarge
             request.headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
@@ -309,9 +305,6 @@ class _Connection(asyncio.Protocol):
     def _finish_reading(self, request: _Request) -> None:
         self._reading = None
         request.complete = True
-        if request.deadline is not None:
-            request.deadline.disarm()
-            request.deadline = None
         if request.answer is not None and request.answer.close:
             self._done = True
         if self._requests[0] is not request:
@@ -343,8 +336,6 @@ class _Connection(asyncio.Protocol):
         if self._pipelined:
             self._pipelined = False
             self._update_reading()
-        if self._reading is None and self._idle is None:
-            self._idle = self._listener.idle.arm(self._idle_expired)
 
     def _answered(self, task: asyncio.Future[Answer]) -> None:
         self._answering = False
@@ -364,6 +355,7 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
+        self._idle_since = time.perf_counter()
         close = answer.close or not request.keep_alive
         if close or (self._listener.closing and not self._requests):
             close = True
@@ -383,9 +375,6 @@ class _Connection(asyncio.Protocol):
             request = _Request(time.perf_counter())
             self._requests.append(request)
         self._reading = None
-        if request.deadline is not None:
-            request.deadline.disarm()
-            request.deadline = None
         request.complete = True
         request.answer = answer
         self._advance()
@@ -393,12 +382,6 @@ class _Connection(asyncio.Protocol):
     def _started(self) -> float:
         """When the request that failed to parse began (now, if none had)."""
         return self._reading.started if self._reading is not None else time.perf_counter()
-
-    @staticmethod
-    def _count_header_bytes(request: _Request, count: int) -> None:
-        request.header_bytes += count
-        if request.header_bytes > MAX_HEADER_BYTES:
-            raise _TooLarge  # stops the parser: data_received answers 431
 
     def _update_reading(self) -> None:
         pause = self._pipelined or self._write_paused
@@ -411,17 +394,22 @@ class _Connection(asyncio.Protocol):
         else:
             transport.resume_reading()
 
+    def check(self, now: float) -> None:
+        """The listener's periodic look: a request arriving too slowly gets 408; a connection
+        idle for longer than the keep-alive is closed."""
+        request = self._reading
+        if request is not None:
+            if now - request.started > self._listener.request_timeout_s:
+                self._timed_out(request)
+        elif not self._requests and now - self._idle_since > self._listener.keep_alive_s:
+            self._close()
+
     def _timed_out(self, request: _Request) -> None:
-        if request.complete or self._transport is None or self._transport.is_closing():
+        if self._transport is None or self._transport.is_closing():
             return
         request.answer = self._intake.body_timeout(request.headers, request.started)
         self._done = True
         self._finish_reading(request)
-
-    def _idle_expired(self) -> None:
-        self._idle = None
-        if not self._requests and self._reading is None:
-            self._close()
 
     def _close(self) -> None:
         self._done = True
@@ -456,21 +444,21 @@ class PublicListener:
     ) -> None:
         self.intake = intake
         self.max_body = max_body
+        self.request_timeout_s = request_timeout_s
+        self.keep_alive_s = keep_alive_s
         self.shutdown_timeout_s = shutdown_timeout_s
-        # One sweeper per kind, not a timer per request: a timer each costs more than the rest
-        # of a request's bookkeeping (producer/deadlines.py).
-        self.requests = Deadlines(request_timeout_s)
-        self.idle = Deadlines(keep_alive_s, resolution=1.0)
         self.connections: set[_Connection] = set()
         self.closed = asyncio.Event()
         self.closing = False
         self.date = _Date()
         self._server: asyncio.Server | None = None
+        self._checks = Background("http-deadlines", self._check_forever)
 
     async def start(self, sock: socket.socket) -> None:
         """Listen on a bound socket (producer.server.bind)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self, loop), sock=sock)
+        self._checks.start()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -501,5 +489,11 @@ class PublicListener:
                 connection.abort()
         if self._server is not None:
             await self._server.wait_closed()
-        await self.requests.stop()
-        await self.idle.stop()
+        await self._checks.stop()
+
+    async def _check_forever(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL_S)
+            now = time.perf_counter()
+            for connection in list(self.connections):
+                connection.check(now)

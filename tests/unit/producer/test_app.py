@@ -151,7 +151,7 @@ async def test_bad_content_length_is_400(app: ProducerApp) -> None:
 
 
 async def test_slow_body_is_408(app: ProducerApp, publisher: FakePublisher) -> None:
-    resp = await call(app, "POST", "/webhooks/agntix", signed(), [BODY[:5], BODY[5:]], delay=0.15)
+    resp = await call(app, "POST", "/webhooks/agntix", signed(), [BODY[:5], BODY[5:]], delay=0.5)
     assert resp.status == 408
     assert resp.json()["error"] == "body_timeout"
     assert publisher.raw == []
