@@ -92,6 +92,17 @@ async def connect(
     return reader, writer
 
 
+async def held_webhook(
+    listener: PublicListener, publisher: GatedPublisher
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client whose webhook is in flight: its publish held until `publisher.gate` is set."""
+    publisher.gate.clear()
+    reader, writer = await connect(listener)
+    writer.write(webhook())
+    await wait_until(lambda: publisher.waiting, "the publish to begin", 2)
+    return reader, writer
+
+
 async def closed_by_server(reader: asyncio.StreamReader) -> bool:
     async with asyncio.timeout(2):
         return await reader.read() == b""
@@ -263,12 +274,9 @@ async def test_an_idle_connection_is_closed_after_keep_alive(app: ProducerApp) -
 async def test_closing_answers_what_is_in_flight_then_closes(
     app: ProducerApp, publisher: GatedPublisher
 ) -> None:
-    publisher.gate.clear()
     async with listening(app) as listener:
         idle_reader, _idle = await connect(listener)
-        reader, writer = await connect(listener)
-        writer.write(webhook())
-        await wait_until(lambda: publisher.waiting, "the publish to begin", 2)
+        reader, _writer = await held_webhook(listener, publisher)
         address = listener.address
         closing = asyncio.create_task(listener.close())
         assert await closed_by_server(idle_reader)
@@ -286,11 +294,8 @@ async def test_closing_answers_what_is_in_flight_then_closes(
 async def test_closing_cuts_what_outlasts_the_shutdown_timeout(
     app: ProducerApp, publisher: GatedPublisher
 ) -> None:
-    publisher.gate.clear()
     async with listening(app, shutdown_timeout_s=0.3) as listener:
-        reader, writer = await connect(listener)
-        writer.write(webhook())
-        await wait_until(lambda: publisher.waiting, "the publish to begin", 2)
+        reader, _writer = await held_webhook(listener, publisher)
         await asyncio.wait_for(listener.close(), 2)
         with contextlib.suppress(ConnectionError):
             assert await closed_by_server(reader)
@@ -300,11 +305,8 @@ async def test_closing_cuts_what_outlasts_the_shutdown_timeout(
 async def test_a_client_that_leaves_while_kafka_answers_still_has_its_event_stored(
     app: ProducerApp, publisher: GatedPublisher
 ) -> None:
-    publisher.gate.clear()
     async with listening(app) as listener:
-        _reader, writer = await connect(listener)
-        writer.write(webhook())
-        await wait_until(lambda: publisher.waiting, "the publish to begin", 2)
+        _reader, writer = await held_webhook(listener, publisher)
         writer.close()
         await wait_until(lambda: not listener.connections, "the client to be gone", 2)
         publisher.gate.set()
