@@ -184,35 +184,36 @@ class ProducerApp:
 
     def _admit(self, headers: Headers, started: float) -> Answer | None:
         """415, 400 or 413 from the headers alone, else None: the body may come."""
+        msg_id = signature_header(headers, b"id")
+        if not _is_json(headers.get(b"content-type")):
+            out = _Outcome(
+                415, "unsupported_media_type", "unsupported_media_type", "send application/json"
+            )
+            return self._refuse(out, started, msg_id)
+        declared = headers.get(b"content-length")
+        if declared is None:
+            return None
         try:
-            if not _is_json(headers.get(b"content-type")):
-                raise _Outcome(
-                    415, "unsupported_media_type", "unsupported_media_type", "send application/json"
-                )
-            declared = headers.get(b"content-length")
-            if declared is not None:
-                try:
-                    length = int(declared)
-                except ValueError as exc:
-                    raise _Outcome(400, "bad_request", "bad_content_length", close=True) from exc
-                if length > self._max_body:
-                    self.metrics.body_bytes.observe(length)
-                    raise self._too_large()
-        except _Outcome as out:
-            return self._refuse(out, started, headers)
+            length = int(declared)
+        except ValueError:
+            out = _Outcome(400, "bad_request", "bad_content_length", close=True)
+            return self._refuse(out, started, msg_id)
+        if length > self._max_body:
+            self.metrics.body_bytes.observe(length)
+            return self._refuse(self._too_large(), started, msg_id)
         return None
 
     def body_too_large(self, size: int, headers: Headers, started: float) -> Answer:
         """The body grew past the cap while it arrived: 413, and the connection closes."""
         self.metrics.body_bytes.observe(size)
-        return self._refuse(self._too_large(), started, headers)
+        return self._refuse(self._too_large(), started, signature_header(headers, b"id"))
 
     def body_timeout(self, headers: Headers, started: float) -> Answer:
         """The request did not arrive whole in time: 408, and the connection closes."""
         out = _Outcome(
             408, "timeout", "body_timeout", "the request did not arrive whole in time", close=True
         )
-        return self._refuse(out, started, headers)
+        return self._refuse(out, started, signature_header(headers, b"id"))
 
     def client_left(self, headers: Headers, started: float) -> None:
         """The client went away before its request was whole: nobody to answer, nothing stored."""
@@ -228,14 +229,13 @@ class ProducerApp:
             out = _Outcome(
                 400, "bad_request", "malformed_http", "not an HTTP/1.1 request", close=True
             )
-        self._finish(started, "unknown", out.outcome, out.status, None, out.reason)
-        return out.answer()
+        return self._refuse(out, started, None)
 
     def failed(self, started: float) -> Answer:
         """A defect answered (500), counted; the listener has logged its traceback."""
-        out = _Outcome(500, "internal_error", "internal_error", close=True)
-        self._finish(started, "unknown", out.outcome, out.status, None, out.reason)
-        return out.answer()
+        return self._refuse(
+            _Outcome(500, "internal_error", "internal_error", close=True), started, None
+        )
 
     async def webhook(self, headers: Headers, body: bytes, started: float) -> Answer:
         """A whole webhook request: verify, parse, publish; the answer once Kafka has spoken."""
@@ -266,22 +266,17 @@ class ProducerApp:
             self._finish(started, label, "accepted", 202, msg_id)
             return Answer(202, _status("accepted", msg_id))
         except _Outcome as out:
-            self._finish(started, label, out.outcome, out.status, msg_id, out.reason)
-            return out.answer()
+            return self._refuse(out, started, msg_id, label)
 
     def _too_large(self) -> _Outcome:
         detail = f"at most {self._max_body} bytes"
         return _Outcome(413, "too_large", "too_large", detail, close=True)
 
-    def _refuse(self, out: _Outcome, started: float, headers: Headers) -> Answer:
-        self._finish(
-            started,
-            "unknown",
-            out.outcome,
-            out.status,
-            signature_header(headers, b"id"),
-            out.reason,
-        )
+    def _refuse(
+        self, out: _Outcome, started: float, msg_id: bytes | None, label: str = "unknown"
+    ) -> Answer:
+        """Count and log a request that ends without its event stored; its answer."""
+        self._finish(started, label, out.outcome, out.status, msg_id, out.reason)
         return out.answer()
 
     async def _publish(self, write: Awaitable[None]) -> None:

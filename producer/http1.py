@@ -376,10 +376,8 @@ class _Connection(asyncio.Protocol):
         if request is None:
             request = _Request(time.perf_counter())
             self._requests.append(request)
-        self._reading = None
-        request.complete = True
         request.answer = answer
-        self._advance()
+        self._finish_reading(request)
 
     def _started(self) -> float:
         """When the request that failed to parse began (now, if none had)."""

@@ -23,6 +23,7 @@ from producer.server import ProducerServer, listeners, public_apart, server_conf
 from producer.settings import ProducerSettings
 from sessionflow.signing import decode_secret
 from tests.conftest import new_unique
+from tests.http_wire import RawResponse, read_response
 from tests.integration.conftest import free_port
 from tests.kafka_helpers import reader
 
@@ -114,13 +115,6 @@ async def run_producer(settings: ProducerSettings) -> AsyncIterator[RunningProdu
             await asyncio.wait_for(task, TIMEOUT_S)
 
 
-@dataclass
-class RawResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 async def raw_http(
     port: int, request: bytes, *, pause_after: int | None = None, pause_s: float = 0.0
 ) -> RawResponse:
@@ -138,17 +132,7 @@ async def raw_http(
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         async with asyncio.timeout(TIMEOUT_S):
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ")[1])
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    k, v = line.split(":", 1)
-                    headers[k.strip().lower()] = v.strip()
-            length = int(headers.get("content-length", "0"))
-            body = await reader.readexactly(length)
-        return RawResponse(status, headers, body)
+            return await read_response(reader)
     finally:
         writer.close()
         with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ from svix.webhooks import Webhook
 
 from producer.app import ProducerApp
 from sessionflow.raw_record import RecordHeaders
+from tests.http_wire import read_response
 from tests.polling import wait_until
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -101,7 +102,7 @@ async def call(
                     await asyncio.sleep(delay)
                 writer.write(chunk)
                 await writer.drain()
-        return await _read_response(reader, head_only=method == "HEAD")
+        return Response(*await read_response(reader, head_only=method == "HEAD"))
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError):
@@ -118,17 +119,6 @@ async def metrics_once(app: ProducerApp, line: str, timeout_s: float = 2.0) -> s
 
     await wait_until(has_line, line, timeout_s)
     return texts[-1]
-
-
-async def _read_response(reader: asyncio.StreamReader, *, head_only: bool) -> Response:
-    status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines:
-        if line:
-            name, value = line.split(":", 1)
-            headers[name.strip().lower()] = value.strip()
-    length = 0 if head_only else int(headers["content-length"])
-    return Response(int(status_line.split()[1]), headers, await reader.readexactly(length))
 
 
 async def _asgi(app: ProducerApp, method: str, path: str) -> Response:

@@ -13,6 +13,7 @@ from producer.app import ProducerApp
 from producer.http1 import MAX_HEADER_BYTES, PublicListener
 from producer.server import bind
 from sessionflow.raw_record import RecordHeaders
+from tests.http_wire import read_response
 from tests.polling import wait_until
 from tests.unit.producer.asgi import BODY, FakePublisher, signed
 
@@ -64,15 +65,6 @@ def webhook(body: bytes = BODY, *, msg_id: str = "msg_1", extra: str = "") -> by
     ).encode() + body
 
 
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    headers = dict(
-        (name.lower(), value.strip()) for name, value in (h.split(":", 1) for h in head[1:] if h)
-    )
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return int(head[0].split()[1]), headers, body
-
-
 _clients: list[asyncio.StreamWriter] = []
 
 
@@ -113,7 +105,7 @@ async def test_keep_alive_serves_requests_one_after_another(app: ProducerApp) ->
         reader, writer = await connect(listener)
         for i in range(3):
             writer.write(webhook(msg_id=f"msg_{i}"))
-            status, headers, body = await read_answer(reader)
+            status, headers, body = await read_response(reader)
             assert status == 202
             assert "connection" not in headers
             assert f'"msg_{i}"' in body.decode()
@@ -125,7 +117,7 @@ async def test_http_1_0_without_keep_alive_is_answered_and_closed(app: ProducerA
     async with listening(app) as listener:
         reader, writer = await connect(listener)
         writer.write(webhook().replace(b"HTTP/1.1", b"HTTP/1.0", 1))
-        status, headers, _ = await read_answer(reader)
+        status, headers, _ = await read_response(reader)
         assert (status, headers["connection"]) == (202, "close")
         assert await closed_by_server(reader)
 
@@ -143,7 +135,7 @@ async def test_pipelined_requests_are_answered_in_order(
         # The liveness answer is ready at once, but it waits for the webhook ahead of it.
         assert publisher.waiting == 1
         publisher.gate.set()
-        answers = [await read_answer(reader) for _ in range(3)]
+        answers = [await read_response(reader) for _ in range(3)]
         assert [a[0] for a in answers] == [202, 200, 202]
         assert b'"msg_a"' in answers[0][2]
         assert b'"msg_b"' in answers[2][2]
@@ -159,7 +151,7 @@ async def test_expect_100_continue_is_answered_before_the_body(app: ProducerApp)
         async with asyncio.timeout(2):
             assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
         writer.write(body)
-        assert (await read_answer(reader))[0] == 202
+        assert (await read_response(reader))[0] == 202
         writer.close()
 
 
@@ -174,7 +166,7 @@ async def test_a_chunked_body_is_stored_whole(app: ProducerApp, publisher: FakeP
         parts = [BODY[:7], BODY[7:40], BODY[40:]]
         chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
         writer.write(head + b"\r\n\r\n" + chunked)
-        assert (await read_answer(reader))[0] == 202
+        assert (await read_response(reader))[0] == 202
         assert publisher.raw[0][1] == BODY
         writer.close()
 
@@ -193,7 +185,7 @@ async def test_what_is_not_http_we_speak_is_400_and_closed(
     async with listening(app) as listener:
         reader, writer = await connect(listener)
         writer.write(request_bytes)
-        status, headers, body = await read_answer(reader)
+        status, headers, body = await read_response(reader)
         assert (status, headers["connection"]) == (400, "close")
         assert orjson.loads(body)["error"] == "malformed_http"
         assert await closed_by_server(reader)
@@ -206,7 +198,7 @@ async def test_a_refusal_is_not_held_for_a_client_waiting_to_continue(app: Produ
         reader, writer = await connect(listener)
         head = webhook(extra="expect: 100-continue\r\n").split(b"\r\n\r\n", 1)[0]
         writer.write(head.replace(b"application/json", b"text/plain") + b"\r\n\r\n")
-        status, headers, _ = await read_answer(reader)
+        status, headers, _ = await read_response(reader)
         assert (status, headers["connection"]) == (415, "close")
 
 
@@ -216,7 +208,7 @@ async def test_the_absolute_form_of_the_url_is_the_same_path(
     async with listening(app) as listener:
         reader, writer = await connect(listener)
         writer.write(webhook().replace(b"POST /", b"POST http://example.test/", 1))
-        assert (await read_answer(reader))[0] == 202
+        assert (await read_response(reader))[0] == 202
         assert len(publisher.raw) == 1
 
 
@@ -234,7 +226,7 @@ async def test_an_upgrade_is_ignored_the_request_answered_and_closed(
     async with listening(app) as listener:
         reader, writer = await connect(listener)
         writer.write(f"GET /livez HTTP/1.1\r\nhost: t\r\n{upgrade}\r\n\r\n".encode())
-        answer = await read_answer(reader)
+        answer = await read_response(reader)
         assert (answer[0], answer[1]["connection"]) == (200, "close")
         assert await closed_by_server(reader)
 
@@ -248,7 +240,7 @@ async def test_headers_over_the_cap_are_431(app: ProducerApp) -> None:
             for _ in range(MAX_HEADER_BYTES // 1000 + 2):
                 writer.write(filler)
             await writer.drain()
-        status, headers, body = await read_answer(reader)
+        status, headers, body = await read_response(reader)
         assert (status, headers["connection"]) == (431, "close")
         assert orjson.loads(body)["error"] == "headers_too_large"
 
@@ -257,7 +249,7 @@ async def test_slow_headers_are_408_like_a_slow_body(app: ProducerApp) -> None:
     async with listening(app) as listener:
         reader, writer = await connect(listener)
         writer.write(b"POST /webhooks/agntix HTTP/1.1\r\nhost: t\r\n")
-        status, headers, body = await read_answer(reader)
+        status, headers, body = await read_response(reader)
         assert (status, headers["connection"]) == (408, "close")
         assert b"body_timeout" in body
 
@@ -266,7 +258,7 @@ async def test_an_idle_connection_is_closed_after_keep_alive(app: ProducerApp) -
     async with listening(app, keep_alive_s=0.2) as listener:
         reader, writer = await connect(listener)
         writer.write(webhook())
-        assert (await read_answer(reader))[0] == 202
+        assert (await read_response(reader))[0] == 202
         assert await closed_by_server(reader)
         assert not listener.connections
 
@@ -284,7 +276,7 @@ async def test_closing_answers_what_is_in_flight_then_closes(
             await asyncio.open_connection(*address)
         assert not closing.done()
         publisher.gate.set()
-        status, headers, _ = await read_answer(reader)
+        status, headers, _ = await read_response(reader)
         assert (status, headers["connection"]) == (202, "close")
         assert await closed_by_server(reader)
         await asyncio.wait_for(closing, 2)
@@ -323,7 +315,7 @@ async def test_a_defect_in_the_app_is_500_and_logged(
     async with listening(app) as listener:
         reader, writer = await connect(listener)
         writer.write(webhook())
-        status, headers, body = await read_answer(reader)
+        status, headers, body = await read_response(reader)
         assert (status, headers["connection"]) == (500, "close")
         assert orjson.loads(body)["error"] == "internal_error"
     assert "RuntimeError: a defect" in caplog.text
@@ -338,7 +330,7 @@ async def test_a_defect_while_publishing_is_500_and_the_connection_closes(
     async with listening(app) as listener:
         reader, writer = await connect(listener)
         writer.write(webhook())
-        status, headers, _ = await read_answer(reader)
+        status, headers, _ = await read_response(reader)
         assert (status, headers["connection"]) == (500, "close")
         assert await closed_by_server(reader)
     assert "not a refusal Kafka gives" in caplog.text
