@@ -12,7 +12,7 @@ import sys
 
 import uvloop
 
-from producer.http1 import Answer, Headers, PublicListener
+from producer.http1 import Answer, Headers, PublicListener, Reply
 from producer.server import bind
 
 _OK = Answer(202, b'{"status":"accepted"}')
@@ -28,7 +28,7 @@ class BareIntake:
             return None
         return _READY if path == "/" else _NOT_FOUND
 
-    async def webhook(self, headers: Headers, body: bytes, started: float) -> Answer:
+    def webhook(self, headers: Headers, body: bytes, started: float, reply: Reply) -> Answer:
         return _OK
 
     def body_too_large(self, size: int, headers: Headers, started: float) -> Answer:

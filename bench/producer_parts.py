@@ -32,9 +32,10 @@ from bench.http_stack import ASGI_LIFESPAN, run_wrk, uvicorn_command
 from bench.proc import cpu_seconds, free_port, wait_port
 from bench.webhooks import SECRET, ended_requests
 from producer.app import ProducerApp, _status, create_app
-from producer.envelope import parse_envelope
+from producer.envelope import Envelope, parse_envelope
+from producer.http1 import Answer
 from producer.metrics import ProducerMetrics
-from producer.publisher import KafkaPublisher
+from producer.publisher import Delivered, KafkaPublisher
 from producer.settings import ProducerSettings
 from producer.verify import WebhookVerifier
 from sessionflow.raw_record import RecordHeaders, format_received_at, raw_headers
@@ -72,7 +73,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 class InstantPublisher:
-    """Acks at once: the handler's own cost without Kafka."""
+    """Acks within the call, which Kafka never does: the handler's own cost, no loop turn."""
 
     ready = True
     clients_replaced: Mapping[str, int] = MappingProxyType({})
@@ -83,21 +84,27 @@ class InstantPublisher:
     async def stop(self) -> None:
         return None
 
-    async def publish_raw(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
-        return None
+    def publish_raw(
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        done(None)
 
-    async def publish_dlq(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
-        return None
+    def publish_dlq(
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        done(None)
 
 
-async def handler_us(app: ProducerApp, requests: list[Request], repeat: int) -> float:
+def handler_us(app: ProducerApp, requests: list[Request], repeat: int) -> float:
     """The app's webhook decision (verify, parse, publish, count), as the public listener calls
     it once a request is whole: no HTTP."""
     whole = [(dict(headers), body) for headers, body in requests]
+    answers: list[Answer] = []
     started = time.process_time()
     for _ in range(repeat):
         for headers, body in whole:
-            await app.webhook(headers, body, time.perf_counter())
+            app.webhook(headers, body, time.perf_counter(), answers.append)
+        answers.clear()
     return 1e6 * (time.process_time() - started) / (repeat * len(requests))
 
 
@@ -129,7 +136,7 @@ def in_process(requests: list[Request], repeat: int) -> dict[str, float]:
     out["log_line_at_info"] = log_line_us(len(requests) * repeat)
     app = create_app(settings, InstantPublisher())
     # uvloop, as the server runs it.
-    out["handler_total_no_http_no_kafka"] = uvloop.run(handler_us(app, requests, repeat))
+    out["handler_total_no_http_no_kafka"] = handler_us(app, requests, repeat)
     return out
 
 
@@ -185,23 +192,9 @@ async def kafka_send_path(
     received_at = format_received_at(time.time())
     try:
         # Warm-up: connections, metadata, first batches.
-        await asyncio.gather(
-            *(
-                publisher.publish_raw(e.key, b, raw_headers(b"m", e.event_type, received_at))
-                for e, b in envs[:200]
-            )
-        )
-        counter = iter(range(total))
-
-        async def sender() -> None:
-            for i in counter:
-                env, body = envs[i % len(envs)]
-                await publisher.publish_raw(
-                    env.key, body, raw_headers(b"msg", env.event_type, received_at)
-                )
-
+        await send_all(publisher, envs, received_at, 200, 64)
         cpu0, loop0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
-        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        await send_all(publisher, envs, received_at, total, concurrency)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
         loop_cpu = time.thread_time() - loop0
     finally:
@@ -211,6 +204,41 @@ async def kafka_send_path(
         "loop_thread_cpu_us_per_record": round(1e6 * loop_cpu / total, 2),
         "records_per_s": round(total / wall),
     }
+
+
+async def send_all(
+    publisher: Any,
+    envs: list[tuple[Envelope, bytes]],
+    received_at: str,
+    total: int,
+    concurrency: int,
+) -> None:
+    """`total` records, `concurrency` in flight: each acknowledgement hands over the next, as
+    the producer's requests do (no task per record)."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    counter = iter(range(total))
+    senders = concurrency
+
+    def send_next(error: Exception | None) -> None:
+        nonlocal senders
+        if error is not None:
+            if not finished.done():
+                finished.set_exception(error)
+            return
+        i = next(counter, None)
+        if i is None:
+            senders -= 1
+            if senders == 0:
+                finished.set_result(None)
+            return
+        env, body = envs[i % len(envs)]
+        headers = raw_headers(b"msg", env.event_type, received_at)
+        publisher.publish_raw(env.key, body, headers, send_next)
+
+    for _ in range(concurrency):
+        send_next(None)
+    await finished
 
 
 def make_publisher(client: str, settings: ProducerSettings) -> Any:

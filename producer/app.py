@@ -18,24 +18,25 @@ import orjson
 
 from producer.envelope import event_type_label, parse_envelope
 from producer.errors import EnvelopeError, PublishUnavailable, RecordTooLarge, VerificationError
-from producer.http1 import MAX_HEADER_BYTES, Answer, Headers, PublicListener
+from producer.http1 import MAX_HEADER_BYTES, Answer, Headers, PublicListener, Reply
 from producer.loop_lag import watch_loop_lag
 from producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from producer.metrics import ProducerMetrics
 from producer.openapi import ADMIN_PATHS, LIVENESS_PATH, WEBHOOK_PATH, render_openapi
-from producer.publisher import KafkaPublisher, Publisher
+from producer.publisher import Delivered, KafkaPublisher, Publisher
 from producer.settings import ProducerSettings
 from producer.tasks import Background
 from producer.verify import WebhookVerifier, signature_header
 from sessionflow.errors import SessionflowError
 from sessionflow.heap import collect_young_less_often, freeze_startup_objects
-from sessionflow.raw_record import dlq_headers, format_received_at, raw_headers
+from sessionflow.raw_record import RecordHeaders, dlq_headers, format_received_at, raw_headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Publish = Callable[[bytes | None, bytes, RecordHeaders, Delivered], None]
 
 log = logging.getLogger("producer.requests")
 
@@ -50,8 +51,10 @@ def _is_json(content_type: bytes | None) -> bool:
     return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
 
 
-class _Outcome(Exception):
-    """An early answer: the status, the reason code and the metrics outcome."""
+class _Outcome:
+    """An answer without the event stored: the status, the metrics outcome, the reason code."""
+
+    __slots__ = ("close", "detail", "headers", "outcome", "reason", "status")
 
     def __init__(
         self,
@@ -63,7 +66,6 @@ class _Outcome(Exception):
         *,
         close: bool = False,
     ) -> None:
-        super().__init__(reason)
         self.status = status
         self.outcome = outcome
         self.reason = reason
@@ -237,36 +239,41 @@ class ProducerApp:
             _Outcome(500, "internal_error", "internal_error", close=True), started, None
         )
 
-    async def webhook(self, headers: Headers, body: bytes, started: float) -> Answer:
-        """A whole webhook request: verify, parse, publish; the answer once Kafka has spoken."""
+    def webhook(self, headers: Headers, body: bytes, started: float, reply: Reply) -> Answer | None:
+        """A whole webhook request: verify, parse, hand to Kafka. The answer now when it is
+        refused; else None, and `reply` gets it once Kafka has spoken."""
         received_at = format_received_at(time.time())
-        label = "unknown"
         msg_id = signature_header(headers, b"id")
         self.metrics.body_bytes.observe(len(body))
         try:
-            try:
-                msg_id = self._verifier.verify(
-                    body,
-                    msg_id,
-                    signature_header(headers, b"timestamp"),
-                    signature_header(headers, b"signature"),
-                )
-            except VerificationError as exc:
-                raise _Outcome(401, "unauthorized", exc.reason, exc.detail) from exc
-            try:
-                envelope = parse_envelope(body)
-            except EnvelopeError as exc:
-                dlq = dlq_headers(msg_id, exc.reason, received_at)
-                await self._publish(self.publisher.publish_dlq(None, body, dlq))
-                self._finish(started, label, "dead_lettered", 202, msg_id, exc.reason)
-                return Answer(202, _status("dead_lettered", msg_id, exc.reason))
-            label = event_type_label(envelope.event_type)
-            raw = raw_headers(msg_id, envelope.event_type, received_at)
-            await self._publish(self.publisher.publish_raw(envelope.key, body, raw))
-            self._finish(started, label, "accepted", 202, msg_id)
-            return Answer(202, _status("accepted", msg_id))
-        except _Outcome as out:
-            return self._refuse(out, started, msg_id, label)
+            msg_id = self._verifier.verify(
+                body,
+                msg_id,
+                signature_header(headers, b"timestamp"),
+                signature_header(headers, b"signature"),
+            )
+        except VerificationError as exc:
+            return self._refuse(
+                _Outcome(401, "unauthorized", exc.reason, exc.detail), started, msg_id
+            )
+        try:
+            envelope = parse_envelope(body)
+        except EnvelopeError as exc:
+            pending = _Pending(self, reply, started, msg_id, "unknown", "dead_lettered", exc.reason)
+            dlq = dlq_headers(msg_id, exc.reason, received_at)
+            return pending.hand_over(self.publisher.publish_dlq, None, body, dlq)
+        label = event_type_label(envelope.event_type)
+        pending = _Pending(self, reply, started, msg_id, label, "accepted")
+        raw = raw_headers(msg_id, envelope.event_type, received_at)
+        return pending.hand_over(self.publisher.publish_raw, envelope.key, body, raw)
+
+    def _unstored(self, exc: Exception) -> _Outcome:
+        """What Kafka's refusal of a record answers: 503 (retry later) or 413 (never)."""
+        if isinstance(exc, RecordTooLarge):
+            return _Outcome(413, "too_large", exc.reason, exc.detail)
+        if isinstance(exc, PublishUnavailable):
+            return _Outcome(503, "unavailable", exc.reason, exc.detail, (self._retry_after,))
+        raise exc
 
     def _too_large(self) -> _Outcome:
         detail = f"at most {self._max_body} bytes"
@@ -278,19 +285,6 @@ class ProducerApp:
         """Count and log a request that ends without its event stored; its answer."""
         self._finish(started, label, out.outcome, out.status, msg_id, out.reason)
         return out.answer()
-
-    async def _publish(self, write: Awaitable[None]) -> None:
-        """Await one Kafka write; what Kafka cannot take becomes the answer (503 or 413)."""
-        started = time.perf_counter()
-        try:
-            await write
-        except PublishUnavailable as exc:
-            raise _Outcome(
-                503, "unavailable", exc.reason, exc.detail, (self._retry_after,)
-            ) from exc
-        except RecordTooLarge as exc:
-            raise _Outcome(413, "too_large", exc.reason, exc.detail) from exc
-        self.metrics.publish_seconds.observe(time.perf_counter() - started)
 
     def _finish(
         self,
@@ -316,6 +310,57 @@ class ProducerApp:
             if reason:
                 fields["reason"] = reason
             log.info("webhook", extra={"fields": fields})
+
+
+class _Pending:
+    """A webhook handed to Kafka, waiting for the word that answers it."""
+
+    __slots__ = ("app", "handed", "label", "msg_id", "outcome", "reason", "reply", "started")
+
+    def __init__(
+        self,
+        app: ProducerApp,
+        reply: Reply,
+        started: float,
+        msg_id: bytes,
+        label: str,
+        outcome: str,
+        reason: str = "",
+    ) -> None:
+        self.app = app
+        self.reply = reply
+        self.started = started
+        self.msg_id = msg_id
+        self.label = label
+        self.outcome = outcome
+        self.reason = reason
+        self.handed = 0.0
+
+    def hand_over(
+        self, publish: Publish, key: bytes | None, body: bytes, headers: RecordHeaders
+    ) -> Answer | None:
+        """None once Kafka has the record; the answer now when it cannot take it."""
+        self.handed = time.perf_counter()
+        try:
+            publish(key, body, headers, self.delivered)
+        except (PublishUnavailable, RecordTooLarge) as exc:
+            return self.app._refuse(self.app._unstored(exc), self.started, self.msg_id, self.label)
+        return None
+
+    def delivered(self, error: Exception | None) -> None:
+        """Kafka's word (or our deadline's): 202 once stored, else 503 or 413."""
+        app = self.app
+        try:
+            if error is None:
+                app.metrics.publish_seconds.observe(time.perf_counter() - self.handed)
+                app._finish(self.started, self.label, self.outcome, 202, self.msg_id, self.reason)
+                answer = Answer(202, _status(self.outcome, self.msg_id, self.reason))
+            else:
+                answer = app._refuse(app._unstored(error), self.started, self.msg_id, self.label)
+        except Exception:  # a defect: the request is still answered, never left hanging
+            log.exception("webhook failed")
+            answer = app.failed(self.started)
+        self.reply(answer)
 
 
 def _error(reason: str, detail: str) -> bytes:

@@ -5,9 +5,11 @@ ASGI scope, the receive and send messages, a response built from header lists) c
 event loop than our handler did. Here the parser's callbacks collect a request, the app decides
 (`Intake.route` from the headers, `Intake.webhook` once the body is whole), and the answer goes
 out in one write: +42% accepted webhooks per second and -32% CPU per request against the same
-app on uvicorn, in alternating rounds (bench/results/producer-experiments.md, section 24). The
-admin listener stays on uvicorn. Only httptools' public interface is used (the parser and its
-callbacks, `parse_url`, its exceptions), verified on the version `uv.lock` holds.
+app on uvicorn, in alternating rounds (bench/results/producer-experiments.md, section 24). A
+webhook handed to Kafka is answered from the delivery report's callback, with no task per
+request (section 25). The admin listener stays on uvicorn. Only httptools' public interface is
+used (the parser and its callbacks, `parse_url`, its exceptions), verified on the version
+`uv.lock` holds.
 
 What this owns, per connection:
 - requests answered one at a time, in order; a pipelined request waits, reading paused;
@@ -26,9 +28,9 @@ import collections
 import logging
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable
 from email.utils import formatdate
-from typing import Any, NamedTuple, Protocol, TypeAlias, cast
+from typing import NamedTuple, Protocol, TypeAlias, cast
 from urllib.parse import unquote
 
 import httptools
@@ -72,14 +74,17 @@ class Answer(NamedTuple):
     close: bool = False
 
 
+# How a webhook answered later reaches its connection.
+Reply: TypeAlias = "Callable[[Answer], None]"
+
+
 class Intake(Protocol):
     """What the listener asks of the app (producer.app.ProducerApp)."""
 
     def route(self, method: str, path: str, headers: Headers, started: float) -> Answer | None: ...
 
-    def webhook(
-        self, headers: Headers, body: bytes, started: float
-    ) -> Coroutine[Any, Any, Answer]: ...
+    def webhook(self, headers: Headers, body: bytes, started: float, reply: Reply) -> Answer | None:
+        """The answer now, or None and `reply(answer)` later, from the loop (once Kafka spoke)."""
 
     def body_too_large(self, size: int, headers: Headers, started: float) -> Answer: ...
 
@@ -316,20 +321,26 @@ class _Connection(asyncio.Protocol):
         self._advance()
 
     def _advance(self) -> None:
-        """Answer what can be answered, in order: decided answers at once, webhooks by a task."""
+        """Answer what can be answered, in order: decided answers at once, a webhook when the
+        app has its answer (at once when refused, else once Kafka has spoken)."""
         while self._requests and not self._answering:
             request = self._requests[0]
             if not request.complete:
                 return
-            if request.answer is not None:
-                self._write(request, request.answer)
-                continue
-            self._answering = True
-            task = self._loop.create_task(
-                self._intake.webhook(request.headers, request.body, request.started)
-            )
-            task.add_done_callback(self._answered)
-            return
+            answer = request.answer
+            if answer is None:
+                self._answering = True
+                try:
+                    answer = self._intake.webhook(
+                        request.headers, request.body, request.started, self._answered
+                    )
+                except Exception as exc:  # a defect: every outcome is the app's to answer
+                    log.error("webhook failed", exc_info=exc)
+                    answer = self._intake.failed(request.started)
+                if answer is None:
+                    return
+                self._answering = False
+            self._write(request, answer)
         if self._answering:
             return
         if self._done or self._listener.closing:
@@ -339,17 +350,11 @@ class _Connection(asyncio.Protocol):
             self._pipelined = False
             self._update_reading()
 
-    def _answered(self, task: asyncio.Future[Answer]) -> None:
+    def _answered(self, answer: Answer) -> None:
+        """The app's later answer to the webhook at the head of the queue."""
         self._answering = False
-        request = self._requests[0] if self._requests else None
-        if not task.cancelled() and task.exception() is None:
-            answer = task.result()
-        else:  # a defect: the webhook coroutine answers every outcome itself
-            if not task.cancelled():
-                log.error("webhook failed", exc_info=task.exception())
-            answer = self._intake.failed(request.started if request else time.perf_counter())
-        if request is not None:
-            self._write(request, answer)
+        if self._requests:  # else the client left meanwhile: nobody to answer
+            self._write(self._requests[0], answer)
         self._advance()
 
     def _write(self, request: _Request, answer: Answer) -> None:

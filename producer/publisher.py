@@ -15,14 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Literal, Protocol, TypeAlias
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from producer.deadlines import Deadlines
-from producer.delivery import ReportPoller, settle
+from producer.deadlines import Deadline, Deadlines
+from producer.delivery import Acked, ReportPoller, settle
 from producer.errors import PublishUnavailable, RecordTooLarge
 from producer.settings import ProducerSettings
 from producer.tasks import Background
@@ -43,6 +43,11 @@ REPLACE_REASONS: tuple[ReplaceReason, ...] = ("fatal", "unreachable")
 
 # What a future settles to when our deadline passes first (a KafkaError stands for itself).
 _TIMED_OUT = KafkaError(KafkaError._TIMED_OUT)
+
+# Told once how a record ended: None once Kafka acknowledged it, else the PublishUnavailable or
+# RecordTooLarge that its request is answered with. Called from the event loop, never from
+# within the call that handed the record over.
+Delivered: TypeAlias = Callable[[Exception | None], None]
 
 
 def producer_config(settings: ProducerSettings) -> dict[str, Any]:
@@ -90,9 +95,16 @@ class Publisher(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def publish_raw(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None: ...
+    def publish_raw(
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        """Hand a record to the raw topic; `done` learns how it ended. Raises PublishUnavailable
+        or RecordTooLarge at once when it cannot even be handed over."""
 
-    async def publish_dlq(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None: ...
+    def publish_dlq(
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        """The same, to the dead-letter topic."""
 
 
 class KafkaPublisher:
@@ -164,25 +176,25 @@ class KafkaPublisher:
             await self._close(producer, poller, self._settings.shutdown_timeout_seconds)
         await self._deadlines.stop()
 
-    # Plain functions handing back `_publish`'s coroutine: a coroutine of their own around it
-    # cost 0.4 us of the loop's ~6 per record (bench/results/producer-experiments.md, section 10).
+    # Callbacks, not a coroutine per record: the request is answered from the future's callback,
+    # without a task of its own (bench/results/producer-experiments.md, section 25).
     def publish_raw(
-        self, key: bytes | None, body: bytes, headers: RecordHeaders
-    ) -> Coroutine[Any, Any, None]:
-        return self._publish(self._raw_topic, key, body, headers)
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        self._send(self._raw_topic, key, body, headers, done)
 
     def publish_dlq(
-        self, key: bytes | None, body: bytes, headers: RecordHeaders
-    ) -> Coroutine[Any, Any, None]:
-        return self._publish(self._dlq_topic, key, body, headers)
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        self._send(self._dlq_topic, key, body, headers, done)
 
-    async def _publish(
-        self, topic: str, key: bytes | None, body: bytes, headers: RecordHeaders
+    def _send(
+        self, topic: str, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
     ) -> None:
         producer, poller = self._producer, self._poller
         if producer is None or poller is None or not self._reachable or self._broken:
             raise PublishUnavailable("kafka_unavailable", "Kafka is not reachable right now")
-        acked = poller.loop.create_future()
+        acked: Acked = poller.loop.create_future()
         try:
             producer.produce(
                 topic,
@@ -197,13 +209,14 @@ class KafkaPublisher:
             raise PublishUnavailable("kafka_queue_full", "too many records in flight") from exc
         except KafkaException as exc:
             raise self._refused(exc.args[0]) from exc
+        # The report or our deadline settles the future once; its callback runs on the loop.
         deadline = self._deadlines.arm(partial(settle, acked, _TIMED_OUT, None))
-        try:
-            error = await acked
-        finally:
-            deadline.disarm()
-        if error is not None:
-            raise self._refused(error)
+        acked.add_done_callback(partial(self._settled, deadline, done))
+
+    def _settled(self, deadline: Deadline, done: Delivered, acked: Acked) -> None:
+        deadline.disarm()
+        error = acked.result()
+        done(None if error is None else self._refused(error))
 
     def _refused(self, error: KafkaError) -> Exception:
         """What a failed delivery (or produce call) means for the request and for the client."""

@@ -12,6 +12,7 @@ import orjson
 from svix.webhooks import Webhook
 
 from producer.app import ProducerApp
+from producer.publisher import Delivered
 from sessionflow.raw_record import RecordHeaders
 from tests.http_wire import read_response
 from tests.polling import wait_until
@@ -24,12 +25,19 @@ BODY = b'{"eventType":"session.created","id":"7b0c5a4e-0000-4000-8000-0000000000
 
 
 class FakePublisher:
+    """Kafka in memory: records kept, acknowledged on the loop's next turn.
+
+    `error` is raised when a record is handed over (Kafka cannot take it at all); `failure` is
+    what the delivery report says instead of an acknowledgement (taken, then not stored).
+    """
+
     def __init__(self) -> None:
         self.ready = True
         self.clients_replaced: dict[str, int] = {}
         self.raw: list[tuple[bytes | None, bytes, RecordHeaders]] = []
         self.dlq: list[tuple[bytes | None, bytes, RecordHeaders]] = []
         self.error: Exception | None = None
+        self.failure: Exception | None = None
         self.started = self.stopped = False
 
     async def start(self) -> None:
@@ -40,15 +48,30 @@ class FakePublisher:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def publish_raw(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
-        if self.error is not None:
-            raise self.error
-        self.raw.append((key, body, headers))
+    def publish_raw(
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        self._publish(self.raw, (key, body, headers), done)
 
-    async def publish_dlq(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
+    def publish_dlq(
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        self._publish(self.dlq, (key, body, headers), done)
+
+    def _publish(
+        self,
+        into: list[tuple[bytes | None, bytes, RecordHeaders]],
+        record: tuple[bytes | None, bytes, RecordHeaders],
+        done: Delivered,
+    ) -> None:
         if self.error is not None:
             raise self.error
-        self.dlq.append((key, body, headers))
+        if self.failure is None:
+            into.append(record)
+        self._report(done, self.failure)
+
+    def _report(self, done: Delivered, failure: Exception | None) -> None:
+        asyncio.get_running_loop().call_soon(done, failure)
 
 
 class Response:

@@ -168,25 +168,42 @@ async def test_client_disconnect_gets_no_answer(app: ProducerApp, publisher: Fak
     assert publisher.raw == []
 
 
+def refuse(publisher: FakePublisher, error: Exception, when: str) -> None:
+    """Kafka refuses the record when it is handed over, or later in its delivery report."""
+    if when == "handed_over":
+        publisher.error = error
+    else:
+        publisher.failure = error
+
+
+@pytest.mark.parametrize("when", ["handed_over", "reported"])
 @pytest.mark.parametrize(
     "error", [PublishUnavailable("publish_timeout"), PublishUnavailable("kafka_unavailable")]
 )
 async def test_kafka_trouble_is_503_with_retry_after(
-    app: ProducerApp, publisher: FakePublisher, error: Exception
+    app: ProducerApp, publisher: FakePublisher, error: PublishUnavailable, when: str
 ) -> None:
-    publisher.error = error
+    refuse(publisher, error, when)
     resp = await call(app, "POST", "/webhooks/agntix", signed(), [BODY])
     assert resp.status == 503
     assert resp.headers["retry-after"] == "5"
+    assert resp.json()["error"] == error.reason
     resp = await call(app, "POST", "/webhooks/agntix", signed(b"nope"), [b"nope"])
     assert resp.status == 503
+    assert publisher.raw == publisher.dlq == []
+    text = app.metrics.render().decode()
+    assert 'outcome="unavailable"} 1.0' in text
+    assert 'sessionflow_webhooks_total{event_type="unknown",outcome="unavailable"} 1.0' in text
 
 
+@pytest.mark.parametrize("when", ["handed_over", "reported"])
 async def test_record_too_large_for_kafka_is_413(
-    app: ProducerApp, publisher: FakePublisher
+    app: ProducerApp, publisher: FakePublisher, when: str
 ) -> None:
-    publisher.error = RecordTooLarge("record_too_large")
-    assert (await call(app, "POST", "/webhooks/agntix", signed(), [BODY])).status == 413
+    refuse(publisher, RecordTooLarge("record_too_large"), when)
+    resp = await call(app, "POST", "/webhooks/agntix", signed(), [BODY])
+    assert resp.status == 413
+    assert resp.json()["error"] == "record_too_large"
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])

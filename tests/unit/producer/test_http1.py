@@ -11,25 +11,31 @@ import pytest
 
 from producer.app import ProducerApp
 from producer.http1 import MAX_HEADER_BYTES, PublicListener
+from producer.publisher import Delivered
 from producer.server import bind
-from sessionflow.raw_record import RecordHeaders
 from tests.http_wire import read_response
 from tests.polling import wait_until
 from tests.unit.producer.asgi import BODY, FakePublisher, signed
 
 
 class GatedPublisher(FakePublisher):
-    """Holds every publish until `gate` is set: a Kafka acknowledgement that takes its time."""
+    """Holds every delivery report until `gate` is set: a Kafka that takes its time."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gate = asyncio.Event()
         self.waiting = 0
+        self._held: set[asyncio.Task[None]] = set()
 
-    async def publish_raw(self, key: bytes | None, body: bytes, headers: RecordHeaders) -> None:
+    def _report(self, done: Delivered, failure: Exception | None) -> None:
         self.waiting += 1
+        held = asyncio.create_task(self._after_gate(done, failure))
+        self._held.add(held)
+        held.add_done_callback(self._held.discard)
+
+    async def _after_gate(self, done: Delivered, failure: Exception | None) -> None:
         await self.gate.wait()
-        await super().publish_raw(key, body, headers)
+        done(failure)
 
 
 @pytest.fixture
@@ -323,10 +329,15 @@ async def test_a_defect_in_the_app_is_500_and_logged(
     assert 'sessionflow_webhooks_total{event_type="unknown",outcome="internal_error"} 1.0' in text
 
 
+@pytest.mark.parametrize("when", ["handed_over", "reported"])
 async def test_a_defect_while_publishing_is_500_and_the_connection_closes(
-    app: ProducerApp, publisher: FakePublisher, caplog: pytest.LogCaptureFixture
+    app: ProducerApp, publisher: FakePublisher, caplog: pytest.LogCaptureFixture, when: str
 ) -> None:
-    publisher.error = RuntimeError("not a refusal Kafka gives")
+    defect = RuntimeError("not a refusal Kafka gives")
+    if when == "handed_over":
+        publisher.error = defect
+    else:
+        publisher.failure = defect
     async with listening(app) as listener:
         reader, writer = await connect(listener)
         writer.write(webhook())
@@ -334,3 +345,5 @@ async def test_a_defect_while_publishing_is_500_and_the_connection_closes(
         assert (status, headers["connection"]) == (500, "close")
         assert await closed_by_server(reader)
     assert "not a refusal Kafka gives" in caplog.text
+    text = app.metrics.render().decode()
+    assert 'sessionflow_webhooks_total{event_type="unknown",outcome="internal_error"} 1.0' in text

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 from confluent_kafka import KafkaError
 
+from producer.deadlines import Deadline
+from producer.delivery import Acked
 from producer.errors import PublishUnavailable, RecordTooLarge
 from producer.publisher import KafkaPublisher, fresh_client_due, producer_config
 from producer.settings import ProducerSettings
@@ -33,8 +36,35 @@ def test_a_2xx_waits_for_every_in_sync_replica_of_an_idempotent_producer(
 
 
 async def test_publishing_is_refused_at_once_before_start(settings: ProducerSettings) -> None:
+    told: list[Exception | None] = []
     with pytest.raises(PublishUnavailable, match="kafka_unavailable"):
-        await KafkaPublisher(settings).publish_raw(b"k", b"{}", [])
+        KafkaPublisher(settings).publish_raw(b"k", b"{}", [], told.append)
+    assert told == []  # refused at the hand-over: no report follows
+
+
+@pytest.mark.parametrize(
+    ("report", "told"),
+    [
+        (None, None),
+        (KafkaError(KafkaError._MSG_TIMED_OUT), PublishUnavailable),
+        (KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), RecordTooLarge),
+    ],
+)
+async def test_a_settled_delivery_disarms_its_deadline_and_tells_what_it_means(
+    settings: ProducerSettings, report: KafkaError | None, told: type[Exception] | None
+) -> None:
+    publisher = KafkaPublisher(settings)
+    deadline = Deadline(0.0, lambda: None)
+    acked: Acked = asyncio.get_running_loop().create_future()
+    acked.set_result(report)
+    outcomes: list[Exception | None] = []
+    publisher._settled(deadline, outcomes.append, acked)
+    assert not deadline.armed
+    [outcome] = outcomes
+    if told is None:
+        assert outcome is None
+    else:
+        assert isinstance(outcome, told)
 
 
 def test_failed_deliveries_map_to_the_answer_and_only_a_fatal_error_breaks_the_client(
