@@ -48,6 +48,9 @@ ALTERNATING_ROUNDS = 4
 # its busy connections, and its p99 at half load was 4.6-263 ms (median 14.1) where 1024 gave
 # 4.8-28.7 (median 4.9) on the same producer (bench/results/producer-experiments.md, section 15).
 PACED_CONNECTIONS = 1024
+# The load's signatures are made again once this old: a point (at most its seconds plus the
+# generator's 60 s limit) then ends well inside the producer's 300 s timestamp tolerance.
+RESIGN_AFTER_S = 120.0
 
 
 def _ms(text: str) -> float:
@@ -80,21 +83,39 @@ def parse_wrk(out: str) -> dict[str, Any]:
 
 
 class Load:
-    """The load generator, always in its own process: wrk (C) when installed, else ours."""
+    """The load generator, always in its own process: wrk (C) when installed, else ours.
 
-    def __init__(self, workdir: Path, requests: list[bytes]) -> None:
+    Its requests are signed afresh once they are `RESIGN_AFTER_S` old: the producer refuses a
+    signature more than 5 minutes old (401), and a long A/B runs for longer than that.
+    """
+
+    def __init__(self, workdir: Path, count: int) -> None:
         self.workdir = workdir
+        self.count = count
         self.file = workdir / "requests.bin"
+        self.script = workdir / "requests.lua"
+        self.wrk = shutil.which("wrk")
+        self.signed_at = 0.0
+        self.body_bytes_mean = 0
+        self._sign()
+
+    def _sign(self) -> None:
+        requests = ended_requests(self.count)
+        self.signed_at = time.monotonic()
         self.body_bytes_mean = round(
             sum(len(r.split(b"\r\n\r\n", 1)[1]) for r in requests) / max(1, len(requests))
         )
         write_requests(self.file, requests)
-        self.wrk = shutil.which("wrk")
         if self.wrk:
-            self.script = workdir / "requests.lua"
             wrk_script(self.script, requests)
 
+    def fresh(self) -> None:
+        """Sign the requests again if they are old enough to be refused during the next point."""
+        if time.monotonic() - self.signed_at > RESIGN_AFTER_S:
+            self._sign()
+
     def closed(self, port: int, connections: int, seconds: float) -> dict[str, Any]:
+        self.fresh()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         if self.wrk:
             out = subprocess.run(
@@ -123,6 +144,7 @@ class Load:
         return result
 
     def paced(self, port: int, connections: int, seconds: float, rate: float) -> dict[str, Any]:
+        self.fresh()
         result = self._ours(port, connections, seconds, rate)
         result["loadgen_cpu_cores"] = round(result["loadgen_cpu_s"] / result["elapsed_s"], 2)
         return result
@@ -255,7 +277,7 @@ def _paced_with_own_view(
 
 def run(ctx: Context) -> dict[str, Any]:
     workdir = ctx.workdir
-    load = Load(workdir, ended_requests(2000))
+    load = Load(workdir, 2000)
     out: dict[str, Any] = {"loadgen": "wrk -t1" if load.wrk else "asyncio raw sockets (ours)"}
     out["body_bytes_mean"] = load.body_bytes_mean
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
+import time
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from bench.b1_producer import (
     ALTERNATING_ROUNDS,
+    RESIGN_AFTER_S,
     Contender,
     Load,
     _alternating,
@@ -87,3 +91,23 @@ def test_alternating_rounds_flip_the_order_and_take_each_rounds_own_ratio() -> N
     assert [r["ratio"] for r in out["rounds"]] == [0.5, 0.6, 0.3, 0.8]
     assert len(out["rounds"]) == ALTERNATING_ROUNDS
     assert out["ratio_median"] == 0.55
+
+
+def _timestamps(load: Load) -> set[bytes]:
+    found = re.findall(rb"svix-timestamp: (\d+)", load.file.read_bytes(), re.IGNORECASE)
+    return set(found)
+
+
+def test_the_load_is_signed_again_before_the_producer_would_find_it_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load = Load(tmp_path, 3)
+    first = _timestamps(load)
+    assert len(first) == 1
+    load.fresh()  # just signed: kept
+    assert _timestamps(load) == first
+    later = time.time() + RESIGN_AFTER_S + 1
+    monkeypatch.setattr("bench.webhooks.time.time", lambda: later)
+    load.signed_at -= RESIGN_AFTER_S + 1
+    load.fresh()
+    assert _timestamps(load) == {str(int(later)).encode()}
