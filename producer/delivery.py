@@ -1,7 +1,7 @@
 """librdkafka's delivery reports, errors and logs, served on the event loop: no thread.
 
 Each record handed to librdkafka carries a loop future that its delivery report settles; the
-request awaits that future and answers 2xx only when it settles without an error.
+future's callback answers the request, 2xx only when it settled without an error.
 """
 
 from __future__ import annotations

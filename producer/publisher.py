@@ -2,10 +2,11 @@
 
 librdkafka partitions, batches, retries and talks to the brokers in its own threads; this
 process only hands it each record (`produce`, a few microseconds) and learns of the broker's
-ack from a delivery report. The loop serves the reports itself (producer/delivery.py: a poll at each
-hand-over and every millisecond while records are in flight), which settle each request's future:
-the request answers 2xx only then. (aiokafka did all of that on the event loop: ~52 us of loop
-CPU per record against ~33 here, and 0.5-0.7x the accepted webhooks per process end to end; see
+ack from a delivery report. The loop serves the reports itself (producer/delivery.py: a poll at
+each hand-over and every millisecond while records are in flight); each settles its record's
+future, whose callback tells the request how its record ended: 2xx only once acknowledged.
+(aiokafka did all of that on the event loop: ~52 us of loop CPU per record against ~33 here,
+and 0.5-0.7x the accepted webhooks per process end to end; see
 bench/results/producer-experiments.md.)
 """
 
