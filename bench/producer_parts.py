@@ -2,9 +2,16 @@
 
 In-process and single-threaded except the Kafka part: signature check, envelope parse, record
 headers, metrics, response building, the app's whole webhook decision with a publisher that acks
-at once (no HTTP, no Kafka), and the Kafka client's send path alone (64 concurrent senders awaiting
-acks=all against the broker; CPU of every thread of this process, librdkafka's included). The
-HTTP part is the bare-endpoint server under load, which `--http` measures in a child process.
+at once (no HTTP, no Kafka), the public listener's whole path over in-process connections (no
+socket, no Kafka: acknowledgements at the next hand-over, as under load), and the Kafka client's
+send path alone (64 concurrent senders awaiting acks=all against the broker; CPU of every thread
+of this process, librdkafka's included). The HTTP part is the bare-endpoint server under load,
+which `--http` measures in a child process.
+
+The in-process figures are CPU time on one core, so they vary less with a busy machine than the
+end-to-end ones of bench.producer_ab: on a day when the same tree differed by 24% between two
+end-to-end variants, the listener figure told a 2-4 µs change apart (producer-experiments.md,
+section 25).
 
     python -m bench.producer_parts [--kafka] [--http] [--rounds 5]
 
@@ -108,7 +115,111 @@ def handler_us(app: ProducerApp, requests: list[Request], repeat: int) -> float:
     return 1e6 * (time.process_time() - started) / (repeat * len(requests))
 
 
-def in_process(requests: list[Request], repeat: int) -> dict[str, float]:
+class NextHandOverPublisher(InstantPublisher):
+    """Acknowledges each record at the next hand-over, on the loop: under load the reports of
+    earlier records are served when the next one is handed to librdkafka (producer/delivery.py)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._waiting: list[Delivered] = []
+
+    def publish_raw(
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        self.report()
+        self._waiting.append(done)
+
+    def publish_dlq(
+        self, key: bytes | None, body: bytes, headers: RecordHeaders, done: Delivered
+    ) -> None:
+        self.publish_raw(key, body, headers, done)
+
+    def report(self) -> None:
+        """Acknowledge every record handed over so far."""
+        waiting, self._waiting = self._waiting, []
+        for done in waiting:
+            self._loop.call_soon(done, None)
+
+
+class Tally:
+    """The answers written to every connection; each must be a 202."""
+
+    def __init__(self) -> None:
+        self.answers = 0
+        self.refused: bytes | None = None
+        self._target = 0
+        self._reached: asyncio.Future[None] | None = None
+
+    def answered(self, data: bytes) -> None:
+        self.answers += 1
+        if self.refused is None and not data.startswith(b"HTTP/1.1 202"):
+            self.refused = data[:60]
+        reached = self._reached
+        settled = self.refused is not None or self.answers >= self._target
+        if reached is not None and not reached.done() and settled:
+            reached.set_result(None)
+
+    async def reach(self, target: int) -> None:
+        """Until `target` answers in all; an error as soon as one was not a 202."""
+        if self.refused is None and self.answers < target:
+            self._target = target
+            self._reached = asyncio.get_running_loop().create_future()
+            await self._reached
+        if self.refused is not None:
+            raise RuntimeError(f"a webhook was not accepted: {self.refused!r}")
+
+
+class FarEnd(asyncio.Transport):
+    """A connection's client side, in process: what the listener writes goes to the tally."""
+
+    def __init__(self, tally: Tally) -> None:
+        super().__init__()
+        self._tally = tally
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._tally.answered(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        return None
+
+    def resume_reading(self) -> None:
+        return None
+
+    def close(self) -> None:
+        raise RuntimeError("the listener closed a connection")
+
+
+async def listener_us(raw: list[bytes], repeat: int, connections: int = 64) -> float:
+    """The public listener's whole cost per webhook, no socket and no Kafka: parse, route,
+    verify, envelope, hand-over, the answer from the acknowledgement's callback, the write.
+    Each of `connections` gets one whole request at a time, as under closed-loop load."""
+    publisher = NextHandOverPublisher()
+    app = create_app(ProducerSettings(webhook_secrets=SECRET), publisher)
+    tally = Tally()
+    protocols = []
+    for _ in range(connections):
+        protocol = app.public.connection()
+        protocol.connection_made(FarEnd(tally))
+        protocols.append(protocol)
+    total = repeat * len(raw)
+    sent = 0
+    started = time.process_time()
+    while sent < total:
+        for protocol in protocols:
+            protocol.data_received(raw[sent % len(raw)])
+            sent += 1
+        publisher.report()
+        await tally.reach(sent)
+    spent = time.process_time() - started
+    for protocol in protocols:
+        protocol.connection_lost(None)
+    return 1e6 * spent / sent
+
+
+def in_process(raw: list[bytes], requests: list[Request], repeat: int) -> dict[str, float]:
     settings = ProducerSettings(webhook_secrets=SECRET)
     verifier = WebhookVerifier([decode_secret(SECRET)])
     metrics = ProducerMetrics()
@@ -135,8 +246,9 @@ def in_process(requests: list[Request], repeat: int) -> dict[str, float]:
     out["response_body"] = per_call_us(lambda _: _status("accepted", b"msg_x"), envs, repeat)
     out["log_line_at_info"] = log_line_us(len(requests) * repeat)
     app = create_app(settings, InstantPublisher())
-    # uvloop, as the server runs it.
     out["handler_total_no_http_no_kafka"] = handler_us(app, requests, repeat)
+    # uvloop, as the server runs it.
+    out["listener_total_no_socket_no_kafka"] = uvloop.run(listener_us(raw, repeat))
     return out
 
 
@@ -299,7 +411,7 @@ def main() -> int:
     requests = [parse(r) for r in raw]
     rounds: dict[str, list[float]] = {}
     for _ in range(args.rounds):
-        for name, value in in_process(requests, args.repeat).items():
+        for name, value in in_process(raw, requests, args.repeat).items():
             rounds.setdefault(name, []).append(value)
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         for client in args.kafka:

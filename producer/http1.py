@@ -462,8 +462,13 @@ class PublicListener:
     async def start(self, sock: socket.socket) -> None:
         """Listen on a bound socket (producer.server.bind)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self, loop), sock=sock)
+        self._server = await loop.create_server(self.connection, sock=sock)
         self._checks.start()
+
+    def connection(self) -> asyncio.Protocol:
+        """The protocol of one new connection: what the server makes for each accepted socket
+        (bench/producer_parts.py drives one over a transport of its own)."""
+        return _Connection(self, asyncio.get_running_loop())
 
     @property
     def address(self) -> tuple[str, int]:
