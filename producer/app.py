@@ -344,7 +344,7 @@ class _Pending:
         try:
             publish(key, body, headers, self.delivered)
         except (PublishUnavailable, RecordTooLarge) as exc:
-            return self.app._refuse(self.app._unstored(exc), self.started, self.msg_id, self.label)
+            return self._unstored(exc)
         return None
 
     def delivered(self, error: Exception | None) -> None:
@@ -356,11 +356,16 @@ class _Pending:
                 app._finish(self.started, self.label, self.outcome, 202, self.msg_id, self.reason)
                 answer = Answer(202, _status(self.outcome, self.msg_id, self.reason))
             else:
-                answer = app._refuse(app._unstored(error), self.started, self.msg_id, self.label)
+                answer = self._unstored(error)
         except Exception:  # a defect: the request is still answered, never left hanging
             log.exception("webhook failed")
             answer = app.failed(self.started)
         self.reply(answer)
+
+    def _unstored(self, exc: Exception) -> Answer:
+        """Kafka did not take the record: counted, logged, and its 503 or 413."""
+        app = self.app
+        return app._refuse(app._unstored(exc), self.started, self.msg_id, self.label)
 
 
 def _error(reason: str, detail: str) -> bytes:

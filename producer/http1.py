@@ -167,9 +167,8 @@ class _Request:
 class _Connection(asyncio.Protocol):
     """One client connection: parse, queue, answer in order."""
 
-    def __init__(self, listener: PublicListener, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, listener: PublicListener) -> None:
         self._listener = listener
-        self._loop = loop
         self._intake = listener.intake
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -468,7 +467,7 @@ class PublicListener:
     def connection(self) -> asyncio.Protocol:
         """The protocol of one new connection: what the server makes for each accepted socket
         (bench/producer_parts.py drives one over a transport of its own)."""
-        return _Connection(self, asyncio.get_running_loop())
+        return _Connection(self)
 
     @property
     def address(self) -> tuple[str, int]:
