@@ -73,7 +73,8 @@ start-up that every method overridden or read here is still the one Faust has.
    20.1 s of CPU in a 20 s outage (it is 0.5 s otherwise), and 173,000 failed updates.
    `backoff_failed_metadata_updates` (lookups.py) makes the consumer's client sleep
    `retry_backoff_ms` (100 ms) after each failed update, as aiokafka's own retries do elsewhere;
-   the worker's producers have the same loop and the same remedy (producers.py).
+   the worker's producers have the same loop and the same remedy (producers.py), and so has
+   Faust's own, which sends the expiry ticks (transport.py).
 14. A standby partition's end is not waited for as in (11): Faust builds the standbys' ends after
    the active partitions are restored and before the worker's streams start, so a wait there
    would hold them, and a standby replica reads on as the changelog grows anyway. Nor is anyone

@@ -43,6 +43,7 @@ from mode.timers import Timer as ModeTimer
 
 from streams.runtime.consumer import MODE_TIMERS_LOGGER, OVERLAP_MESSAGE
 from streams.runtime.stable_ends import STABLE_WAIT_MARGIN_S
+from streams.runtime.transport import Producer as RuntimeProducer
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,18 @@ REQUIREMENTS: Final = (
                 inspect.getattr_static(faust_aiokafka.Transport, "TransactionManager"), type
             )
             and _method(faust_aiokafka.Consumer, "_new_consumer_thread")
+        ),
+    ),
+    Requirement(
+        "faust aiokafka Transport.Producer and Producer._new_producer(self, transactional_id),"
+        " called by Producer.on_start; the app's producer made by the transport's",
+        "Faust's own producer (the expiry ticks) waits after a failed metadata update, so its"
+        " sender does not spin while the broker is down (transport.py, lookups.py)",
+        lambda app: (
+            isinstance(vars(faust_aiokafka.Transport).get("Producer"), type)
+            and _method(faust_aiokafka.Producer, "_new_producer", "transactional_id")
+            and _source_says(faust_aiokafka.Producer.on_start, "self._new_producer()")
+            and isinstance(app.producer, RuntimeProducer)
         ),
     ),
     Requirement(

@@ -23,7 +23,8 @@ A loop that asks for a metadata update, awaits it and asks again waits nothing b
 that fail at once, as they do while the broker is down: aiokafka's fetcher does it for a
 partition without a leader (consumer.py, 13: reliability scenario 12 saw it spin a core for a
 whole outage), and its sender for a pending batch whose partition has no leader (the same loop in
-the producers; a unit test shows ~24,000 updates in half a second). A single broker stopping
+the producers; a unit test shows ~24,000 updates in half a second; scenario 12 saw Faust's own
+producer, the expiry ticks', spin through an outage, 141,000 updates in 28 s). A single broker stopping
 cleanly reports its partitions leaderless just before it goes. `backoff_failed_metadata_updates`
 makes a client wait its retry backoff after each failed update.
 """

@@ -1,6 +1,6 @@
-"""The Kafka transport of the worker's app: Faust's aiokafka transport with our consumer and
-transaction manager (`Consumer` and `TransactionManager` are the transport's documented places
-for them)."""
+"""The Kafka transport of the worker's app: Faust's aiokafka transport with our consumer,
+transaction manager and producer (`Consumer`, `TransactionManager` and `Producer` are the
+transport's documented places for them)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams.runtime.consumer import Consumer
+from streams.runtime.lookups import backoff_failed_metadata_updates
 
 
 class TransactionManager(faust_consumer.TransactionManager):
@@ -36,6 +37,23 @@ class TransactionManager(faust_consumer.TransactionManager):
         raise NotImplementedError("offsets are committed by the runner (streams/runtime/runner.py)")
 
 
+class Producer(faust_aiokafka.Producer):
+    """Faust's own producer (`app.producer`: the expiry ticks), whose client waits its retry
+    backoff after a failed metadata update, as the runner's producers and the consumer do
+    (streams/runtime/lookups.py).
+
+    Without it, a tick refused as not leader for its partition while the broker stopped left the
+    sender asking for a leader in a loop that never waits: the worker spun a core for the whole
+    outage (reliability scenario 12, 20.4 s of CPU in 20 s, 141,000 failed updates).
+    """
+
+    def _new_producer(self, transactional_id: str | None = None) -> Any:
+        producer = super()._new_producer(transactional_id)
+        backoff_failed_metadata_updates(producer.client)
+        return producer
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
     TransactionManager = TransactionManager
+    Producer = Producer

@@ -92,6 +92,7 @@ def test_the_installed_libraries_are_the_verified_ones() -> None:
             "_create_worker_consumer",
         ),
         (faust.App, "_new_transport", "App._new_transport"),
+        (faust_aiokafka.Producer, "_new_producer", "Producer._new_producer"),
         (AIOKafkaFetcher, "fetched_records", "Fetcher.fetched_records"),
         (AIOKafkaProducer, "send_batch", "send_batch"),
         (AIOKafkaSender, "_find_coordinator", "_find_coordinator"),
