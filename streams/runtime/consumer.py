@@ -71,7 +71,7 @@ start-up that every method overridden or read here is still the one Faust has.
    stopping cleanly reports its partitions leaderless just before it goes, so when a refresh
    landed then, the worker spun a core for the whole outage: reliability scenario 12 measured
    20.1 s of CPU in a 20 s outage (it is 0.5 s otherwise), and 173,000 failed updates.
-   `backoff_failed_metadata_updates` (lookups.py) makes the consumer's client sleep
+   `backoff_failed_metadata_updates` (sessionflow/metadata_backoff.py) makes the consumer's client sleep
    `retry_backoff_ms` (100 ms) after each failed update, as aiokafka's own retries do elsewhere;
    the worker's producers have the same loop and the same remedy (producers.py), and so has
    Faust's own, which sends the expiry ticks (transport.py).
@@ -103,7 +103,7 @@ from faust.types import TP
 from faust.types.transports import TPorTopicSet
 from mode import ServiceT
 
-from streams.runtime.lookups import backoff_failed_metadata_updates
+from sessionflow.metadata_backoff import backoff_failed_metadata_updates
 from streams.runtime.restore import restorer_of
 from streams.runtime.runner import Record, Runner
 from streams.runtime.stable_ends import StableEnds

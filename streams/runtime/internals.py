@@ -41,6 +41,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import ServiceTask
 from mode.timers import Timer as ModeTimer
 
+from sessionflow import metadata_backoff
 from streams.runtime.consumer import MODE_TIMERS_LOGGER, OVERLAP_MESSAGE
 from streams.runtime.stable_ends import STABLE_WAIT_MARGIN_S
 from streams.runtime.transport import Producer as RuntimeProducer
@@ -119,7 +120,7 @@ REQUIREMENTS: Final = (
         "faust aiokafka Transport.Producer and Producer._new_producer(self, transactional_id),"
         " called by Producer.on_start; the app's producer made by the transport's",
         "Faust's own producer (the expiry ticks) waits after a failed metadata update, so its"
-        " sender does not spin while the broker is down (transport.py, lookups.py)",
+        " sender does not spin while the broker is down (transport.py, sessionflow/metadata_backoff.py)",
         lambda app: (
             isinstance(vars(faust_aiokafka.Transport).get("Producer"), type)
             and _method(faust_aiokafka.Producer, "_new_producer", "transactional_id")
@@ -371,18 +372,12 @@ REQUIREMENTS: Final = (
     ),
     Requirement(
         "aiokafka AIOKafkaClient._metadata_update(self, cluster_metadata, topics) returning"
-        " whether it updated, awaited by _md_synchronizer; _retry_backoff",
+        " whether it updated, awaited by _md_synchronizer; _retry_backoff; the consumer's and"
+        " the producer's client",
         "a failed metadata update waits the retry backoff, so neither the fetcher nor a producer's"
-        " sender spins a core while the broker is down and a partition has no leader (lookups.py)",
-        lambda app: (
-            _method(AIOKafkaClient, "_metadata_update", "cluster_metadata", "topics")
-            and _source_says(
-                AIOKafkaClient._md_synchronizer, "await self._metadata_update(self.cluster, topics)"
-            )
-            and _source_says(
-                AIOKafkaClient.__init__, "self._retry_backoff = retry_backoff_ms / 1000"
-            )
-        ),
+        " sender spins a core while the broker is down and a partition has no leader"
+        " (sessionflow/metadata_backoff.py)",
+        lambda app: metadata_backoff.fits(),
     ),
     Requirement(
         "faust Conductor.add(self, topic)",

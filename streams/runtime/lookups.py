@@ -1,6 +1,5 @@
 """Lookups of the worker's Kafka clients: the coordinator lookups of its own producers, paced
-after failures and tried again where aiokafka would stop the producer; and the metadata updates
-of its consumer and producers, which wait after a failure.
+after failures and tried again where aiokafka would stop the producer.
 
 aiokafka 0.14 tries a lookup again
 that finds no coordinator or a node not ready (the broker is down) every `retry_backoff_ms`,
@@ -19,14 +18,9 @@ answered the bootstrap Metadata request with no broker at all, which aiokafka ta
 bootstrap; the assertion then stopped the worker as it opened its transactional producer for
 the new assignment.
 
-A loop that asks for a metadata update, awaits it and asks again waits nothing between updates
-that fail at once, as they do while the broker is down: aiokafka's fetcher does it for a
-partition without a leader (consumer.py, 13: reliability scenario 12 saw it spin a core for a
-whole outage), and its sender for a pending batch whose partition has no leader (the same loop in
-the producers; a unit test shows ~24,000 updates in half a second; scenario 12 saw Faust's own
-producer, the expiry ticks', spin through an outage, 141,000 updates in 28 s). A single broker stopping
-cleanly reports its partitions leaderless just before it goes. `backoff_failed_metadata_updates`
-makes a client wait its retry backoff after each failed update.
+The metadata updates of the worker's consumer and producers wait after a failure
+(sessionflow/metadata_backoff.py, shared with the enricher): without it, aiokafka's fetcher and
+sender spun a core through a broker outage.
 """
 
 from __future__ import annotations
@@ -103,17 +97,3 @@ def pace_coordinator_lookups(
     # An instance attribute of the producer's own client: only its Sender's _find_coordinator
     # calls it (streams/runtime/internals.py checks what that retries).
     client.coordinator_lookup = coordinator_lookup
-
-
-def backoff_failed_metadata_updates(client: Any) -> None:
-    """After a failed metadata update, `client` (an AIOKafkaClient) waits its retry backoff
-    before the next can start: callers that loop on updates without waiting no longer spin."""
-    update = client._metadata_update
-
-    async def _metadata_update(cluster_metadata: Any, topics: Any) -> bool:
-        updated: bool = await update(cluster_metadata, topics)
-        if not updated:
-            await asyncio.sleep(client._retry_backoff)
-        return updated
-
-    client._metadata_update = _metadata_update

@@ -61,7 +61,8 @@ from aiokafka.errors import (
     ProducerFenced,
 )
 
-from streams.runtime.lookups import backoff_failed_metadata_updates, pace_coordinator_lookups
+from sessionflow.metadata_backoff import backoff_failed_metadata_updates
+from streams.runtime.lookups import pace_coordinator_lookups
 from streams.runtime.worker_txn import GroupMember, commit_with_generation
 
 log = logging.getLogger(__name__)

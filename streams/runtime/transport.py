@@ -10,8 +10,8 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from sessionflow.metadata_backoff import backoff_failed_metadata_updates
 from streams.runtime.consumer import Consumer
-from streams.runtime.lookups import backoff_failed_metadata_updates
 
 
 class TransactionManager(faust_consumer.TransactionManager):
@@ -40,7 +40,7 @@ class TransactionManager(faust_consumer.TransactionManager):
 class Producer(faust_aiokafka.Producer):
     """Faust's own producer (`app.producer`: the expiry ticks), whose client waits its retry
     backoff after a failed metadata update, as the runner's producers and the consumer do
-    (streams/runtime/lookups.py).
+    (sessionflow/metadata_backoff.py).
 
     Without it, a tick refused as not leader for its partition while the broker stopped left the
     sender asking for a leader in a loop that never waits: the worker spun a core for the whole

@@ -1,18 +1,13 @@
 """streams.runtime.lookups: failed coordinator lookups are paced, and one that loses its
-connection or finds no broker known is tried again; a failed metadata update waits the retry
-backoff, so the loops of aiokafka's fetcher and sender that await updates do not spin."""
+connection or finds no broker known is tried again."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaClient, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaClient
 from aiokafka.client import CoordinationType
 from aiokafka.errors import (
     CoordinatorNotAvailableError,
@@ -21,11 +16,7 @@ from aiokafka.errors import (
     NodeNotReadyError,
 )
 
-from streams.runtime.lookups import (
-    backoff_failed_metadata_updates,
-    lookup_wait,
-    pace_coordinator_lookups,
-)
+from streams.runtime.lookups import lookup_wait, pace_coordinator_lookups
 
 
 class FakeClient:
@@ -128,59 +119,3 @@ async def test_a_connection_lost_for_longer_than_the_retry_time_raises() -> None
             raised.append(type(err))
     assert raised[-1] is KafkaConnectionError
     assert 2 <= client.lookups < 100
-
-
-@contextlib.asynccontextmanager
-async def broker_down(client: AIOKafkaClient, backoff: bool) -> AsyncIterator[list[int]]:
-    """`client`'s metadata synchronizer running while every update fails at once, as it does while
-    the broker is down; yields the count of updates (one item)."""
-    updates = [0]
-
-    async def fails(cluster_metadata: Any, topics: Any) -> bool:
-        updates[0] += 1
-        return False
-
-    client._metadata_update = fails
-    if backoff:
-        backoff_failed_metadata_updates(client)
-    synchronizer = asyncio.get_running_loop().create_task(client._md_synchronizer())
-    try:
-        yield updates
-    finally:
-        synchronizer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await synchronizer
-
-
-async def test_a_failed_metadata_update_waits_the_retry_backoff() -> None:
-    """The fetcher's loop while a partition has no leader and the broker is down: ask for an
-    update, await it, ask again. Each failed update now takes the retry backoff (100 ms); it was
-    immediate, and the loop spun a core (reliability scenario 12)."""
-    client = AIOKafkaClient(bootstrap_servers="127.0.0.1:9", retry_backoff_ms=100)
-    async with broker_down(client, backoff=True) as updates:
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            assert await client.force_metadata_update() is False
-    assert 3 <= updates[0] <= 7, updates
-
-
-@pytest.mark.parametrize(("backoff", "most"), [(False, None), (True, 7)])
-async def test_a_sender_with_a_batch_for_a_leaderless_partition_waits_between_updates(
-    backoff: bool, most: int | None
-) -> None:
-    """aiokafka's sender, holding a batch whose partition has no known leader, asks for an update
-    and awaits it, then asks again: without the backoff it spins (thousands of updates in half a
-    second), with it each failed update waits the producer's retry backoff (100 ms)."""
-    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", retry_backoff_ms=100)
-    async with broker_down(producer.client, backoff) as updates:
-        await producer._message_accumulator.add_message(TopicPartition("t", 0), b"k", b"v", 1)
-        await producer._sender.start()
-        try:
-            await asyncio.sleep(0.5)
-        finally:
-            await producer._sender.close()  # the batch is never sent: stop() waits no flush
-            await producer.stop()
-    if most is None:
-        assert updates[0] > 1000, updates
-    else:
-        assert 3 <= updates[0] <= most, updates
