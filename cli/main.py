@@ -47,10 +47,12 @@ def _enricher(_: argparse.Namespace) -> int:
     from enricher.errors import EnricherConfigError
     from enricher.server import serve
     from enricher.settings import load_settings
+    from sessionflow import metadata_backoff
 
     try:
         settings = load_settings()
-    except EnricherConfigError as exc:
+        metadata_backoff.require()
+    except (EnricherConfigError, metadata_backoff.AiokafkaChanged) as exc:
         sys.stderr.write(f"sessionflow enricher: refusing to start: {exc}\n")
         return 2
     return serve(settings)

@@ -37,7 +37,9 @@ from enricher.records import (
     session_id_of,
 )
 from enricher.settings import EnricherSettings
+from sessionflow import metadata_backoff
 from sessionflow.kafka_security import aiokafka_connection
+from sessionflow.metadata_backoff import backoff_failed_metadata_updates, client_of
 from sessionflow.topics import Topics, ensure_topics, max_transcript_record_bytes
 from streams.models import format_ms
 from streams.readiness import Readiness
@@ -76,6 +78,7 @@ class Enricher:
         *,
         shutdown_timeout_s: float = 20.0,
     ) -> None:
+        metadata_backoff.require()  # before any client is made: refused, nothing is left open
         self.settings = settings
         self.metrics = metrics
         self.topics = Topics.for_settings(settings)
@@ -117,6 +120,10 @@ class Enricher:
         self.admin = AIOKafkaAdminClient(
             **connection, request_timeout_ms=int(_KAFKA_TIMEOUT_S * 1000)
         )
+        # A failed metadata update waits: else a broker outage with a fetch or a send in flight
+        # spins a core (sessionflow/metadata_backoff.py, reliability scenario 16).
+        for kafka in (self.consumer, self.producer, self.reader, self.admin):
+            backoff_failed_metadata_updates(client_of(kafka))
 
     # -- life cycle ------------------------------------------------------------------------
 

@@ -68,8 +68,9 @@ def _render(book: ReportBook) -> str:
         "half-only session has exactly one incomplete record after the TTL; nothing else.",
         "",
         f"Scenarios in this run: {', '.join(sorted(book.sections, key=int)) or 'none'} (1-9 of"
-        " issue 6; 10, the restart of issue 17; 11-15 since: a kill in the middle of a batch, quiet"
-        " logs in an outage, a frozen broker, a frozen worker, a worker cut off from the broker); "
+        " issue 6; 10, the restart of issue 17; 11-16 since: a kill in the middle of a batch, quiet"
+        " logs in an outage, a frozen broker, a frozen worker, a worker cut off from the broker,"
+        " the enricher in an outage); "
         "a scenario absent here did not run in the session that wrote this file.",
         "",
     ]
