@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any, Final
 
@@ -30,28 +29,13 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sessionflow.errors import SessionflowError
+from sessionflow.library_shape import source_says
 
 VERIFIED_AIOKAFKA: Final = "0.14.0"  # pinned in pyproject.toml
 
 
 class AiokafkaChanged(SessionflowError, RuntimeError):
     """The installed aiokafka no longer has the internal that the backoff replaces."""
-
-
-def _source_says(fn: Callable[..., Any] | None, *needles: str) -> bool:
-    """The source of `fn` contains `needles` in this order (none: it is gone)."""
-    if fn is None:
-        return False
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        return False
-    at = 0
-    for needle in needles:
-        at = source.find(needle, at)
-        if at < 0:
-            return False
-    return True
 
 
 def fits() -> bool:
@@ -62,14 +46,14 @@ def fits() -> bool:
     return (
         callable(update)
         and list(inspect.signature(update).parameters)[1:] == ["cluster_metadata", "topics"]
-        and _source_says(
+        and source_says(
             getattr(AIOKafkaClient, "_md_synchronizer", None),
             "await self._metadata_update(self.cluster, topics)",
         )
-        and _source_says(AIOKafkaClient.__init__, "self._retry_backoff = retry_backoff_ms / 1000")
-        and _source_says(AIOKafkaConsumer.__init__, "self._client = AIOKafkaClient(")
-        and _source_says(AIOKafkaProducer.__init__, "self.client = AIOKafkaClient(")
-        and _source_says(AIOKafkaAdminClient.__init__, "self._client = AIOKafkaClient(")
+        and source_says(AIOKafkaClient.__init__, "self._retry_backoff = retry_backoff_ms / 1000")
+        and source_says(AIOKafkaConsumer.__init__, "self._client = AIOKafkaClient(")
+        and source_says(AIOKafkaProducer.__init__, "self.client = AIOKafkaClient(")
+        and source_says(AIOKafkaAdminClient.__init__, "self._client = AIOKafkaClient(")
     )
 
 

@@ -42,6 +42,7 @@ from mode.services import ServiceTask
 from mode.timers import Timer as ModeTimer
 
 from sessionflow import metadata_backoff
+from sessionflow.library_shape import source_says
 from streams.runtime.consumer import MODE_TIMERS_LOGGER, OVERLAP_MESSAGE
 from streams.runtime.stable_ends import STABLE_WAIT_MARGIN_S
 from streams.runtime.transport import Producer as RuntimeProducer
@@ -64,22 +65,6 @@ def _method(owner: type[Any], name: str, *params: str) -> bool:
     return all(p in names for p in params)
 
 
-def _source_says(fn: Callable[..., Any] | None, *needles: str) -> bool:
-    """The source of `fn` contains `needles` in this order: it still calls what we hook."""
-    if fn is None:
-        return False
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        return False
-    at = 0
-    for needle in needles:
-        at = source.find(needle, at)
-        if at < 0:
-            return False
-    return True
-
-
 def _live(app: Any, get: Callable[[Any], Any]) -> bool:
     """`get(app)` finds what it looks for on the live objects."""
     try:
@@ -98,7 +83,7 @@ REQUIREMENTS: Final = (
         " manager) there",
         lambda app: (
             _method(faust.App, "_new_transport")
-            and _source_says(
+            and source_says(
                 getattr(inspect.getattr_static(faust.App, "transport", None), "fget", None),
                 "_new_transport",
             )
@@ -124,7 +109,7 @@ REQUIREMENTS: Final = (
         lambda app: (
             isinstance(vars(faust_aiokafka.Transport).get("Producer"), type)
             and _method(faust_aiokafka.Producer, "_new_producer", "transactional_id")
-            and _source_says(faust_aiokafka.Producer.on_start, "self._new_producer()")
+            and source_says(faust_aiokafka.Producer.on_start, "self._new_producer()")
             and isinstance(app.producer, RuntimeProducer)
         ),
     ),
@@ -133,7 +118,7 @@ REQUIREMENTS: Final = (
         "the runtime's drain loop hands fetched batches to the runner (consumer.py, 1 and 2)",
         lambda app: (
             _method(_CONSUMER, "_drain_messages", "fetcher")
-            and _source_says(faust_consumer.Fetcher, "async def _fetcher", "_drain_messages(self)")
+            and source_says(faust_consumer.Fetcher, "async def _fetcher", "_drain_messages(self)")
         ),
     ),
     Requirement(
@@ -153,7 +138,7 @@ REQUIREMENTS: Final = (
         "the worker's table manager builds the runtime's recovery service (restore.py)",
         lambda app: (
             isinstance(inspect.getattr_static(FaustTableManager, "recovery"), property)
-            and _source_says(
+            and source_says(
                 inspect.getattr_static(FaustTableManager, "recovery").fget,
                 "self._recovery",
                 "Recovery(",
@@ -171,9 +156,9 @@ REQUIREMENTS: Final = (
         "every RocksDB partition opens under the app's one memory budget (store.py)",
         lambda app: (
             _method(FaustCollection, "_new_store_by_url", "url")
-            and _source_says(FaustCollection._new_store, "_new_store_by_url(")
-            and _source_says(RocksDBStore.__init__, "self.options", "self.rocksdb_options =")
-            and _source_says(RocksDBStore._open_for_partition, "self.rocksdb_options.open(")
+            and source_says(FaustCollection._new_store, "_new_store_by_url(")
+            and source_says(RocksDBStore.__init__, "self.options", "self.rocksdb_options =")
+            and source_says(RocksDBStore._open_for_partition, "self.rocksdb_options.open(")
             and callable(
                 getattr(rocksdict.WriteBufferManager, "new_write_buffer_manager_with_cache", None)
             )
@@ -197,7 +182,7 @@ REQUIREMENTS: Final = (
             and _method(Recovery, "standby_remaining_total")
             and _method(Recovery, "_set_recovery_started")
             and _method(Recovery, "_set_recovery_ended")
-            and _source_says(
+            and source_says(
                 getattr(vars(Recovery).get("_restart_recovery"), "fun", None),
                 "_set_recovery_started()",
                 "signal_recovery_end.wait()",
@@ -226,7 +211,7 @@ REQUIREMENTS: Final = (
         " seeks partitions without a committed offset (consumer.py, 3)",
         lambda app: (
             _method(_CONSUMER, "perform_seek")
-            and _source_says(
+            and source_says(
                 Recovery.on_recovery_completed, "perform_seek()", "flow_control.resume()"
             )
         ),
@@ -254,7 +239,7 @@ REQUIREMENTS: Final = (
             and _method(_THREAD, "seek_to_beginning", "partitions")
             and _method(_THREAD, "position", "tp")
             and _method(_THREAD, "_highwaters", "partitions")
-            and _source_says(_THREAD.highwaters, "self._highwaters")
+            and source_says(_THREAD.highwaters, "self._highwaters")
             and _method(_THREAD, "verify_event_path", "now", "tp")
         ),
     ),
@@ -280,7 +265,7 @@ REQUIREMENTS: Final = (
         " offsets are committed by the consumer (consumer.py, 5)",
         lambda app: (
             _method(_CONSUMER, "commit", "topics", "start_new_transaction")
-            and _source_says(_CONSUMER.commit_and_end_transactions, "self.commit(")
+            and source_says(_CONSUMER.commit_and_end_transactions, "self.commit(")
             and _method(_CONSUMER, "on_partitions_revoked", "revoked")
             and _method(faust_consumer.ThreadDelegateConsumer, "_commit", "offsets")
         ),
@@ -298,7 +283,7 @@ REQUIREMENTS: Final = (
                 "newly_assigned",
             )
             and _method(faust_consumer.TransactionManager, "on_partitions_revoked", "revoked")
-            and _source_says(faust.App._on_partitions_assigned, "transactions.on_rebalance")
+            and source_says(faust.App._on_partitions_assigned, "transactions.on_rebalance")
         ),
     ),
     Requirement(
@@ -321,7 +306,7 @@ REQUIREMENTS: Final = (
         lambda app: (
             _method(_THREAD, "_create_client_consumer", "transport")
             and _method(_THREAD, "on_thread_stop")
-            and _source_says(
+            and source_says(
                 getattr(vars(Recovery).get("_restart_recovery"), "fun", None),
                 "consumer, assigned_active_tps, active_highwaters",
                 "timeout=self.app.conf.broker_request_timeout",
@@ -343,15 +328,15 @@ REQUIREMENTS: Final = (
         lambda app: (
             not app.transaction_per_worker
             or (
-                _source_says(AIOKafkaConsumer.__init__, "self._client = AIOKafkaClient(")
+                source_says(AIOKafkaConsumer.__init__, "self._client = AIOKafkaClient(")
                 and _method(AIOKafkaClient, "send", "node_id", "request")
                 and _method(AIOKafkaClient, "coordinator_lookup", "coordinator_type")
                 and _method(ClusterMetadata, "leader_for_partition", "partition")
                 and _method(ClusterMetadata, "brokers")
                 and _method(InitProducerIdRequest, "__init__", "transactional_id")
                 and _method(ProtocolRequest, "prepare", "versions")
-                and _source_says(ProtocolRequest.__init_subclass__, "__orig_bases__", "_CLASSES")
-                and _source_says(
+                and source_says(ProtocolRequest.__init_subclass__, "__orig_bases__", "_CLASSES")
+                and source_says(
                     RequestStruct.build_request_header, "FLEXIBLE_VERSION", "RequestHeader_v2"
                 )
             )
@@ -364,8 +349,8 @@ REQUIREMENTS: Final = (
         " which held raw records back for a second at a time (consumer.py, 8)",
         lambda app: (
             _method(_THREAD, "_create_worker_consumer", "transport")
-            and _source_says(AIOKafkaConsumer.start, "fetch_max_wait_ms=self._fetch_max_wait_ms")
-            and _source_says(
+            and source_says(AIOKafkaConsumer.start, "fetch_max_wait_ms=self._fetch_max_wait_ms")
+            and source_says(
                 AIOKafkaConsumer.__init__, "self._fetch_max_wait_ms = fetch_max_wait_ms"
             )
         ),
@@ -391,7 +376,7 @@ REQUIREMENTS: Final = (
         lambda app: (
             _method(RocksDBStore, "_db_for_partition", "partition")
             and isinstance(getattr(RocksDBStore, "offset_key", None), bytes)
-            and _source_says(MemoryStore.__post_init__, "self.data")
+            and source_says(MemoryStore.__post_init__, "self.data")
             and callable(getattr(rocksdict, "WriteBatch", None))
         ),
     ),
@@ -420,15 +405,15 @@ REQUIREMENTS: Final = (
         " (lookups.py, aiokafka #1151)",
         lambda app: (
             _method(AIOKafkaClient, "coordinator_lookup", "coordinator_type", "coordinator_key")
-            and _source_says(AIOKafkaClient.__init__, "self.cluster = ClusterMetadata(")
+            and source_says(AIOKafkaClient.__init__, "self.cluster = ClusterMetadata(")
             and _method(ClusterMetadata, "brokers")
-            and _source_says(
+            and source_says(
                 AIOKafkaProducer.__init__,
                 "self.client = AIOKafkaClient(",
                 "self._sender = Sender(",
                 "self.client,",
             )
-            and _source_says(
+            and source_says(
                 AIOKafkaSender._find_coordinator,
                 "await self.client.coordinator_lookup(",
                 "Errors.NodeNotReadyError",
@@ -444,12 +429,12 @@ REQUIREMENTS: Final = (
         "a transaction takes the group's offsets partition once it holds data, not at the"
         " commit: one round trip less for every commit (producers.py, add_offsets_early)",
         lambda app: (
-            _source_says(AIOKafkaProducer.__init__, "self._txn_manager = TransactionManager(")
+            source_says(AIOKafkaProducer.__init__, "self._txn_manager = TransactionManager(")
             and _method(AIOKafkaTransactionManager, "consumer_group_to_add")
             and _method(AIOKafkaTransactionManager, "is_in_transaction")
             and isinstance(vars(AIOKafkaTransactionManager).get("txn_partitions"), property)
-            and _source_says(AIOKafkaTransactionManager.__init__, "self._txn_consumer_group = None")
-            and _source_says(
+            and source_says(AIOKafkaTransactionManager.__init__, "self._txn_consumer_group = None")
+            and source_says(
                 AIOKafkaSender._maybe_do_transactional_request,
                 "txn_manager.partitions_to_add()",
                 "txn_manager.consumer_group_to_add()",
@@ -468,17 +453,17 @@ REQUIREMENTS: Final = (
             not app.transaction_per_worker
             or (
                 _method(AIOKafkaSender, "_do_txn_offset_commit", "offsets", "group_id")
-                and _source_says(
+                and source_says(
                     AIOKafkaSender._maybe_do_transactional_request, "self._do_txn_offset_commit("
                 )
                 and _method(TxnOffsetCommitHandler, "__init__", "sender", "offsets", "group_id")
                 and _method(TxnOffsetCommitHandler, "create_request")
-                and _source_says(
+                and source_says(
                     TxnOffsetCommitHandler.handle_response,
                     "resp.errors",
                     "txn_manager.offset_committed(",
                 )
-                and _source_says(TxnOffsetCommitHandler.__init__, "self._offsets", "self._group_id")
+                and source_says(TxnOffsetCommitHandler.__init__, "self._offsets", "self._group_id")
                 and _method(AIOKafkaProducer, "__init__", "transaction_timeout_ms")
             )
         ),
@@ -499,28 +484,24 @@ REQUIREMENTS: Final = (
         lambda app: (
             not app.in_transaction
             or (
-                _source_says(AIOKafkaSender._sender_routine, "ProducerFenced,", "raise")
+                source_says(AIOKafkaSender._sender_routine, "ProducerFenced,", "raise")
                 and isinstance(
                     inspect.getattr_static(AIOKafkaSender, "sender_task", None), property
                 )
-                and _source_says(AIOKafkaSender._fail_all, "fatal_error(task_exception)")
-                and _source_says(AIOKafkaSender.start, "add_done_callback(self._fail_all)")
-                and _source_says(
+                and source_says(AIOKafkaSender._fail_all, "fatal_error(task_exception)")
+                and source_says(AIOKafkaSender.start, "add_done_callback(self._fail_all)")
+                and source_says(
                     AIOKafkaTransactionManager.fatal_error,
                     "for _, _, fut in self._pending_txn_offsets",
                     "fut.set_exception(exc)",
                 )
                 and _method(AIOKafkaTransactionManager, "wait_for_transaction_end")
-                and _source_says(
+                and source_says(
                     MessageAccumulator.fail_all, "self._batches.values()", "self._pending_batches"
                 )
-                and _source_says(
-                    MessageBatch.failure, "self._drain_waiter.set_exception(exception)"
-                )
-                and _source_says(SendProduceReqHandler.do, "_message_accumulator.reenqueue(batch)")
-                and _source_says(
-                    MessageAccumulator.reenqueue, "self._pending_batches.remove(batch)"
-                )
+                and source_says(MessageBatch.failure, "self._drain_waiter.set_exception(exception)")
+                and source_says(SendProduceReqHandler.do, "_message_accumulator.reenqueue(batch)")
+                and source_says(MessageAccumulator.reenqueue, "self._pending_batches.remove(batch)")
                 and _method(GroupCoordinator, "request_rejoin")
                 and callable(getattr(_THREAD, "call_thread", None))
             )
@@ -535,9 +516,9 @@ REQUIREMENTS: Final = (
         " backoff (producers.py, skip_settled_retries); aiokafka's KeyError there is logged at"
         " ERROR as a task exception never retrieved",
         lambda app: (
-            _source_says(SendProduceReqHandler.do, "_message_accumulator.reenqueue(batch)")
+            source_says(SendProduceReqHandler.do, "_message_accumulator.reenqueue(batch)")
             and _method(MessageAccumulator, "reenqueue", "batch")
-            and _source_says(MessageAccumulator.reenqueue, "self._pending_batches.remove(batch)")
+            and source_says(MessageAccumulator.reenqueue, "self._pending_batches.remove(batch)")
         ),
     ),
     Requirement(
@@ -551,7 +532,7 @@ REQUIREMENTS: Final = (
             not app.transaction_per_worker
             or (
                 _method(GroupCoordinator, "_do_fetch_commit_offsets", "partitions")
-                and _source_says(
+                and source_says(
                     GroupCoordinator.fetch_committed_offsets,
                     "self._do_fetch_commit_offsets(",
                     "err.retriable",
@@ -559,11 +540,11 @@ REQUIREMENTS: Final = (
                 and _method(GroupCoordinator, "_send_req", "request")
                 and _method(GroupCoordinator, "coordinator_dead")
                 and all(
-                    _source_says(GroupCoordinator.__init__, f"self.{name} = ")
+                    source_says(GroupCoordinator.__init__, f"self.{name} = ")
                     for name in ("group_id", "generation", "member_id")
                 )
-                and _source_says(AIOKafkaConsumer.start, "self._coordinator = GroupCoordinator(")
-                and _source_says(
+                and source_says(AIOKafkaConsumer.start, "self._coordinator = GroupCoordinator(")
+                and source_says(
                     faust_aiokafka.AIOKafkaConsumerThread.on_start,
                     "self._consumer = self._create_consumer(",
                     "await self._consumer.start()",
@@ -576,10 +557,10 @@ REQUIREMENTS: Final = (
         " 'mode.timers' logger; faust Consumer._commit_handler's timer named 'commit'",
         "a commit longer than the interval is a DEBUG record, not a fault (consumer.py, 10)",
         lambda app: (
-            _source_says(ModeTimer.tick, "logger.warning(", f'"{OVERLAP_MESSAGE}"')
+            source_says(ModeTimer.tick, "logger.warning(", f'"{OVERLAP_MESSAGE}"')
             and ModeTimer.__module__ == MODE_TIMERS_LOGGER
             and isinstance(vars(faust_consumer.Consumer).get("_commit_handler"), ServiceTask)
-            and _source_says(vars(faust_consumer.Consumer)["_commit_handler"].fun, 'name="commit"')
+            and source_says(vars(faust_consumer.Consumer)["_commit_handler"].fun, 'name="commit"')
         ),
     ),
     Requirement(

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import TopicPartition
 
 from streams.runtime.consumer import Consumer
 from streams.runtime.transport import Producer, TransactionManager, Transport
 from streams.settings import WorkerSettings
+from tests.metadata_spin import sender_updates
 
 # Nothing listens there: a metadata update fails at once, as it does while the broker is down.
 NO_BROKER = "127.0.0.1:9"
@@ -57,32 +57,12 @@ def test_a_tick_waiting_for_a_leader_does_not_spin_the_sender(app: Any) -> None:
     broker is down. The sender asks for a metadata update, awaits it and asks again; every update
     fails at once, and only the backoff after each one stops the loop from spinning a core (it
     made 141,000 updates in a 28 s outage)."""
-    updates = 0
 
-    async def half_a_second_down() -> None:
+    async def half_a_second_down() -> int:
         producer = app.producer._new_producer()
         # Idempotent (the app is exactly-once): a running producer has its id from the broker.
         producer._txn_manager.set_pid_and_epoch(1, 0)
-        client = producer.client
-        update = client._metadata_update
+        return await sender_updates(producer)
 
-        async def counted(cluster_metadata: Any, topics: Any) -> bool:
-            nonlocal updates
-            updates += 1
-            updated: bool = await update(cluster_metadata, topics)
-            return updated
-
-        client._metadata_update = counted
-        synchronizer = asyncio.get_running_loop().create_task(client._md_synchronizer())
-        await producer._message_accumulator.add_message(TopicPartition("t", 0), b"k", b"v", 1)
-        await producer._sender.start()
-        try:
-            await asyncio.sleep(0.5)
-        finally:
-            await producer._sender.close()  # the batch is never sent: stop() waits no flush
-            await producer.stop()
-            synchronizer.cancel()
-            await asyncio.gather(synchronizer, return_exceptions=True)
-
-    asyncio.get_event_loop().run_until_complete(half_a_second_down())
+    updates = asyncio.get_event_loop().run_until_complete(half_a_second_down())
     assert 2 <= updates <= 7, updates
