@@ -16,6 +16,10 @@ What this owns, per connection:
 - a deadline for each request to arrive whole (headers and body), answered 408;
 - the body cap while the body streams in (413), headers capped too (431);
 - `Expect: 100-continue`, keep-alive (HTTP/1.0 and 1.1 rules, as httptools reads them), HEAD;
+- an upgrade (WebSocket, h2c) ignored, as HTTP allows: the request is answered and the connection
+  closed. The parser ends an upgrade request at its head, so its `content-length` body is read
+  here (a chunked one is refused, 400): else a genuine webhook sent with `Upgrade: h2c`, as
+  `curl --http2` sends to a plain URL, was verified without its body and refused 401;
 - an idle keep-alive connection closed after `keep_alive_s`;
 - at shutdown: no new connections, idle ones closed, every request in flight answered before its
   connection closes, for at most `shutdown_timeout_s`.
@@ -146,6 +150,7 @@ class _Request:
         "keep_alive",
         "size",
         "started",
+        "unread",
         "url",
     )
 
@@ -162,6 +167,8 @@ class _Request:
         self.complete = False
         self.keep_alive = True
         self.head_only = False
+        # The body of an upgrade request, which the parser leaves unread: read as it comes.
+        self.unread = 0
 
 
 class _Connection(asyncio.Protocol):
@@ -191,15 +198,24 @@ class _Connection(asyncio.Protocol):
         self._listener.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        request = self._reading
+        if request is not None and request.unread:
+            self._read_unparsed(request, data)
+            return
         if self._done:
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as upgrade:
             # No protocol but HTTP/1.1 is spoken here (no WebSocket, no h2c): the upgrade is
-            # ignored, as HTTP allows, and the request answered; what follows it is not read.
+            # ignored, as HTTP allows, and the request answered; nothing after it is parsed.
+            # The parser ended the request at its head, so its body, if any, is read here.
             self._done = True
-            self._advance()
+            request = self._reading
+            if request is not None and request.unread:
+                self._read_unparsed(request, data[upgrade.args[0] :])
+            else:
+                self._advance()
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _TooLarge):
                 self._fail(self._intake.malformed(self._started(), head_too_large=True))
@@ -259,7 +275,8 @@ class _Connection(asyncio.Protocol):
             return
         method = self._parser.get_method().decode("latin-1")
         # An upgrade stops the parser after this head: answered, and the connection closed.
-        request.keep_alive = self._parser.should_keep_alive() and not self._parser.should_upgrade()
+        upgrade = self._parser.should_upgrade()
+        request.keep_alive = self._parser.should_keep_alive() and not upgrade
         request.head_only = method == "HEAD"
         url = request.url
         # The origin form, else the absolute form ("http://host/path"), which servers accept.
@@ -268,6 +285,8 @@ class _Connection(asyncio.Protocol):
         if "%" in path:
             path = unquote(path, encoding="latin-1")
         answer = self._intake.route(method, path, request.headers, request.started)
+        if upgrade and answer is None:
+            answer = self._upgrade_body(request)
         expects_continue = request.headers.get(b"expect", b"").lower() == b"100-continue"
         if answer is None:
             if expects_continue and self._requests[0] is request and self._transport is not None:
@@ -299,12 +318,35 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         request = self._reading
-        if request is None:
+        if request is None or request.unread:
             return
         chunks = request.chunks
         request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         request.chunks = []
         self._finish_reading(request)
+
+    # an upgrade request's body
+
+    def _upgrade_body(self, request: _Request) -> Answer | None:
+        """Prepare to read the body the parser will not (it ends an upgrade request at its head);
+        a chunked one is refused, as unreadable without the parser. The answer, if refused."""
+        if b"transfer-encoding" in request.headers:
+            return self._intake.malformed(request.started)
+        # The parser checked it: digits only, given once.
+        request.unread = int(request.headers.get(b"content-length", b"0"))
+        return None
+
+    def _read_unparsed(self, request: _Request, data: bytes) -> None:
+        """Bytes of an upgrade request's body, which the parser does not read; nothing after
+        the body is read."""
+        take = data[: request.unread]
+        request.unread -= len(take)
+        if take:
+            self.on_body(take)  # the cap applies: a refusal finishes the request
+        if request.complete:
+            request.unread = 0
+        elif not request.unread:
+            self.on_message_complete()
 
     # answering
 

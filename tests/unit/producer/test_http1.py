@@ -237,6 +237,57 @@ async def test_an_upgrade_is_ignored_the_request_answered_and_closed(
         assert await closed_by_server(reader)
 
 
+H2C = "connection: upgrade, http2-settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n"
+
+
+@pytest.mark.parametrize("split", [None, 0, 7], ids=["one-write", "head-then-body", "mid-body"])
+async def test_an_upgrade_requests_body_is_read_past_the_parser(
+    app: ProducerApp, publisher: GatedPublisher, split: int | None
+) -> None:
+    """The parser ends an upgrade request at its head (curl --http2 on a plain URL sends one):
+    the body is read here, so a genuine webhook is verified and stored, not refused as
+    unsigned."""
+    request = webhook(extra=H2C)
+    head_end = request.index(b"\r\n\r\n") + 4
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        if split is None:
+            writer.write(request)
+        else:
+            writer.write(request[: head_end + split])
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(request[head_end + split :] + b"GET /livez HTTP/1.1\r\n\r\n")
+        status, headers, _ = await read_response(reader)
+        assert (status, headers["connection"]) == (202, "close")
+        assert [body for _, body, _ in publisher.raw] == [BODY]
+        assert await closed_by_server(reader)  # nothing after the body is read
+
+
+async def test_an_upgrade_requests_body_has_the_cap_and_the_deadline(app: ProducerApp) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        writer.write(webhook(b"x" * 5000, extra=H2C))
+        assert (await read_response(reader))[0] == 413
+        reader, writer = await connect(listener)
+        writer.write(webhook(extra=H2C)[:-10])
+        status, _, body = await read_response(reader)
+        assert (status, b"body_timeout" in body) == (408, True)
+
+
+async def test_an_upgrade_request_with_a_chunked_body_is_400(app: ProducerApp) -> None:
+    async with listening(app) as listener:
+        reader, writer = await connect(listener)
+        head = "".join(f"{k}: {v}\r\n" for k, v in signed(BODY).items())
+        writer.write(
+            f"POST /webhooks/agntix HTTP/1.1\r\nhost: t\r\n{head}{H2C}"
+            "transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode()
+        )
+        status, headers, body = await read_response(reader)
+        assert (status, headers["connection"]) == (400, "close")
+        assert orjson.loads(body)["error"] == "malformed_http"
+
+
 async def test_headers_over_the_cap_are_431(app: ProducerApp) -> None:
     async with listening(app) as listener:
         reader, writer = await connect(listener)
