@@ -66,15 +66,12 @@ start-up that every method overridden or read here is still the one Faust has.
    one transaction per partition (streams/runtime/fencing.py). Both steps live in
    streams/runtime/stable_ends.py.
 13. A failed metadata update waits the retry backoff. aiokafka's fetcher, finding a partition
-   without a leader, asks for a metadata update and waits for it, then looks again; while the
-   broker is down the update fails at once, and nothing in between waits. A single broker
-   stopping cleanly reports its partitions leaderless just before it goes, so when a refresh
-   landed then, the worker spun a core for the whole outage: reliability scenario 12 measured
-   20.1 s of CPU in a 20 s outage (it is 0.5 s otherwise), and 173,000 failed updates.
-   `backoff_failed_metadata_updates` (sessionflow/metadata_backoff.py) makes the consumer's client sleep
-   `retry_backoff_ms` (100 ms) after each failed update, as aiokafka's own retries do elsewhere;
-   the worker's producers have the same loop and the same remedy (producers.py), and so has
-   Faust's own, which sends the expiry ticks (transport.py).
+   without a leader, asks for a metadata update, awaits it and asks again; while the broker is
+   down every update fails at once, and the worker spun a core for a whole outage (reliability
+   scenario 12). `backoff_failed_metadata_updates` (sessionflow/metadata_backoff.py, which says
+   why and how much) makes the consumer's client sleep `retry_backoff_ms` after each failure;
+   the worker's producers (producers.py) and Faust's own, the expiry ticks' (transport.py), have
+   the same loop and the same remedy.
 14. A standby partition's end is not waited for as in (11): Faust builds the standbys' ends after
    the active partitions are restored and before the worker's streams start, so a wait there
    would hold them, and a standby replica reads on as the changelog grows anyway. Nor is anyone

@@ -105,7 +105,8 @@ REQUIREMENTS: Final = (
         "faust aiokafka Transport.Producer and Producer._new_producer(self, transactional_id),"
         " called by Producer.on_start; the app's producer made by the transport's",
         "Faust's own producer (the expiry ticks) waits after a failed metadata update, so its"
-        " sender does not spin while the broker is down (transport.py, sessionflow/metadata_backoff.py)",
+        " sender does not spin while the broker is down (transport.py,"
+        " sessionflow/metadata_backoff.py)",
         lambda app: (
             isinstance(vars(faust_aiokafka.Transport).get("Producer"), type)
             and _method(faust_aiokafka.Producer, "_new_producer", "transactional_id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -66,6 +67,11 @@ def topics_of(settings: KafkaSettings) -> Topics:
     return Topics.for_settings(settings)
 
 
+def completed_value(session_id: str) -> bytes:
+    """A completed record's value as the worker writes it (the fields the enricher reads)."""
+    return orjson.dumps({"schemaVersion": 1, "sessionId": session_id, "type": "CHAT"})
+
+
 async def produce_completed(settings: EnricherSettings, session_ids: list[str]) -> None:
     """Completed records as the worker writes them: key and sessionId = the session id."""
     topics = topics_of(settings)
@@ -74,8 +80,7 @@ async def produce_completed(settings: EnricherSettings, session_ids: list[str]) 
     await producer.start()
     try:
         for sid in session_ids:
-            value = orjson.dumps({"schemaVersion": 1, "sessionId": sid, "type": "CHAT"})
-            await producer.send(topics.completed, value, key=sid.encode())
+            await producer.send(topics.completed, completed_value(sid), key=sid.encode())
         await producer.flush()
     finally:
         await producer.stop()
@@ -138,6 +143,22 @@ async def transcripts(
         errors = [e.message for e in VALIDATOR.iter_errors(record)]
         assert not errors, (record, errors)
     return {str(r["sessionId"]): r for r in records}
+
+
+def enricher_environ(settings: EnricherSettings, api_url: str, **extra: str) -> dict[str, str]:
+    """The environment of `sessionflow enricher` run with `settings`' Kafka, topics and port
+    against the API at `api_url` (the fake's key), and `extra` variables."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AGNTIX_")},
+        "AGNTIX_API_URL": api_url,
+        "AGNTIX_API_KEY": API_KEY,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
+        "SESSIONFLOW_PARTITIONS": str(settings.partitions),
+        "SESSIONFLOW_ENRICHER_HOST": "127.0.0.1",
+        "SESSIONFLOW_ENRICHER_PORT": str(settings.enricher_port),
+        **extra,
+    }
 
 
 def spawn_enricher(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

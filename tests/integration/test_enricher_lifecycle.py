@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.integration.conftest import free_port
 from tests.integration.enricher_fixtures import (
     VALIDATOR,
     enricher,
+    enricher_environ,
     produce_completed,
     settings_for,
     spawn_enricher,
@@ -65,20 +65,14 @@ async def test_after_a_kill_the_written_sessions_are_not_fetched_again(
     stuck, *behind = [new_session_id() for _ in range(6)]
     fake.script(stuck, Reply(body=transcript(1), delay_s=25.0))
     await produce_completed(settings, [stuck, *behind])
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AGNTIX_")},
-        "AGNTIX_API_URL": fake.url,
-        "AGNTIX_API_KEY": API_KEY,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
-        "SESSIONFLOW_PARTITIONS": "1",
-        "SESSIONFLOW_ENRICHER_HOST": "127.0.0.1",
-        "SESSIONFLOW_ENRICHER_PORT": str(settings.enricher_port),
-        "SESSIONFLOW_ENRICHER_COMMIT_INTERVAL_SECONDS": "0.2",
-        "SESSIONFLOW_ENRICHER_REQUEST_TIMEOUT_SECONDS": "30",
-        "SESSIONFLOW_ENRICHER_SESSION_DEADLINE_SECONDS": "60",
-        "SESSIONFLOW_LOG_LEVEL": "INFO",
-    }
+    env = enricher_environ(
+        settings,
+        fake.url,
+        SESSIONFLOW_ENRICHER_COMMIT_INTERVAL_SECONDS="0.2",
+        SESSIONFLOW_ENRICHER_REQUEST_TIMEOUT_SECONDS="30",
+        SESSIONFLOW_ENRICHER_SESSION_DEADLINE_SECONDS="60",
+        SESSIONFLOW_LOG_LEVEL="INFO",
+    )
     log_path = tmp_path / "enricher.log"
     first = spawn_enricher(env, log_path)
     try:

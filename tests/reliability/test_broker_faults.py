@@ -18,8 +18,10 @@ from aiokafka.errors import KafkaError
 from enricher.settings import EnricherSettings
 from sessionflow.logs import FAULTS_LOGGER
 from tests.conftest import TIMEOUT_S
-from tests.integration.agntix_fake import API_KEY, fake_api, new_session_id
+from tests.integration.agntix_fake import fake_api, new_session_id
 from tests.integration.enricher_fixtures import (
+    completed_value,
+    enricher_environ,
     produce_completed,
     settings_for,
     spawn_enricher,
@@ -364,10 +366,9 @@ async def feed_completed(settings: EnricherSettings, stop: asyncio.Event) -> int
     try:
         while not stop.is_set():
             sid = new_session_id()
-            value = orjson.dumps({"schemaVersion": 1, "sessionId": sid, "type": "CHAT"})
             with contextlib.suppress(KafkaError, TimeoutError):
                 await asyncio.wait_for(
-                    producer.send_and_wait(completed, value, key=sid.encode()), 1.0
+                    producer.send_and_wait(completed, completed_value(sid), key=sid.encode()), 1.0
                 )
                 taken += 1
             await asyncio.sleep(FEED_EVERY_S)
@@ -375,21 +376,6 @@ async def feed_completed(settings: EnricherSettings, stop: asyncio.Event) -> int
         with contextlib.suppress(KafkaError, TimeoutError):
             await asyncio.wait_for(producer.stop(), 5.0)
     return taken
-
-
-def enricher_environ(settings: EnricherSettings, fake_url: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AGNTIX_")},
-        "AGNTIX_API_URL": fake_url,
-        "AGNTIX_API_KEY": API_KEY,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "SESSIONFLOW_TOPIC_NAMESPACE": settings.topic_namespace,
-        "SESSIONFLOW_PARTITIONS": str(settings.partitions),
-        "SESSIONFLOW_ENRICHER_HOST": "127.0.0.1",
-        "SESSIONFLOW_ENRICHER_PORT": str(settings.enricher_port),
-        "SESSIONFLOW_ENRICHER_RATE_PER_SECOND": "1000",
-        "SESSIONFLOW_LOG_LEVEL": "INFO",
-    }
 
 
 @scenario("16")
@@ -403,7 +389,13 @@ async def test_the_enricher_quiet_under_a_broker_outage(
     with contextlib.contextmanager(fake_api)() as fake:
         settings = settings_for(broker.bootstrap, stack.env.namespace.strip("."), fake)
         await produce_completed(settings, [new_session_id()])  # its topics
-        enricher = spawn_enricher(enricher_environ(settings, fake.url), log_path)
+        environ = enricher_environ(
+            settings,
+            fake.url,
+            SESSIONFLOW_ENRICHER_RATE_PER_SECOND="1000",
+            SESSIONFLOW_LOG_LEVEL="INFO",
+        )
+        enricher = spawn_enricher(environ, log_path)
         try:
             await wait_until(lambda: fake.count() >= 1, "the enricher fetching", RECOVERY_S)
             stop = asyncio.Event()
